@@ -1,0 +1,392 @@
+package routing
+
+import (
+	"errors"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// errNotE164 is what the test normaliser wraps, so tests can check that New
+// keeps the normaliser's error in the chain.
+var errNotE164 = errors.New("not an e.164 number")
+
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{7,14}$`)
+
+// normalize stands in for sms.NormalizeNumber, which routing must not import:
+// it drops spaces and dashes, turns a leading 00 into +, and insists on E.164.
+func normalize(s string) (string, error) {
+	n := strings.NewReplacer(" ", "", "-", "").Replace(s)
+	if rest, ok := strings.CutPrefix(n, "00"); ok {
+		n = "+" + rest
+	}
+	if !e164.MatchString(n) {
+		return "", errNotE164
+	}
+	return n, nil
+}
+
+// config is the part of the daemon's configuration routing owns, decoded the
+// way config/ decodes it: strictly.
+type config struct {
+	Route     *Route     `yaml:"route"`
+	Receivers []Receiver `yaml:"receivers"`
+	Oncall    []Oncall   `yaml:"oncall"`
+}
+
+func loadRouter(t testing.TB, file string) *Router {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	var c config
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("decode %s: %v", file, err)
+	}
+	r, err := New(c.Route, c.Receivers, c.Oncall, normalize)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return r
+}
+
+func TestResolvedReceivers(t *testing.T) {
+	r := loadRouter(t, "testdata/routes.yaml")
+
+	tests := []struct {
+		name         string
+		numbers      []string
+		template     string
+		sendResolved bool
+		maxSegments  int
+	}{
+		{
+			// Own numbers first, then the list; the list repeats one of
+			// them in another spelling.
+			name:         "ops",
+			numbers:      []string{"+27830000001", "+27830000002"},
+			sendResolved: true,
+		},
+		{
+			// Duplicates across own numbers and two lists, each spelled
+			// differently, collapse after normalisation.
+			name:         "db",
+			numbers:      []string{"+27830000010", "+27830000002", "+27830000011", "+27830000001"},
+			template:     "{{ .Status }}",
+			sendResolved: true,
+			maxSegments:  2,
+		},
+		{
+			name:         "db-page",
+			numbers:      []string{"+27830000010", "+27830000011"},
+			sendResolved: false,
+		},
+		{
+			name:         "unused",
+			numbers:      []string{"+27830000060"},
+			sendResolved: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rr, ok := r.Receiver(tt.name)
+			if !ok {
+				t.Fatalf("receiver %q not found", tt.name)
+			}
+			if rr.Name != tt.name {
+				t.Errorf("Name = %q, want %q", rr.Name, tt.name)
+			}
+			if !slices.Equal(rr.Numbers, tt.numbers) {
+				t.Errorf("Numbers = %q, want %q", rr.Numbers, tt.numbers)
+			}
+			if rr.Template != tt.template {
+				t.Errorf("Template = %q, want %q", rr.Template, tt.template)
+			}
+			if rr.SendResolved != tt.sendResolved {
+				t.Errorf("SendResolved = %v, want %v", rr.SendResolved, tt.sendResolved)
+			}
+			if rr.MaxSegments != tt.maxSegments {
+				t.Errorf("MaxSegments = %d, want %d", rr.MaxSegments, tt.maxSegments)
+			}
+		})
+	}
+
+	if _, ok := r.Receiver("nope"); ok {
+		t.Error(`Receiver("nope") found a receiver`)
+	}
+
+	var names []string
+	for _, rr := range r.Receivers() {
+		names = append(names, rr.Name)
+	}
+	want := []string{"ops", "db", "db-page", "managers", "web", "web-backend", "eu", "eu-wide", "commas", "unused"}
+	if !slices.Equal(names, want) {
+		t.Errorf("Receivers() = %q, want %q", names, want)
+	}
+	// The returned slice is the caller's to reorder.
+	all := r.Receivers()
+	all[0] = nil
+	if r.Receivers()[0] == nil {
+		t.Error("Receivers() shares its slice with the router")
+	}
+}
+
+func TestNilNormalizeKeepsNumbers(t *testing.T) {
+	r, err := New(&Route{Receiver: "a"},
+		[]Receiver{{Name: "a", Numbers: []string{"123", "123", " x "}, Oncall: []string{"l"}}},
+		[]Oncall{{Name: "l", Numbers: []string{"x", "456"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, _ := r.Receiver("a")
+	want := []string{"123", " x ", "x", "456"}
+	if !slices.Equal(rr.Numbers, want) {
+		t.Errorf("Numbers = %q, want %q", rr.Numbers, want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestNewErrors(t *testing.T) {
+	ok := []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}
+	tests := []struct {
+		name      string
+		root      *Route
+		receivers []Receiver
+		oncall    []Oncall
+		want      []string // each is one line of the error, in order
+	}{
+		{
+			name:      "no root",
+			receivers: ok,
+			want:      []string{"route: no root route"},
+		},
+		{
+			name:      "root without receiver",
+			root:      &Route{},
+			receivers: ok,
+			want:      []string{"route: root route must specify a receiver"},
+		},
+		{
+			name:      "root with matchers",
+			root:      &Route{Receiver: "ops", Matchers: []string{`team="db"`}},
+			receivers: ok,
+			want:      []string{"route: root route must not have matchers"},
+		},
+		{
+			name:      "root with unknown receiver",
+			root:      &Route{Receiver: "nope"},
+			receivers: ok,
+			want:      []string{`route: unknown receiver "nope"`},
+		},
+		{
+			name: "nested unknown receiver",
+			root: &Route{Receiver: "ops", Routes: []*Route{
+				{Matchers: []string{`a="1"`}},
+				{Matchers: []string{`a="2"`}, Routes: []*Route{
+					{Matchers: []string{`b="1"`}, Receiver: "nope"},
+				}},
+			}},
+			receivers: ok,
+			want:      []string{`route.routes[1].routes[0]: unknown receiver "nope"`},
+		},
+		{
+			name:      "bad matcher syntax",
+			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{"team"}}}},
+			receivers: ok,
+			want:      []string{`route.routes[0]: bad matcher "team": bad matcher format: team`},
+		},
+		{
+			name:      "bad regexp",
+			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`team=~"("`}}}},
+			receivers: ok,
+			want:      []string{`route.routes[0]: bad matcher "team=~\"(\"": error parsing regexp: missing closing ): ` + "`^(?:()$`"},
+		},
+		{
+			name:      "bad matcher in comma list",
+			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`a="1", b~"2"`}}}},
+			receivers: ok,
+			want:      []string{`route.routes[0]: bad matcher "a=\"1\", b~\"2\"": bad matcher format: b~"2"`},
+		},
+		{
+			name:      "empty matcher",
+			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{""}}}},
+			receivers: ok,
+			want:      []string{`route.routes[0]: bad matcher "": no label matcher in it`},
+		},
+		{
+			name:      "empty braces",
+			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{"{}"}}}},
+			receivers: ok,
+			want:      []string{`route.routes[0]: bad matcher "{}": no label matcher in it`},
+		},
+		{
+			name:      "nil child route",
+			root:      &Route{Receiver: "ops", Routes: []*Route{nil}},
+			receivers: ok,
+			want:      []string{"route.routes[0]: empty route"},
+		},
+		{
+			name:      "duplicate receiver",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{ok[0], ok[0]},
+			want:      []string{`duplicate receiver name "ops"`},
+		},
+		{
+			name:      "duplicate oncall list",
+			root:      &Route{Receiver: "ops"},
+			receivers: ok,
+			oncall:    []Oncall{{Name: "p", Numbers: []string{"+27830000001"}}, {Name: "p"}},
+			want:      []string{`duplicate oncall list name "p"`},
+		},
+		{
+			name:      "unknown oncall list",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, Oncall: []string{"nope"}}},
+			want:      []string{`receiver "ops": unknown oncall list "nope"`},
+		},
+		{
+			name:      "empty oncall list name in receiver",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, Oncall: []string{""}}},
+			want:      []string{`receiver "ops": empty oncall list name`},
+		},
+		{
+			name:      "bad number in receiver",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001", "12ab"}}},
+			want:      []string{`receiver "ops": bad number "12ab": not an e.164 number`},
+		},
+		{
+			name:      "empty number in receiver",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Numbers: []string{" "}}},
+			want:      []string{`receiver "ops": empty number`},
+		},
+		{
+			// The list's own error explains it all: the receiver using it
+			// is neither "unknown oncall list" nor "no numbers".
+			name:      "bad number in oncall list",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Oncall: []string{"p"}}},
+			oncall:    []Oncall{{Name: "p", Numbers: []string{"0800 CALL ME"}}},
+			want:      []string{`oncall list "p": bad number "0800 CALL ME": not an e.164 number`},
+		},
+		{
+			name:      "receiver with only an empty oncall list",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Oncall: []string{"p"}}},
+			oncall:    []Oncall{{Name: "p"}},
+			want:      []string{`receiver "ops" has no numbers`},
+		},
+		{
+			name:      "empty receiver name",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{ok[0], {Name: " ", Numbers: []string{"+27830000001"}}},
+			want:      []string{"receivers[1]: empty name"},
+		},
+		{
+			name:      "empty oncall name",
+			root:      &Route{Receiver: "ops"},
+			receivers: ok,
+			oncall:    []Oncall{{Numbers: []string{"+27830000001"}}},
+			want:      []string{"oncall[0]: empty name"},
+		},
+		{
+			name:      "negative max_segments",
+			root:      &Route{Receiver: "ops"},
+			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, MaxSegments: -1}},
+			want:      []string{`receiver "ops": max_segments must not be negative, got -1`},
+		},
+		{
+			// Everything wrong is reported at once, lists, then
+			// receivers, then routes.
+			name: "several problems",
+			root: &Route{Routes: []*Route{
+				{Matchers: []string{`a=~"["`}, Receiver: "ghost"},
+			}},
+			receivers: []Receiver{
+				{Name: "ops", Numbers: []string{"nope"}, Oncall: []string{"missing"}},
+				{Name: "ops", Numbers: []string{"+27830000001"}},
+			},
+			oncall: []Oncall{{Name: "", Numbers: []string{"+27830000001"}}},
+			want: []string{
+				"oncall[0]: empty name",
+				`receiver "ops": bad number "nope": not an e.164 number`,
+				`receiver "ops": unknown oncall list "missing"`,
+				`duplicate receiver name "ops"`,
+				"route: root route must specify a receiver",
+				`route.routes[0]: unknown receiver "ghost"`,
+				`route.routes[0]: bad matcher "a=~\"[\"": error parsing regexp: missing closing ]: ` + "`[)$`",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := New(tt.root, tt.receivers, tt.oncall, normalize)
+			if err == nil {
+				t.Fatal("New succeeded, want an error")
+			}
+			if r != nil {
+				t.Error("New returned a router along with an error")
+			}
+			got := strings.Split(err.Error(), "\n")
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("error lines:\n got %q\nwant %q", got, tt.want)
+			}
+			for _, line := range got {
+				if first := line[:1]; first != strings.ToLower(first) {
+					t.Errorf("error line %q does not start lower-case", line)
+				}
+			}
+		})
+	}
+}
+
+func TestNewKeepsNormalizeErrorInChain(t *testing.T) {
+	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"x"}}}, nil, normalize)
+	if !errors.Is(err, errNotE164) {
+		t.Errorf("errors.Is(%v, errNotE164) = false, want true", err)
+	}
+}
+
+func TestMergeLabels(t *testing.T) {
+	common := map[string]string{"team": "db", "env": "prod"}
+	alert := map[string]string{"env": "staging", "instance": "a"}
+	got := MergeLabels(common, alert)
+	want := map[string]string{"team": "db", "env": "staging", "instance": "a"}
+	if len(got) != len(want) {
+		t.Fatalf("MergeLabels = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("MergeLabels()[%q] = %q, want %q", k, got[k], v)
+		}
+	}
+	if common["env"] != "prod" || len(common) != 2 || len(alert) != 2 {
+		t.Errorf("MergeLabels modified its inputs: %v %v", common, alert)
+	}
+}
+
+func TestNullReceiverIsAllowed(t *testing.T) {
+	r, err := New(&Route{Receiver: "null", Routes: []*Route{{Matchers: []string{`team="db"`}, Receiver: "db"}}},
+		[]Receiver{{Name: "null"}, {Name: "db", Numbers: []string{"+27830000001"}}}, nil, nil)
+	if err != nil {
+		t.Fatalf("a receiver without numbers (a black hole) was refused: %v", err)
+	}
+	rcv, ok := r.Receiver("null")
+	if !ok || len(rcv.Numbers) != 0 {
+		t.Fatalf("null receiver = %+v, %v", rcv, ok)
+	}
+	if got := r.Route([]map[string]string{{"alertname": "Watchdog"}}); len(got) != 1 || got[0].Receiver.Name != "null" {
+		t.Errorf("Watchdog routed to %+v", got)
+	}
+}
