@@ -1,0 +1,72 @@
+package mapping
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzApply feeds arbitrary bodies to the plain preset (and, for coverage of
+// the template path, to the github and grafana presets): Apply must never
+// panic, and must return either an error of the documented kinds or a
+// well-formed result.
+func FuzzApply(f *testing.F) {
+	for _, dir := range []string{"plain", "github", "grafana", "gitlab"} {
+		files, err := filepath.Glob(filepath.Join("testdata", dir, "*.json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	for _, s := range []string{``, `{}`, `null`, `[]`, `{"text": ""}`, `{"text": "x", "labels": {"": "v"}}`, `{"text":"x","status":"RESOLVED"}`} {
+		f.Add([]byte(s))
+	}
+
+	var mappings []*Mapping
+	for _, c := range []Config{{Preset: "plain"}, {Preset: "github"}, {Preset: "grafana"}, {Preset: "gitlab"}} {
+		m, err := c.Compile("fuzz")
+		if err != nil {
+			f.Fatal(err)
+		}
+		mappings = append(mappings, m)
+	}
+	h := hdr("X-GitHub-Event", "workflow_run")
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, m := range mappings {
+			r, err := m.Apply(body, h)
+			if err != nil {
+				var be *BodyError
+				var fe *FieldError
+				if !errors.As(err, &be) && !errors.As(err, &fe) {
+					t.Fatalf("error of unexpected type %T: %v", err, err)
+				}
+				continue
+			}
+			if r.Filtered {
+				continue
+			}
+			if len(r.Alerts) == 0 {
+				t.Fatal("unfiltered result without alerts")
+			}
+			if r.Status != StatusFiring && r.Status != StatusResolved {
+				t.Fatalf("status %q", r.Status)
+			}
+			if r.GroupKey == "" {
+				t.Fatal("empty group key")
+			}
+			for _, a := range r.Alerts {
+				if a.Labels["source"] == "" || a.Labels["alertname"] == "" || a.Fingerprint == "" {
+					t.Fatalf("alert missing defaults: %+v", a)
+				}
+			}
+		}
+	})
+}
