@@ -72,7 +72,11 @@ func Compile(f *File, opts Options) (*Runtime, error) {
 	for _, g := range c.Templates.Files {
 		files = append(files, f.path(g))
 	}
-	r, err := templates.New(templates.Options{Files: files, Logger: logger, Metrics: opts.TemplateMetrics})
+	names := make([]string, 0, len(c.Receivers))
+	for _, rc := range c.Receivers {
+		names = append(names, rc.Name)
+	}
+	r, err := templates.New(templates.Options{Files: files, Logger: logger, Metrics: opts.TemplateMetrics, Receivers: names})
 	if err != nil {
 		return nil, f.errorf([]any{"templates", "files"}, "templates: %v", err)
 	}

@@ -1,0 +1,356 @@
+// Package templates renders a notification into the text of one SMS: it runs
+// Alertmanager's template engine (so every function and data field an
+// Alertmanager user knows works), rewrites the result into the GSM 03.38
+// alphabet the SMS provider takes, and fits it to a budget of segments.
+package templates
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+	tmpltext "text/template"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// defaultTemplates defines sms.default and sms.webhook and their helpers.
+//
+//go:embed sms.tmpl
+var defaultTemplates []byte
+
+// Names of the default templates.
+const (
+	DefaultTemplate = "sms.default"
+	WebhookTemplate = "sms.webhook"
+)
+
+// SourceAlertmanager is the Data.Source of notifications from Alertmanager;
+// they get sms.default, every other source sms.webhook.
+const SourceAlertmanager = "alertmanager"
+
+// Data is what templates execute against: Alertmanager's template data (so
+// .Alerts.Firing, .CommonLabels.SortedPairs and friends work unchanged) plus
+// what smsbridge knows about the notification.
+type Data struct {
+	template.Data
+
+	// Source is "alertmanager" or the name of the generic webhook the
+	// notification came through.
+	Source string `json:"source"`
+	// GroupKey identifies the Alertmanager group (or webhook event).
+	GroupKey string `json:"groupKey"`
+	// TruncatedAlerts counts alerts the sender left out of the payload
+	// (Alertmanager's max_alerts).
+	TruncatedAlerts int `json:"truncatedAlerts"`
+}
+
+// FirstAlerts returns up to n alerts to list one by one: firing ones first,
+// then resolved ones, then any others, each in payload order.
+func (d *Data) FirstAlerts(n int) template.Alerts {
+	out := make(template.Alerts, 0, min(max(n, 0), len(d.Alerts)))
+	for _, pass := range []func(template.Alert) bool{
+		func(a template.Alert) bool { return a.Status == "firing" },
+		func(a template.Alert) bool { return a.Status == "resolved" },
+		func(a template.Alert) bool { return a.Status != "firing" && a.Status != "resolved" },
+	} {
+		for _, a := range d.Alerts {
+			if len(out) >= n {
+				return out
+			}
+			if pass(a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// MoreAlerts returns how many alerts are not shown when shown of them are
+// listed: the rest of the payload plus those the sender truncated.
+func (d *Data) MoreAlerts(shown int) int {
+	return max(len(d.Alerts)-shown, 0) + max(d.TruncatedAlerts, 0)
+}
+
+// Metrics counts template failures.
+type Metrics struct {
+	errors *prometheus.CounterVec
+}
+
+// NewMetrics registers the package's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	return &Metrics{
+		errors: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "smsbridge_template_errors_total",
+			Help: "Renders whose template failed, so that the default template's text was sent instead, by receiver.",
+		}, []string{"receiver"}),
+	}
+}
+
+// Options configures a Renderer.
+type Options struct {
+	// Files are globs of user template files, parsed after the default
+	// templates, so that they may redefine sms.default and sms.webhook. A
+	// glob that matches nothing is allowed (and logged).
+	Files []string
+	// Logger receives a warning for each failed template; nil discards.
+	Logger *slog.Logger
+	// Metrics counts failed templates; nil counts nothing.
+	Metrics *Metrics
+	// Receivers are the configured receiver names, whose error counters
+	// are created at zero.
+	Receivers []string
+	// ExternalURL, when set, is the template engine's external URL and
+	// fills Data.ExternalURL where the notification brought none.
+	ExternalURL *url.URL
+}
+
+// Renderer turns notifications into SMS text. It is safe for concurrent use.
+type Renderer struct {
+	// tmpl holds Alertmanager's default templates, ours and the user's.
+	tmpl *template.Template
+	// builtin holds only ours, so that the fallback still works when a
+	// user file redefines sms.default badly.
+	builtin     *template.Template
+	logger      *slog.Logger
+	metrics     *Metrics
+	externalURL string
+}
+
+// New parses the default templates and the user's template files. A parse
+// error names the file and line; so does a redefined default template that
+// fails against sample data.
+func New(opts Options) (*Renderer, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t, err := template.FromGlobs(nil)
+	if err != nil {
+		return nil, fmt.Errorf("load alertmanager default templates: %w", err)
+	}
+	if err := t.Parse(bytes.NewReader(defaultTemplates)); err != nil {
+		return nil, fmt.Errorf("parse default sms templates: %w", err)
+	}
+	for _, glob := range opts.Files {
+		files, err := filepath.Glob(glob)
+		if err != nil {
+			return nil, fmt.Errorf("template files %q: %w", glob, err)
+		}
+		if len(files) == 0 {
+			logger.Warn("template file pattern matches no file", "pattern", glob)
+		}
+		// One file at a time, so that an error names the whole path and
+		// not only the base name text/template reports.
+		for _, f := range files {
+			if err := t.FromGlob(escapeGlob(f)); err != nil {
+				return nil, fmt.Errorf("template file %s: %w", f, err)
+			}
+		}
+	}
+	builtin, err := template.New()
+	if err != nil {
+		return nil, fmt.Errorf("create template: %w", err)
+	}
+	if err := builtin.Parse(bytes.NewReader(defaultTemplates)); err != nil {
+		return nil, fmt.Errorf("parse default sms templates: %w", err)
+	}
+	r := &Renderer{tmpl: t, builtin: builtin, logger: logger, metrics: opts.Metrics}
+	if opts.ExternalURL != nil {
+		t.ExternalURL = opts.ExternalURL
+		builtin.ExternalURL = opts.ExternalURL
+		r.externalURL = opts.ExternalURL.String()
+	}
+	if r.metrics != nil {
+		for _, name := range opts.Receivers {
+			r.metrics.errors.WithLabelValues(name)
+		}
+	}
+	// A user file may redefine the default templates; a broken one is a
+	// config error now rather than a fallback at 3 a.m.
+	am, hook := sampleData(r.externalURL)
+	if err := r.check(invoke(DefaultTemplate), am); err != nil {
+		return nil, fmt.Errorf("template %s: %w", DefaultTemplate, err)
+	}
+	if err := r.check(invoke(WebhookTemplate), hook); err != nil {
+		return nil, fmt.Errorf("template %s: %w", WebhookTemplate, err)
+	}
+	return r, nil
+}
+
+// escapeGlob quotes the glob metacharacters of a file name so that
+// FromGlob matches exactly that file.
+func escapeGlob(path string) string {
+	if runtime.GOOS == "windows" {
+		// Backslash separates paths there; such names are rare enough.
+		return path
+	}
+	var b strings.Builder
+	for _, c := range path {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// invoke returns template text that executes the named template.
+func invoke(name string) string {
+	return `{{ template "` + name + `" . }}`
+}
+
+// defaultFor returns the default template text for d.
+func defaultFor(d *Data) string {
+	if d.Source == SourceAlertmanager {
+		return invoke(DefaultTemplate)
+	}
+	return invoke(WebhookTemplate)
+}
+
+// Check parses a per-receiver template and executes it against a sample
+// Alertmanager group (one alert firing, one resolved), so that syntax errors,
+// unknown functions and references to undefined templates are found at
+// config load. The empty template (the default) is always valid.
+func (r *Renderer) Check(tmpl string) error {
+	if tmpl == "" {
+		return nil
+	}
+	am, _ := sampleData(r.externalURL)
+	return r.check(tmpl, am)
+}
+
+// check executes tmpl against d and tells parse errors from execution ones.
+func (r *Renderer) check(tmpl string, d *Data) error {
+	if _, err := r.tmpl.ExecuteTextString(tmpl, d); err != nil {
+		if errors.As(err, new(tmpltext.ExecError)) {
+			return fmt.Errorf("execute against sample data: %w", err)
+		}
+		return fmt.Errorf("parse: %w", err)
+	}
+	return nil
+}
+
+// Render executes tmpl (the default for d.Source when empty) against d and
+// returns the text as GSM 03.38, fitted to maxSegments (DefaultMaxSegments
+// when 0 or less), and the segments it takes.
+//
+// A failing template does not lose the notification: the error is counted
+// for receiver and logged, and the built-in default template's text is
+// returned with a nil error. So is an empty text, which the provider would
+// refuse. Only when the built-in default fails as well is the error returned.
+func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text string, segments int, err error) {
+	if d == nil {
+		return "", 0, errors.New("render: no notification data")
+	}
+	data := *d
+	if data.ExternalURL == "" {
+		data.ExternalURL = r.externalURL
+	}
+	if tmpl == "" {
+		tmpl = defaultFor(&data)
+	}
+	text, err = execute(r.tmpl, tmpl, &data)
+	if err != nil {
+		if r.metrics != nil {
+			r.metrics.errors.WithLabelValues(receiver).Inc()
+		}
+		// The error names the template position and the failed action;
+		// template data never holds a credential.
+		r.logger.Warn("template failed, sending the default text instead",
+			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "err", err)
+		var fallbackErr error
+		text, fallbackErr = execute(r.builtin, defaultFor(&data), &data)
+		if fallbackErr != nil {
+			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
+		}
+	}
+	text = Fit(text, maxSegments)
+	return text, Segments(text), nil
+}
+
+// errEmptyText marks a template that rendered nothing worth sending.
+var errEmptyText = errors.New("template rendered an empty text")
+
+// execute runs tmpl against d and returns trimmed GSM text.
+func execute(t *template.Template, tmpl string, d *Data) (string, error) {
+	out, err := t.ExecuteTextString(tmpl, d)
+	if err != nil {
+		return "", err
+	}
+	out = strings.TrimSpace(ToGSM(strings.TrimSpace(out)))
+	if out == "" {
+		return "", errEmptyText
+	}
+	return out, nil
+}
+
+// sampleData returns the notifications templates are checked against: a
+// typical Alertmanager group (one alert firing, one resolved) and a typical
+// generic webhook event.
+func sampleData(externalURL string) (am, hook *Data) {
+	if externalURL == "" {
+		externalURL = "http://alertmanager.example.com:9093"
+	}
+	start := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	am = &Data{
+		Data: template.Data{
+			Receiver: "ops",
+			Status:   "firing",
+			Alerts: template.Alerts{
+				{
+					Status:       "firing",
+					Labels:       template.KV{"alertname": "HighDiskUsage", "severity": "critical", "instance": "db-01:9100", "job": "node"},
+					Annotations:  template.KV{"summary": "Disk /var is 95% full", "description": "Disk /var on db-01 is 95% full."},
+					StartsAt:     start,
+					GeneratorURL: "http://prometheus.example.com:9090/graph",
+					Fingerprint:  "0123456789abcdef",
+				},
+				{
+					Status:       "resolved",
+					Labels:       template.KV{"alertname": "HighDiskUsage", "severity": "critical", "instance": "db-02:9100", "job": "node"},
+					Annotations:  template.KV{"summary": "Disk /var is 91% full", "description": "Disk /var on db-02 is 91% full."},
+					StartsAt:     start,
+					EndsAt:       start.Add(10 * time.Minute),
+					GeneratorURL: "http://prometheus.example.com:9090/graph",
+					Fingerprint:  "fedcba9876543210",
+				},
+			},
+			GroupLabels:       template.KV{"alertname": "HighDiskUsage"},
+			CommonLabels:      template.KV{"alertname": "HighDiskUsage", "severity": "critical", "job": "node"},
+			CommonAnnotations: template.KV{},
+			RouteLabels:       template.KV{},
+			ExternalURL:       externalURL,
+		},
+		Source:   SourceAlertmanager,
+		GroupKey: `{}:{alertname="HighDiskUsage"}`,
+	}
+	hook = &Data{
+		Data: template.Data{
+			Receiver: "ops",
+			Status:   "firing",
+			Alerts: template.Alerts{{
+				Status:      "firing",
+				Labels:      template.KV{"alertname": "WorkflowFailed", "severity": "warning", "job": "deploy"},
+				Annotations: template.KV{"summary": "Deploy of main failed"},
+				StartsAt:    start,
+			}},
+			GroupLabels:       template.KV{},
+			CommonLabels:      template.KV{"alertname": "WorkflowFailed", "severity": "warning", "job": "deploy"},
+			CommonAnnotations: template.KV{"summary": "Deploy of main failed"},
+			RouteLabels:       template.KV{},
+			ExternalURL:       externalURL,
+		},
+		Source:   "ci",
+		GroupKey: "ci:42",
+	}
+	return am, hook
+}
