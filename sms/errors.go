@@ -10,7 +10,10 @@ type Kind int
 
 const (
 	// KindTransient is a provider or network failure (5xx, timeout, reset,
-	// DNS): retry with backoff.
+	// DNS): retry with backoff. A 2xx reply that names none of the numbers
+	// sent (empty, not JSON, or only a whole-request error) is transient
+	// too: whether the provider sent anything is unknown, and a duplicate
+	// SMS is better than a lost page.
 	KindTransient Kind = iota
 	// KindRateLimited is a 429: no request may be sent before RetryAfter.
 	KindRateLimited

@@ -1,0 +1,768 @@
+package sms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+const testKey = "tb-live-7f3c9a1e5d2b4c6a8e0f"
+
+var errConnReset = syscall.ECONNRESET
+
+// canned is a provider that answers every request with the same reply and
+// remembers the requests it got.
+type canned struct {
+	status int
+	header map[string]string
+	body   string
+
+	mu       sync.Mutex
+	requests []capturedRequest
+}
+
+type capturedRequest struct {
+	header http.Header
+	body   []byte
+}
+
+func (c *canned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	c.requests = append(c.requests, capturedRequest{header: r.Header.Clone(), body: b})
+	c.mu.Unlock()
+	for k, v := range c.header {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(c.status)
+	_, _ = io.WriteString(w, c.body)
+}
+
+func (c *canned) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.requests)
+}
+
+// newCanned starts a canned provider and a client for it.
+func newCanned(t *testing.T, status int, header map[string]string, body string) (*canned, *Client) {
+	t.Helper()
+	p := &canned{status: status, header: header, body: body}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return p, newTestClient(t, srv.URL+"/sms/messages", nil)
+}
+
+func newTestClient(t *testing.T, u string, m *Metrics) *Client {
+	t.Helper()
+	c, err := New(Config{URL: u, APIKey: testKey, Timeout: 10 * time.Second, DefaultPause: 42 * time.Second}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// want describes the expected outcome for one number.
+type want struct {
+	accepted bool
+	id       string
+	code     string
+}
+
+// TestClassification maps every reply sms-api.md documents, and the
+// variants its Robustness section warns of, to what Send makes of it.
+func TestClassification(t *testing.T) {
+	doc202 := readTestdata(t, "documented-202.json")
+	two := []string{"+2783123456", "+2783234567"}
+	const noErr = Kind(-1)
+	tests := []struct {
+		name    string
+		status  int
+		header  map[string]string
+		body    string
+		numbers []string
+
+		kind       Kind // noErr: Send succeeds
+		status0    bool // the error carries no status
+		retryAfter time.Duration
+		msg        string // substring of the error message
+		results    []want
+	}{
+		// The replies table of sms-api.md, one row each.
+		{name: "202 documented body", status: 202, body: doc202, numbers: two, kind: noErr,
+			results: []want{{accepted: true, id: "af750c2dc53e4e4c88c39b3b48756d3a"}, {code: CodeMissingInReply}}},
+		{name: "202 per-number rejection", status: 202, numbers: two, kind: noErr,
+			body: `{"messages":[{"apiMessageId":"a1","accepted":true,"to":"+2783123456","errorCode":null,"error":null,"errorDescription":null},
+				{"apiMessageId":"","accepted":false,"to":"+2783234567","errorCode":"E101","error":"InvalidNumber","errorDescription":"bad"}],
+				"errorCode":null,"error":null,"errorDescription":null}`,
+			results: []want{{accepted: true, id: "a1"}, {code: "E101"}}},
+		{name: "400 documented", status: 400, body: `{"status":400,"message":"The request was not properly formatted."}`,
+			kind: KindBadRequest, msg: "The request was not properly formatted."},
+		{name: "401 documented", status: 401, body: `{"status":401,"message":"API key is invalid."}`,
+			kind: KindUnauthorized, msg: "API key is invalid."},
+		{name: "403 documented", status: 403, body: `{"status":403,"message":"Your account has been suspended! ..."}`,
+			kind: KindSuspended, msg: "Your account has been suspended!"},
+		{name: "405 no credits", status: 405, body: `{"status":405,"message":"You don't have enough credits on your account!"}`,
+			kind: KindNoCredits, msg: "enough credits"},
+		{name: "405 balance update failed", status: 405, body: `{"status":405,"message":"Message sending failed for your credit balance couldn't be updated!"}`,
+			kind: KindNoCredits, msg: "couldn't be updated"},
+		{name: "429 documented", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`,
+			kind: KindRateLimited, retryAfter: 17 * time.Second, msg: "Try again in 17 seconds"},
+		{name: "500 internal error", status: 500, body: `{"status":500,"message":"An internal error has occurred. ..."}`,
+			kind: KindTransient, msg: "An internal error has occurred."},
+		{name: "500 balance update failed", status: 500, body: `{"status":500,"message":"Updating your credit balance has failed. Please contact us."}`,
+			kind: KindTransient, msg: "Updating your credit balance has failed."},
+
+		// The 429 wait, per the Robustness notes.
+		{name: "429 header larger than text", status: 429, header: map[string]string{"Retry-After": "30"},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: KindRateLimited, retryAfter: 30 * time.Second},
+		{name: "429 text larger than header", status: 429, header: map[string]string{"Retry-After": "5"},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: KindRateLimited, retryAfter: 17 * time.Second},
+		{name: "429 header only", status: 429, header: map[string]string{"Retry-After": "9"},
+			body: `{"status":429,"message":"Rate limit is exceeded."}`, kind: KindRateLimited, retryAfter: 9 * time.Second},
+		{name: "429 no wait named", status: 429, body: `{"status":429,"message":"Rate limit is exceeded."}`,
+			kind: KindRateLimited, retryAfter: 42 * time.Second},
+		{name: "429 unparsable wait", status: 429, header: map[string]string{"Retry-After": "soon"},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in a few seconds."}`, kind: KindRateLimited, retryAfter: 42 * time.Second},
+		{name: "429 zero wait", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 0 seconds."}`,
+			kind: KindRateLimited, retryAfter: 42 * time.Second},
+		{name: "429 empty body", status: 429, kind: KindRateLimited, retryAfter: 42 * time.Second, msg: "Too Many Requests (empty body)"},
+		{name: "429 fractional seconds rounded up", status: 429, body: `{"message":"Try again in 2.2 seconds."}`,
+			kind: KindRateLimited, retryAfter: 3 * time.Second},
+		{name: "429 minutes", status: 429, body: `{"message":"Rate limit is exceeded. Try again in 2 minutes."}`,
+			kind: KindRateLimited, retryAfter: 2 * time.Minute},
+		{name: "429 absurd wait capped", status: 429, body: `{"message":"Try again in 999999 seconds."}`,
+			kind: KindRateLimited, retryAfter: maxPause},
+		{name: "429 wait in another field", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.","detail":"Try again in 12 seconds"}`,
+			kind: KindRateLimited, retryAfter: 12 * time.Second, msg: "Rate limit is exceeded."},
+		{name: "429 plain text body", status: 429, body: "Too many requests. Try again in 8 seconds",
+			kind: KindRateLimited, retryAfter: 8 * time.Second},
+
+		// Other statuses.
+		{name: "200 with per-number results", status: 200, numbers: two[:1], kind: noErr,
+			body: `{"messages":[{"apiMessageId":"x","accepted":true,"to":"+2783123456"}]}`, results: []want{{accepted: true, id: "x"}}},
+		{name: "502 proxy html", status: 502, body: readTestdata(t, "proxy-502.html"), kind: KindTransient, msg: "502 Bad Gateway"},
+		{name: "503 retry-after", status: 503, header: map[string]string{"Retry-After": "120"}, body: "busy",
+			kind: KindTransient, retryAfter: 2 * time.Minute, msg: "busy"},
+		{name: "504 empty body", status: 504, kind: KindTransient, msg: "Gateway Timeout (empty body)"},
+		{name: "408 from a proxy", status: 408, kind: KindTransient},
+		{name: "404 wrong url", status: 404, body: "<html><body><h1>Not Found</h1></body></html>", kind: KindPermanent, msg: "Not Found"},
+		{name: "301 redirect not followed", status: 301, header: map[string]string{"Location": "https://elsewhere.example/sms"},
+			kind: KindPermanent, msg: "redirect to https://elsewhere.example/sms"},
+		{name: "418 unknown status", status: 418, body: `{"status":418,"error":"teapot"}`, kind: KindPermanent, msg: "teapot"},
+
+		// A 202 that does not say who got the message: retry, never drop.
+		{name: "202 empty body", status: 202, kind: KindTransient, msg: "empty reply"},
+		{name: "202 not json", status: 202, body: "<html>OK</html>", kind: KindTransient, msg: "not JSON"},
+		{name: "202 empty messages", status: 202, body: `{"messages":[]}`, kind: KindTransient, msg: "names none"},
+		{name: "202 whole-request error", status: 202,
+			body: `{"messages":[],"errorCode":"E500","error":"InternalError","errorDescription":"queue unavailable"}`,
+			kind: KindTransient, msg: "whole request failed: E500: InternalError: queue unavailable"},
+		{name: "202 whole-request error beside entries", status: 202, numbers: two, kind: noErr,
+			body:    `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+2783123456"}],"errorCode":"E900","error":"Partial"}`,
+			results: []want{{accepted: true, id: "a"}, {code: CodeMissingInReply}}},
+		{name: "202 messages not a list", status: 202, body: `{"messages":{"to":"+2783123456"}}`, kind: KindTransient},
+		{name: "202 names only other numbers", status: 202, numbers: two[:1],
+			body: `{"messages":[{"apiMessageId":"z","accepted":true,"to":"+4412345678"}]}`, kind: KindTransient},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := newCanned(t, tc.status, tc.header, tc.body)
+			numbers := tc.numbers
+			if numbers == nil {
+				numbers = two[:1]
+			}
+			res, err := c.Send(context.Background(), "disk full on db1", numbers)
+			if tc.kind == noErr {
+				if err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				checkResults(t, res, numbers, tc.results)
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if e.Kind != tc.kind {
+				t.Errorf("kind %s, want %s (%v)", e.Kind, tc.kind, e)
+			}
+			if e.StatusCode != tc.status {
+				t.Errorf("status %d, want %d", e.StatusCode, tc.status)
+			}
+			if e.RetryAfter != tc.retryAfter {
+				t.Errorf("retry after %s, want %s", e.RetryAfter, tc.retryAfter)
+			}
+			if !strings.Contains(e.Message, tc.msg) {
+				t.Errorf("message %q does not contain %q", e.Message, tc.msg)
+			}
+			if len(res.Numbers) != 0 {
+				t.Errorf("result %+v with an error, want empty", res)
+			}
+			wantRetry := tc.kind != KindBadRequest && tc.kind != KindPermanent
+			if e.Retryable() != wantRetry {
+				t.Errorf("Retryable() = %v, want %v", e.Retryable(), wantRetry)
+			}
+			wantAccount := tc.kind == KindUnauthorized || tc.kind == KindSuspended || tc.kind == KindNoCredits
+			if e.AccountProblem() != wantAccount {
+				t.Errorf("AccountProblem() = %v, want %v", e.AccountProblem(), wantAccount)
+			}
+		})
+	}
+}
+
+func checkResults(t *testing.T, res Result, numbers []string, want []want) {
+	t.Helper()
+	if len(res.Numbers) != len(numbers) {
+		t.Fatalf("%d results for %d numbers: %+v", len(res.Numbers), len(numbers), res)
+	}
+	for i, r := range res.Numbers {
+		if r.Number != numbers[i] {
+			t.Errorf("result %d is for %q, want %q", i, r.Number, numbers[i])
+		}
+		if i >= len(want) {
+			continue
+		}
+		w := want[i]
+		if r.Accepted != w.accepted || r.ErrorCode != w.code || (w.id != "" && r.MessageID != w.id) {
+			t.Errorf("result %d = %+v, want accepted=%v id=%q code=%q", i, r, w.accepted, w.id, w.code)
+		}
+	}
+}
+
+// TestRequestShape checks what goes on the wire: the bearer header with one
+// space, JSON content, and "to" as strings with "+" only, once each.
+func TestRequestShape(t *testing.T) {
+	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"1","accepted":true,"to":"+27831234567"},{"apiMessageId":"2","accepted":true,"to":"+4412345678"}]}`)
+	res, err := c.Send(context.Background(), "a < b & c", []string{"0027 83 123-4567", "+44 (12) 345.678", "+27831234567"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, res, []string{"0027 83 123-4567", "+44 (12) 345.678", "+27831234567"},
+		[]want{{accepted: true, id: "1"}, {accepted: true, id: "2"}, {accepted: true, id: "1"}})
+	if p.count() != 1 {
+		t.Fatalf("%d requests, want 1", p.count())
+	}
+	r := p.requests[0]
+	if got := r.header.Get("Authorization"); got != "Bearer "+testKey {
+		t.Errorf("Authorization %q", got)
+	}
+	if got := r.header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type %q", got)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(r.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["text"] != "a < b & c" {
+		t.Errorf("text %q", body["text"])
+	}
+	to, _ := body["to"].([]any)
+	if len(to) != 2 || to[0] != "+27831234567" || to[1] != "+4412345678" {
+		t.Errorf("to %#v, want the two numbers once each, as strings with +", body["to"])
+	}
+}
+
+// TestReplyVariants covers the shapes of a 202 the Robustness notes warn
+// of.
+func TestReplyVariants(t *testing.T) {
+	numbers := []string{"+27831234567", "+4412345678", "+12025550123"}
+	tests := []struct {
+		name string
+		body string
+		want []want
+	}{
+		{"numbers as json numbers", `{"messages":[
+			{"apiMessageId":"a","accepted":true,"to":27831234567},
+			{"apiMessageId":"b","accepted":true,"to":4412345678},
+			{"apiMessageId":"c","accepted":true,"to":1.2025550123e10}]}`,
+			[]want{{true, "a", ""}, {true, "b", ""}, {true, "c", ""}}},
+		{"numbers without plus, reordered", `{"messages":[
+			{"apiMessageId":"c","accepted":true,"to":"12025550123"},
+			{"apiMessageId":"","accepted":false,"to":"4412345678","errorCode":"E101","error":"InvalidNumber"},
+			{"apiMessageId":"a","accepted":true,"to":"27831234567"}]}`,
+			[]want{{true, "a", ""}, {false, "", "E101"}, {true, "c", ""}}},
+		{"short list", `{"messages":[{"apiMessageId":"b","accepted":true,"to":"+4412345678"}]}`,
+			[]want{{false, "", CodeMissingInReply}, {true, "b", ""}, {false, "", CodeMissingInReply}}},
+		{"unknown fields and odd types", `{"requestId":7,"meta":{"x":[1,2]},"messages":[
+			{"apiMessageId":"a","accepted":"true","to":"+27831234567","segments":2,"errorCode":null},
+			"garbage",
+			{"apiMessageId":"","accepted":0,"to":"+4412345678","errorCode":101,"error":"InvalidNumber"},
+			{"apiMessageId":"c","to":"+12025550123"}]}`,
+			[]want{{true, "a", ""}, {false, "", "101"}, {true, "c", ""}}},
+		{"duplicate entries, accepted wins", `{"messages":[
+			{"accepted":false,"to":"+27831234567","errorCode":"E101"},
+			{"apiMessageId":"a","accepted":true,"to":"+27831234567"},
+			{"accepted":false,"to":"+27831234567","errorCode":"E101"},
+			{"apiMessageId":"b","accepted":true,"to":"+4412345678"},
+			{"accepted":false,"to":"+12025550123","error":"Blocked"}]}`,
+			[]want{{true, "a", ""}, {true, "b", ""}, {false, "", ""}}},
+		{"capitalised keys", `{"Messages":[{"ApiMessageId":"a","Accepted":true,"To":"+27831234567"}]}`,
+			[]want{{true, "a", ""}, {false, "", CodeMissingInReply}, {false, "", CodeMissingInReply}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := newCanned(t, 202, nil, tc.body)
+			res, err := c.Send(context.Background(), "x", numbers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResults(t, res, numbers, tc.want)
+		})
+	}
+}
+
+func TestInvalidNumbersNeverSent(t *testing.T) {
+	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
+	numbers := []string{"0831234567", "+27831234567", "+27 abc", ""}
+	res, err := c.Send(context.Background(), "x", numbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, res, numbers, []want{{false, "", CodeInvalidNumber}, {true, "a", ""}, {false, "", CodeInvalidNumber}, {false, "", CodeInvalidNumber}})
+	if !strings.Contains(res.Numbers[0].Description, "country code") {
+		t.Errorf("description %q does not say why", res.Numbers[0].Description)
+	}
+	var body struct{ To []string }
+	if err := json.Unmarshal(p.requests[0].body, &body); err != nil || len(body.To) != 1 {
+		t.Errorf("sent %s, want only the valid number", p.requests[0].body)
+	}
+
+	// All invalid: no request at all, and no error.
+	res, err = c.Send(context.Background(), "x", []string{"12345", "+0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, res, []string{"12345", "+0123456789"}, []want{{false, "", CodeInvalidNumber}, {false, "", CodeInvalidNumber}})
+	if p.count() != 1 {
+		t.Errorf("%d requests, want 1", p.count())
+	}
+}
+
+func TestEmptyTextNotSent(t *testing.T) {
+	p, c := newCanned(t, 202, nil, "")
+	_, err := c.Send(context.Background(), "  ", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindBadRequest {
+		t.Fatalf("want bad request, got %v", err)
+	}
+	if p.count() != 0 {
+		t.Errorf("%d requests, want 0", p.count())
+	}
+}
+
+// TestPauseHonoured checks that after a 429 the client sends nothing until
+// the announced pause is over, with a clock the test moves.
+func TestPauseHonoured(t *testing.T) {
+	p, c := newCanned(t, 429, nil, `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	c.now = func() time.Time { return *clock.Load() }
+
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
+		t.Fatal("want 429 error")
+	}
+	if got := c.PausedUntil(); !got.Equal(now.Add(17 * time.Second)) {
+		t.Errorf("paused until %s, want %s", got, now.Add(17*time.Second))
+	}
+	later := now.Add(10 * time.Second)
+	clock.Store(&later)
+	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter != 7*time.Second || e.StatusCode != 0 {
+		t.Fatalf("during the pause: got %#v, want rate limited for 7s without a request", err)
+	}
+	if p.count() != 1 {
+		t.Fatalf("%d requests during the pause, want 1", p.count())
+	}
+	after := now.Add(17 * time.Second)
+	clock.Store(&after)
+	p.mu.Lock()
+	p.status, p.body = 202, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`
+	p.mu.Unlock()
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if p.count() != 2 {
+		t.Errorf("%d requests, want 2", p.count())
+	}
+}
+
+// TestPauseHandedOn checks that a pause carried to a new Client (as on a
+// config reload) keeps it from sending, and that PauseUntil never shortens.
+func TestPauseHandedOn(t *testing.T) {
+	p, prev := newCanned(t, 429, nil, `{"message":"Try again in 600 seconds."}`)
+	if _, err := prev.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
+		t.Fatal("want 429")
+	}
+	next := newTestClient(t, prev.url, nil)
+	next.PauseUntil(prev.PausedUntil())
+	next.PauseUntil(time.Now()) // earlier: ignored
+	if !next.PausedUntil().Equal(prev.PausedUntil()) {
+		t.Errorf("paused until %s, want %s", next.PausedUntil(), prev.PausedUntil())
+	}
+	_, err := next.Send(context.Background(), "x", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter < 590*time.Second {
+		t.Fatalf("new client during the pause: %v", err)
+	}
+	if p.count() != 1 {
+		t.Errorf("%d requests, want 1", p.count())
+	}
+}
+
+func (c *canned) setReply(status int, body string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status, c.body = status, body
+}
+
+func TestTransportFailures(t *testing.T) {
+	t.Run("timeout", func(t *testing.T) {
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		t.Cleanup(srv.Close)
+		t.Cleanup(func() { close(release) })
+		c, err := New(Config{URL: srv.URL, APIKey: testKey, Timeout: 100 * time.Millisecond}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Send(context.Background(), "x", []string{"+27831234567"})
+		wantTransient(t, err, "timed out")
+	})
+	t.Run("canceled", func(t *testing.T) {
+		_, c := newCanned(t, 202, nil, "")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := c.Send(ctx, "x", []string{"+27831234567"})
+		wantTransient(t, err, "canceled")
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("errors.Is(err, context.Canceled) is false for %v", err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		c := newTestClient(t, "http://"+addr+"/sms/messages", nil)
+		_, err = c.Send(context.Background(), "x", []string{"+27831234567"})
+		wantTransient(t, err, "connection refused")
+	})
+	t.Run("closed before reply", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			panic(http.ErrAbortHandler)
+		}))
+		t.Cleanup(srv.Close)
+		c := newTestClient(t, srv.URL, nil)
+		_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+		wantTransient(t, err, "")
+	})
+	t.Run("202 cut short", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"messages":[`)
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}))
+		t.Cleanup(srv.Close)
+		c := newTestClient(t, srv.URL, nil)
+		_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+		e := wantTransient(t, err, "reading the reply")
+		if e != nil && e.StatusCode != http.StatusAccepted {
+			t.Errorf("status %d, want 202", e.StatusCode)
+		}
+	})
+	t.Run("dns", func(t *testing.T) {
+		c := newTestClient(t, "http://example.invalid/", nil)
+		err := c.transportError(&url.Error{Op: "Post", URL: "http://example.invalid/", Err: &net.DNSError{Err: "no such host", Name: "example.invalid", IsNotFound: true}})
+		wantTransient(t, err, "dns lookup failed")
+		if strings.Contains(err.Error(), "http://") {
+			t.Errorf("error %q repeats the URL", err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		c := newTestClient(t, "http://127.0.0.1/", nil)
+		err := c.transportError(&url.Error{Op: "Post", URL: "http://127.0.0.1/", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", errConnReset)}})
+		wantTransient(t, err, "connection reset")
+	})
+}
+
+func wantTransient(t *testing.T, err error, msg string) *Error {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	if e.Kind != KindTransient || !e.Retryable() {
+		t.Errorf("kind %s, want transient", e.Kind)
+	}
+	if !strings.Contains(e.Message, msg) {
+		t.Errorf("message %q does not contain %q", e.Message, msg)
+	}
+	return e
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no url", Config{APIKey: "k"}, "scheme must be http or https"},
+		{"bad url", Config{URL: "http://a b/\x7f", APIKey: "k"}, "sms url"},
+		{"ftp", Config{URL: "ftp://host/sms/messages", APIKey: "k"}, "scheme"},
+		{"no host", Config{URL: "https:///sms/messages", APIKey: "k"}, "no host"},
+		{"credentials in url", Config{URL: "https://user:" + testKey + "@host/sms/messages", APIKey: "k"}, "credentials"},
+		{"no key", Config{URL: "https://host/sms/messages"}, "api key is empty"},
+		{"key with newline", Config{URL: "https://host/sms/messages", APIKey: testKey + "\n"}, "whitespace"},
+		{"negative timeout", Config{URL: "https://host/sms/messages", APIKey: "k", Timeout: -time.Second}, "negative"},
+		{"negative pause", Config{URL: "https://host/sms/messages", APIKey: "k", DefaultPause: -time.Second}, "negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), testKey) {
+				t.Errorf("error %q contains the key", err)
+			}
+		})
+	}
+	c, err := New(Config{URL: "https://api.touchbasepro.com/sms/messages", APIKey: "k"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.http.Timeout != DefaultTimeout || c.defaultPause != DefaultPause {
+		t.Errorf("defaults: timeout %s, pause %s", c.http.Timeout, c.defaultPause)
+	}
+	if tr, ok := c.http.Transport.(*http.Transport); !ok || tr.MaxIdleConnsPerHost < 8 || tr.DisableKeepAlives {
+		t.Errorf("transport %#v does not keep connections alive for the workers", c.http.Transport)
+	}
+}
+
+// TestKeepAlive checks that consecutive requests reuse one connection.
+func TestKeepAlive(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, srv.URL, nil)
+	for range 5 {
+		if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 5 sequential requests, want 1", n)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	// Every label value exists before anything happens.
+	if n := collectCount(m.requests); n != len(requestClasses) {
+		t.Errorf("%d request series, want %d", n, len(requestClasses))
+	}
+	if n := collectCount(m.rejected); n != 4 {
+		t.Errorf("%d rejected series, want 4", n)
+	}
+
+	p := &canned{status: 202, body: `{"messages":[
+		{"apiMessageId":"a","accepted":true,"to":"+27831234567"},
+		{"accepted":false,"to":"+4412345678","errorCode":"E101"},
+		{"accepted":false,"to":"+12025550123","errorCode":"E777"}]}`}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, srv.URL, m)
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567", "+4412345678", "+12025550123", "+33123456789", "nope"}); err != nil {
+		t.Fatal(err)
+	}
+	p.setReply(429, `{"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
+	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
+	// During the pause: no request, so no request metrics.
+	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
+
+	checks := []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"2xx", m.requests.WithLabelValues("2xx"), 1},
+		{"4xx", m.requests.WithLabelValues("4xx"), 1},
+		{"5xx", m.requests.WithLabelValues("5xx"), 0},
+		{"accepted", m.accepted, 1},
+		{"E101", m.rejected.WithLabelValues("E101"), 1},
+		{"unknown code", m.rejected.WithLabelValues(CodeOther), 1},
+		{"missing", m.rejected.WithLabelValues(CodeMissingInReply), 1},
+		{"invalid", m.rejected.WithLabelValues(CodeInvalidNumber), 1},
+		{"rate limited", m.rateLimited, 1},
+		{"pause seconds", m.pauseSeconds, 17},
+	}
+	for _, ck := range checks {
+		if got := collectValue(ck.c); got != ck.want {
+			t.Errorf("%s = %v, want %v", ck.name, got, ck.want)
+		}
+	}
+	if n := collectCount(m.rejected); n != 4 {
+		t.Errorf("%d rejected series after an unknown code, want 4 (bounded)", n)
+	}
+	if n := collectCount(m.duration); n != 1 {
+		t.Errorf("duration histogram missing")
+	}
+	// A nil *Metrics is allowed and records nothing.
+	var none *Metrics
+	none.observeRequest("2xx", time.Second)
+	none.numberAccepted()
+	none.numberRejected("x")
+	none.rateLimit(time.Second)
+}
+
+func TestStatusClass(t *testing.T) {
+	for code, want := range map[int]string{0: "error", 101: "error", 200: "2xx", 302: "3xx", 429: "4xx", 503: "5xx"} {
+		if got := statusClass(code); got != want {
+			t.Errorf("statusClass(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func TestRetryAfterHeader(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := map[string]time.Duration{
+		"":                              0,
+		"0":                             0,
+		"-5":                            0,
+		"12":                            12 * time.Second,
+		"86400":                         maxPause,
+		"Wed, 01 Jan 2025 12:00:30 GMT": 31 * time.Second,
+		"Wed, 01 Jan 2025 11:00:00 GMT": 0,
+		"tomorrow":                      0,
+	}
+	for in, want := range tests {
+		if got := retryAfterHeader(in, now); got != want {
+			t.Errorf("retryAfterHeader(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestClean(t *testing.T) {
+	c := &Client{apiKey: testKey}
+	long := strings.Repeat("é", 300)
+	tests := []struct{ in, want string }{
+		{"  a\n\tb\x00c  ", "a b c"},
+		{"key " + testKey + " echoed", "key <secret> echoed"},
+		{"bad \xff utf8", "bad \uFFFD utf8"},
+	}
+	for _, tc := range tests {
+		if got := c.clean(tc.in, maxMessage); got != tc.want {
+			t.Errorf("clean(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	got := c.clean(long, maxMessage)
+	if len(got) > maxMessage || !strings.HasSuffix(got, "...") || !strings.HasPrefix(got, "éé") {
+		t.Errorf("clean(long) = %q (%d bytes)", got, len(got))
+	}
+	if !strings.HasSuffix(strings.TrimSuffix(got, "..."), "é") {
+		t.Errorf("cut inside a rune: %q", got)
+	}
+	// The key is removed before the text is cut, so no prefix of it is left.
+	atCut := strings.Repeat("x", maxMessage-10) + testKey
+	if got := c.clean(atCut, maxMessage); strings.Contains(got, testKey[:6]) {
+		t.Errorf("a part of the key survived the cut: %q", got)
+	}
+}
+
+func TestFlexDecoding(t *testing.T) {
+	for in, want := range map[string]string{
+		`"+27"`: "+27", `27831234567`: "27831234567", `2.7831234567e10`: "27831234567",
+		`null`: "", `true`: "", `{"a":1}`: "", `[1]`: "", `-1`: "-1",
+	} {
+		var f flexString
+		if err := json.Unmarshal([]byte(in), &f); err != nil || string(f) != want {
+			t.Errorf("flexString(%s) = %q, %v; want %q", in, f, err, want)
+		}
+	}
+	for in, want := range map[string]flexBool{
+		`true`: {true, true}, `"false"`: {true, false}, `1`: {true, true}, `0`: {true, false},
+		`null`: {}, `"yes"`: {},
+	} {
+		var f flexBool
+		if err := json.Unmarshal([]byte(in), &f); err != nil || f != want {
+			t.Errorf("flexBool(%s) = %+v, %v; want %+v", in, f, err, want)
+		}
+	}
+}
+
+// collect gathers the metrics of c. (prometheus/testutil would do, but
+// needs a module this go.mod does not carry.)
+func collect(c prometheus.Collector) []*dto.Metric {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	var out []*dto.Metric
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			panic(err)
+		}
+		out = append(out, &d)
+	}
+	return out
+}
+
+func collectCount(c prometheus.Collector) int { return len(collect(c)) }
+
+// collectValue is the value of a collector of one counter.
+func collectValue(c prometheus.Collector) float64 {
+	ms := collect(c)
+	if len(ms) != 1 || ms[0].GetCounter() == nil {
+		panic("collectValue wants one counter")
+	}
+	return ms[0].GetCounter().GetValue()
+}

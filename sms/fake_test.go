@@ -1,0 +1,170 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsbridge/smsbridge/sms/smstest"
+)
+
+// These tests run the client against the fake, as the rest of the project
+// will.
+
+func newFake(t *testing.T, opts smstest.Options) (*smstest.Server, *Client) {
+	t.Helper()
+	if opts.APIKey == "" {
+		opts.APIKey = testKey
+	}
+	f := smstest.NewServer(opts)
+	t.Cleanup(f.Close)
+	return f, newTestClient(t, f.URL, nil)
+}
+
+func TestFakeReplyStyles(t *testing.T) {
+	numbers := []string{"+27831234567", "+4412345678", "+1 202 555 0123", "+27831234567"}
+	tests := []struct {
+		name     string
+		opts     smstest.Options
+		accepted []bool
+	}{
+		{"documented", smstest.Options{}, []bool{true, true, true, true}},
+		{"numbers as json", smstest.Options{NumbersAsJSON: true}, []bool{true, true, true, true}},
+		{"without plus", smstest.Options{StripPlus: true}, []bool{true, true, true, true}},
+		{"reversed", smstest.Options{Reverse: true}, []bool{true, true, true, true}},
+		{"last omitted", smstest.Options{Omit: 1}, []bool{true, true, false, true}},
+		{"reversed, last omitted", smstest.Options{Reverse: true, Omit: 1}, []bool{false, true, true, false}},
+		{"extra fields", smstest.Options{ExtraFields: true, NumbersAsJSON: true, Reverse: true}, []bool{true, true, true, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Credits = smstest.Unlimited
+			f, c := newFake(t, tc.opts)
+			res, err := c.Send(context.Background(), "db1 down", numbers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]string{}
+			for _, m := range f.Messages() {
+				ids[m.Number] = m.ID
+			}
+			if len(ids) != 3 {
+				t.Fatalf("fake recorded %d numbers, want 3 (the duplicate sent once)", len(ids))
+			}
+			for i, r := range res.Numbers {
+				if r.Number != numbers[i] || r.Accepted != tc.accepted[i] {
+					t.Errorf("result %d = %+v, want accepted=%v", i, r, tc.accepted[i])
+				}
+				norm, _ := NormalizeNumber(numbers[i])
+				if r.Accepted && r.MessageID != ids[norm] {
+					t.Errorf("result %d has id %q, the fake gave %q", i, r.MessageID, ids[norm])
+				}
+				if !r.Accepted && r.ErrorCode != CodeMissingInReply {
+					t.Errorf("result %d code %q, want %s", i, r.ErrorCode, CodeMissingInReply)
+				}
+			}
+		})
+	}
+}
+
+func TestFakeAccountProblems(t *testing.T) {
+	f, c := newFake(t, smstest.Options{Credits: 2})
+	if _, err := c.Send(context.Background(), "one", []string{"+27831234567", "+4412345678"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Send(context.Background(), "two", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindNoCredits || !e.AccountProblem() {
+		t.Fatalf("with no credits left: %v, want no_credits", err)
+	}
+	f.SetCredits(smstest.Unlimited)
+	if _, err := c.Send(context.Background(), "two", []string{"+27831234567"}); err != nil {
+		t.Fatalf("after topping up: %v", err)
+	}
+
+	wrong, err := New(Config{URL: f.URL, APIKey: "wrong-key"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wrong.Send(context.Background(), "x", []string{"+27831234567"})
+	if !errors.As(err, &e) || e.Kind != KindUnauthorized || e.Message != "API key is invalid." {
+		t.Fatalf("wrong key: %v, want unauthorized with the documented message", err)
+	}
+}
+
+// TestFakePauseKeptRealTime runs a real 429 pause of one second and checks
+// the fake saw no request before it ended.
+func TestFakePauseKeptRealTime(t *testing.T) {
+	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited})
+	f.FailNext(1, smstest.Fault{Status: 429, RetryAfter: 1})
+	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter != time.Second {
+		t.Fatalf("got %v, want rate limited for 1s", err)
+	}
+	// At once again: refused by the client itself.
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); !errors.As(err, &e) || e.Kind != KindRateLimited {
+		t.Fatalf("during the pause: %v", err)
+	}
+	// Wait out the pause as the client reports it, then send.
+	time.Sleep(time.Until(c.PausedUntil()))
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if f.Requests() != 2 || f.EarlyRequests() != 0 {
+		t.Errorf("fake saw %d requests, %d early; want 2, 0", f.Requests(), f.EarlyRequests())
+	}
+}
+
+// TestFakeCountsEarlyRequests makes the client's clock run ahead, so it
+// sends during the pause, and checks the fake notices (and that the client
+// then takes the new 429 as a new pause).
+func TestFakeCountsEarlyRequests(t *testing.T) {
+	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited})
+	f.FailNext(1, smstest.Fault{Status: 429, RetryAfter: 600})
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
+		t.Fatal("want 429")
+	}
+	c.now = func() time.Time { return time.Now().Add(time.Hour) }
+	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.StatusCode != 429 || e.RetryAfter < 590*time.Second {
+		t.Fatalf("early request: %v, want a 429 announcing the rest of the pause", err)
+	}
+	if f.EarlyRequests() != 1 {
+		t.Errorf("early requests %d, want 1", f.EarlyRequests())
+	}
+}
+
+func TestFakeConcurrentSends(t *testing.T) {
+	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited, Latency: time.Millisecond})
+	const workers, each = 8, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				res, err := c.Send(context.Background(), fmt.Sprintf("w%d m%d", w, i), []string{fmt.Sprintf("+2783%07d", w*100+i)})
+				if err == nil && !res.Numbers[0].Accepted {
+					err = fmt.Errorf("not accepted: %+v", res.Numbers[0])
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.WaitMessages(ctx, workers*each); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,207 @@
+package sms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/smsbridge/smsbridge/sms/smstest"
+)
+
+// echoProvider replies with the status named in the path (/N/sms/messages)
+// and repeats the request's Authorization header everywhere it can: in the
+// message, in per-number fields, in HTML, in Location and Retry-After. A
+// careless client would carry the key from there into its errors.
+func echoProvider(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	auth := r.Header.Get("Authorization")
+	key := strings.TrimPrefix(auth, "Bearer ")
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	status, _ := strconv.Atoi(parts[0])
+	style := ""
+	if len(parts) > 1 {
+		style = parts[1]
+	}
+	w.Header().Set("Location", "https://elsewhere.example/?key="+key)
+	w.Header().Set("Retry-After", key)
+	w.Header().Set("X-Echo", auth)
+	w.WriteHeader(status)
+	switch style {
+	case "html":
+		fmt.Fprintf(w, "<html><head><title>Denied for %s</title></head><body>%s</body></html>", auth, key)
+	case "text":
+		fmt.Fprintf(w, "error: key %s rejected; Try again in 3 seconds", key)
+	case "entries":
+		fmt.Fprintf(w, `{"messages":[{"apiMessageId":%q,"accepted":false,"to":"+27831234567","errorCode":%q,"error":%q,"errorDescription":"bad key %s"}],
+			"errorCode":%q,"error":"for %s","errorDescription":%q}`, key, key, auth, key, key, key, auth)
+	case "toplevel":
+		fmt.Fprintf(w, `{"messages":[],"errorCode":%q,"error":"for %s","errorDescription":%q}`, key, key, auth)
+	default:
+		fmt.Fprintf(w, `{"status":%d,"message":"API key %s is invalid. Try again in 2 seconds.","errorCode":%q}`, status, key, auth)
+	}
+}
+
+// TestAPIKeyNeverLeaks sends through every failure path and searches the
+// errors, the results, the log lines a caller would write, and the
+// gathered metrics for the API key.
+func TestAPIKeyNeverLeaks(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+
+	fake := smstest.NewServer(smstest.Options{APIKey: testKey, Credits: smstest.Unlimited, Logger: logger})
+	t.Cleanup(fake.Close)
+	echo := httptest.NewServer(http.HandlerFunc(echoProvider))
+	t.Cleanup(echo.Close)
+
+	var outputs []string
+	kinds := map[Kind]bool{}
+	record := func(what string, res Result, err error) {
+		logger.Error("send", "case", what, "err", err, "result", res)
+		for _, r := range res.Numbers {
+			outputs = append(outputs, fmt.Sprintf("%+v", r))
+		}
+		if err == nil {
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("%s: error %T is not *Error", what, err)
+			return
+		}
+		kinds[e.Kind] = true
+		outputs = append(outputs, err.Error(), fmt.Sprintf("%v", err), e.Message)
+		for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
+			outputs = append(outputs, u.Error())
+		}
+	}
+	newClient := func(u string, timeout time.Duration) *Client {
+		c, err := New(Config{URL: u, APIKey: testKey, Timeout: timeout}, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.CloseIdleConnections)
+		return c
+	}
+	numbers := []string{"+27831234567", "not a number", "+4412345678"}
+	ctx := context.Background()
+
+	// Every status, in every body style, from a provider that echoes the key.
+	for _, status := range []int{200, 202, 301, 400, 401, 403, 404, 405, 408, 418, 429, 500, 502, 503} {
+		for _, style := range []string{"json", "html", "text", "entries", "toplevel"} {
+			c := newClient(fmt.Sprintf("%s/%d/%s/sms/messages", echo.URL, status, style), 10*time.Second)
+			res, err := c.Send(ctx, "x", numbers)
+			record(fmt.Sprintf("echo %d %s", status, style), res, err)
+			if status == 429 {
+				// The pause now in force refuses at once.
+				res, err = c.Send(ctx, "x", numbers)
+				record("pause", res, err)
+			}
+		}
+	}
+
+	// The fake, told to fail in each way it can; the 429 last, as its pause
+	// would turn any later request into another 429.
+	res, err := newClient(fake.URL, 10*time.Second).Send(ctx, "hello", numbers)
+	record("success", res, err)
+	fake.FailNext(1, smstest.Fault{Hang: true})
+	res, err = newClient(fake.URL, 100*time.Millisecond).Send(ctx, "x", numbers)
+	record("hang", res, err)
+	faults := []smstest.Fault{
+		{Status: 400}, {Status: 401}, {Status: 403}, {Status: 405}, {Status: 500}, {Status: 202, Body: "not json"},
+		{Drop: true}, {Status: 429, RetryAfter: 1, RetryAfterHeader: 2},
+	}
+	for _, f := range faults {
+		fake.FailNext(1, f)
+		c := newClient(fake.URL, 10*time.Second)
+		res, err := c.Send(ctx, "x", numbers)
+		record(fmt.Sprintf("fault %+v", f), res, err)
+	}
+	fake.ClearFaults()
+	fake.SetCredits(0)
+	res, err = newClient(fake.URL, 10*time.Second).Send(ctx, "hello", numbers)
+	record("no credits or early", res, err)
+
+	// Transport failures, with the key in the URL where a careless
+	// operator might put it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	res, err = newClient("http://"+addr+"/sms/messages?key="+testKey, 10*time.Second).Send(ctx, "x", numbers)
+	record("refused", res, err)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	res, err = newClient(fake.URL+"?key="+testKey, 10*time.Second).Send(cctx, "x", numbers)
+	record("canceled", res, err)
+	res, err = newClient(fake.URL, 10*time.Second).Send(ctx, "", numbers)
+	record("empty text", res, err)
+
+	// Configuration errors.
+	for _, cfg := range []Config{
+		{URL: "https://user:" + testKey + "@api.example/sms/messages", APIKey: testKey},
+		{URL: "https://api.example/sms/messages", APIKey: testKey + " "},
+		{URL: "ht!tp://" + testKey, APIKey: testKey},
+	} {
+		if _, err := New(cfg, m); err == nil {
+			t.Errorf("New accepted %+v", cfg)
+		} else {
+			outputs = append(outputs, err.Error())
+		}
+	}
+
+	for _, k := range []Kind{KindTransient, KindRateLimited, KindUnauthorized, KindSuspended, KindNoCredits, KindBadRequest, KindPermanent} {
+		if !kinds[k] {
+			t.Errorf("no path produced kind %s; the search below would prove less than it claims", k)
+		}
+	}
+
+	var metrics bytes.Buffer
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := expfmt.NewEncoder(&metrics, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(metrics.String(), "smsbridge_sms_api_requests_total") {
+		t.Fatal("metrics were not gathered")
+	}
+	if !strings.Contains(logs.String(), "fake sms api accepted message") {
+		t.Error("the logs lack the fake's lines this test means to search")
+	}
+	if !strings.Contains(logs.String(), "<secret>") {
+		t.Error("no echoed key was redacted: the echo paths were not exercised")
+	}
+
+	secretPart := testKey[len("tb-live-"):]
+	for name, text := range map[string]string{
+		"errors and results": strings.Join(outputs, "\n"),
+		"logs":               logs.String(),
+		"metrics":            metrics.String(),
+	} {
+		if strings.Contains(text, secretPart) {
+			i := strings.Index(text, secretPart)
+			t.Errorf("%s contain the API key: ...%s...", name, text[max(0, i-80):min(len(text), i+40)])
+		}
+	}
+}
