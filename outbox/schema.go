@@ -1,0 +1,102 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// schemaVersion is stored in PRAGMA user_version. Each entry of migrations
+// moves the schema one version up, so a later release (dedup, throttles,
+// escalation, delivery callbacks) adds a step instead of rewriting this one.
+const schemaVersion = 1
+
+// migrations[i] upgrades a database from user_version i to i+1.
+var migrations = []string{
+	// Version 1. Times are unix milliseconds. The columns beyond what
+	// delivery needs today are the seams for what DESIGN.md plans next:
+	//   - notifications.dedup_key (group key + status + alert fingerprints)
+	//     and its index: suppressing an HA pair's duplicate notification;
+	//   - notifications(group_key, received_at): escalation finds a group's
+	//     earlier notifications;
+	//   - deliveries(number, updated_at): per-number throttles count what a
+	//     number received recently;
+	//   - deliveries.api_message_id and its index: the provider's
+	//     delivery-status callbacks are keyed by it.
+	// The partial indexes cover only the rows the dispatcher works on, so
+	// they stay small however much history retention keeps.
+	`
+CREATE TABLE notifications (
+	id          INTEGER PRIMARY KEY,
+	received_at INTEGER NOT NULL,
+	source      TEXT    NOT NULL,
+	group_key   TEXT    NOT NULL DEFAULT '',
+	status      TEXT    NOT NULL DEFAULT '',
+	dedup_key   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX notifications_group ON notifications(group_key, received_at);
+CREATE INDEX notifications_dedup ON notifications(dedup_key, received_at) WHERE dedup_key <> '';
+CREATE INDEX notifications_received ON notifications(received_at);
+
+CREATE TABLE messages (
+	id              INTEGER PRIMARY KEY,
+	notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+	receiver        TEXT    NOT NULL,
+	text            TEXT    NOT NULL,
+	segments        INTEGER NOT NULL
+);
+CREATE INDEX messages_notification ON messages(notification_id);
+
+CREATE TABLE deliveries (
+	id              INTEGER PRIMARY KEY,
+	message_id      INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+	number          TEXT    NOT NULL,
+	state           TEXT    NOT NULL CHECK (state IN ('pending', 'sending', 'delivered', 'failed')),
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	queued_at       INTEGER NOT NULL,
+	next_attempt_at INTEGER NOT NULL,
+	lease           INTEGER NOT NULL DEFAULT 0,
+	lease_until     INTEGER,
+	api_message_id  TEXT,
+	error_code      TEXT    NOT NULL DEFAULT '',
+	error           TEXT    NOT NULL DEFAULT '',
+	updated_at      INTEGER NOT NULL,
+	UNIQUE (message_id, number)
+);
+CREATE INDEX deliveries_due     ON deliveries(next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_age     ON deliveries(queued_at)           WHERE state = 'pending';
+CREATE INDEX deliveries_leased  ON deliveries(lease_until)         WHERE state = 'sending';
+CREATE INDEX deliveries_updated ON deliveries(updated_at);
+CREATE INDEX deliveries_number  ON deliveries(number, updated_at);
+CREATE INDEX deliveries_api_id  ON deliveries(api_message_id)      WHERE api_message_id IS NOT NULL;
+`,
+}
+
+// migrate brings the schema to schemaVersion in one transaction.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this build understands (%d)", v, schemaVersion)
+	}
+	for ; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; v is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("write schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration: %w", err)
+	}
+	return nil
+}
