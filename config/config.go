@@ -143,7 +143,7 @@ const (
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultMaxAge       = 6 * time.Hour
 	DefaultHoldRetry    = time.Minute
-	DefaultWorkers      = 2
+	DefaultWorkers      = 1
 	DefaultRetention    = 7 * 24 * time.Hour
 	DefaultBodyLimit    = 1 << 20
 	maxSegmentsCeiling  = 10

@@ -139,21 +139,30 @@ func (h *Handler) alertmanager(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	n, err := DecodeAlertmanager(body, h.now())
+	if err != nil {
+		return h.refuse(src.Name, "invalid", http.StatusBadRequest, err.Error())
+	}
+	return h.accept(c, src, n)
+}
+
+// DecodeAlertmanager decodes and checks an Alertmanager webhook body
+// (version 4). Its errors are written for the sender to read.
+func DecodeAlertmanager(body []byte, now time.Time) (*Notification, error) {
 	var p amPayload
 	if err := decodeJSON(body, &p); err != nil {
-		return h.refuse(src.Name, "invalid", http.StatusBadRequest, err.Error())
+		return nil, err
 	}
 	if err := validateAlertmanager(&p); err != nil {
-		return h.refuse(src.Name, "invalid", http.StatusBadRequest, err.Error())
+		return nil, err
 	}
-	n := &Notification{
+	return &Notification{
 		Source:          SourceAlertmanager,
 		Data:            p.Data,
 		GroupKey:        p.GroupKey,
 		TruncatedAlerts: p.TruncatedAlerts,
-		ReceivedAt:      h.now(),
-	}
-	return h.accept(c, src, n)
+		ReceivedAt:      now,
+	}, nil
 }
 
 func validateAlertmanager(p *amPayload) error {
@@ -325,7 +334,7 @@ func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte) error 
 		reason = f.Reason
 	}
 	h.metrics.authFailures.WithLabelValues(src.Name, reason).Inc()
-	h.logger.Warn("request refused: wrong or missing credentials", "source", src.Name, "reason", reason)
+	h.logger.Warn("request refused: wrong or missing credentials", "intake", src.Name, "reason", reason)
 	return h.refuse(src.Name, "unauthorized", http.StatusUnauthorized, "wrong or missing credentials")
 }
 
@@ -342,7 +351,7 @@ func (h *Handler) accept(c echo.Context, src *Source, n *Notification) error {
 			// The sender will retry this very message: it is no replay.
 			src.Verifier.Release(c.Request().Header)
 		}
-		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
+		h.logger.Error("notification not stored; the sender will be told to retry", "intake", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
 	outcome := "accepted"
