@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# The status page in a real browser: Debian's headless Chromium loads it from a
+# bridge that holds delivered, failed and pending deliveries, the DOM is checked
+# for them, for the provider's state and for the routing tree, and a screenshot
+# is kept as $BUILD_DIR/status-page.png.
+#
+# The bridge sends to status/internal/fakeapi: the SMS provider's fake, which
+# rejects one number (failed rows) and can lose its credits (a 405 holds the
+# queue: pending rows). Everything started here is stopped on exit; every wait
+# is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+BUILD_DIR="${BUILD_DIR:-$PWD/build}"
+mkdir -p "$BUILD_DIR"
+BUILD_DIR="$(cd "$BUILD_DIR" && pwd)"
+OUT="$BUILD_DIR/browser-test"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    # Each was started as the leader of its own process group.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "browser test FAILED: $*" >&2
+  echo "--- bridge log (tail) ---" >&2
+  tail -n 40 "$OUT/bridge.log" >&2 2>/dev/null || true
+  echo "--- fake api log (tail) ---" >&2
+  tail -n 20 "$OUT/fakeapi.log" >&2 2>/dev/null || true
+  exit 1
+}
+
+# wait_for WHAT SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what=$1 limit=$2
+  shift 2
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || fail "timed out after ${limit}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+if ! command -v chromium >/dev/null || ! command -v curl >/dev/null; then
+  echo "installing chromium from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium curl >/dev/null
+fi
+chromium --version 2>/dev/null || true
+
+echo "building smsbridge and the fake SMS API"
+go build -o "$WORK/smsbridge" .
+go build -o "$WORK/fakeapi" ./status/internal/fakeapi
+
+# Secrets of every kind, inline: none may show on the page or in the API.
+API_KEY="browser-api-key-S3CRET-4b1d"
+AM_PASS="browser-am-pass-S3CRET-90aa"
+CI_TOKEN="browser-ci-token-S3CRET-7c3e"
+HMAC_KEY="browser-hmac-key-S3CRET-e55f"
+REJECTED="+27830000099"
+
+setsid "$WORK/fakeapi" -listen 127.0.0.1:0 -addr-file "$WORK/fake.addr" -key "$API_KEY" -reject "$REJECTED" \
+  >"$OUT/fakeapi.log" 2>&1 &
+PIDS+=($!)
+wait_for "the fake SMS API" 20 test -s "$WORK/fake.addr"
+FAKE="http://$(cat "$WORK/fake.addr")"
+
+cat >"$WORK/smsbridge.yml" <<EOF
+sms:
+  url: $FAKE/sms/messages
+  api_key: "$API_KEY"
+  timeout: 2s
+  rate_limit: 50
+delivery:
+  min_backoff: 100ms
+  max_backoff: 1s
+  # Long, so the held queue is still held while the browser looks.
+  hold_retry: 10m
+alertmanager:
+  auth: {type: basic, username: am, password: "$AM_PASS"}
+webhooks:
+  - name: ci
+    preset: plain
+    auth: {type: token, header: X-CI-Token, secret: "$CI_TOKEN"}
+  - name: github
+    preset: github
+    auth: {type: hmac-sha256, secret: "$HMAC_KEY"}
+route:
+  receiver: ops
+  routes:
+    - matchers: ['team="db"']
+      receiver: db
+      continue: true
+    - matchers: ['team="vendor"']
+      receiver: vendor
+receivers:
+  - name: ops
+    numbers: ["+27830000001", "+27830000002"]
+  - name: db
+    numbers: ["+27830000003"]
+    oncall: [dbas]
+  - name: vendor
+    numbers: ["$REJECTED"]
+oncall:
+  - name: dbas
+    numbers: ["+27830000004"]
+EOF
+
+PORT="$("$WORK/fakeapi" -free-port)"
+BRIDGE="http://127.0.0.1:$PORT"
+setsid "$WORK/smsbridge" --config.file="$WORK/smsbridge.yml" --storage.path="$WORK/data" \
+  --web.listen-address="127.0.0.1:$PORT" --log.level=debug >"$OUT/bridge.log" 2>&1 &
+PIDS+=($!)
+wait_for "the bridge to be ready" 30 curl -fsS "$BRIDGE/-/ready"
+
+count() { # STATUS: deliveries with that status
+  curl -fsS "$BRIDGE/api/v1/deliveries?status=$1" | grep -o "\"status\":\"$1\"" | wc -l
+}
+at_least() { # STATUS N
+  (($(count "$1") >= $2))
+}
+alert() { # ALERTNAME TEAM SUMMARY
+  curl -fsS -u "am:$AM_PASS" -H 'Content-Type: application/json' "$BRIDGE/api/v1/alertmanager" -d @- >/dev/null <<EOF
+{"version":"4","status":"firing","receiver":"sms","groupKey":"{}:{alertname=\\"$1\\"}","commonLabels":{"alertname":"$1","team":"$2"},
+ "alerts":[{"status":"firing","labels":{"alertname":"$1","team":"$2","severity":"page"},"annotations":{"summary":"$3"},
+ "startsAt":"2026-11-26T03:00:00Z","fingerprint":"$1"}]}
+EOF
+}
+
+echo "delivered: an alert to ops"
+alert HighLatency ops "p99 latency above 2s on checkout" || fail "post alert"
+wait_for "2 delivered" 30 at_least delivered 2
+
+echo "failed: a CI webhook to a number the provider rejects"
+curl -fsS -H "X-CI-Token: $CI_TOKEN" -H 'Content-Type: application/json' "$BRIDGE/api/v1/webhooks/ci" \
+  -d '{"text":"Nightly backup job failed","labels":{"team":"vendor","job":"backup"}}' >/dev/null || fail "post webhook"
+wait_for "1 failed" 30 at_least failed 1
+
+echo "pending: the account runs out of credits, so the queue is held"
+curl -fsS -X POST "$FAKE/control/credits?n=0" >/dev/null
+alert DiskFull db "disk /var/lib/postgresql 97% full" || fail "post alert"
+wait_for "the provider held" 30 sh -c "curl -fsS '$BRIDGE/api/v1/status' | grep -q '\"state\":\"held\"'"
+wait_for "2 pending" 30 at_least pending 2
+"$WORK/smsbridge" send-test --receiver ops --web.url "$BRIDGE" >"$OUT/send-test.out" 2>&1 || fail "send-test: $(cat "$OUT/send-test.out")"
+grep -q "test SMS queued" "$OUT/send-test.out" || fail "send-test said: $(cat "$OUT/send-test.out")"
+
+# chrome URL OUTFILE EXTRA...: one headless Chromium run, bounded, with
+# everything it spawned stopped afterwards.
+chrome() {
+  local url=$1 out=$2
+  shift 2
+  local profile
+  profile="$(mktemp -d -p "$WORK")"
+  setsid timeout -k 5 90 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-quic \
+    --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" "$@" "$url" >"$out" 2>>"$OUT/chromium.log" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || fail "chromium failed on $url (see $OUT/chromium.log)"
+  kill -TERM -- "-$pid" 2>/dev/null || true
+}
+
+echo "chromium: status page"
+chrome "$BRIDGE/" "$OUT/status-page.html" --dump-dom
+chrome "$BRIDGE/routes-test?labels=team%3Ddb%20alertname%3DDiskFull" "$OUT/routes-test.html" --dump-dom
+(cd "$OUT" && chrome "$BRIDGE/" /dev/null --screenshot="$BUILD_DIR/status-page.png" --window-size=1280,1600 --hide-scrollbars)
+(cd "$OUT" && chrome "$BRIDGE/routes-test?labels=team%3Ddb%20alertname%3DDiskFull" /dev/null --screenshot="$OUT/routes-test.png" --window-size=1280,1000 --hide-scrollbars)
+test -s "$BUILD_DIR/status-page.png" || fail "no screenshot"
+
+errors=0
+check() { # FILE WHAT NEEDLE: the DOM must hold NEEDLE
+  if ! grep -qF -- "$3" "$1"; then
+    echo "MISSING in $(basename "$1"): $2 ($3)" >&2
+    errors=$((errors + 1))
+  fi
+}
+check_count() { # FILE WHAT NEEDLE MIN
+  local n
+  n=$(grep -oF -- "$3" "$1" | wc -l)
+  if ((n < $4)); then
+    echo "MISSING in $(basename "$1"): $2: $n of $3, want at least $4" >&2
+    errors=$((errors + 1))
+  fi
+}
+refuse() { # FILE WHAT NEEDLE: the DOM must not hold NEEDLE
+  if grep -qF -- "$3" "$1"; then
+    echo "FOUND in $(basename "$1"): $2 ($3)" >&2
+    errors=$((errors + 1))
+  fi
+}
+
+page="$OUT/status-page.html"
+check_count "$page" "delivered rows" 'data-status="delivered"' 2
+check_count "$page" "failed rows" 'data-status="failed"' 1
+check_count "$page" "pending rows" 'data-status="pending"' 2
+check "$page" "the provider's rejection" "E102: Blacklisted"
+check "$page" "a provider message id" '<td class="detail"><code>'
+check "$page" "a retry button on the failed row" 'action="/deliveries/'
+check "$page" "the held provider" '<span class="badge bad">held</span> the account has no credits (HTTP 405)'
+check "$page" "the provider's message" "You don't have enough credits on your account!"
+check "$page" "the outbox depth" 'id="outbox"'
+check "$page" "the oldest pending age" "Oldest pending"
+check "$page" "the config hash" "$(sha256sum "$WORK/smsbridge.yml" | cut -c1-12)"
+check "$page" "the last reload" '<span class="badge ok">success</span>'
+check "$page" "the route tree" 'default-route  receiver: ops'
+check "$page" "a route of the tree" '└── {team="vendor"}  receiver: vendor'
+check "$page" "the sources" "alertmanager, ci, github"
+check "$page" "masked numbers" "+2783****001"
+check "$page" "the version" 'id="build"'
+check "$page" "the routes test form" 'action="/routes-test"'
+rt="$OUT/routes-test.html"
+check "$rt" "the routes test receiver" 'data-receiver="db"'
+check "$rt" "the routes test path" "route.routes[0]"
+check "$rt" "the routes test numbers" "+2783****003, +2783****004"
+check "$rt" "the routes test summary" "would queue 1 message to 2 numbers"
+check "$rt" "the routes test text" "FIRING:1 DiskFull"
+
+# No secret and no full number, on the pages or in the admin API.
+curl -fsS "$BRIDGE/api/v1/status" >"$OUT/api-status.json"
+curl -fsS "$BRIDGE/api/v1/deliveries?limit=1000" >"$OUT/api-deliveries.json"
+for f in "$page" "$rt" "$OUT/api-status.json" "$OUT/api-deliveries.json"; do
+  for secret in "$API_KEY" "$AM_PASS" "$CI_TOKEN" "$HMAC_KEY"; do
+    refuse "$f" "a secret" "$secret"
+  done
+  for n in 27830000001 27830000002 27830000003 27830000004 27830000099; do
+    refuse "$f" "a full number" "$n"
+  done
+done
+
+((errors == 0)) || fail "$errors checks failed; the DOM is in $OUT"
+echo "browser test passed: screenshot $BUILD_DIR/status-page.png, DOM in $OUT"

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/smsbridge/smsbridge/config"
+	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/routing"
+	"github.com/smsbridge/smsbridge/status"
+)
+
+// routesTestFlags are the arguments of `smsbridge routes test`.
+type routesTestFlags struct {
+	labels      []string
+	annotations []string
+	payload     string
+	showNumbers bool
+	dryRun      bool
+}
+
+// addRoutesCommand adds `routes test` to app.
+func addRoutesCommand(app *kingpin.Application) (*kingpin.CmdClause, *routesTestFlags) {
+	rf := &routesTestFlags{}
+	routes := app.Command("routes", "Inspect the routing tree.")
+	test := routes.Command("test", "Show where one alert (given by its labels) or an Alertmanager payload would be routed, "+
+		"who would be paged and the exact SMS text. Nothing is sent and no store is opened.")
+	test.Flag("payload", "Route an Alertmanager webhook payload (JSON, version 4) from this file instead of labels.").PlaceHolder("FILE").StringVar(&rf.payload)
+	test.Flag("annotation", "An annotation of the alert, as name=value; repeatable. Only with labels.").PlaceHolder("NAME=VALUE").StringsVar(&rf.annotations)
+	test.Flag("show-numbers", "Print phone numbers in full instead of masked.").BoolVar(&rf.showNumbers)
+	// The test never needs the API key; the flag is accepted so that a
+	// command line copied from check-config works.
+	test.Flag("sms.dry-run", "Accepted for symmetry with check-config: routes test never reads the API key.").Hidden().BoolVar(&rf.dryRun)
+	test.Arg("labels", `Labels of one firing alert, as name=value or name="value".`).StringsVar(&rf.labels)
+	return test, rf
+}
+
+// runRoutesTest is `smsbridge routes test`. It exits 0 when the test ran,
+// 1 for a configuration error and 2 for a usage error.
+func runRoutesTest(configFile string, rf *routesTestFlags, stdout, stderr io.Writer) int {
+	n, what, err := routesTestInput(rf, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "smsbridge routes test: %v\n", err)
+		return 2
+	}
+	file, err := config.LoadFile(configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rt, err := config.Compile(file, config.Options{DryRun: true, Logger: logger})
+	if err != nil {
+		fmt.Fprintln(stderr, withFile(file.Path, err))
+		return 1
+	}
+	res := routesTest(rt, n, logger)
+	fmt.Fprintf(stdout, "%s\nconfig %s (%s)\n\n", what, file.Path, file.Hash[:12])
+	if err := status.WriteRouteTest(stdout, res, rf.showNumbers); err != nil {
+		fmt.Fprintf(stderr, "smsbridge routes test: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// routesTestInput builds the notification to test from the labels or the
+// payload file, and a line saying what it is.
+func routesTestInput(rf *routesTestFlags, now time.Time) (*receiver.Notification, string, error) {
+	switch {
+	case rf.payload != "" && len(rf.labels) > 0:
+		return nil, "", errors.New("give labels or --payload, not both")
+	case rf.payload != "" && len(rf.annotations) > 0:
+		return nil, "", errors.New("--annotation goes with labels; a payload carries its own annotations")
+	case rf.payload != "":
+		body, err := os.ReadFile(rf.payload)
+		if err != nil {
+			return nil, "", fmt.Errorf("read payload: %w", err)
+		}
+		n, err := receiver.DecodeAlertmanager(body, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("payload %s: %w", rf.payload, err)
+		}
+		return n, fmt.Sprintf("payload %s: %s, %d alerts", rf.payload, n.Data.Status, len(n.Data.Alerts)), nil
+	case len(rf.labels) == 0:
+		return nil, "", errors.New(`no labels: give the labels of an alert (team=db severity="critical") or --payload FILE`)
+	}
+	labels, err := status.ParseLabels(rf.labels)
+	if err != nil {
+		return nil, "", err
+	}
+	annotations, err := status.ParseLabels(rf.annotations)
+	if err != nil {
+		return nil, "", fmt.Errorf("annotation: %w", err)
+	}
+	return labelNotification(labels, annotations, now), "alert {" + strings.Join(status.FormatLabels(labels), ", ") + "}", nil
+}
+
+// labelNotification is one firing alert with labels, as Alertmanager would
+// send it alone in its group.
+func labelNotification(labels, annotations map[string]string, now time.Time) *receiver.Notification {
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	a := template.Alert{Status: "firing", Labels: template.KV(labels), Annotations: template.KV(annotations), StartsAt: now}
+	return &receiver.Notification{
+		Source: receiver.SourceAlertmanager,
+		Data: template.Data{
+			Receiver: "smsbridge", Status: "firing", Alerts: template.Alerts{a},
+			GroupLabels: template.KV{}, CommonLabels: template.KV(labels), CommonAnnotations: template.KV(annotations),
+		},
+		GroupKey:   "{}:{" + strings.Join(status.FormatLabels(labels), ", ") + "}",
+		ReceivedAt: now,
+	}
+}
+
+// routesTest routes and renders n against rt exactly as the intake does
+// (pipeline.plan), and says what would be queued. Nothing is sent or
+// stored.
+func routesTest(rt *config.Runtime, n *receiver.Notification, logger *slog.Logger) status.RouteTest {
+	p := &pipeline{runtime: func() *config.Runtime { return rt }, logger: logger}
+	plans := p.plan(rt, n)
+	var res status.RouteTest
+	for _, m := range merge(plans) {
+		res.Messages++
+		res.Recipients += len(m.Numbers)
+	}
+	// Route again for the receivers the plan leaves out, to say why they
+	// get nothing.
+	labels := make([]map[string]string, len(n.Data.Alerts))
+	for i, a := range n.Data.Alerts {
+		labels[i] = routing.MergeLabels(n.Data.CommonLabels, a.Labels)
+	}
+	for _, t := range rt.Router.Route(labels) {
+		sp := status.Plan{Receiver: t.Receiver.Name}
+		for _, node := range t.Nodes {
+			sp.Routes = append(sp.Routes, status.Route{Path: node.Path, Key: node.Key})
+		}
+		i := slices.IndexFunc(plans, func(p planned) bool { return p.Receiver.Name == t.Receiver.Name })
+		switch {
+		case i >= 0:
+			pl := plans[i]
+			sp.Alerts, sp.Numbers, sp.Text, sp.Segments = pl.Alerts, pl.Numbers, pl.Text, pl.Segments
+		case len(t.Receiver.Numbers) == 0:
+			sp.Skipped = "the receiver has no numbers"
+		default:
+			sp.Skipped = "its alerts are resolved and the receiver has send_resolved: false"
+		}
+		res.Plans = append(res.Plans, sp)
+	}
+	return res
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smsbridge/smsbridge/sms/smstest"
+)
+
+const sendTestConfig = `
+sms:
+  url: SMS_URL
+  api_key_file: KEY_FILE
+  timeout: 2s
+delivery:
+  min_backoff: 20ms
+  max_backoff: 200ms
+route:
+  receiver: ops
+receivers:
+  - name: ops
+    numbers: ["+27830000001", "+27830000002"]
+  - name: nobody
+`
+
+func TestSendTestCommand(t *testing.T) {
+	tb := newTestBridge(t, sendTestConfig, smstest.Options{})
+	// The same bridge behind basic auth, as --web.config.file would put it.
+	authed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pa55word" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="smsbridge"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		tb.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(authed.Close)
+	dir := t.TempDir()
+	pwFile := writeFile(t, dir, "pw", "pa55word\n")
+	notBridge := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notBridge.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+		sent   int
+	}{
+		{name: "queued", args: []string{"--receiver=ops", "--web.url=" + tb.srv.URL}, code: 0,
+			stdout: "test SMS queued as notification 1 for receiver ops: 2 numbers (+2783****001, +2783****002)\nfollow it at " + tb.srv.URL + "/?status=pending", sent: 2},
+		{name: "trailing slash", args: []string{"--receiver", "ops", "--web.url", tb.srv.URL + "/"}, code: 0, stdout: "for receiver ops", sent: 2},
+		{name: "unknown receiver", args: []string{"--receiver=dba", "--web.url=" + tb.srv.URL}, code: 1,
+			stderr: `smsbridge send-test: the bridge answered 404: no receiver named "dba" is configured`},
+		{name: "receiver without numbers", args: []string{"--receiver=nobody", "--web.url=" + tb.srv.URL}, code: 1, stderr: "answered 422"},
+		{name: "basic auth", args: []string{"--receiver=ops", "--web.url=" + authed.URL, "--web.username=admin", "--web.password-file=" + pwFile}, code: 0, stdout: "queued", sent: 2},
+		{name: "credentials missing", args: []string{"--receiver=ops", "--web.url=" + authed.URL}, code: 1, stderr: "pass --web.username and --web.password-file"},
+		{name: "not a bridge", args: []string{"--receiver=ops", "--web.url=" + notBridge.URL}, code: 1, stderr: "the bridge answered 404 Not Found, not a test result"},
+		{name: "nothing listening", args: []string{"--receiver=ops", "--web.url=" + closed.URL}, code: 1, stderr: "no answer from the bridge at " + closed.URL + " (is it running?)"},
+		{name: "no receiver", args: []string{"--web.url=" + tb.srv.URL}, code: 2, stderr: "required flag(s) '--receiver' not provided"},
+		{name: "bad url", args: []string{"--receiver=ops", "--web.url=127.0.0.1:9754"}, code: 2, stderr: `--web.url "127.0.0.1:9754" is not an http or https URL`},
+		{name: "credentials in url", args: []string{"--receiver=ops", "--web.url=http://admin:pa55word@127.0.0.1:9754"}, code: 2, stderr: "put no credentials in --web.url"},
+		{name: "username alone", args: []string{"--receiver=ops", "--web.url=" + authed.URL, "--web.username=admin"}, code: 2, stderr: "go together"},
+		{name: "password file missing", args: []string{"--receiver=ops", "--web.url=" + authed.URL, "--web.username=admin", "--web.password-file=" + filepath.Join(dir, "nope")}, code: 2, stderr: "read password"},
+	}
+	sent := 0
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, append([]string{"send-test"}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, tc.stdout) {
+				t.Errorf("stdout %q, want it to contain %q", stdout, tc.stdout)
+			}
+			if !strings.Contains(stderr, tc.stderr) {
+				t.Errorf("stderr %q, want it to contain %q", stderr, tc.stderr)
+			}
+			if strings.Contains(stdout+stderr, "pa55word") {
+				t.Error("the password was printed")
+			}
+			sent += tc.sent
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := tb.fake.WaitMessages(ctx, sent); err != nil {
+				t.Fatalf("%d test SMS expected: %v", sent, err)
+			}
+			if n := tb.fake.Accepted(); n != sent {
+				t.Errorf("%d SMS sent, want %d", n, sent)
+			}
+		})
+	}
+	for _, m := range tb.fake.Messages() {
+		if !strings.HasPrefix(m.Text, "smsbridge test to ops at ") || !strings.HasSuffix(m.Text, "Z: if you read this, paging works.") {
+			t.Errorf("test SMS text %q", m.Text)
+		}
+	}
+}

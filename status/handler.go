@@ -1,0 +1,405 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
+
+	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/sms"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// pageLimit is how many deliveries the page lists unless asked for more.
+const pageLimit = 50
+
+// maxLimit is the most deliveries one request returns, as the outbox caps it.
+const maxLimit = 1000
+
+// states are the delivery states a filter may name, in display order.
+var states = []outbox.State{outbox.StatePending, outbox.StateSending, outbox.StateDelivered, outbox.StateFailed}
+
+// Handler serves the status page and the admin API.
+type Handler struct {
+	store   Store
+	bridge  Bridge
+	started time.Time
+	now     func() time.Time
+	logger  *slog.Logger
+	index   *template.Template
+	routes  *template.Template
+	css     []byte
+	// csrf refuses state-changing requests a browser sends from another
+	// site: with basic auth the browser would add the credentials itself.
+	csrf *http.CrossOriginProtection
+}
+
+// New returns a Handler; it fails only if the embedded templates do.
+func New(o Options) (*Handler, error) {
+	if o.Store == nil || o.Bridge == nil {
+		return nil, errors.New("status: a store and a bridge are required")
+	}
+	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
+		csrf: http.NewCrossOriginProtection()}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if h.index, err = h.parse("index.html"); err != nil {
+		return nil, err
+	}
+	if h.routes, err = h.parse("routes.html"); err != nil {
+		return nil, err
+	}
+	if h.css, err = assets.ReadFile("static/status.css"); err != nil {
+		return nil, fmt.Errorf("status: read stylesheet: %w", err)
+	}
+	return h, nil
+}
+
+func (h *Handler) parse(page string) (*template.Template, error) {
+	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/"+page)
+	if err != nil {
+		return nil, fmt.Errorf("status: parse %s: %w", page, err)
+	}
+	return t, nil
+}
+
+// Register adds the page and the admin API to e. They sit behind whatever
+// authentication serves e (the --web.config.file basic auth).
+func (h *Handler) Register(e *echo.Echo) {
+	e.GET("/", h.page)
+	e.GET("/routes-test", h.routesTest)
+	e.GET("/static/status.css", h.stylesheet)
+	e.POST("/deliveries/:id/retry", h.retryForm, h.sameOrigin)
+	e.GET("/api/v1/status", h.apiStatus)
+	e.GET("/api/v1/deliveries", h.apiDeliveries)
+	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.sameOrigin)
+	e.POST("/api/v1/test", h.apiTest, h.sameOrigin)
+}
+
+func (h *Handler) sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := h.csrf.Check(c.Request()); err != nil {
+			return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
+		}
+		return next(c)
+	}
+}
+
+// filterFrom reads status, since and limit from the query.
+func (h *Handler) filterFrom(c echo.Context, defaultLimit int) (outbox.Filter, error) {
+	f := outbox.Filter{Limit: defaultLimit}
+	if s := c.QueryParam("status"); s != "" && s != "all" {
+		st, err := parseState(s)
+		if err != nil {
+			return f, err
+		}
+		f.State = st
+	}
+	if s := c.QueryParam("since"); s != "" {
+		t, err := parseSince(s, h.now())
+		if err != nil {
+			return f, err
+		}
+		f.Since = t
+	}
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return f, fmt.Errorf("limit %q is not a whole number from 1 to %d", truncate(s, 20), maxLimit)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func parseState(s string) (outbox.State, error) {
+	for _, st := range states {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	return "", fmt.Errorf("status %q is not one of %s", truncate(s, 20), strings.Join(names, ", "))
+}
+
+// parseSince takes an RFC 3339 time or a duration back from now ("90m",
+// "1h30m", "2d").
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := model.ParseDuration(s); err == nil {
+		return now.Add(-time.Duration(d)), nil
+	}
+	return time.Time{}, fmt.Errorf("since %q is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h, 30m, 2d)", truncate(s, 40))
+}
+
+// deliveryJSON is one delivery in the admin API.
+type deliveryJSON struct {
+	ID             int64     `json:"id"`
+	NotificationID int64     `json:"notification_id"`
+	ReceivedAt     time.Time `json:"received_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	Source         string    `json:"source"`
+	GroupKey       string    `json:"group_key"`
+	// AlertStatus is the notification's firing or resolved.
+	AlertStatus string `json:"alert_status"`
+	Receiver    string `json:"receiver"`
+	// Number is masked: the API is no way round the page's masking.
+	Number            string `json:"number"`
+	Status            string `json:"status"`
+	Attempts          int    `json:"attempts"`
+	Segments          int    `json:"segments"`
+	Text              string `json:"text"`
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
+	ErrorCode         string `json:"error_code,omitempty"`
+	Error             string `json:"error,omitempty"`
+}
+
+func toJSON(r outbox.Record) deliveryJSON {
+	return deliveryJSON{
+		ID: r.ID, NotificationID: r.NotificationID, ReceivedAt: r.ReceivedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, Receiver: r.Receiver,
+		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
+		Text: r.Text, ProviderMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error,
+	}
+}
+
+func (h *Handler) apiDeliveries(c echo.Context) error {
+	f, err := h.filterFrom(c, 100)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+	recs, err := h.store.Deliveries(c.Request().Context(), f)
+	if err != nil {
+		return h.unavailable("list deliveries", err)
+	}
+	out := struct {
+		Deliveries []deliveryJSON `json:"deliveries"`
+	}{Deliveries: make([]deliveryJSON, 0, len(recs))}
+	for _, r := range recs {
+		out.Deliveries = append(out.Deliveries, toJSON(r))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func parseID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("delivery id %q is not a positive whole number", truncate(c.Param("id"), 20)))
+	}
+	return id, nil
+}
+
+// retry re-queues delivery id and maps the store's refusal to a status code.
+func (h *Handler) retry(ctx context.Context, id int64) error {
+	err := h.store.Retry(ctx, id)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnknownDelivery):
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no delivery with id %d", id))
+	case errors.Is(err, outbox.ErrNotFailed):
+		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("delivery %d has not failed (or does not exist); only a failed delivery can be retried", id))
+	default:
+		return h.unavailable("retry delivery", err)
+	}
+}
+
+func (h *Handler) apiRetry(c echo.Context) error {
+	id, err := parseID(c)
+	if err != nil {
+		return err
+	}
+	if err := h.retry(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"status": "queued", "id": id})
+}
+
+// retryForm is the page's retry button: the same as the API, then back
+// to the page.
+func (h *Handler) retryForm(c echo.Context) error {
+	id, err := parseID(c)
+	if err != nil {
+		return err
+	}
+	if err := h.retry(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/?status=pending")
+}
+
+// testRequest is the body of POST /api/v1/test.
+type testRequest struct {
+	Receiver string `json:"receiver"`
+}
+
+func (h *Handler) apiTest(c echo.Context) error {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "could not read the body")
+	}
+	var req testRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, `body must be JSON like {"receiver":"ops"}`)
+	}
+	if strings.TrimSpace(req.Receiver) == "" {
+		return echo.NewHTTPError(http.StatusBadRequest, `"receiver" is missing: name the receiver to send a test SMS to`)
+	}
+	res, err := h.bridge.SendTest(c.Request().Context(), req.Receiver)
+	switch {
+	case errors.Is(err, ErrUnknownReceiver):
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no receiver named %q is configured", truncate(req.Receiver, 64)))
+	case errors.Is(err, ErrNoNumbers):
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, fmt.Sprintf("receiver %q has no numbers", truncate(req.Receiver, 64)))
+	case err != nil:
+		return h.unavailable("queue test sms", err)
+	}
+	masked := make([]string, len(res.Numbers))
+	for i, n := range res.Numbers {
+		masked[i] = sms.MaskNumber(n)
+	}
+	h.logger.Info("test sms queued", "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))
+	return c.JSON(http.StatusAccepted, map[string]any{
+		"status": "accepted", "id": res.ID, "receiver": res.Receiver, "recipients": len(res.Numbers),
+		"numbers": masked, "text": res.Text,
+	})
+}
+
+// unavailable logs err, which the caller never sees, and answers 503:
+// the store is ours, not the caller's mistake.
+func (h *Handler) unavailable(what string, err error) error {
+	h.logger.Error(what, "err", err)
+	return echo.NewHTTPError(http.StatusServiceUnavailable, what+" failed; see the bridge's log")
+}
+
+// statusJSON is GET /api/v1/status.
+type statusJSON struct {
+	Version       string       `json:"version"`
+	Revision      string       `json:"revision"`
+	StartedAt     time.Time    `json:"started_at"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	Config        configJSON   `json:"config"`
+	Provider      providerJSON `json:"provider"`
+	Outbox        *outboxJSON  `json:"outbox,omitempty"`
+	OutboxError   string       `json:"outbox_error,omitempty"`
+}
+
+type configJSON struct {
+	File             string    `json:"file"`
+	Hash             string    `json:"hash"`
+	LoadedAt         time.Time `json:"loaded_at"`
+	LastReloadAt     time.Time `json:"last_reload_at"`
+	LastReloadResult string    `json:"last_reload_result"`
+	LastReloadError  string    `json:"last_reload_error,omitempty"`
+}
+
+type providerJSON struct {
+	State      string     `json:"state"`
+	Until      *time.Time `json:"until,omitempty"`
+	Since      *time.Time `json:"since,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	StatusCode int        `json:"status_code,omitempty"`
+	Message    string     `json:"message,omitempty"`
+}
+
+type outboxJSON struct {
+	Pending                 int     `json:"pending"`
+	InFlight                int     `json:"in_flight"`
+	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (h *Handler) apiStatus(c echo.Context) error {
+	now := h.now()
+	info, prov := h.bridge.Info(), h.bridge.Provider()
+	out := statusJSON{
+		Version: version.Version, Revision: version.Revision,
+		StartedAt: h.started.UTC(), UptimeSeconds: now.Sub(h.started).Seconds(),
+		Config: configJSON{
+			File: info.ConfigFile, Hash: info.ConfigHash, LoadedAt: info.LoadedAt.UTC(),
+			LastReloadAt: info.LastReload.At.UTC(), LastReloadResult: "success", LastReloadError: info.LastReload.Err,
+		},
+		Provider: providerJSON{State: prov.State, Until: optTime(prov.Until), Since: optTime(prov.Since),
+			Reason: prov.Reason, StatusCode: prov.StatusCode, Message: prov.Message},
+	}
+	if info.LastReload.Err != "" {
+		out.Config.LastReloadResult = "failure"
+	}
+	st, err := h.store.Stats(c.Request().Context())
+	if err != nil {
+		h.logger.Error("read outbox stats", "err", err)
+		out.OutboxError = "the outbox could not be read; see the bridge's log"
+	} else {
+		out.Outbox = &outboxJSON{Pending: st.Pending, InFlight: st.InFlight, OldestPendingAgeSeconds: age(st.Oldest, now).Seconds()}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func age(t, now time.Time) time.Duration {
+	if t.IsZero() || now.Before(t) {
+		return 0
+	}
+	return now.Sub(t)
+}
+
+func (h *Handler) stylesheet(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "public, max-age=300")
+	return c.Blob(http.StatusOK, "text/css; charset=utf-8", h.css)
+}
+
+// render executes t into a buffer first, so a failing template answers
+// 500 instead of half a page.
+func (h *Handler) render(c echo.Context, code int, t *template.Template, data any) error {
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
+		h.logger.Error("render status page", "err", err)
+		return echo.NewHTTPError(http.StatusInternalServerError, "the page could not be rendered; see the bridge's log")
+	}
+	hd := c.Response().Header()
+	hd.Set("Cache-Control", "no-store")
+	// Nothing but our own stylesheet runs on the page; no framing.
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	return c.HTMLBlob(code, buf.Bytes())
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
