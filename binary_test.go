@@ -15,6 +15,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smsbridge/smsbridge/sms/smstest"
 )
 
 // The tests in this file run the built binary, as an operator would.
@@ -80,6 +84,12 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 // startBridge starts the binary with args and waits until it is ready.
 func startBridge(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startBridgeAuth(t, "", "", args...)
+}
+
+// startBridgeAuth is startBridge for a server that wants basic auth.
+func startBridgeAuth(t *testing.T, user, pass string, args ...string) *proc {
+	t.Helper()
 	p := &proc{addr: freeAddr(t), log: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	args = append([]string{"--web.listen-address=" + p.addr}, args...)
 	p.cmd = exec.Command(binary(t), args...)
@@ -96,7 +106,11 @@ func startBridge(t *testing.T, args ...string) *proc {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.addr + "/-/ready")
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/-/ready", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -172,4 +186,36 @@ receivers:
   - name: ops
     numbers: ["%s"]
 `, smsURL, keyFile, strings.Join(numbers, `", "`))
+}
+
+// TestWebConfigBasicAuth starts the binary with --web.config.file holding
+// basic auth users: every endpoint then wants the password.
+func TestWebConfigBasicAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("op-pa55"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := smstest.NewServer(smstest.Options{APIKey: "k", Credits: smstest.Unlimited})
+	defer fake.Close()
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "smsbridge.yml", bridgeConfig(fake.URL, writeFile(t, dir, "key", "k"), []string{"+27830000001"}))
+	web := writeFile(t, dir, "web.yml", fmt.Sprintf("basic_auth_users:\n  operator: %s\n", hash))
+	p := startBridgeAuth(t, "operator", "op-pa55", "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"), "--web.config.file="+web)
+	for _, tc := range []struct {
+		user, pass string
+		want       int
+	}{{"", "", 401}, {"operator", "wrong", 401}, {"operator", "op-pa55", 200}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/metrics", nil)
+		if tc.user != "" {
+			req.SetBasicAuth(tc.user, tc.pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("user %q: %d, want %d", tc.user, resp.StatusCode, tc.want)
+		}
+	}
 }

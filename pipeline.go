@@ -19,6 +19,7 @@ import (
 // enqueuer is the part of the outbox the pipeline writes to.
 type enqueuer interface {
 	Enqueue(ctx context.Context, n outbox.Notification) (int64, error)
+	LastStatus(ctx context.Context, groupKey string) (string, bool, error)
 }
 
 // pipeline routes and renders a notification in the request, then writes
@@ -42,8 +43,18 @@ type planned struct {
 // Accept implements receiver.Sink.
 func (p *pipeline) Accept(ctx context.Context, n *receiver.Notification) (receiver.Accepted, error) {
 	rt := p.runtime()
-	plan := p.plan(rt, n)
 	on := outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status}
+	if quiet, err := p.resolvesNothing(ctx, n); err != nil {
+		return receiver.Accepted{}, err
+	} else if quiet {
+		// Recorded, so the next resolution of this group is quiet too.
+		id, err := p.store.Enqueue(ctx, on)
+		if err != nil {
+			return receiver.Accepted{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
+		}
+		return receiver.Accepted{ID: id, Filtered: true}, nil
+	}
+	plan := p.plan(rt, n)
 	recipients := 0
 	for _, m := range merge(plan) {
 		on.Messages = append(on.Messages, outbox.Message{
@@ -56,6 +67,21 @@ func (p *pipeline) Accept(ctx context.Context, n *receiver.Notification) (receiv
 		return receiver.Accepted{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
 	return receiver.Accepted{ID: id, Recipients: recipients}, nil
+}
+
+// resolvesNothing reports whether n, from a generic webhook, resolves a
+// group that is not firing: every green CI build says "success", and only
+// the one after a failure is news. Alertmanager sends resolved only for
+// what it notified as firing, so its notifications always pass.
+func (p *pipeline) resolvesNothing(ctx context.Context, n *receiver.Notification) (bool, error) {
+	if n.Source == receiver.SourceAlertmanager || n.Data.Status != "resolved" || n.GroupKey == "" {
+		return false, nil
+	}
+	last, ok, err := p.store.LastStatus(ctx, n.GroupKey)
+	if err != nil {
+		return false, fmt.Errorf("look up group %s: %w", n.GroupKey, err)
+	}
+	return !ok || last != "firing", nil
 }
 
 // plan routes every alert of n and renders one text per receiver, with

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -189,4 +190,20 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 			return total, nil
 		}
 	}
+}
+
+// LastStatus returns the status of the newest notification stored with
+// groupKey ("" and false when there is none), so a sender's "resolved"
+// can be told apart from a resolution of something that never fired.
+func (s *Store) LastStatus(ctx context.Context, groupKey string) (string, bool, error) {
+	var status string
+	err := s.rdb.QueryRowContext(ctx, `SELECT status FROM notifications WHERE group_key = ?
+		ORDER BY received_at DESC, id DESC LIMIT 1`, groupKey).Scan(&status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("last status of group: %w", err)
+	}
+	return status, true, nil
 }

@@ -1141,3 +1141,25 @@ func TestClosedStore(t *testing.T) {
 		}
 	}
 }
+
+func TestLastStatus(t *testing.T) {
+	clk := newClock()
+	s := open(t, t.TempDir(), Options{Clock: clk.Now})
+	ctx := context.Background()
+	if st, ok, err := s.LastStatus(ctx, "g1"); err != nil || ok || st != "" {
+		t.Fatalf("empty store: %q %v %v", st, ok, err)
+	}
+	for _, status := range []string{"firing", "resolved", "firing"} {
+		if _, err := s.Enqueue(ctx, Notification{Source: "ci", GroupKey: "g1", Status: status}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+		st, ok, err := s.LastStatus(ctx, "g1")
+		if err != nil || !ok || st != status {
+			t.Fatalf("after %s: %q %v %v", status, st, ok, err)
+		}
+	}
+	if _, ok, _ := s.LastStatus(ctx, "g2"); ok {
+		t.Error("another group's status returned")
+	}
+}

@@ -355,11 +355,18 @@ func (h *Handler) accept(c echo.Context, src *Source, n *Notification) error {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
 	outcome := "accepted"
-	if res.Recipients == 0 {
+	switch {
+	case res.Filtered:
+		outcome = "filtered"
+	case res.Recipients == 0:
 		outcome = "unrouted"
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
-	return c.JSON(http.StatusAccepted, accepted{Status: "accepted", ID: res.ID, Recipients: res.Recipients})
+	status := "accepted"
+	if res.Filtered {
+		status = "filtered"
+	}
+	return c.JSON(http.StatusAccepted, accepted{Status: status, ID: res.ID, Recipients: res.Recipients})
 }
 
 func (h *Handler) refuse(source, outcome string, code int, msg string) error {

@@ -30,6 +30,9 @@ type Notification struct {
 type Accepted struct {
 	ID         int64
 	Recipients int
+	// Filtered is set when the notification was recorded but sends
+	// nothing by design (a resolution of a group that was not firing).
+	Filtered bool
 }
 
 // Sink routes, renders and durably stores a notification. An error means
