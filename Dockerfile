@@ -1,15 +1,20 @@
-# Build: docker build -t smsbridge .
+# Build: docker build --build-arg VERSION=$(git describe --tags) --build-arg REVISION=$(git rev-parse HEAD) -t smsbridge .
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # Pure Go (the SQLite driver too), so the binary is static.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/smsbridge .
+ARG VERSION=dev
+ARG REVISION=unknown
+RUN CGO_ENABLED=0 go build -trimpath -o /out/smsbridge \
+      -ldflags="-s -w -X github.com/prometheus/common/version.Version=${VERSION} -X github.com/prometheus/common/version.Revision=${REVISION}" .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/smsbridge /bin/smsbridge
-COPY config.example.yaml /etc/smsbridge/smsbridge.yml
+# Mount your configuration at /etc/smsbridge/smsbridge.yml (and the API
+# key file it names); the example documents every key.
+COPY config.example.yaml /etc/smsbridge/smsbridge.example.yml
 # The outbox: mount a persistent volume here, or accepted pages are lost
 # with the container.
 VOLUME ["/data"]
