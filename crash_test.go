@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,4 +108,53 @@ func containsWord(s, w string) bool {
 		}
 	}
 	return false
+}
+
+// TestGracefulShutdown sends SIGTERM while deliveries are under way: the
+// process exits cleanly, and what it had not sent is sent after restart.
+func TestGracefulShutdown(t *testing.T) {
+	const key = "term-key"
+	numbers := []string{"+27831240001", "+27831240002"}
+	fake := smstest.NewServer(smstest.Options{APIKey: key, Credits: smstest.Unlimited, Latency: 40 * time.Millisecond})
+	defer fake.Close()
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "smsbridge.yml", bridgeConfig(fake.URL, writeFile(t, dir, "key", key), numbers))
+	args := []string{"--config.file=" + cfg, "--storage.path=" + filepath.Join(dir, "data")}
+	p := startBridge(t, args...)
+	const notifications = 20
+	for i := range notifications {
+		name := fmt.Sprintf("Crash%02d", i)
+		if code, _ := post(t, "http://"+p.addr+"/api/v1/alertmanager", amPayload(name, "s")); code != 202 {
+			t.Fatalf("post: %d", code)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs())
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("no exit within 45s of SIGTERM\n%s", p.logs())
+	}
+	if !strings.Contains(p.logs(), "shutting down") {
+		t.Errorf("no shutdown logged:\n%s", p.logs())
+	}
+	p = startBridge(t, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		got := delivered(fake)
+		if len(got) == notifications*len(numbers) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d delivered after restart\n%s", len(got), notifications*len(numbers), p.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
