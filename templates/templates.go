@@ -9,11 +9,13 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	tmplhtml "html/template"
 	"log/slog"
 	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	tmpltext "text/template"
 	"time"
 
@@ -119,7 +121,12 @@ type Renderer struct {
 	tmpl *template.Template
 	// builtin holds only ours, so that the fallback still works when a
 	// user file redefines sms.default badly.
-	builtin     *template.Template
+	builtin *template.Template
+	// all and base are the text templates inside tmpl and builtin, from
+	// which each distinct template string is parsed once and cached:
+	// Alertmanager's ExecuteTextString clones and parses the whole set on
+	// every call, which costs far more than executing it.
+	all, base   compiled
 	logger      *slog.Logger
 	metrics     *Metrics
 	externalURL string
@@ -133,7 +140,8 @@ func New(opts Options) (*Renderer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t, err := template.FromGlobs(nil)
+	var allText, baseText *tmpltext.Template
+	t, err := template.FromGlobs(nil, captureText(&allText))
 	if err != nil {
 		return nil, fmt.Errorf("load alertmanager default templates: %w", err)
 	}
@@ -156,14 +164,15 @@ func New(opts Options) (*Renderer, error) {
 			}
 		}
 	}
-	builtin, err := template.New()
+	builtin, err := template.New(captureText(&baseText))
 	if err != nil {
 		return nil, fmt.Errorf("create template: %w", err)
 	}
 	if err := builtin.Parse(bytes.NewReader(defaultTemplates)); err != nil {
 		return nil, fmt.Errorf("parse default sms templates: %w", err)
 	}
-	r := &Renderer{tmpl: t, builtin: builtin, logger: logger, metrics: opts.Metrics}
+	r := &Renderer{tmpl: t, builtin: builtin, logger: logger, metrics: opts.Metrics,
+		all: compiled{set: allText}, base: compiled{set: baseText}}
 	if opts.ExternalURL != nil {
 		t.ExternalURL = opts.ExternalURL
 		builtin.ExternalURL = opts.ExternalURL
@@ -258,7 +267,7 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 	if tmpl == "" {
 		tmpl = defaultFor(&data)
 	}
-	text, err = execute(r.tmpl, tmpl, &data)
+	text, err = r.all.execute(tmpl, &data)
 	if err != nil {
 		if r.metrics != nil {
 			r.metrics.errors.WithLabelValues(receiver).Inc()
@@ -268,7 +277,7 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 		r.logger.Warn("template failed, sending the default text instead",
 			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "err", err)
 		var fallbackErr error
-		text, fallbackErr = execute(r.builtin, defaultFor(&data), &data)
+		text, fallbackErr = r.base.execute(defaultFor(&data), &data)
 		if fallbackErr != nil {
 			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
 		}
@@ -280,12 +289,50 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 // errEmptyText marks a template that rendered nothing worth sending.
 var errEmptyText = errors.New("template rendered an empty text")
 
+// captureText is an Alertmanager template option that keeps a pointer
+// to the text template set it builds, for compiled.
+func captureText(p **tmpltext.Template) template.Option {
+	return func(text *tmpltext.Template, _ *tmplhtml.Template) { *p = text }
+}
+
+// compiled parses each template string once against a template set, as
+// Alertmanager's ExecuteTextString would on every call, and keeps it.
+type compiled struct {
+	set   *tmpltext.Template
+	cache sync.Map // template string -> *tmpltext.Template
+}
+
+func (c *compiled) lookup(tmpl string) (*tmpltext.Template, error) {
+	if t, ok := c.cache.Load(tmpl); ok {
+		return t.(*tmpltext.Template), nil
+	}
+	t, err := c.set.Clone()
+	if err != nil {
+		return nil, err
+	}
+	// As in Alertmanager's execText; routeLabels has no route labels to
+	// give outside Alertmanager's dispatcher.
+	t, err = t.New("").Option("missingkey=zero").
+		Funcs(tmpltext.FuncMap{"routeLabels": func(string) (string, error) { return "", nil }}).
+		Parse(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := c.cache.LoadOrStore(tmpl, t)
+	return actual.(*tmpltext.Template), nil
+}
+
 // execute runs tmpl against d and returns trimmed GSM text.
-func execute(t *template.Template, tmpl string, d *Data) (string, error) {
-	out, err := t.ExecuteTextString(tmpl, d)
+func (c *compiled) execute(tmpl string, d *Data) (string, error) {
+	t, err := c.lookup(tmpl)
 	if err != nil {
 		return "", err
 	}
+	var buf strings.Builder
+	if err := t.Execute(&buf, d); err != nil {
+		return "", err
+	}
+	out := buf.String()
 	out = strings.TrimSpace(ToGSM(strings.TrimSpace(out)))
 	if out == "" {
 		return "", errEmptyText
