@@ -219,3 +219,26 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestPprofFlag: the profiler is served only when asked for.
+func TestPprofFlag(t *testing.T) {
+	fake := smstest.NewServer(smstest.Options{APIKey: "k", Credits: smstest.Unlimited})
+	defer fake.Close()
+	for _, tc := range []struct {
+		flag string
+		want int
+	}{{"--web.enable-pprof", 200}, {"--no-web.enable-pprof", 404}} {
+		dir := t.TempDir()
+		cfg := writeFile(t, dir, "smsbridge.yml", bridgeConfig(fake.URL, writeFile(t, dir, "key", "k"), []string{"+27830000001"}))
+		p := startBridge(t, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"), tc.flag)
+		resp, err := http.Get("http://" + p.addr + "/debug/pprof/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: /debug/pprof/cmdline %d, want %d", tc.flag, resp.StatusCode, tc.want)
+		}
+		p.kill(t)
+	}
+}

@@ -185,7 +185,13 @@ func New(store Store, sender Sender, cfg Config, logger *slog.Logger, m *Metrics
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	limit := rate.Limit(cfg.RateLimit)
+	// A margin under the configured rate: with requests spaced exactly
+	// 1/rate apart, the (rate+1)-th leaves one second after the first, and
+	// a provider counting per one-second window sees rate+1 whenever the
+	// first was a little late, answers 429 and costs a whole pause.
+	// Measured on a backlog drain: 71-87% of the limit without the margin,
+	// 97% with it (docs/performance.md).
+	limit := rate.Limit(cfg.RateLimit * rateMargin)
 	if cfg.RateLimit < 0 {
 		limit = rate.Inf
 	}
@@ -266,6 +272,9 @@ type runner struct {
 
 	storeBackoff time.Duration
 	storeRetryAt time.Time
+	// nextExpiry is when the oldest queued row reaches max age, as of
+	// the last schedule query.
+	nextExpiry time.Time
 }
 
 func (r *runner) loop() {
@@ -285,6 +294,9 @@ func (r *runner) loop() {
 	}
 }
 
+// rateMargin is the share of sms.rate_limit the limiter actually allows.
+const rateMargin = 0.97
+
 // idle is how long the loop sleeps with nothing scheduled; wake-ups and
 // finished batches interrupt it.
 const idle = time.Hour
@@ -301,6 +313,16 @@ func (r *runner) step() time.Duration {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
+	}
+	d.mu.Lock()
+	held := d.hold != nil
+	d.mu.Unlock()
+	if !held && r.inflight >= d.cfg.Workers && now.Before(r.nextExpiry) {
+		// Every worker is busy: a store wake-up (a webhook committed) has
+		// nothing to start, and a finished batch wakes the loop anyway.
+		// Skipping the schedule queries here keeps the store's single
+		// writer free for intake during a storm.
+		return r.nextExpiry.Sub(now)
 	}
 
 	sched, err := d.store.Schedule(r.ctx, now)
@@ -320,8 +342,10 @@ func (r *runner) step() time.Duration {
 			return r.storeFailed(now, err)
 		}
 	}
+	r.nextExpiry = now.Add(idle)
 	if !sched.OldestQueued.IsZero() {
-		at(sched.OldestQueued.Add(d.cfg.MaxAge))
+		r.nextExpiry = sched.OldestQueued.Add(d.cfg.MaxAge)
+		at(r.nextExpiry)
 	}
 
 	d.mu.Lock()

@@ -193,6 +193,12 @@ func (s *Store) commit(batch []*enqueueReq) {
 // write inserts the batch and commits; it reports whether any delivery was
 // added.
 func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+	// Before BeginTx: the transaction holds the only writer connection.
+	if s.ins == nil {
+		if s.ins, err = prepareInserts(ctx, s.wdb); err != nil {
+			return false, err
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin: %w", err)
@@ -202,21 +208,11 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			_ = tx.Rollback() // the write already failed; that error is the one to report
 		}
 	}()
-	insN, err := tx.PrepareContext(ctx, `INSERT INTO notifications (received_at, source, group_key, status, dedup_key) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return false, fmt.Errorf("prepare: %w", err)
-	}
-	defer insN.Close()
-	insM, err := tx.PrepareContext(ctx, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`)
-	if err != nil {
-		return false, fmt.Errorf("prepare: %w", err)
-	}
-	defer insM.Close()
-	insD, err := tx.PrepareContext(ctx, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`)
-	if err != nil {
-		return false, fmt.Errorf("prepare: %w", err)
-	}
-	defer insD.Close()
+	// The statements stay prepared on the one writer connection; the
+	// transaction only borrows them.
+	insN := tx.StmtContext(ctx, s.ins.notification)
+	insM := tx.StmtContext(ctx, s.ins.message)
+	insD := tx.StmtContext(ctx, s.ins.delivery)
 
 	now := ms(s.clock())
 	for _, r := range batch {
@@ -250,4 +246,37 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 		return 0, err
 	}
 	return res.LastInsertId()
+}
+
+// inserts are the statements of a group commit.
+type inserts struct {
+	notification, message, delivery *sql.Stmt
+}
+
+func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
+	var ins inserts
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, dedup_key) VALUES (?, ?, ?, ?, ?)`},
+		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
+		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
+	} {
+		st, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			ins.close()
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+		*p.st = st
+	}
+	return &ins, nil
+}
+
+func (ins *inserts) close() {
+	for _, st := range []*sql.Stmt{ins.notification, ins.message, ins.delivery} {
+		if st != nil {
+			st.Close()
+		}
+	}
 }

@@ -117,9 +117,12 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 		WHERE state = 'sending' AND lease_until <= ?`, nowMS, nowMS); err != nil {
 		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
 	}
-	// Scan a few batches' worth beyond the need: rows of a full batch or a
-	// duplicate number are skipped, and the next Lease takes them.
-	scan := min(4*maxBatches*maxNumbers, 20000)
+	// Scan at most what the batches can hold, and stop at the first new
+	// text once every batch is open: this runs on the single writer
+	// connection, and each millisecond here is one no webhook can commit.
+	// Rows of a full batch, a duplicate number or a text beyond the stop
+	// wait for the next Lease.
+	scan := min(maxBatches*maxNumbers, 20000)
 	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, m.id, m.notification_id, m.receiver, m.text, m.segments
 		FROM deliveries d JOIN messages m ON m.id = d.message_id
 		WHERE d.state = 'pending' AND d.next_attempt_at <= ?
@@ -156,7 +159,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 		g := groups[text]
 		if g == nil {
 			if len(order) == maxBatches {
-				continue
+				break
 			}
 			g = &group{batch: Batch{Text: text, Segments: segments, LeaseUntil: until}, numbers: map[string]bool{}}
 			groups[text] = g

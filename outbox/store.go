@@ -86,6 +86,10 @@ type Store struct {
 	wg        sync.WaitGroup
 	leaseSeq  atomic.Int64
 
+	// ins are the group commit's insert statements, prepared once by the
+	// writer goroutine (the only one that uses them) on first use.
+	ins *inserts
+
 	// beforeCommit, when set by a test, runs in the writer goroutine before
 	// each group commit with the number of notifications in it.
 	beforeCommit func(n int)
@@ -220,6 +224,9 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBs() error {
+	if s.ins != nil {
+		s.ins.close()
+	}
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
 
