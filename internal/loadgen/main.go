@@ -1,0 +1,524 @@
+// Command loadgen measures smsbridge's intake and delivery on this machine.
+//
+// It builds the bridge of the module it runs in (or takes -bin), starts it
+// on 127.0.0.1 against an in-process sms/smstest fake of the provider, and
+// runs these phases, each against a fresh bridge and store:
+//
+//   - max: as many Alertmanager webhooks as -concurrency senders can post in
+//     -duration, first to a minimal Echo handler (decode, answer 202, in
+//     its own process) and then to the bridge; the bridge's throughput is
+//     quoted as a ratio of the minimal handler's, measured in the same run.
+//   - rate: -rate webhooks a second for -duration (open loop), to both; the
+//     intake latency percentiles.
+//   - e2e: -low-rate webhooks a second; the time from the bridge's 202 to
+//     the fake receiving the SMS, and provider requests per notification.
+//   - drain: -backlog notifications accepted while the provider answers
+//     every request with 500 (an outage), then healthy again; the rate the
+//     backlog drains at against the
+//     provider's rate limit (-provider-rate, also the bridge's
+//     sms.rate_limit unless -bridge-rate sets it).
+//
+// Peak RSS (VmHWM) and CPU time of the bridge are read from /proc. Every
+// phase is bounded in time and count, talks to 127.0.0.1 only, and stops
+// its processes when done, or when the tool is interrupted or killed.
+//
+// With -target the tool posts to a bridge already running (max and rate
+// only; -target-pid adds its RSS). With -pprof DIR it builds the bridge
+// with a net/http/pprof listener added at build time and saves CPU
+// profiles of the max and rate phases and a heap profile into DIR.
+//
+// Run from the repository root:
+//
+//	go run ./internal/loadgen
+//	go run ./internal/loadgen -phases=max -duration=20s -concurrency=64
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the tool's flags.
+type options struct {
+	target       string
+	targetPID    int
+	bin          string
+	phases       string
+	duration     time.Duration
+	concurrency  int
+	rate         int
+	lowRate      int
+	latency      time.Duration
+	providerRate int
+	bridgeRate   float64
+	backlog      int
+	numbers      int
+	batchSize    int
+	workers      int
+	pprofDir     string
+	timeout      time.Duration
+	keep         bool
+	drainTrace   bool
+	bridgeEnv    string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var serve string
+	fs.StringVar(&o.target, "target", "", "base URL of a running bridge on 127.0.0.1 to post to (max and rate phases only); default: build and start one")
+	fs.IntVar(&o.targetPID, "target-pid", 0, "pid of the -target bridge, to read its peak RSS")
+	fs.StringVar(&o.bin, "bin", "", "bridge binary to start; default: go build the module in a temporary directory")
+	fs.StringVar(&o.phases, "phases", "max,rate,e2e,drain", "phases to run, comma-separated: max, rate, e2e, drain")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load run (max, rate, e2e)")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "senders in the max phase")
+	fs.IntVar(&o.rate, "rate", 1000, "webhooks per second in the rate phase")
+	fs.IntVar(&o.lowRate, "low-rate", 10, "webhooks per second in the e2e phase")
+	fs.DurationVar(&o.latency, "provider-latency", 20*time.Millisecond, "the fake provider's reply latency")
+	fs.IntVar(&o.providerRate, "provider-rate", 50, "the fake provider's rate limit in requests per second (and the bridge's sms.rate_limit unless -bridge-rate sets it)")
+	fs.Float64Var(&o.bridgeRate, "bridge-rate", 0, "the bridge's sms.rate_limit in requests per second; default: -provider-rate")
+	fs.IntVar(&o.backlog, "backlog", 1000, "notifications in the drain phase's backlog")
+	fs.IntVar(&o.numbers, "numbers", 2, "numbers the receiver pages per notification")
+	fs.IntVar(&o.batchSize, "batch-size", 100, "the bridge's sms.batch_size")
+	fs.IntVar(&o.workers, "workers", 2, "the bridge's delivery.workers")
+	fs.StringVar(&o.pprofDir, "pprof", "", "save CPU and heap profiles of the bridge into this directory (builds the bridge with a pprof listener)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on the whole run after this long")
+	fs.StringVar(&o.bridgeEnv, "bridge-env", "", "extra environment of the bridge, comma-separated KEY=VALUE pairs (e.g. GOGC=200)")
+	fs.BoolVar(&o.drainTrace, "drain-trace", false, "print every non-202 answer and every gap over 150ms during the drain")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, stores, bridge logs)")
+	fs.StringVar(&serve, "serve-minimal", "", "internal: serve the minimal handler on this address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if serve != "" {
+		return serveMinimal(serve)
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := measure(ctx, o, stdout); err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 1
+	}
+	return 0
+}
+
+func (o *options) validate() error {
+	for p := range strings.SplitSeq(o.phases, ",") {
+		switch p {
+		case "max", "rate":
+		case "e2e", "drain":
+			if o.target != "" {
+				return fmt.Errorf("phase %s needs the fake provider and cannot run against -target", p)
+			}
+		default:
+			return fmt.Errorf("unknown phase %q; phases are max, rate, e2e, drain", p)
+		}
+	}
+	if o.target != "" && !strings.HasPrefix(o.target, "http://127.0.0.1:") && !strings.HasPrefix(o.target, "http://localhost:") {
+		return fmt.Errorf("-target %q: the tool only loads a bridge on this machine (http://127.0.0.1:PORT)", o.target)
+	}
+	switch {
+	case o.duration <= 0 || o.duration > 5*time.Minute:
+		return fmt.Errorf("-duration %s must be above 0 and at most 5m", o.duration)
+	case o.concurrency < 1 || o.concurrency > 1024:
+		return fmt.Errorf("-concurrency %d must be between 1 and 1024", o.concurrency)
+	case o.rate < 1 || o.rate > 20000 || o.lowRate < 1 || o.lowRate > 20000:
+		return fmt.Errorf("-rate and -low-rate must be between 1 and 20000")
+	case o.providerRate < 1 || o.providerRate > 1000:
+		return fmt.Errorf("-provider-rate %d must be between 1 and 1000 (the bridge's limit)", o.providerRate)
+	case o.bridgeEnv != "" && strings.Contains(o.bridgeEnv, " "):
+		return fmt.Errorf("-bridge-env %q: KEY=VALUE pairs separated by commas, no spaces", o.bridgeEnv)
+	case o.bridgeRate < 0 || o.bridgeRate > 1000:
+		return fmt.Errorf("-bridge-rate %v must be between 0 (the provider's rate) and 1000", o.bridgeRate)
+	case o.backlog < 1 || o.backlog > 100000:
+		return fmt.Errorf("-backlog %d must be between 1 and 100000", o.backlog)
+	case o.numbers < 1 || o.numbers > 1000:
+		return fmt.Errorf("-numbers %d must be between 1 and 1000", o.numbers)
+	}
+	return nil
+}
+
+// env is the bridge's extra environment.
+func (o *options) env() []string {
+	if o.bridgeEnv == "" {
+		return nil
+	}
+	return strings.Split(o.bridgeEnv, ",")
+}
+
+// bridgeLimit is the bridge's sms.rate_limit.
+func (o *options) bridgeLimit() float64 {
+	if o.bridgeRate > 0 {
+		return o.bridgeRate
+	}
+	return float64(o.providerRate)
+}
+
+func (o *options) has(phase string) bool {
+	for p := range strings.SplitSeq(o.phases, ",") {
+		if p == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// measure runs the phases and prints the report.
+func measure(ctx context.Context, o options, out io.Writer) error {
+	tmp, err := os.MkdirTemp("", "smsbridge-loadgen")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(out, "keeping", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o750); err != nil {
+			return err
+		}
+	}
+	r := &report{opts: o, loadBefore: loadAverage(), started: time.Now()}
+	m := &measurer{o: o, tmp: tmp, out: out, r: r}
+	if o.target == "" {
+		if o.bin == "" {
+			fmt.Fprintln(out, "building the bridge...")
+			if m.bin, err = buildBridge(ctx, tmp, o.pprofDir != ""); err != nil {
+				return err
+			}
+		} else {
+			if o.pprofDir != "" {
+				return fmt.Errorf("-pprof builds the bridge itself; leave out -bin")
+			}
+			m.bin = o.bin
+		}
+	}
+	fmt.Fprintf(out, "load average before: %s\n", r.loadBefore)
+	for _, ph := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"max", m.phaseMax},
+		{"rate", m.phaseRate},
+		{"e2e", m.phaseE2E},
+		{"drain", m.phaseDrain},
+	} {
+		if !o.has(ph.name) {
+			continue
+		}
+		fmt.Fprintf(out, "phase %s...\n", ph.name)
+		if err := ph.fn(ctx); err != nil {
+			return fmt.Errorf("phase %s: %w", ph.name, err)
+		}
+	}
+	r.loadAfter = loadAverage()
+	r.print(out)
+	return nil
+}
+
+// measurer holds what the phases share.
+type measurer struct {
+	o   options
+	tmp string
+	bin string
+	out io.Writer
+	r   *report
+	n   int // bridges started, for directory names
+}
+
+// bridge starts a fresh bridge against prov, or returns the -target one
+// (nil, nil) when prov is nil.
+func (m *measurer) bridge(ctx context.Context, prov *provider, timeout time.Duration) (*bridgeProc, error) {
+	m.n++
+	dir := filepath.Join(m.tmp, fmt.Sprintf("bridge-%d", m.n))
+	return startBridge(ctx, m.bin, dir, bridgeParams{
+		ProviderURL: prov.URL,
+		Timeout:     timeout,
+		RateLimit:   m.o.bridgeLimit(),
+		BatchSize:   m.o.batchSize,
+		Workers:     m.o.workers,
+		Numbers:     numbers(m.o.numbers),
+		Env:         m.o.env(),
+	}, m.o.pprofDir != "")
+}
+
+// intakeTarget is an endpoint under load: the bridge or the minimal
+// handler, with its pid for /proc.
+type intakeTarget struct {
+	url  string
+	pid  int
+	stop func()
+	// bridge is set when the target is a bridge this tool started.
+	bridge *bridgeProc
+	prov   *provider
+}
+
+func (m *measurer) startTarget(ctx context.Context) (*intakeTarget, error) {
+	if m.o.target != "" {
+		return &intakeTarget{url: strings.TrimSuffix(m.o.target, "/"), pid: m.o.targetPID, stop: func() {}}, nil
+	}
+	prov, err := startProvider(m.o.latency, m.o.providerRate, false)
+	if err != nil {
+		return nil, err
+	}
+	b, err := m.bridge(ctx, prov, 10*time.Second)
+	if err != nil {
+		prov.close()
+		return nil, err
+	}
+	return &intakeTarget{url: b.URL, pid: b.pid(), bridge: b, prov: prov, stop: func() {
+		b.stop()
+		prov.close()
+	}}, nil
+}
+
+// intakeRun loads one target with fn and notes its process statistics.
+func (m *measurer) intakeRun(ctx context.Context, t *intakeTarget, tag string, fn func(*loader) runResult, profile string) (intakeResult, error) {
+	l := newLoader(t.url, tag, max(m.o.concurrency, 64))
+	defer l.close()
+	// Warm up: connections, the store's first pages, the Go runtime's
+	// heap; none of it is measured.
+	_ = l.closedLoop(ctx, 4, 2*time.Second, 200)
+	before, _ := readProc(t.pid)
+	var mBefore map[string]float64
+	if t.bridge != nil {
+		mBefore, _ = scrape(ctx, t.url)
+	}
+	profDone := make(chan error, 1)
+	if profile != "" && t.bridge != nil && t.bridge.PprofAddr != "" {
+		go func() {
+			profDone <- t.bridge.profileCPU(ctx, m.o.duration-time.Second, filepath.Join(m.o.pprofDir, profile))
+		}()
+	} else {
+		profDone <- nil
+	}
+	res := fn(l)
+	if err := <-profDone; err != nil {
+		return intakeResult{}, err
+	}
+	after, err := readProc(t.pid)
+	ir := intakeResult{run: res, lat: summarize(latencies(res.ok()))}
+	if mBefore != nil {
+		if mAfter, serr := scrape(ctx, t.url); serr == nil {
+			c := commitDelta(mBefore, mAfter)
+			ir.commits = &c
+		}
+	}
+	if err == nil {
+		ir.peakRSS = after.PeakRSS
+		ir.cpu = after.CPU - before.CPU
+	}
+	if ctx.Err() != nil {
+		return ir, ctx.Err()
+	}
+	return ir, nil
+}
+
+func latencies(shots []shot) []time.Duration {
+	out := make([]time.Duration, len(shots))
+	for i, s := range shots {
+		out[i] = s.Latency
+	}
+	return out
+}
+
+// phaseMax compares throughput at maximum concurrency.
+func (m *measurer) phaseMax(ctx context.Context) error {
+	load := func(l *loader) runResult { return l.closedLoop(ctx, m.o.concurrency, m.o.duration, 0) }
+	return m.compare(ctx, "max", load, "bridge-max-cpu.pprof", func(min, br intakeResult) {
+		m.r.maxMinimal, m.r.maxBridge = min, br
+	})
+}
+
+// phaseRate measures intake latency at a fixed rate.
+func (m *measurer) phaseRate(ctx context.Context) error {
+	load := func(l *loader) runResult { return l.openLoop(ctx, m.o.rate, m.o.duration, 256) }
+	return m.compare(ctx, "rate", load, "bridge-rate-cpu.pprof", func(min, br intakeResult) {
+		m.r.rateMinimal, m.r.rateBridge = min, br
+	})
+}
+
+// compare runs load against the minimal handler, then against the bridge.
+func (m *measurer) compare(ctx context.Context, tag string, load func(*loader) runResult, profile string, save func(min, br intakeResult)) error {
+	mp, err := startMinimal(ctx)
+	if err != nil {
+		return err
+	}
+	minRes, err := m.intakeRun(ctx, &intakeTarget{url: mp.URL, pid: mp.pid()}, "min"+tag, load, "")
+	mp.stop()
+	if err != nil {
+		return err
+	}
+	t, err := m.startTarget(ctx)
+	if err != nil {
+		return err
+	}
+	brRes, err := m.intakeRun(ctx, t, tag, load, profile)
+	if err == nil && t.bridge != nil {
+		brRes.panics, brRes.errorLines = t.bridge.logProblems()
+		if m.o.pprofDir != "" && tag == "max" {
+			err = t.bridge.profileHeap(ctx, filepath.Join(m.o.pprofDir, "bridge-max-heap.pprof"))
+		}
+	}
+	t.stop()
+	if err != nil {
+		return err
+	}
+	save(minRes, brRes)
+	return nil
+}
+
+// phaseE2E measures the time from 202 to the provider at low load.
+func (m *measurer) phaseE2E(ctx context.Context) error {
+	prov, err := startProvider(m.o.latency, m.o.providerRate, false)
+	if err != nil {
+		return err
+	}
+	defer prov.close()
+	b, err := m.bridge(ctx, prov, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	l := newLoader(b.URL, "e", 16)
+	defer l.close()
+	res := l.openLoop(ctx, m.o.lowRate, m.o.duration, 16)
+	ok := res.ok()
+	names := make([]string, len(ok))
+	for i, s := range ok {
+		names[i] = s.Name
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := prov.waitDelivered(wctx, names); err != nil {
+		return fmt.Errorf("accepted notifications not delivered: %w\n%s", err, b.logTail())
+	}
+	reqs, firstOK, sends := prov.snapshot()
+	e2e := make([]time.Duration, 0, len(ok))
+	early := 0
+	for _, s := range ok {
+		d := firstOK[s.Name].Sub(s.Done)
+		if d < 0 {
+			// The dispatcher sent it before the 202 reached the client.
+			early++
+			d = 0
+		}
+		e2e = append(e2e, d)
+	}
+	dups := 0
+	for _, n := range sends {
+		dups += n - 1
+	}
+	st, _ := readProc(b.pid())
+	m.r.e2e = &e2eResult{
+		run: res, intake: summarize(latencies(ok)), e2e: summarize(e2e), early: early,
+		requests: len(reqs), notifications: len(ok), duplicates: dups, peakRSS: st.PeakRSS,
+	}
+	m.r.e2e.panics, m.r.e2e.errorLines = b.logProblems()
+	return nil
+}
+
+// phaseDrain builds a backlog while the provider is down (every request
+// answered 500), ends the outage, and measures how fast the bridge drains
+// the backlog.
+func (m *measurer) phaseDrain(ctx context.Context) error {
+	prov, err := startProvider(m.o.latency, m.o.providerRate, true)
+	if err != nil {
+		return err
+	}
+	defer prov.close()
+	b, err := m.bridge(ctx, prov, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	l := newLoader(b.URL, "d", 16)
+	defer l.close()
+	res := l.closedLoop(ctx, 16, 2*time.Minute, m.o.backlog)
+	ok := res.ok()
+	if len(ok) != m.o.backlog {
+		return fmt.Errorf("backlog: %d of %d notifications accepted (%s)", len(ok), m.o.backlog, res.failures())
+	}
+	names := make([]string, len(ok))
+	for i, s := range ok {
+		names[i] = s.Name
+	}
+	t0 := prov.release()
+	// Twice the time the rate limit needs, and some.
+	need := time.Duration(float64(len(ok)) / float64(m.o.providerRate) * float64(time.Second))
+	wctx, cancel := context.WithTimeout(ctx, 2*need+30*time.Second)
+	defer cancel()
+	if err := prov.waitDelivered(wctx, names); err != nil {
+		return fmt.Errorf("backlog not drained: %w\n%s", err, b.logTail())
+	}
+	reqs, firstOK, _ := prov.snapshot()
+	var okTimes, allTimes []time.Time
+	numbersSent, tooMany := 0, 0
+	var last time.Time
+	for _, r := range reqs {
+		if r.At.Before(t0) {
+			continue
+		}
+		allTimes = append(allTimes, r.At)
+		switch r.Status {
+		case 202:
+			okTimes = append(okTimes, r.At)
+			numbersSent += r.Numbers
+		case 429:
+			tooMany++
+		}
+	}
+	if m.o.drainTrace {
+		var prev time.Time
+		for _, r := range reqs {
+			if r.At.Before(t0) {
+				continue
+			}
+			if !prev.IsZero() && r.At.Sub(prev) > 150*time.Millisecond || r.Status != 202 {
+				fmt.Fprintf(m.out, "drain trace: t=%.3fs after the outage, %.3fs after the previous request, status %d\n", r.At.Sub(t0).Seconds(), r.At.Sub(prev).Seconds(), r.Status)
+			}
+			prev = r.At
+		}
+	}
+	for _, at := range firstOK {
+		if at.After(last) {
+			last = at
+		}
+	}
+	st, _ := readProc(b.pid())
+	d := &drainResult{
+		backlog: len(ok), numbers: m.o.numbers, requests: len(allTimes), accepted: len(okTimes),
+		tooMany: tooMany, elapsed: last.Sub(t0), reqRate: rate(okTimes), peakRSS: st.PeakRSS,
+	}
+	if len(okTimes) > 0 {
+		d.numRate = d.reqRate * float64(numbersSent) / float64(len(okTimes))
+	}
+	d.panics, d.errorLines = b.logProblems()
+	m.r.drain = d
+	return nil
+}
+
+// goVersion is the toolchain that built the tool (and, by default, the
+// bridge).
+func goVersion() string { return runtime.Version() }

@@ -1,0 +1,214 @@
+//go:build reliability && linux
+
+package reliability
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smsbridge/smsbridge/sms/smstest"
+)
+
+// TestStoreUnwritable makes the outbox unwritable under the running bridge:
+// every webhook must then get 503 (so Alertmanager retries), never 202, and
+// once the store is writable again webhooks are accepted and delivered.
+//
+// The store is made unwritable with the immutable attribute (chattr +i) on
+// the database, its WAL and its directory: the kernel then refuses writes
+// even through file descriptors the bridge already holds open, and even
+// for root. chmod would not do: it is checked only when a file is opened,
+// and root ignores it. A read-only remount is refused while the bridge
+// holds the files open for writing (EBUSY), and a full disk fails only the
+// writes that grow a file, not those that reuse the WAL's space. chattr
+// needs root (CAP_LINUX_IMMUTABLE) and a filesystem with the attribute
+// (ext4, xfs, btrfs, tmpfs since Linux 6.0); the test fails, saying so,
+// where it cannot set it.
+func TestStoreUnwritable(t *testing.T) {
+	nums := numbers(2)
+	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+	defer fake.Close()
+	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
+	b := start(t, s.args()...)
+
+	w := want{}
+	b.mustAccept("Store0000")
+	w.add("Store0000", nums)
+	waitDelivered(t, fake, w, 30*time.Second, b)
+
+	paths := []string{s.store}
+	for _, name := range []string{"smsbridge.db", "smsbridge.db-wal"} {
+		p := filepath.Join(s.store, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("store file: %v", err)
+		}
+		paths = append(paths, p)
+	}
+	setImmutable := func(on bool) error {
+		flag := "-i"
+		if on {
+			flag = "+i"
+		}
+		out, err := exec.Command("chattr", append([]string{flag}, paths...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("chattr %s: %v: %s", flag, err, out)
+		}
+		return nil
+	}
+	// Whatever happens, the temporary directory must be removable after.
+	t.Cleanup(func() { _ = setImmutable(false) })
+	if err := setImmutable(true); err != nil {
+		t.Fatalf("cannot make the store unwritable: %v\n"+
+			"this test needs root (CAP_LINUX_IMMUTABLE) and a filesystem with the immutable attribute for %s", err, s.store)
+	}
+
+	const refused = 20
+	for i := range refused {
+		name := fmt.Sprintf("Unstored%04d", i)
+		r, err := b.post("/api/v1/alertmanager", amPayload(name), nil)
+		if err != nil {
+			t.Fatalf("post %s: %v", name, err)
+		}
+		if r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("post %s to an unwritable store: %d %s, want 503", name, r.Status, r.Raw)
+		}
+	}
+	if n := b.metric(`smsbridge_notifications_received_total{outcome="store_error",source="alertmanager"}`); n != refused {
+		t.Errorf("store_error outcomes %v, want %d", n, refused)
+	}
+	if !b.running() {
+		t.Fatalf("bridge exited with its store unwritable:\n%s", b.logs())
+	}
+	for line := range strings.Lines(b.logs()) {
+		if strings.Contains(line, "level=ERROR") {
+			t.Logf("the bridge says: %s", strings.TrimSpace(line))
+			break
+		}
+	}
+
+	if err := setImmutable(false); err != nil {
+		t.Fatal(err)
+	}
+	// Writable again: the next webhooks are stored and delivered.
+	for i := range 10 {
+		name := fmt.Sprintf("Again%04d", i)
+		var r reply
+		eventually(t, 10*time.Second, "store writable again", func() (bool, string) {
+			var err error
+			r, err = b.post("/api/v1/alertmanager", amPayload(name), nil)
+			if err != nil {
+				return false, err.Error()
+			}
+			// 503 is still the honest answer while the store recovers.
+			return r.Status != http.StatusServiceUnavailable, fmt.Sprintf("%d %s", r.Status, r.Raw)
+		})
+		if r.Status != http.StatusAccepted {
+			t.Fatalf("post %s after recovery: %d %s", name, r.Status, r.Raw)
+		}
+		w.add(name, nums)
+	}
+	waitDelivered(t, fake, w, 30*time.Second, b)
+	for k := range deliveries(fake) {
+		if strings.HasPrefix(k, "Unstored") {
+			t.Errorf("%s was delivered although the bridge answered 503 for it", k)
+		}
+	}
+	b.checkLog()
+}
+
+// TestStoreDiskFull puts the store on a 4 MiB tmpfs and fills it to the
+// last byte under the running bridge: webhooks get 503, never 202, and once
+// space is freed they are accepted and delivered again. The store is a
+// WAL database that is never checkpointed in so short a run, so every
+// commit appends whole frames to the WAL and needs new space. Mounting
+// needs root (CAP_SYS_ADMIN); the test fails, saying so, where it cannot
+// mount.
+func TestStoreDiskFull(t *testing.T) {
+	nums := numbers(2)
+	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+	defer fake.Close()
+	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
+	if err := os.MkdirAll(s.store, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0750", "tmpfs", s.store).CombinedOutput(); err != nil {
+		t.Fatalf("cannot mount a small filesystem for the store: %v: %s\n"+
+			"this test needs root (CAP_SYS_ADMIN) to mount a tmpfs", err, out)
+	}
+	b := start(t, s.args()...)
+	// Unmount after the bridge is gone (cleanups run last-in first-out).
+	t.Cleanup(func() {
+		if b.running() {
+			b.kill()
+		}
+		if out, err := exec.Command("umount", s.store).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", s.store, err, out)
+		}
+	})
+
+	w := want{}
+	b.mustAccept("Full0000")
+	w.add("Full0000", nums)
+	waitDelivered(t, fake, w, 30*time.Second, b)
+
+	filler := filepath.Join(s.store, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // ENOSPC: full to the last page
+		}
+	}
+	f.Close()
+
+	for i := range 20 {
+		name := fmt.Sprintf("Unstored%04d", i)
+		r, err := b.post("/api/v1/alertmanager", amPayload(name), nil)
+		if err != nil {
+			t.Fatalf("post %s: %v", name, err)
+		}
+		if r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("post %s to a full disk: %d %s, want 503", name, r.Status, r.Raw)
+		}
+	}
+	for line := range strings.Lines(b.logs()) {
+		if strings.Contains(line, "level=ERROR") {
+			t.Logf("the bridge says: %s", strings.TrimSpace(line))
+			break
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		name := fmt.Sprintf("Again%04d", i)
+		var r reply
+		eventually(t, 10*time.Second, "space again", func() (bool, string) {
+			var err error
+			r, err = b.post("/api/v1/alertmanager", amPayload(name), nil)
+			if err != nil {
+				return false, err.Error()
+			}
+			return r.Status != http.StatusServiceUnavailable, fmt.Sprintf("%d %s", r.Status, r.Raw)
+		})
+		if r.Status != http.StatusAccepted {
+			t.Fatalf("post %s after freeing space: %d %s", name, r.Status, r.Raw)
+		}
+		w.add(name, nums)
+	}
+	waitDelivered(t, fake, w, 30*time.Second, b)
+	for k := range deliveries(fake) {
+		if strings.HasPrefix(k, "Unstored") {
+			t.Errorf("%s was delivered although the bridge answered 503 for it", k)
+		}
+	}
+	b.checkLog()
+}
