@@ -206,6 +206,9 @@ func (rt *Runtime) Summary() string {
 	for _, r := range recv {
 		fmt.Fprintf(&b, "  %s: %d numbers, send_resolved=%t\n", r.Name, len(r.Numbers), r.SendResolved)
 	}
+	routes := 0
+	rt.Router.Tree().Walk(func(*routing.Node, int) { routes++ })
+	fmt.Fprintf(&b, "routes: %d (the root included)\n", routes)
 	fmt.Fprintf(&b, "sources: alertmanager")
 	for _, n := range rt.Intake.SourceNames() {
 		fmt.Fprintf(&b, ", %s", n)

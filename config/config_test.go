@@ -37,7 +37,7 @@ func TestGoodConfig(t *testing.T) {
 	if rt.Intake.Alertmanager.Verifier == nil || rt.Intake.Webhooks["ci"].Limiter == nil {
 		t.Error("intake sources incomplete")
 	}
-	if s := rt.Summary(); !strings.Contains(s, "receivers: 2") || !strings.Contains(s, "ci") {
+	if s := rt.Summary(); !strings.Contains(s, "receivers: 2") || !strings.Contains(s, "routes: 2 (the root included)") || !strings.Contains(s, "ci") {
 		t.Errorf("summary: %s", s)
 	}
 	if len(f.Hash) != 64 {
