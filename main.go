@@ -163,8 +163,11 @@ type bridge struct {
 	started   time.Time
 	reloadMu  sync.Mutex
 	ready     atomic.Bool
-	// lastReload is the result of the last reload, for the status page.
+	// lastReload is the result of the last reload, and loadedAt when the
+	// running configuration was applied (unix nanoseconds), for the status
+	// page.
 	lastReload atomic.Pointer[reloadResult]
+	loadedAt   atomic.Int64
 	dispatcher *dispatch.Dispatcher
 }
 
@@ -292,7 +295,9 @@ func (b *bridge) apply(rt *config.Runtime) {
 	b.runtime.Store(rt)
 	b.reloadM.success.Set(1)
 	b.reloadM.timestamp.SetToCurrentTime()
-	b.lastReload.Store(&reloadResult{At: time.Now()})
+	now := time.Now()
+	b.loadedAt.Store(now.UnixNano())
+	b.lastReload.Store(&reloadResult{At: now})
 	b.logger.Info("configuration loaded", "file", rt.File.Path, "hash", rt.File.Hash[:12])
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smsbridge/smsbridge/dispatch"
 	"github.com/smsbridge/smsbridge/outbox"
@@ -46,10 +45,8 @@ func (s statusBridge) Info() status.Info {
 	if lr := s.b.lastReload.Load(); lr != nil {
 		info.LastReload = status.Reload{At: lr.At, Err: lr.Err}
 	}
-	// The last successful (re)load made the running configuration.
-	var m dto.Metric
-	if err := s.b.reloadM.timestamp.Write(&m); err == nil && m.GetGauge().GetValue() > 0 {
-		info.LoadedAt = time.UnixMilli(int64(m.GetGauge().GetValue() * 1000))
+	if at := s.b.loadedAt.Load(); at > 0 {
+		info.LoadedAt = time.Unix(0, at)
 	}
 	if rt == nil {
 		return info
