@@ -315,6 +315,7 @@ func (b *bridge) reload() error {
 			prev := b.sender.c.Swap(c)
 			c.PauseUntil(prev.PausedUntil())
 			prev.CloseIdleConnections()
+			b.dispatcher.SetConfig(dispatchConfig(rt.File.Config))
 			b.apply(rt)
 			return nil
 		}

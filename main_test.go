@@ -287,3 +287,31 @@ func (tb *testBridge) pending(t *testing.T) int {
 	}
 	return st.Pending
 }
+
+func TestReloadAppliesDeliverySettings(t *testing.T) {
+	tb := newTestBridge(t, routedConfig, smstest.Options{})
+	cfg := strings.Replace(routedConfig, "rate_limit: 100", "rate_limit: 7", 1)
+	cfg = strings.NewReplacer("SMS_URL", tb.fake.URL, "KEY_FILE", filepath.Join(filepath.Dir(tb.cfg), "key")).Replace(cfg)
+	writeFile(t, filepath.Dir(tb.cfg), "smsbridge.yml", cfg)
+	if err := tb.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tb.runtime.Load().File.Config.SMS.RateLimit; got != 7 {
+		t.Fatalf("config rate limit %v after reload", got)
+	}
+	if v := tb.metricValue(t, "smsbridge_config_last_reload_successful", nil); v != 1 {
+		t.Errorf("reload success gauge %v", v)
+	}
+	if got := tb.dispatcher.Config().RateLimit; got != 7 {
+		t.Errorf("dispatcher rate limit %v after reload, want 7", got)
+	}
+	// A notification still goes out.
+	if code, _ := tb.post(t, "/api/v1/alertmanager", amPayload("AfterReload", "s")); code != 202 {
+		t.Fatalf("post after reload: %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := tb.fake.WaitMessages(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+}

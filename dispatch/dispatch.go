@@ -155,7 +155,7 @@ type State struct {
 type Dispatcher struct {
 	store   Store
 	sender  Sender
-	cfg     Config
+	cfg     atomic.Pointer[Config] // swapped by SetConfig
 	logger  *slog.Logger
 	m       *Metrics
 	limiter *rate.Limiter
@@ -185,26 +185,17 @@ func New(store Store, sender Sender, cfg Config, logger *slog.Logger, m *Metrics
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	// A margin under the configured rate: with requests spaced exactly
-	// 1/rate apart, the (rate+1)-th leaves one second after the first, and
-	// a provider counting per one-second window sees rate+1 whenever the
-	// first was a little late, answers 429 and costs a whole pause.
-	// Measured on a backlog drain: 71-87% of the limit without the margin,
-	// 97% with it (docs/performance.md).
-	limit := rate.Limit(cfg.RateLimit * rateMargin)
-	if cfg.RateLimit < 0 {
-		limit = rate.Inf
-	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		store:  store,
 		sender: sender,
-		cfg:    cfg,
 		logger: logger,
 		m:      m,
 		// Burst 1: requests are spaced evenly rather than bunched, which is
 		// what a provider's per-second limit counts.
-		limiter: rate.NewLimiter(limit, 1),
+		limiter: rate.NewLimiter(limitFor(cfg.RateLimit), 1),
 	}
+	d.cfg.Store(&cfg)
+	return d
 }
 
 // State returns the dispatcher's state now.
@@ -237,7 +228,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cancelSends()
 	graceTimer := make(chan *time.Timer, 1)
 	stopGrace := context.AfterFunc(ctx, func() {
-		graceTimer <- time.AfterFunc(d.cfg.ShutdownGrace, cancelSends)
+		graceTimer <- time.AfterFunc(d.conf().ShutdownGrace, cancelSends)
 	})
 	defer func() {
 		if !stopGrace() {
@@ -245,12 +236,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	}()
 
-	d.logger.Info("dispatcher started", "workers", d.cfg.Workers, "batch_size", d.cfg.BatchSize,
-		"rate_limit", d.cfg.RateLimit, "max_age", d.cfg.MaxAge)
-	r := &runner{d: d, ctx: ctx, sendCtx: sendCtx, done: make(chan struct{}, d.cfg.Workers)}
+	d.logger.Info("dispatcher started", "workers", d.conf().Workers, "batch_size", d.conf().BatchSize,
+		"rate_limit", d.conf().RateLimit, "max_age", d.conf().MaxAge)
+	r := &runner{d: d, ctx: ctx, sendCtx: sendCtx, done: make(chan struct{}, d.conf().Workers)}
 	r.loop()
 	if r.inflight > 0 {
-		d.logger.Info("dispatcher stopping; waiting for requests in flight", "batches", r.inflight, "grace", d.cfg.ShutdownGrace)
+		d.logger.Info("dispatcher stopping; waiting for requests in flight", "batches", r.inflight, "grace", d.conf().ShutdownGrace)
 	}
 	r.wg.Wait()
 	d.logger.Info("dispatcher stopped")
@@ -297,6 +288,37 @@ func (r *runner) loop() {
 // rateMargin is the share of sms.rate_limit the limiter actually allows.
 const rateMargin = 0.97
 
+// limitFor is the limiter's rate for a configured RateLimit (negative:
+// unlimited). It keeps a margin under the configured rate: with requests
+// spaced exactly 1/rate apart, the (rate+1)-th leaves one second after the
+// first, and a provider counting per one-second window sees rate+1
+// whenever the first was a little late, answers 429 and costs a whole
+// pause. Measured on a backlog drain: 71-87% of the limit without the
+// margin, 97% with it (docs/performance.md).
+func limitFor(perSecond float64) rate.Limit {
+	if perSecond < 0 {
+		return rate.Inf
+	}
+	return rate.Limit(perSecond * rateMargin)
+}
+
+// conf returns the configuration in force.
+func (d *Dispatcher) conf() *Config { return d.cfg.Load() }
+
+// Config returns a copy of the configuration in force, defaults applied.
+func (d *Dispatcher) Config() Config { return *d.conf() }
+
+// SetConfig applies a reloaded configuration to the running dispatcher:
+// rate limit, batch size, backoff, max age, hold timings, lease and pause
+// defaults take effect from the next step. Workers stays as started: the
+// loop sized itself for it.
+func (d *Dispatcher) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	cfg.Workers = d.conf().Workers
+	d.cfg.Store(&cfg)
+	d.limiter.SetLimit(limitFor(cfg.RateLimit))
+}
+
 // idle is how long the loop sleeps with nothing scheduled; wake-ups and
 // finished batches interrupt it.
 const idle = time.Hour
@@ -317,7 +339,7 @@ func (r *runner) step() time.Duration {
 	d.mu.Lock()
 	held := d.hold != nil
 	d.mu.Unlock()
-	if !held && r.inflight >= d.cfg.Workers && now.Before(r.nextExpiry) {
+	if !held && r.inflight >= d.conf().Workers && now.Before(r.nextExpiry) {
 		// Every worker is busy: a store wake-up (a webhook committed) has
 		// nothing to start, and a finished batch wakes the loop anyway.
 		// Skipping the schedule queries here keeps the store's single
@@ -329,14 +351,14 @@ func (r *runner) step() time.Duration {
 	if err != nil {
 		return r.storeFailed(now, err)
 	}
-	if !sched.OldestQueued.IsZero() && !now.Before(sched.OldestQueued.Add(d.cfg.MaxAge)) {
-		n, err := d.store.FailExpired(r.ctx, now, d.cfg.MaxAge)
+	if !sched.OldestQueued.IsZero() && !now.Before(sched.OldestQueued.Add(d.conf().MaxAge)) {
+		n, err := d.store.FailExpired(r.ctx, now, d.conf().MaxAge)
 		if err != nil {
 			return r.storeFailed(now, err)
 		}
 		if n > 0 {
 			d.m.failed.WithLabelValues(ReasonMaxAge).Add(float64(n))
-			d.logger.Error("deliveries failed: not delivered within max age", "deliveries", n, "max_age", d.cfg.MaxAge)
+			d.logger.Error("deliveries failed: not delivered within max age", "deliveries", n, "max_age", d.conf().MaxAge)
 		}
 		if sched, err = d.store.Schedule(r.ctx, now); err != nil {
 			return r.storeFailed(now, err)
@@ -344,7 +366,7 @@ func (r *runner) step() time.Duration {
 	}
 	r.nextExpiry = now.Add(idle)
 	if !sched.OldestQueued.IsZero() {
-		r.nextExpiry = sched.OldestQueued.Add(d.cfg.MaxAge)
+		r.nextExpiry = sched.OldestQueued.Add(d.conf().MaxAge)
 		at(r.nextExpiry)
 	}
 
@@ -362,13 +384,13 @@ func (r *runner) step() time.Duration {
 			// The failing request that started the hold counts as the
 			// last one: the first probe follows it by HoldRetry.
 			r.holdSince = hc.since
-			r.nextProbe = hc.since.Add(d.cfg.HoldRetry)
-			r.nextReminder = hc.since.Add(d.cfg.HoldReminder)
+			r.nextProbe = hc.since.Add(d.conf().HoldRetry)
+			r.nextReminder = hc.since.Add(d.conf().HoldReminder)
 		}
 		if !now.Before(r.nextReminder) {
 			d.logger.Error("sms api still refuses the account; all sending is held", "kind", hc.kind.String(),
 				"status", hc.status, "provider_message", hc.message, "held_for", now.Sub(hc.since).Round(time.Second))
-			r.nextReminder = now.Add(d.cfg.HoldReminder)
+			r.nextReminder = now.Add(d.conf().HoldReminder)
 		}
 		at(r.nextReminder)
 		switch {
@@ -376,14 +398,14 @@ func (r *runner) step() time.Duration {
 			at(pausedUntil)
 		case r.inflight > 0:
 			// Its end wakes the loop.
-		case now.Before(r.nextProbe) || now.Before(r.lastDone.Add(d.cfg.HoldRetry)):
+		case now.Before(r.nextProbe) || now.Before(r.lastDone.Add(d.conf().HoldRetry)):
 			// A probe follows the end of the previous request, whatever
 			// it was, by HoldRetry: slow and steady, however long each
 			// request takes.
 			at(r.nextProbe)
-			at(r.lastDone.Add(d.cfg.HoldRetry))
+			at(r.lastDone.Add(d.conf().HoldRetry))
 		default:
-			batches, err := d.store.Lease(r.ctx, now, 1, d.cfg.BatchSize, d.cfg.LeaseFor)
+			batches, err := d.store.Lease(r.ctx, now, 1, d.conf().BatchSize, d.conf().LeaseFor)
 			if err != nil {
 				return r.storeFailed(now, err)
 			}
@@ -394,16 +416,16 @@ func (r *runner) step() time.Duration {
 			}
 			d.logger.Info("probing whether the sms api accepts the account again", "kind", hc.kind.String())
 			r.start(batches[0])
-			r.nextProbe = now.Add(d.cfg.HoldRetry)
+			r.nextProbe = now.Add(d.conf().HoldRetry)
 		}
 	case now.Before(pausedUntil):
 		at(pausedUntil)
 	default:
-		free := d.cfg.Workers - r.inflight
+		free := d.conf().Workers - r.inflight
 		if free <= 0 {
 			break
 		}
-		batches, err := d.store.Lease(r.ctx, now, free, d.cfg.BatchSize, d.cfg.LeaseFor)
+		batches, err := d.store.Lease(r.ctx, now, free, d.conf().BatchSize, d.conf().LeaseFor)
 		if err != nil {
 			return r.storeFailed(now, err)
 		}
@@ -467,7 +489,7 @@ func (d *Dispatcher) permit(ctx context.Context, leaseUntil time.Time) error {
 		d.mu.Unlock()
 		now := time.Now()
 		if now.Before(until) {
-			if until.After(leaseUntil.Add(-d.cfg.LeaseFor / 2)) {
+			if until.After(leaseUntil.Add(-d.conf().LeaseFor / 2)) {
 				return &errPauseTooLong{until}
 			}
 			t := time.NewTimer(until.Sub(now))
@@ -582,7 +604,7 @@ func (d *Dispatcher) requestFailed(b outbox.Batch, err error, now time.Time) []v
 	case se.Kind == sms.KindRateLimited:
 		pause := se.RetryAfter
 		if pause <= 0 {
-			pause = d.cfg.DefaultPause
+			pause = d.conf().DefaultPause
 		}
 		until := d.setPause(now.Add(pause))
 		d.logger.Warn("sms api rate limit hit; all sending paused", "until", until.Format(time.RFC3339), "pause", pause, "provider_message", se.Message)
@@ -696,13 +718,13 @@ func (d *Dispatcher) complete(outs []outbox.Outcome) error {
 // jitter" (a random point in its upper half, never below MinBackoff), so
 // rows that failed together do not retry in lockstep.
 func (d *Dispatcher) backoff(attempt int) time.Duration {
-	base := d.cfg.MinBackoff
-	for i := 1; i < attempt && base < d.cfg.MaxBackoff; i++ {
+	base := d.conf().MinBackoff
+	for i := 1; i < attempt && base < d.conf().MaxBackoff; i++ {
 		base *= 2
 	}
-	base = min(base, d.cfg.MaxBackoff)
+	base = min(base, d.conf().MaxBackoff)
 	half := base / 2
-	return max(half+rand.N(base-half+1), d.cfg.MinBackoff)
+	return max(half+rand.N(base-half+1), d.conf().MinBackoff)
 }
 
 // setPause extends the 429 pause to until and returns its end.
@@ -733,7 +755,7 @@ func (d *Dispatcher) setHold(se *sms.Error, now time.Time) {
 		d.m.setHeld(se.Kind.String())
 		d.logger.Error("sms api refuses the account; all sending is held until it accepts again",
 			"kind", se.Kind.String(), "status", se.StatusCode, "provider_message", se.Message,
-			"probe_every", d.cfg.HoldRetry)
+			"probe_every", d.conf().HoldRetry)
 	}
 }
 

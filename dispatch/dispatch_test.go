@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"golang.org/x/time/rate"
+
 	"bytes"
 	"context"
 	"errors"
@@ -845,5 +847,24 @@ func TestMaxAgeStoreFailure(t *testing.T) {
 	waitFor(t, "failed for max age", func() bool { return h.count(outbox.StateFailed) == 1 })
 	if !strings.Contains(h.logs.String(), "outbox unavailable") {
 		t.Error("failed expiry not logged")
+	}
+}
+
+func TestSetConfig(t *testing.T) {
+	d := New(nil, nil, Config{Workers: 2, RateLimit: 10, MaxAge: time.Hour}, nil, nil)
+	d.SetConfig(Config{Workers: 8, RateLimit: 20, MaxAge: 2 * time.Hour, BatchSize: 7})
+	c := d.conf()
+	if c.Workers != 2 {
+		t.Errorf("workers = %d, want the 2 the dispatcher started with", c.Workers)
+	}
+	if c.MaxAge != 2*time.Hour || c.BatchSize != 7 || c.HoldRetry != time.Minute {
+		t.Errorf("config not applied with defaults: %+v", c)
+	}
+	if got, want := d.limiter.Limit(), rate.Limit(20*rateMargin); got != want {
+		t.Errorf("limiter at %v, want %v", got, want)
+	}
+	d.SetConfig(Config{RateLimit: -1})
+	if d.limiter.Limit() != rate.Inf {
+		t.Errorf("negative rate limit: limiter at %v, want unlimited", d.limiter.Limit())
 	}
 }
