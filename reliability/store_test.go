@@ -94,31 +94,7 @@ func TestStoreUnwritable(t *testing.T) {
 	if err := setImmutable(false); err != nil {
 		t.Fatal(err)
 	}
-	// Writable again: the next webhooks are stored and delivered.
-	for i := range 10 {
-		name := fmt.Sprintf("Again%04d", i)
-		var r reply
-		eventually(t, 10*time.Second, "store writable again", func() (bool, string) {
-			var err error
-			r, err = b.post("/api/v1/alertmanager", amPayload(name), nil)
-			if err != nil {
-				return false, err.Error()
-			}
-			// 503 is still the honest answer while the store recovers.
-			return r.Status != http.StatusServiceUnavailable, fmt.Sprintf("%d %s", r.Status, r.Raw)
-		})
-		if r.Status != http.StatusAccepted {
-			t.Fatalf("post %s after recovery: %d %s", name, r.Status, r.Raw)
-		}
-		w.add(name, nums)
-	}
-	waitDelivered(t, fake, w, 30*time.Second, b)
-	for k := range deliveries(fake) {
-		if strings.HasPrefix(k, "Unstored") {
-			t.Errorf("%s was delivered although the bridge answered 503 for it", k)
-		}
-	}
-	b.checkLog()
+	recovers(t, b, fake, w, nums)
 }
 
 // TestStoreDiskFull puts the store on a 4 MiB tmpfs and fills it to the
@@ -188,10 +164,19 @@ func TestStoreDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	recovers(t, b, fake, w, nums)
+}
+
+// recovers checks a bridge whose store is writable again: the next
+// webhooks are stored (503 is still the honest answer while it recovers)
+// and delivered with everything accepted before, and nothing it answered
+// 503 for is ever delivered.
+func recovers(t *testing.T, b *bridge, fake *smstest.Server, w want, nums []string) {
+	t.Helper()
 	for i := range 10 {
 		name := fmt.Sprintf("Again%04d", i)
 		var r reply
-		eventually(t, 10*time.Second, "space again", func() (bool, string) {
+		eventually(t, 10*time.Second, "store writable again", func() (bool, string) {
 			var err error
 			r, err = b.post("/api/v1/alertmanager", amPayload(name), nil)
 			if err != nil {
@@ -200,7 +185,7 @@ func TestStoreDiskFull(t *testing.T) {
 			return r.Status != http.StatusServiceUnavailable, fmt.Sprintf("%d %s", r.Status, r.Raw)
 		})
 		if r.Status != http.StatusAccepted {
-			t.Fatalf("post %s after freeing space: %d %s", name, r.Status, r.Raw)
+			t.Fatalf("post %s after recovery: %d %s", name, r.Status, r.Raw)
 		}
 		w.add(name, nums)
 	}
