@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // TestRealAlertmanager runs a real Alertmanager (v0.28.1, installed by
@@ -36,7 +36,7 @@ func TestRealAlertmanager(t *testing.T) {
 
 	const key = "integration-key"
 	numbers := []string{"+27831110001", "+27831110002"}
-	fake := smstest.NewServer(smstest.Options{APIKey: key, Credits: -1})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: key, Credits: -1})
 	defer fake.Close()
 	dir := t.TempDir()
 	keyFile := writeFile(t, dir, "key", key)

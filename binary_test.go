@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // The tests in this file run the built binary, as an operator would.
@@ -195,7 +195,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := smstest.NewServer(smstest.Options{APIKey: "k", Credits: smstest.Unlimited})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: "k", Credits: smsfake.Unlimited})
 	defer fake.Close()
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "smsbridge.yml", bridgeConfig(fake.URL, writeFile(t, dir, "key", "k"), []string{"+27830000001"}))
@@ -222,7 +222,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 
 // TestPprofFlag: the profiler is served only when asked for.
 func TestPprofFlag(t *testing.T) {
-	fake := smstest.NewServer(smstest.Options{APIKey: "k", Credits: smstest.Unlimited})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: "k", Credits: smsfake.Unlimited})
 	defer fake.Close()
 	for _, tc := range []struct {
 		flag string

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 const sendTestConfig = `
@@ -29,7 +29,7 @@ receivers:
 `
 
 func TestSendTestCommand(t *testing.T) {
-	tb := newTestBridge(t, sendTestConfig, smstest.Options{})
+	tb := newTestBridge(t, sendTestConfig, smsfake.Options{})
 	// The same bridge behind basic auth, as --web.config.file would put it.
 	authed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pa55word" {

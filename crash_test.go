@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // amPayload builds an Alertmanager webhook body with one firing alert.
@@ -28,7 +28,7 @@ func TestCrashMidDelivery(t *testing.T) {
 	const key = "crash-key"
 	numbers := []string{"+27831230001", "+27831230002", "+27831230003"}
 	// A slow provider keeps deliveries in flight when the kill lands.
-	fake := smstest.NewServer(smstest.Options{APIKey: key, Credits: -1, Latency: 40 * time.Millisecond})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: key, Credits: -1, Latency: 40 * time.Millisecond})
 	defer fake.Close()
 	dir := t.TempDir()
 	keyFile := writeFile(t, dir, "key", key)
@@ -87,7 +87,7 @@ func TestCrashMidDelivery(t *testing.T) {
 }
 
 // delivered counts accepted messages per alertname|number.
-func delivered(fake *smstest.Server) map[string]int {
+func delivered(fake *smsfake.Server) map[string]int {
 	got := map[string]int{}
 	for _, m := range fake.Messages() {
 		for i := range 100 {
@@ -115,7 +115,7 @@ func containsWord(s, w string) bool {
 func TestGracefulShutdown(t *testing.T) {
 	const key = "term-key"
 	numbers := []string{"+27831240001", "+27831240002"}
-	fake := smstest.NewServer(smstest.Options{APIKey: key, Credits: smstest.Unlimited, Latency: 40 * time.Millisecond})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: key, Credits: smsfake.Unlimited, Latency: 40 * time.Millisecond})
 	defer fake.Close()
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "smsbridge.yml", bridgeConfig(fake.URL, writeFile(t, dir, "key", key), numbers))

@@ -38,7 +38,7 @@ import (
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/sms"
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -159,7 +159,7 @@ type bridge struct {
 	smsM    *sms.Metrics
 	// dispatchM is kept to start each new receiver's counters at zero.
 	dispatchM *dispatch.Metrics
-	fake      *smstest.Server
+	fake      *smsfake.Server
 	started   time.Time
 	reloadMu  sync.Mutex
 	ready     atomic.Bool
@@ -214,8 +214,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	if f.dryRun {
-		b.fake = smstest.NewServer(smstest.Options{
-			APIKey: dryRunKey, Credits: smstest.Unlimited, Logger: logger.With("component", "dry-run"),
+		b.fake = smsfake.NewServer(smsfake.Options{
+			APIKey: dryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
 		})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // testBridge is a whole bridge in-process: real config, outbox,
@@ -23,7 +23,7 @@ import (
 type testBridge struct {
 	*bridge
 	srv  *httptest.Server
-	fake *smstest.Server
+	fake *smsfake.Server
 	cfg  string
 	logs *syncBuffer
 	stop func()
@@ -50,13 +50,13 @@ const testKey = "test-key-5ecr3t"
 
 // newTestBridge starts a bridge whose config is cfg with SMS_URL and
 // KEY_FILE replaced by the fake's.
-func newTestBridge(t *testing.T, cfg string, opts smstest.Options) *testBridge {
+func newTestBridge(t *testing.T, cfg string, opts smsfake.Options) *testBridge {
 	t.Helper()
 	opts.APIKey = testKey
 	if opts.Credits == 0 {
 		opts.Credits = -1
 	}
-	fake := smstest.NewServer(opts)
+	fake := smsfake.NewServer(opts)
 	t.Cleanup(fake.Close)
 	dir := t.TempDir()
 	keyFile := writeFile(t, dir, "key", testKey+"\n")
@@ -155,7 +155,7 @@ func TestEndToEndRouting(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := newTestBridge(t, routedConfig, smstest.Options{})
+			tb := newTestBridge(t, routedConfig, smsfake.Options{})
 			body := fmt.Appendf(nil, `{"version":"4","status":%q,"receiver":"sms","groupKey":"k","commonLabels":{},
 "alerts":[{"status":%q,"labels":{"alertname":"E2E",%s},"annotations":{"summary":"end to end"},"startsAt":"2026-11-26T03:00:00Z"}]}`,
 				tc.status, tc.status, tc.labels)
@@ -203,8 +203,8 @@ func keys(m map[string]string) []string {
 }
 
 func TestEndToEndRateLimitPause(t *testing.T) {
-	tb := newTestBridge(t, routedConfig, smstest.Options{})
-	tb.fake.FailNext(1, smstest.Fault{Status: 429, RetryAfter: 1})
+	tb := newTestBridge(t, routedConfig, smsfake.Options{})
+	tb.fake.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 1})
 	for i := range 3 {
 		code, _ := tb.post(t, "/api/v1/alertmanager", amPayload(fmt.Sprintf("Pause%d", i), "s"))
 		if code != 202 {
@@ -222,7 +222,7 @@ func TestEndToEndRateLimitPause(t *testing.T) {
 }
 
 func TestReloadKeepsOldConfigOnFailure(t *testing.T) {
-	tb := newTestBridge(t, routedConfig, smstest.Options{})
+	tb := newTestBridge(t, routedConfig, smsfake.Options{})
 	before := tb.runtime.Load()
 	writeFile(t, filepath.Dir(tb.cfg), "smsbridge.yml", "route: {receiver: nobody}\nreceivers: []\n")
 	resp, err := http.Post(tb.srv.URL+"/-/reload", "", nil)
@@ -289,7 +289,7 @@ func (tb *testBridge) pending(t *testing.T) int {
 }
 
 func TestReloadAppliesDeliverySettings(t *testing.T) {
-	tb := newTestBridge(t, routedConfig, smstest.Options{})
+	tb := newTestBridge(t, routedConfig, smsfake.Options{})
 	cfg := strings.Replace(routedConfig, "rate_limit: 100", "rate_limit: 7", 1)
 	cfg = strings.NewReplacer("SMS_URL", tb.fake.URL, "KEY_FILE", filepath.Join(filepath.Dir(tb.cfg), "key")).Replace(cfg)
 	writeFile(t, filepath.Dir(tb.cfg), "smsbridge.yml", cfg)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/smsbridge/smsbridge/dispatch"
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/status"
 )
 
@@ -132,11 +132,11 @@ func statusList(t *testing.T, tb *testBridge, query string) statusDeliveries {
 }
 
 func TestStatusWiring(t *testing.T) {
-	tb := newTestBridge(t, statusWiringConfig, smstest.Options{})
+	tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
 	statusAlert(t, tb, "Delivered", "ops")
 	waitFor(t, "two delivered", func() bool { return len(statusList(t, tb, "?status=delivered").Deliveries) == 2 })
 	// A 400 fails the whole request for good.
-	tb.fake.FailNext(1, smstest.Fault{Status: http.StatusBadRequest})
+	tb.fake.FailNext(1, smsfake.Fault{Status: http.StatusBadRequest})
 	statusAlert(t, tb, "Refused", "db")
 	waitFor(t, "one failed", func() bool { return len(statusList(t, tb, "?status=failed").Deliveries) == 1 })
 
@@ -229,7 +229,7 @@ func TestStatusWiring(t *testing.T) {
 // TestRoutesTestMatchesWhatIsSent checks that the routes test prints the
 // text the bridge then really sends for the same alert.
 func TestRoutesTestMatchesWhatIsSent(t *testing.T) {
-	tb := newTestBridge(t, statusWiringConfig, smstest.Options{})
+	tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
 	res := routesTest(tb.runtime.Load(), labelNotification(map[string]string{"alertname": "Twin", "team": "db"},
 		map[string]string{"summary": "status test"}, time.Now()), tb.logger)
 	if len(res.Plans) != 1 || res.Plans[0].Receiver != "db" {
@@ -248,7 +248,7 @@ func TestRoutesTestMatchesWhatIsSent(t *testing.T) {
 }
 
 func TestStatusSendTestEndpoint(t *testing.T) {
-	tb := newTestBridge(t, statusWiringConfig, smstest.Options{})
+	tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
 	code, body := statusRequest(t, "POST", tb.srv.URL+"/api/v1/test", `{"receiver":"db"}`, "Content-Type", "application/json")
 	if code != http.StatusAccepted || !strings.Contains(body, `"recipients":1`) || !strings.Contains(body, `"numbers":["+2783****003"]`) {
 		t.Fatalf("send test: %d %s", code, body)
@@ -274,23 +274,23 @@ func TestStatusSendTestEndpoint(t *testing.T) {
 func TestStatusProviderState(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault smstest.Fault
+		fault smsfake.Fault
 		want  []string
 		page  string
 	}{
-		{"held for no credits", smstest.Fault{Status: http.StatusMethodNotAllowed},
+		{"held for no credits", smsfake.Fault{Status: http.StatusMethodNotAllowed},
 			[]string{`"state":"held"`, `"reason":"no_credits"`, `"status_code":405`, `"message":"You don't have enough credits on your account!"`},
 			`<span class="badge bad">held</span> the account has no credits (HTTP 405)`},
-		{"held for a bad key", smstest.Fault{Status: http.StatusUnauthorized},
+		{"held for a bad key", smsfake.Fault{Status: http.StatusUnauthorized},
 			[]string{`"state":"held"`, `"reason":"unauthorized"`, `"status_code":401`, `"message":"API key is invalid."`},
 			`<span class="badge bad">held</span> the API key is invalid (HTTP 401)`},
-		{"paused by a 429", smstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 600},
+		{"paused by a 429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 600},
 			[]string{`"state":"paused"`, `"until":"`, `"status_code":429`},
 			`<span class="badge warn">paused</span> until `},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := newTestBridge(t, statusWiringConfig, smstest.Options{})
+			tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
 			tb.fake.FailNext(1, tc.fault)
 			statusAlert(t, tb, "Provider", "db")
 			var body string

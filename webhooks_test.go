@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
@@ -94,7 +94,7 @@ func mappingFixture(t *testing.T, name string) []byte {
 // against golden files; wrong, missing and replayed credentials get 401
 // and send nothing; no secret reaches a log line, a metric or an answer.
 func TestWebhookPresetsEndToEnd(t *testing.T) {
-	tb := newTestBridge(t, webhookConfig, smstest.Options{})
+	tb := newTestBridge(t, webhookConfig, smsfake.Options{})
 	now := time.Now()
 	gh := func(event string) signer {
 		return func(h http.Header, body []byte) {

@@ -10,21 +10,21 @@ import (
 
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/sms"
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
-// These tests run the real sms.Client against the sms/smstest fake, so the
+// These tests run the real sms.Client against the sms/fake fake, so the
 // dispatcher meets the provider's failure modes as HTTP replies, through the
 // client's own classification.
 
 const testKey = "test-key-not-a-secret"
 
-func newE2E(t *testing.T, opts smstest.Options, cfg Config) (*harness, *smstest.Server) {
+func newE2E(t *testing.T, opts smsfake.Options, cfg Config) (*harness, *smsfake.Server) {
 	t.Helper()
 	if opts.APIKey == "" {
 		opts.APIKey = testKey
 	}
-	srv := smstest.NewServer(opts)
+	srv := smsfake.NewServer(opts)
 	t.Cleanup(srv.Close)
 	client, err := sms.New(sms.Config{URL: srv.URL, APIKey: testKey, Timeout: 5 * time.Second}, nil)
 	if err != nil {
@@ -35,7 +35,7 @@ func newE2E(t *testing.T, opts smstest.Options, cfg Config) (*harness, *smstest.
 }
 
 func TestE2EDeliver(t *testing.T) {
-	h, srv := newE2E(t, smstest.Options{Credits: smstest.Unlimited}, Config{})
+	h, srv := newE2E(t, smsfake.Options{Credits: smsfake.Unlimited}, Config{})
 	h.run()
 	nums := []string{"+27831234567", "+27831234568", "+27831234569"}
 	id, err := h.store.Enqueue(context.Background(), outbox.Notification{Source: "alertmanager", Status: "firing",
@@ -71,12 +71,12 @@ func TestE2EFailureModes(t *testing.T) {
 	good := []string{"+27831234567", "+27831234568"}
 	for _, tc := range []struct {
 		name  string
-		opts  smstest.Options
+		opts  smsfake.Options
 		cfg   Config
-		fault *smstest.Fault
+		fault *smsfake.Fault
 		times int
 		// fix, if set, is called once the test has seen the failure.
-		fix       func(*smstest.Server)
+		fix       func(*smsfake.Server)
 		wantHeld  string
 		delivered int
 		failed    map[string]int // error code -> rows
@@ -84,7 +84,7 @@ func TestE2EFailureModes(t *testing.T) {
 	}{
 		{
 			name:      "429 pause respected",
-			fault:     &smstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1},
+			fault:     &smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1},
 			times:     1,
 			delivered: 2,
 			requests:  2,
@@ -92,7 +92,7 @@ func TestE2EFailureModes(t *testing.T) {
 		{
 			name:      "5xx retried with backoff",
 			cfg:       Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
-			fault:     &smstest.Fault{Status: http.StatusInternalServerError},
+			fault:     &smsfake.Fault{Status: http.StatusInternalServerError},
 			times:     2,
 			delivered: 2,
 			requests:  3,
@@ -100,7 +100,7 @@ func TestE2EFailureModes(t *testing.T) {
 		{
 			name:      "connection dropped, retried",
 			cfg:       Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
-			fault:     &smstest.Fault{Drop: true},
+			fault:     &smsfake.Fault{Drop: true},
 			times:     1,
 			delivered: 2,
 			requests:  2,
@@ -108,7 +108,7 @@ func TestE2EFailureModes(t *testing.T) {
 		{
 			name:      "401 holds, then recovers",
 			cfg:       Config{HoldRetry: 20 * time.Millisecond},
-			fault:     &smstest.Fault{Status: http.StatusUnauthorized},
+			fault:     &smsfake.Fault{Status: http.StatusUnauthorized},
 			times:     3,
 			wantHeld:  "unauthorized",
 			delivered: 2,
@@ -117,7 +117,7 @@ func TestE2EFailureModes(t *testing.T) {
 		{
 			name:      "403 holds, then recovers",
 			cfg:       Config{HoldRetry: 20 * time.Millisecond},
-			fault:     &smstest.Fault{Status: http.StatusForbidden},
+			fault:     &smsfake.Fault{Status: http.StatusForbidden},
 			times:     2,
 			wantHeld:  "suspended",
 			delivered: 2,
@@ -125,22 +125,22 @@ func TestE2EFailureModes(t *testing.T) {
 		},
 		{
 			name:      "405 out of credits holds until topped up",
-			opts:      smstest.Options{Credits: 0},
+			opts:      smsfake.Options{Credits: 0},
 			cfg:       Config{HoldRetry: 20 * time.Millisecond},
-			fix:       func(s *smstest.Server) { s.SetCredits(smstest.Unlimited) },
+			fix:       func(s *smsfake.Server) { s.SetCredits(smsfake.Unlimited) },
 			wantHeld:  "no_credits",
 			delivered: 2,
 		},
 		{
 			name:     "400 fails the rows",
-			fault:    &smstest.Fault{Status: http.StatusBadRequest},
+			fault:    &smsfake.Fault{Status: http.StatusBadRequest},
 			times:    1,
 			failed:   map[string]int{ReasonBadRequest: 2},
 			requests: 1,
 		},
 		{
 			name:      "number missing from the reply is rejected",
-			opts:      smstest.Options{Credits: smstest.Unlimited, Omit: 1},
+			opts:      smsfake.Options{Credits: smsfake.Unlimited, Omit: 1},
 			delivered: 1,
 			failed:    map[string]int{sms.CodeMissingInReply: 1},
 			requests:  1,
@@ -148,7 +148,7 @@ func TestE2EFailureModes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.opts.Credits == 0 && tc.fix == nil {
-				tc.opts.Credits = smstest.Unlimited
+				tc.opts.Credits = smsfake.Unlimited
 			}
 			h, srv := newE2E(t, tc.opts, tc.cfg)
 			if tc.fault != nil {
@@ -197,7 +197,7 @@ func TestE2EFailureModes(t *testing.T) {
 // enforces a rate limit, with a client-side limit above it: the 429s that
 // follow must pause everything, and every message still arrives.
 func TestE2ERateLimitUnderLoad(t *testing.T) {
-	h, srv := newE2E(t, smstest.Options{Credits: smstest.Unlimited, RateLimit: 5, RateLimitPause: 1},
+	h, srv := newE2E(t, smsfake.Options{Credits: smsfake.Unlimited, RateLimit: 5, RateLimitPause: 1},
 		Config{RateLimit: 50, BatchSize: 10})
 	const texts = 12
 	for i := range texts {
@@ -221,7 +221,7 @@ func TestE2ERateLimitUnderLoad(t *testing.T) {
 // TestE2EInvalidNumber: a number the client refuses is never sent and fails
 // for good; the valid one in the same batch is delivered.
 func TestE2EInvalidNumber(t *testing.T) {
-	h, srv := newE2E(t, smstest.Options{Credits: smstest.Unlimited}, Config{})
+	h, srv := newE2E(t, smsfake.Options{Credits: smsfake.Unlimited}, Config{})
 	h.enqueue("ops", "x", "+27831234567", "+12")
 	h.run()
 	waitFor(t, "settled", func() bool { return h.count(outbox.StateDelivered) == 1 && h.count(outbox.StateFailed) == 1 })
@@ -234,7 +234,7 @@ func TestE2EInvalidNumber(t *testing.T) {
 			t.Error("invalid number reached the provider")
 		}
 	}
-	if !slices.ContainsFunc(srv.Messages(), func(m smstest.Message) bool { return m.Number == "+27831234567" }) {
+	if !slices.ContainsFunc(srv.Messages(), func(m smsfake.Message) bool { return m.Number == "+27831234567" }) {
 		t.Error("valid number not sent")
 	}
 }

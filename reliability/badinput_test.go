@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 const (
@@ -257,7 +257,7 @@ func catalogue() []request {
 // a 5xx; nothing panics; and the bridge still accepts and delivers a good
 // request afterwards.
 func TestBadInput(t *testing.T) {
-	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited, RejectNonGSM: true})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited, RejectNonGSM: true})
 	defer fake.Close()
 	nums := numbers(1)
 	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums, Extra: badInputExtra})
@@ -392,7 +392,7 @@ func protocolAbuse(t *testing.T, b *bridge) {
 // slowHeaders opens many connections that send their headers a line at a
 // time and never finish; the bridge keeps serving others, and drops the
 // slow ones at its header timeout (10 s).
-func slowHeaders(t *testing.T, b *bridge, fake *smstest.Server, nums []string) {
+func slowHeaders(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 	const conns = 100
 	var open []net.Conn
 	defer func() {
@@ -454,7 +454,7 @@ func slowHeaders(t *testing.T, b *bridge, fake *smstest.Server, nums []string) {
 // slowBody sends a body a few bytes at a time on several connections;
 // meanwhile other requests are served at once. (The bridge's ReadTimeout of
 // 30 s ends such a request; this test does not wait for it.)
-func slowBody(t *testing.T, b *bridge, fake *smstest.Server, nums []string) {
+func slowBody(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 	const conns = 20
 	body := amPayload("Slowbody0001")
 	var open []net.Conn

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // TestCrashLoop kills the bridge with SIGKILL at random moments while
@@ -30,7 +30,7 @@ func TestCrashLoop(t *testing.T) {
 	t.Logf("seed %d (kill moments)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	// A provider this slow keeps requests in flight at every kill.
-	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited, Latency: 30 * time.Millisecond})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited, Latency: 30 * time.Millisecond})
 	defer fake.Close()
 	s := newSetup(t, config{ProviderURL: fake.URL, Workers: workers, Numbers: nums})
 
@@ -128,7 +128,7 @@ func TestCrashLoop(t *testing.T) {
 // repeatsPerKill attributes each repeated delivery (a name and number
 // accepted before) to the last restart before it; repeats before the first
 // restart are unexplained.
-func repeatsPerKill(msgs []smstest.Message, restartAt []int) (perKill []int, unexplained int) {
+func repeatsPerKill(msgs []smsfake.Message, restartAt []int) (perKill []int, unexplained int) {
 	perKill = make([]int, len(restartAt))
 	seen := map[string]bool{}
 	for i, m := range msgs {

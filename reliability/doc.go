@@ -1,6 +1,6 @@
 // Package reliability is smsbridge's reliability suite. Its tests build
 // the daemon, run the binary as an operator would, on 127.0.0.1 against
-// the sms/smstest fake of the provider, and break things on purpose: kill
+// the sms/fake fake of the provider, and break things on purpose: kill
 // -9 under load, a provider that fails in every documented way, an
 // account that is refused, a store that cannot be written, and a catalogue
 // of malformed and hostile requests. Each test says what must still hold.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // TestProviderFaultMix sends through a provider that fails 47% of requests:
@@ -22,42 +22,42 @@ import (
 // The bridge runs with delivery.workers 1: with several workers, a request
 // already in flight when another worker's 429 is written lands inside the
 // pause through no fault of the client, and the fake cannot tell those
-// apart (see smstest.Server.EarlyRequests).
+// apart (see smsfake.Server.EarlyRequests).
 func TestProviderFaultMix(t *testing.T) {
 	const notifications = 40
 	nums := numbers(2)
-	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 	defer fake.Close()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (fault sequence)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	type fault struct {
 		kind string
-		f    smstest.Fault
+		f    smsfake.Fault
 	}
 	// One of each first, so every kind is exercised whatever the seed;
 	// then the mix.
 	seq := []fault{
-		{"500", smstest.Fault{Status: http.StatusInternalServerError}},
-		{"429", smstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1}},
-		{"reset", smstest.Fault{Drop: true}},
-		{"hang", smstest.Fault{Hang: true}},
-		{"429", smstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 2}},
+		{"500", smsfake.Fault{Status: http.StatusInternalServerError}},
+		{"429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1}},
+		{"reset", smsfake.Fault{Drop: true}},
+		{"hang", smsfake.Fault{Hang: true}},
+		{"429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 2}},
 	}
 	// Enough for every request the run can make; after them the provider
 	// is healthy, which only shortens a slow run.
 	for len(seq) < 2000 {
 		switch p := rng.Float64(); {
 		case p < 0.30:
-			seq = append(seq, fault{"500", smstest.Fault{Status: http.StatusInternalServerError}})
+			seq = append(seq, fault{"500", smsfake.Fault{Status: http.StatusInternalServerError}})
 		case p < 0.40:
-			seq = append(seq, fault{"429", smstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1 + rng.IntN(2)}})
+			seq = append(seq, fault{"429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1 + rng.IntN(2)}})
 		case p < 0.45:
-			seq = append(seq, fault{"reset", smstest.Fault{Drop: true}})
+			seq = append(seq, fault{"reset", smsfake.Fault{Drop: true}})
 		case p < 0.47:
-			seq = append(seq, fault{"hang", smstest.Fault{Hang: true}})
+			seq = append(seq, fault{"hang", smsfake.Fault{Hang: true}})
 		default:
-			seq = append(seq, fault{"ok", smstest.Fault{}})
+			seq = append(seq, fault{"ok", smsfake.Fault{}})
 		}
 	}
 	for _, f := range seq {
@@ -102,9 +102,9 @@ func TestProviderOutage(t *testing.T) {
 	nums := numbers(2)
 
 	t.Run("all 500", func(t *testing.T) {
-		fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+		fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 		defer fake.Close()
-		fake.FailRate(1, smstest.Fault{Status: http.StatusInternalServerError})
+		fake.FailRate(1, smsfake.Fault{Status: http.StatusInternalServerError})
 		s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
 		b := start(t, s.args()...)
 		w := want{}
@@ -138,9 +138,9 @@ func TestProviderOutage(t *testing.T) {
 	t.Run("connection refused", func(t *testing.T) {
 		// The provider's address is known, but nothing listens there yet.
 		addr := freeAddr(t)
-		fake := smstest.New(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+		fake := smsfake.New(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 		defer fake.Close()
-		s := newSetup(t, config{ProviderURL: "http://" + addr + smstest.Path, Numbers: nums})
+		s := newSetup(t, config{ProviderURL: "http://" + addr + smsfake.Path, Numbers: nums})
 		b := start(t, s.args()...)
 		w := want{}
 		for i := range 20 {
@@ -186,15 +186,15 @@ func TestAccountFaults(t *testing.T) {
 		{http.StatusMethodNotAllowed, "no_credits"},
 	} {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
-			fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+			fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 			defer fake.Close()
 			heal := func() { fake.ClearFaults() }
 			if tc.status == http.StatusMethodNotAllowed {
 				// The real thing: a balance too small for any message.
 				fake.SetCredits(0)
-				heal = func() { fake.SetCredits(smstest.Unlimited) }
+				heal = func() { fake.SetCredits(smsfake.Unlimited) }
 			} else {
-				fake.FailRate(1, smstest.Fault{Status: tc.status})
+				fake.FailRate(1, smsfake.Fault{Status: tc.status})
 			}
 			const holdRetry = 500 * time.Millisecond
 			s := newSetup(t, config{ProviderURL: fake.URL, HoldRetry: holdRetry.String(), Numbers: nums})

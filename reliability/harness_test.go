@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // binPath is the smsbridge binary TestMain builds once for every test.
@@ -377,7 +377,7 @@ func amPayload(name string) []byte {
 var nameRE = regexp.MustCompile(`\b[A-Z][a-z]+\d{4}\b`)
 
 // deliveries counts the fake's accepted messages per "name|number".
-func deliveries(fake *smstest.Server) map[string]int {
+func deliveries(fake *smsfake.Server) map[string]int {
 	got := map[string]int{}
 	for _, m := range fake.Messages() {
 		if name := nameRE.FindString(m.Text); name != "" {
@@ -408,7 +408,7 @@ func (w want) missing(got map[string]int) []string {
 }
 
 // waitDelivered waits until every wanted pair was accepted by the fake.
-func waitDelivered(t *testing.T, fake *smstest.Server, w want, timeout time.Duration, b *bridge) {
+func waitDelivered(t *testing.T, fake *smsfake.Server, w want, timeout time.Duration, b *bridge) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

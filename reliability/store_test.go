@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // TestStoreUnwritable makes the outbox unwritable under the running bridge:
@@ -31,7 +31,7 @@ import (
 // where it cannot set it.
 func TestStoreUnwritable(t *testing.T) {
 	nums := numbers(2)
-	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 	defer fake.Close()
 	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
 	b := start(t, s.args()...)
@@ -106,7 +106,7 @@ func TestStoreUnwritable(t *testing.T) {
 // mount.
 func TestStoreDiskFull(t *testing.T) {
 	nums := numbers(2)
-	fake := smstest.NewServer(smstest.Options{APIKey: apiKey, Credits: smstest.Unlimited})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 	defer fake.Close()
 	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
 	if err := os.MkdirAll(s.store, 0o750); err != nil {
@@ -171,7 +171,7 @@ func TestStoreDiskFull(t *testing.T) {
 // webhooks are stored (503 is still the honest answer while it recovers)
 // and delivered with everything accepted before, and nothing it answered
 // 503 for is ever delivered.
-func recovers(t *testing.T, b *bridge, fake *smstest.Server, w want, nums []string) {
+func recovers(t *testing.T, b *bridge, fake *smsfake.Server, w want, nums []string) {
 	t.Helper()
 	for i := range 10 {
 		name := fmt.Sprintf("Again%04d", i)

@@ -8,18 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // These tests run the client against the fake, as the rest of the project
 // will.
 
-func newFake(t *testing.T, opts smstest.Options) (*smstest.Server, *Client) {
+func newFake(t *testing.T, opts smsfake.Options) (*smsfake.Server, *Client) {
 	t.Helper()
 	if opts.APIKey == "" {
 		opts.APIKey = testKey
 	}
-	f := smstest.NewServer(opts)
+	f := smsfake.NewServer(opts)
 	t.Cleanup(f.Close)
 	return f, newTestClient(t, f.URL, nil)
 }
@@ -28,20 +28,20 @@ func TestFakeReplyStyles(t *testing.T) {
 	numbers := []string{"+27831234567", "+4412345678", "+1 202 555 0123", "+27831234567"}
 	tests := []struct {
 		name     string
-		opts     smstest.Options
+		opts     smsfake.Options
 		accepted []bool
 	}{
-		{"documented", smstest.Options{}, []bool{true, true, true, true}},
-		{"numbers as json", smstest.Options{NumbersAsJSON: true}, []bool{true, true, true, true}},
-		{"without plus", smstest.Options{StripPlus: true}, []bool{true, true, true, true}},
-		{"reversed", smstest.Options{Reverse: true}, []bool{true, true, true, true}},
-		{"last omitted", smstest.Options{Omit: 1}, []bool{true, true, false, true}},
-		{"reversed, last omitted", smstest.Options{Reverse: true, Omit: 1}, []bool{false, true, true, false}},
-		{"extra fields", smstest.Options{ExtraFields: true, NumbersAsJSON: true, Reverse: true}, []bool{true, true, true, true}},
+		{"documented", smsfake.Options{}, []bool{true, true, true, true}},
+		{"numbers as json", smsfake.Options{NumbersAsJSON: true}, []bool{true, true, true, true}},
+		{"without plus", smsfake.Options{StripPlus: true}, []bool{true, true, true, true}},
+		{"reversed", smsfake.Options{Reverse: true}, []bool{true, true, true, true}},
+		{"last omitted", smsfake.Options{Omit: 1}, []bool{true, true, false, true}},
+		{"reversed, last omitted", smsfake.Options{Reverse: true, Omit: 1}, []bool{false, true, true, false}},
+		{"extra fields", smsfake.Options{ExtraFields: true, NumbersAsJSON: true, Reverse: true}, []bool{true, true, true, true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.opts.Credits = smstest.Unlimited
+			tc.opts.Credits = smsfake.Unlimited
 			f, c := newFake(t, tc.opts)
 			res, err := c.Send(context.Background(), "db1 down", numbers)
 			if err != nil {
@@ -71,7 +71,7 @@ func TestFakeReplyStyles(t *testing.T) {
 }
 
 func TestFakeAccountProblems(t *testing.T) {
-	f, c := newFake(t, smstest.Options{Credits: 2})
+	f, c := newFake(t, smsfake.Options{Credits: 2})
 	if _, err := c.Send(context.Background(), "one", []string{"+27831234567", "+4412345678"}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestFakeAccountProblems(t *testing.T) {
 	if !errors.As(err, &e) || e.Kind != KindNoCredits || !e.AccountProblem() {
 		t.Fatalf("with no credits left: %v, want no_credits", err)
 	}
-	f.SetCredits(smstest.Unlimited)
+	f.SetCredits(smsfake.Unlimited)
 	if _, err := c.Send(context.Background(), "two", []string{"+27831234567"}); err != nil {
 		t.Fatalf("after topping up: %v", err)
 	}
@@ -98,8 +98,8 @@ func TestFakeAccountProblems(t *testing.T) {
 // TestFakePauseKeptRealTime runs a real 429 pause of one second and checks
 // the fake saw no request before it ended.
 func TestFakePauseKeptRealTime(t *testing.T) {
-	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited})
-	f.FailNext(1, smstest.Fault{Status: 429, RetryAfter: 1})
+	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
+	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 1})
 	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
 	var e *Error
 	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter != time.Second {
@@ -123,8 +123,8 @@ func TestFakePauseKeptRealTime(t *testing.T) {
 // sends during the pause, and checks the fake notices (and that the client
 // then takes the new 429 as a new pause).
 func TestFakeCountsEarlyRequests(t *testing.T) {
-	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited})
-	f.FailNext(1, smstest.Fault{Status: 429, RetryAfter: 600})
+	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
+	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 600})
 	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
 		t.Fatal("want 429")
 	}
@@ -140,7 +140,7 @@ func TestFakeCountsEarlyRequests(t *testing.T) {
 }
 
 func TestFakeConcurrentSends(t *testing.T) {
-	f, c := newFake(t, smstest.Options{Credits: smstest.Unlimited, Latency: time.Millisecond})
+	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited, Latency: time.Millisecond})
 	const workers, each = 8, 5
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // echoProvider replies with the status named in the path (/N/sms/messages)
@@ -63,7 +63,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 
-	fake := smstest.NewServer(smstest.Options{APIKey: testKey, Credits: smstest.Unlimited, Logger: logger})
+	fake := smsfake.NewServer(smsfake.Options{APIKey: testKey, Credits: smsfake.Unlimited, Logger: logger})
 	t.Cleanup(fake.Close)
 	echo := httptest.NewServer(http.HandlerFunc(echoProvider))
 	t.Cleanup(echo.Close)
@@ -118,10 +118,10 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	// would turn any later request into another 429.
 	res, err := newClient(fake.URL, 10*time.Second).Send(ctx, "hello", numbers)
 	record("success", res, err)
-	fake.FailNext(1, smstest.Fault{Hang: true})
+	fake.FailNext(1, smsfake.Fault{Hang: true})
 	res, err = newClient(fake.URL, 100*time.Millisecond).Send(ctx, "x", numbers)
 	record("hang", res, err)
-	faults := []smstest.Fault{
+	faults := []smsfake.Fault{
 		{Status: 400}, {Status: 401}, {Status: 403}, {Status: 405}, {Status: 500}, {Status: 202, Body: "not json"},
 		{Drop: true}, {Status: 429, RetryAfter: 1, RetryAfterHeader: 2},
 	}

@@ -1,7 +1,7 @@
 // Command loadgen measures smsbridge's intake and delivery on this machine.
 //
 // It builds the bridge of the module it runs in (or takes -bin), starts it
-// on 127.0.0.1 against an in-process sms/smstest fake of the provider, and
+// on 127.0.0.1 against an in-process sms/fake fake of the provider, and
 // runs these phases, each against a fresh bridge and store:
 //
 //   - max: as many Alertmanager webhooks as -concurrency senders can post in

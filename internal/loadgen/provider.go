@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // providerKey is the fake's API key; it guards nothing but proves the
@@ -25,13 +25,13 @@ const providerKey = "loadgen-key"
 // notification (see payload), in the rendered SMS text.
 var nameRE = regexp.MustCompile(`\bLG[a-z]+\d{7}\b`)
 
-// provider is an sms/smstest fake behind a recorder: the recorder notes
+// provider is an sms/fake fake behind a recorder: the recorder notes
 // when each request arrived and how the fake answered it, and can answer
 // every request with the provider's 500 until released, so a backlog
 // builds up as it does in a provider outage.
 type provider struct {
 	URL  string
-	fake *smstest.Server
+	fake *smsfake.Server
 	srv  *http.Server
 
 	mu       sync.Mutex
@@ -54,8 +54,8 @@ type providerRequest struct {
 // 127.0.0.1; down starts it in an outage that release ends.
 func startProvider(latency time.Duration, rateLimit int, down bool) (*provider, error) {
 	p := &provider{
-		fake: smstest.New(smstest.Options{
-			APIKey: providerKey, Credits: smstest.Unlimited,
+		fake: smsfake.New(smsfake.Options{
+			APIKey: providerKey, Credits: smsfake.Unlimited,
 			Latency: latency, RateLimit: rateLimit, RateLimitPause: 1,
 			// The recorder keeps what the tool needs; the fake need not
 			// keep every message of a long run.
@@ -69,7 +69,7 @@ func startProvider(latency time.Duration, rateLimit int, down bool) (*provider, 
 	if err != nil {
 		return nil, fmt.Errorf("listen for the fake provider: %w", err)
 	}
-	p.URL = "http://" + ln.Addr().String() + smstest.Path
+	p.URL = "http://" + ln.Addr().String() + smsfake.Path
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil

@@ -1,4 +1,4 @@
-// Command fakeapi serves sms/smstest's fake of the SMS provider on a TCP
+// Command fakeapi serves sms/fake's fake of the SMS provider on a TCP
 // address, for the status page's browser test (.ci/browser-test.sh). On
 // top of the fake it rejects chosen numbers the way the provider rejects a
 // number on its suppression list, and lets the script take the account's
@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 func main() {
@@ -57,7 +57,7 @@ func run() error {
 		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	fake := smstest.New(smstest.Options{APIKey: *key, Credits: smstest.Unlimited, Logger: logger})
+	fake := smsfake.New(smsfake.Options{APIKey: *key, Credits: smsfake.Unlimited, Logger: logger})
 	h := &handler{fake: fake, key: *key}
 	if *reject != "" {
 		h.reject = strings.Split(*reject, ",")
@@ -88,7 +88,7 @@ func run() error {
 }
 
 type handler struct {
-	fake   *smstest.Server
+	fake   *smsfake.Server
 	key    string
 	reject []string
 }
@@ -105,7 +105,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "credits %d\n", n)
 	case r.URL.Path == "/control/messages":
 		fmt.Fprintf(w, "%d\n", h.fake.Accepted())
-	case r.URL.Path == smstest.Path && r.Method == http.MethodPost:
+	case r.URL.Path == smsfake.Path && r.Method == http.MethodPost:
 		h.send(w, r)
 	default:
 		h.fake.ServeHTTP(w, r)

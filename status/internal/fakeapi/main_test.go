@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/smsbridge/smsbridge/sms/smstest"
+	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 func TestFakeAPIRejects(t *testing.T) {
@@ -19,18 +19,18 @@ func TestFakeAPIRejects(t *testing.T) {
 		code     int
 		accepted map[string]bool
 	}{
-		{"mixed", "k", `["+27830000001","+27830000099"]`, smstest.Unlimited, 202, map[string]bool{"+27830000001": true, "+27830000099": false}},
-		{"only rejected", "k", `["+27830000099"]`, smstest.Unlimited, 202, map[string]bool{"+27830000099": false}},
-		{"none rejected", "k", `["+27830000001"]`, smstest.Unlimited, 202, map[string]bool{"+27830000001": true}},
+		{"mixed", "k", `["+27830000001","+27830000099"]`, smsfake.Unlimited, 202, map[string]bool{"+27830000001": true, "+27830000099": false}},
+		{"only rejected", "k", `["+27830000099"]`, smsfake.Unlimited, 202, map[string]bool{"+27830000099": false}},
+		{"none rejected", "k", `["+27830000001"]`, smsfake.Unlimited, 202, map[string]bool{"+27830000001": true}},
 		{"no credits", "k", `["+27830000001","+27830000099"]`, 0, 405, nil},
-		{"bad key", "wrong", `["+27830000099"]`, smstest.Unlimited, 401, nil},
+		{"bad key", "wrong", `["+27830000099"]`, smsfake.Unlimited, 401, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := smstest.New(smstest.Options{APIKey: "k", Credits: tc.credits})
+			fake := smsfake.New(smsfake.Options{APIKey: "k", Credits: tc.credits})
 			srv := httptest.NewServer(&handler{fake: fake, key: "k", reject: []string{"+27830000099"}})
 			defer srv.Close()
-			req, _ := http.NewRequest("POST", srv.URL+smstest.Path, strings.NewReader(`{"text":"hi","to":`+tc.to+`}`))
+			req, _ := http.NewRequest("POST", srv.URL+smsfake.Path, strings.NewReader(`{"text":"hi","to":`+tc.to+`}`))
 			req.Header.Set("Authorization", "Bearer "+tc.key)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)

@@ -1,4 +1,4 @@
-// Package smstest is a fake of the provider's SMS API that behaves as its
+// Package fake is a fake of the provider's SMS API that behaves as its
 // documentation says: it checks the bearer key, validates each number,
 // charges credits per segment and recipient, and can be told to fail in
 // every way the documentation names (and some it does not). Tests of the
@@ -6,7 +6,7 @@
 //
 // It imports nothing from the project, so that the client and the fake do
 // not share a mistake.
-package smstest
+package fake
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package smstest
+package fake
 
 import (
 	"bytes"
