@@ -1,0 +1,299 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store is the contract every driver (outbox/sqlite, outbox/postgres)
+// implements and outbox/outboxtest checks. Consumers declare the subset
+// they need; main wires a driver in.
+//
+// Multi-process semantics hold for every driver: each open Store has an
+// owner id (Owner), every lease names its owner and has a deadline, and a
+// store recovers only leases whose holder is gone (their deadline passed,
+// or the driver can prove the holder is dead, as the SQLite driver can
+// through its directory lock).
+type Store interface {
+	// Owner is this process's id, recorded with every lease it takes.
+	Owner() string
+
+	// Enqueue records n durably and returns its id and the outcome the
+	// store settled on: when it returns nil, the notification and its
+	// deliveries are committed (fsync'd). Guards on n (RequireFiring) are
+	// evaluated atomically with the write. Concurrent calls may share one
+	// commit. An error means nothing was recorded (answer 503);
+	// ErrInvalid wraps a notification that can never be recorded.
+	Enqueue(ctx context.Context, n Notification) (Enqueued, error)
+
+	// Wake receives a value after a commit (by this process or, where
+	// the driver can tell, another) adds work that is due now. It holds
+	// at most one value: a reader should lease until nothing is due.
+	Wake() <-chan struct{}
+	// Lease takes up to maxBatches batches of due deliveries, each at most
+	// maxNumbers numbers of one text, oldest due first, and marks them
+	// sending, owned by Owner, until now+leaseFor. A number appears at
+	// most once per batch. Rows whose lease lapsed are due again.
+	Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) ([]Batch, error)
+	// Complete records outcomes in one transaction. An outcome whose lease
+	// is no longer held is skipped (and logged): the current holder decides.
+	Complete(ctx context.Context, outcomes []Outcome) error
+	// FailExpired fails every queued delivery that entered the queue
+	// maxAge or more before now, and returns how many.
+	FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (int, error)
+	// Schedule reads when the next row is due and how old the oldest
+	// waiting row is.
+	Schedule(ctx context.Context, now time.Time) (Schedule, error)
+
+	// Stats counts the undelivered rows and finds the oldest.
+	Stats(ctx context.Context) (Stats, error)
+	// Deliveries returns the rows f selects, most recently updated first.
+	Deliveries(ctx context.Context, f Filter) ([]Record, error)
+	// DeliveryByProviderID returns the delivery the provider knows by id
+	// (its apiMessageId); the error wraps ErrNotFound when none has it.
+	DeliveryByProviderID(ctx context.Context, id string) (Record, error)
+	// Retry puts a failed delivery back in the queue, due now, with its
+	// attempts and max age counted afresh. Errors wrap ErrNotFound or
+	// ErrNotFailed.
+	Retry(ctx context.Context, id int64) error
+	// Prune deletes finished notifications older than retention and
+	// returns how many.
+	Prune(ctx context.Context, retention time.Duration) (int, error)
+
+	// GetState and PutState are a small durable key-value map for state
+	// that must survive a restart and be shared by replicas (the
+	// provider's pause and hold). PutState overwrites; GetState reports
+	// ok false for a key never put.
+	GetState(ctx context.Context, key string) (value []byte, ok bool, err error)
+	PutState(ctx context.Context, key string, value []byte) error
+
+	// Close stops background work after the current commit and releases
+	// the backend (and, for SQLite, the directory lock).
+	Close() error
+}
+
+var (
+	// ErrClosed is returned by calls on a closed Store.
+	ErrClosed = errors.New("outbox closed")
+	// ErrInvalid marks a notification the store refuses to record.
+	ErrInvalid = errors.New("invalid notification")
+	// ErrNotFailed is returned by Retry for a delivery that is not in the
+	// failed state.
+	ErrNotFailed = errors.New("the delivery has not failed")
+	// ErrNotFound is returned when no delivery has the id.
+	ErrNotFound = errors.New("no delivery with that id")
+)
+
+// Outcomes a notification is recorded with. The pipeline sets one; a guard
+// evaluated by the store may replace it (RequireFiring: OutcomeFiltered).
+const (
+	OutcomeAccepted = "accepted"
+	OutcomeUnrouted = "unrouted"
+	OutcomeFiltered = "filtered"
+)
+
+// Notification is one accepted notification as rendered for sending: one
+// Message per receiver text.
+type Notification struct {
+	// Source names where it came from: "alertmanager", a webhook name, or
+	// "send-test".
+	Source string
+	// GroupKey is Alertmanager's group key, or the webhook's equivalent.
+	GroupKey string
+	// Status is "firing" or "resolved".
+	Status string
+	// Outcome is what the pipeline decided (OutcomeAccepted when empty).
+	Outcome string
+	// RequireFiring is the resolved rule of generic webhooks, evaluated
+	// atomically with the write: unless the newest notification stored
+	// with the same GroupKey has status "firing", n is recorded with
+	// OutcomeFiltered and without its messages.
+	RequireFiring bool
+	// Messages are the rendered texts; none means the notification was
+	// not routed anywhere, which is still recorded.
+	Messages []Message
+}
+
+// Enqueued is what Enqueue recorded.
+type Enqueued struct {
+	ID int64
+	// Outcome is the notification's recorded outcome.
+	Outcome string
+	// Recipients counts the deliveries (distinct numbers per message)
+	// written.
+	Recipients int
+}
+
+// Message is one rendered text for one receiver and the numbers to send it
+// to.
+type Message struct {
+	Receiver string
+	Text     string
+	// Segments is the number of SMS segments Text takes.
+	Segments int
+	// Numbers are E.164 numbers; duplicates are stored once.
+	Numbers []string
+}
+
+// State is the state of one delivery (one text to one number).
+type State string
+
+// Delivery states. A delivery starts pending, is sending while leased, and
+// ends accepted (the provider took it) or failed; Retry moves a failed one
+// back to pending. Handset receipts ("delivered") are recorded beside the
+// state, not as one.
+const (
+	StatePending  State = "pending"
+	StateSending  State = "sending"
+	StateAccepted State = "accepted"
+	StateFailed   State = "failed"
+)
+
+// States lists every state, in display order.
+var States = []State{StatePending, StateSending, StateAccepted, StateFailed}
+
+// Batch is one request's worth of leased work: one text and the numbers to
+// send it to, none of them twice.
+type Batch struct {
+	Text     string
+	Segments int
+	// LeaseUntil is when the lease lapses and the rows become due again;
+	// a result recorded after that is ignored if the rows were re-leased.
+	LeaseUntil time.Time
+	Deliveries []Delivery
+}
+
+// Numbers returns the batch's numbers in delivery order.
+func (b Batch) Numbers() []string {
+	nums := make([]string, len(b.Deliveries))
+	for i, d := range b.Deliveries {
+		nums[i] = d.Number
+	}
+	return nums
+}
+
+// Delivery is one leased row.
+type Delivery struct {
+	ID             int64
+	NotificationID int64
+	MessageID      int64
+	Receiver       string
+	Number         string
+	// Attempts counts the requests already made for this row.
+	Attempts int
+	// QueuedAt is when the row entered the queue (receipt, or a manual
+	// Retry); max age counts from it.
+	QueuedAt time.Time
+	// Lease identifies the lease (unique across processes and restarts);
+	// only its holder can record a result.
+	Lease string
+}
+
+// Outcome is what became of one leased delivery. Build it with Accepted,
+// Failed, Rescheduled, Deferred or Released.
+type Outcome struct {
+	Delivery Delivery
+	// State is StateAccepted, StateFailed or StatePending.
+	State State
+	// Account names the provider account the request went through
+	// ("primary", "fallback"); empty when no request was made.
+	Account      string
+	APIMessageID string
+	ErrorCode    string
+	Error        string
+	// NextAttempt is when a pending outcome is due again; zero means now.
+	NextAttempt time.Time
+	// Attempted says a request was made for the row (counted in attempts).
+	Attempted bool
+}
+
+// Accepted records that the provider, through account, accepted the
+// message for d.
+func Accepted(d Delivery, account, apiMessageID string) Outcome {
+	return Outcome{Delivery: d, State: StateAccepted, Account: account, APIMessageID: apiMessageID, Attempted: true}
+}
+
+// Failed records that d will never be delivered, with a short code and the
+// reason for a person. account is empty when no request was made.
+func Failed(d Delivery, account, code, reason string) Outcome {
+	return Outcome{Delivery: d, State: StateFailed, Account: account, ErrorCode: code, Error: reason, Attempted: account != ""}
+}
+
+// Rescheduled returns d to the queue after a failed attempt through
+// account, due at at.
+func Rescheduled(d Delivery, account string, at time.Time, code, reason string) Outcome {
+	return Outcome{Delivery: d, State: StatePending, Account: account, NextAttempt: at, ErrorCode: code, Error: reason, Attempted: true}
+}
+
+// Deferred returns d to the queue, due at at, without counting an attempt:
+// the wait was not the row's fault (a 429 pause, a hold).
+func Deferred(d Delivery, at time.Time, code, reason string) Outcome {
+	return Outcome{Delivery: d, State: StatePending, NextAttempt: at, ErrorCode: code, Error: reason}
+}
+
+// Released returns d to the queue, due now, untouched: it was never sent
+// (shutdown).
+func Released(d Delivery) Outcome {
+	return Outcome{Delivery: d, State: StatePending}
+}
+
+// Schedule tells the dispatcher when it next has work.
+type Schedule struct {
+	// NextDue is the earliest time a queued row is due or a lease lapses;
+	// zero when nothing is queued or leased.
+	NextDue time.Time
+	// OldestQueued is the earliest QueuedAt among rows waiting in the queue
+	// or held by a lapsed lease, i.e. the rows FailExpired would fail; zero
+	// when there are none.
+	OldestQueued time.Time
+}
+
+// Stats is a snapshot of the queue.
+type Stats struct {
+	// Pending counts deliveries not yet accepted or failed: waiting in the
+	// queue or in flight.
+	Pending int
+	// InFlight counts the leased (sending) part of Pending.
+	InFlight int
+	// Oldest is the earliest QueuedAt among Pending; zero when none.
+	Oldest time.Time
+}
+
+// Filter selects deliveries for Deliveries.
+type Filter struct {
+	// State selects one state; empty selects all.
+	State State
+	// Since selects rows updated at or after it; zero selects all.
+	Since time.Time
+	// NotificationID selects one notification's rows; zero selects all.
+	NotificationID int64
+	// Limit caps the rows returned; default 100, at most 1000.
+	Limit int
+}
+
+// Record is one delivery as the status page shows it. Number is the full
+// number: mask it before showing it anywhere.
+type Record struct {
+	ID             int64
+	NotificationID int64
+	ReceivedAt     time.Time
+	UpdatedAt      time.Time
+	Source         string
+	GroupKey       string
+	Status         string
+	Receiver       string
+	Number         string
+	Text           string
+	Segments       int
+	State          State
+	Attempts       int
+	// Account is the provider account of the last request; empty before
+	// any.
+	Account      string
+	APIMessageID string
+	ErrorCode    string
+	Error        string
+	// NextAttemptAt is when a pending row is next due.
+	NextAttemptAt time.Time
+}
