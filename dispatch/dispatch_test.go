@@ -1,8 +1,6 @@
 package dispatch
 
 import (
-	"golang.org/x/time/rate"
-
 	"bytes"
 	"context"
 	"errors"
@@ -11,82 +9,96 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/sms"
 )
 
-// call is one request the fake sender saw.
+// call is one request a fake provider saw.
 type call struct {
 	start, end time.Time
 	text       string
 	numbers    []string
 }
 
-// reply decides the fake's answer to call number n (0-based).
-type reply func(ctx context.Context, n int, text string, numbers []string) (sms.Result, error)
+// reply decides a fake provider's answer to its call number n (0-based).
+type reply func(n int, text string, numbers []string) (sms.Result, error)
 
-// fakeSender is a scripted Sender. It counts requests that start before a
-// 429 pause it announced has ended: the dispatcher must keep that at zero.
-type fakeSender struct {
+// provider is a scripted sms.Provider with a latency. It counts requests
+// that start after it answered 429 and before that pause ended: requests
+// inside the pause, which the dispatcher must keep at zero.
+type provider struct {
 	mu       sync.Mutex
 	reply    reply
+	latency  time.Duration
 	calls    []call
 	pauseEnd time.Time
+	paused   bool
 	early    int
 }
 
-func newFake(r reply) *fakeSender { return &fakeSender{reply: r} }
+func newProvider(r reply) *provider { return &provider{reply: r} }
 
-func (f *fakeSender) Send(ctx context.Context, text string, numbers []string) (sms.Result, error) {
+func (p *provider) Send(ctx context.Context, text string, numbers []string) (sms.Result, error) {
 	start := time.Now()
-	f.mu.Lock()
-	if start.Before(f.pauseEnd) {
-		f.early++
+	p.mu.Lock()
+	if p.paused && start.Before(p.pauseEnd) {
+		p.early++
 	}
-	n := len(f.calls)
-	f.calls = append(f.calls, call{start: start, text: text, numbers: append([]string(nil), numbers...)})
-	r := f.reply
-	f.mu.Unlock()
-
-	res, err := r(ctx, n, text, numbers)
-
+	n := len(p.calls)
+	p.calls = append(p.calls, call{start: start, text: text, numbers: append([]string(nil), numbers...)})
+	r, latency := p.reply, p.latency
+	p.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return sms.Result{}, &sms.Error{Kind: sms.KindTransient, Message: "request canceled", Err: ctx.Err()}
+		case <-t.C:
+		}
+	}
+	res, err := r(n, text, numbers)
 	end := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls[n].end = end
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls[n].end = end
 	var se *sms.Error
 	if errors.As(err, &se) && se.Kind == sms.KindRateLimited {
-		// The pause runs from when the reply left the provider.
-		f.pauseEnd = end.Add(se.RetryAfter)
+		// The pause runs from when the reply reached the caller.
+		wait := se.RetryAfter
+		if wait == 0 {
+			wait = testSettings().DefaultPause
+		}
+		p.paused, p.pauseEnd = true, end.Add(wait)
 	}
 	return res, err
 }
 
-func (f *fakeSender) setReply(r reply) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.reply = r
+func (p *provider) set(r reply) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reply = r
 }
 
-func (f *fakeSender) Calls() []call {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]call(nil), f.calls...)
+func (p *provider) Calls() []call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]call(nil), p.calls...)
 }
 
-func (f *fakeSender) Early() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.early
+func (p *provider) Early() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.early
 }
 
-// accept answers like a provider that took every number.
-func accept(_ context.Context, n int, _ string, numbers []string) (sms.Result, error) {
+func accept(n int, _ string, numbers []string) (sms.Result, error) {
 	res := sms.Result{}
 	for i, num := range numbers {
 		res.Numbers = append(res.Numbers, sms.NumberResult{Number: num, Accepted: true, MessageID: fmt.Sprintf("m%d-%d", n, i)})
@@ -94,22 +106,20 @@ func accept(_ context.Context, n int, _ string, numbers []string) (sms.Result, e
 	return res, nil
 }
 
-// failWith answers every request with err.
 func failWith(err error) reply {
-	return func(context.Context, int, string, []string) (sms.Result, error) { return sms.Result{}, err }
+	return func(int, string, []string) (sms.Result, error) { return sms.Result{}, err }
 }
 
-// firstFail answers the first k requests with err, then accepts.
+// firstFail fails the first k requests with err, then accepts.
 func firstFail(k int, err error) reply {
-	return func(ctx context.Context, n int, text string, numbers []string) (sms.Result, error) {
+	return func(n int, text string, numbers []string) (sms.Result, error) {
 		if n < k {
 			return sms.Result{}, err
 		}
-		return accept(ctx, n, text, numbers)
+		return accept(n, text, numbers)
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -127,343 +137,371 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// harness runs a Dispatcher over a real outbox in a temporary directory.
-type harness struct {
-	t      *testing.T
-	store  *outbox.Store
-	fake   *fakeSender
-	d      *Dispatcher
-	m      *Metrics
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	runErr chan error
+// testSettings are complete settings with small times, for a fake clock.
+func testSettings(accounts ...Account) Settings {
+	return Settings{
+		Accounts: accounts, BatchSize: 100, MaxInFlight: 4,
+		MinBackoff: time.Second, MaxBackoff: 10 * time.Second, MaxAge: time.Hour,
+		HoldRetry: time.Minute, HoldReminder: 15 * time.Minute, DefaultPause: 30 * time.Second,
+		FallbackAfter: 2 * time.Minute, LeaseFor: time.Minute, ShutdownGrace: 10 * time.Second,
+	}
 }
 
-// storeWrapper lets a test put a different Store in front of the outbox.
-type storeWrapper func(*outbox.Store) Store
+// harness runs a Dispatcher over a memStore; inside synctest its clock is
+// the bubble's.
+type harness struct {
+	t        *testing.T
+	store    *memStore
+	d        *Dispatcher
+	m        *Metrics
+	logs     *syncBuffer
+	mu       sync.Mutex
+	settings Settings
+	cancel   context.CancelFunc
+	runErr   chan error
+}
 
-func newHarness(t *testing.T, cfg Config, sender Sender, wrap storeWrapper) *harness {
+func newHarness(t *testing.T, s Settings, store *memStore) *harness {
 	t.Helper()
-	st, err := outbox.Open(t.TempDir(), outbox.Options{})
+	if store == nil {
+		store = newMemStore()
+	}
+	h := &harness{t: t, store: store, settings: s, logs: &syncBuffer{}, m: NewMetrics(prometheus.NewRegistry())}
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := New(Options{Store: store, Settings: h.current, Logger: logger, Metrics: h.m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m := NewMetrics(prometheus.NewRegistry())
-	var store Store = st
-	if wrap != nil {
-		store = wrap(st)
-	}
-	if cfg.RateLimit == 0 {
-		cfg.RateLimit = -1
-	}
-	h := &harness{t: t, store: st, m: m, logs: logs, runErr: make(chan error, 1)}
-	h.fake, _ = sender.(*fakeSender)
-	h.d = New(store, sender, cfg, logger, m)
+	h.d = d
 	return h
+}
+
+func (h *harness) current() Settings {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.settings
+}
+
+func (h *harness) update(f func(*Settings)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(&h.settings)
 }
 
 func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
+	h.runErr = make(chan error, 1)
 	go func() { h.runErr <- h.d.Run(ctx) }()
-	h.t.Cleanup(h.stop)
 }
 
 // stop cancels Run and waits for it to return.
 func (h *harness) stop() {
+	h.t.Helper()
 	if h.cancel == nil {
 		return
 	}
 	h.cancel()
 	h.cancel = nil
-	select {
-	case err := <-h.runErr:
-		if err != nil {
-			h.t.Errorf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		h.t.Fatal("Run did not return after cancel")
+	if err := <-h.runErr; err != nil {
+		h.t.Errorf("run: %v", err)
 	}
 }
 
-func (h *harness) enqueue(receiver, text string, numbers ...string) int64 {
-	h.t.Helper()
-	id, err := h.store.Enqueue(context.Background(), outbox.Notification{Source: "alertmanager", Status: "firing",
-		Messages: []outbox.Message{{Receiver: receiver, Text: text, Segments: 2, Numbers: numbers}}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return id
-}
+func (h *harness) count(state outbox.State) int { return len(h.store.rowsIn(state)) }
 
-func (h *harness) records(f outbox.Filter) []outbox.Record {
-	h.t.Helper()
-	rs, err := h.store.Deliveries(context.Background(), f)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return rs
-}
-
-func (h *harness) count(state outbox.State) int {
-	return len(h.records(outbox.Filter{State: state, Limit: 1000}))
-}
-
-// waitFor polls cond until it holds. The deadline is generous on purpose:
-// it only bounds a broken test, it never decides a passing one.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// until advances the fake clock in small steps until cond holds or limit
+// passes; it fails the test on the limit.
+func until(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("not %s within %s", what, limit)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
 	}
 }
 
-func value(t *testing.T, c prometheus.Collector) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 1)
-	c.Collect(ch)
-	var m dto.Metric
-	if err := (<-ch).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	default:
-		return m.GetGauge().GetValue()
-	}
+func primary(p sms.Provider, rate float64) Account {
+	return Account{Name: "primary", Provider: p, RateLimit: rate}
 }
 
 func TestDeliver(t *testing.T) {
-	fake := newFake(accept)
-	h := newHarness(t, Config{}, fake, nil)
-	h.m.InitReceivers("ops", "db", "never")
-	h.run()
-	// The loop is idle now with an hour-long timer; only the outbox's wake
-	// can get these sent promptly.
-	id1 := h.enqueue("ops", "disk full", "+27831234567", "+27831234568")
-	h.enqueue("db", "db down", "+27831234569")
-	waitFor(t, "3 delivered", func() bool { return h.count(outbox.StateDelivered) == 3 })
-
-	calls := fake.Calls()
-	if len(calls) != 2 {
-		t.Fatalf("%d requests, want 2 (one per text)", len(calls))
-	}
-	if calls[0].text != "disk full" || strings.Join(calls[0].numbers, ",") != "+27831234567,+27831234568" {
-		t.Errorf("first request %+v", calls[0])
-	}
-	for _, r := range h.records(outbox.Filter{NotificationID: id1}) {
-		if r.APIMessageID == "" || r.Attempts != 1 {
-			t.Errorf("record %+v", r)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(accept)
+		h := newHarness(t, testSettings(primary(p, 100)), nil)
+		h.m.InitReceivers("ops", "db")
+		h.store.add("ops", "disk full", 2, "+27830000001", "+27830000002")
+		h.store.add("db", "disk full", 2, "+27830000002", "+27830000003")
+		h.store.add("db", "other", 1, "+27830000003")
+		h.run()
+		until(t, time.Second, "all accepted", func() bool { return h.count(outbox.StateAccepted) == 5 })
+		h.stop()
+		calls := p.Calls()
+		// One request per text; the same number twice for one text goes in
+		// the next request rather than twice in one.
+		if len(calls) != 3 {
+			t.Errorf("%d requests, want 3: %+v", len(calls), calls)
 		}
-	}
-	for _, tc := range []struct {
-		c    prometheus.Collector
-		want float64
-	}{
-		{h.m.sent.WithLabelValues("ops"), 2},
-		{h.m.sent.WithLabelValues("db"), 1},
-		{h.m.sent.WithLabelValues("never"), 0},
-		{h.m.segments, 6},
-		{h.m.failed.WithLabelValues(ReasonRejected), 0},
-	} {
-		if got := value(t, tc.c); got != tc.want {
-			t.Errorf("%v = %v, want %v", tc.c, got, tc.want)
+		for _, r := range h.store.rowsIn(outbox.StateAccepted) {
+			if r.account != "primary" || r.apiID == "" || r.Attempts != 1 {
+				t.Errorf("row %+v", r)
+			}
 		}
-	}
-	logs := h.logs.String()
-	if strings.Count(logs, "msg=\"sms delivered\"") != 2 || !strings.Contains(logs, "+2783****567") {
-		t.Errorf("want one masked log line per batch:\n%s", logs)
-	}
-	if strings.Contains(logs, "1234567") {
-		t.Errorf("a full number reached the log:\n%s", logs)
-	}
-	if s := h.d.State(); s.Mode != ModeOK {
-		t.Errorf("state %+v", s)
-	}
-}
-
-func TestBatchSizeAndWorkers(t *testing.T) {
-	fake := newFake(accept)
-	h := newHarness(t, Config{BatchSize: 2, Workers: 3}, fake, nil)
-	h.enqueue("ops", "a", "+27830000001", "+27830000002", "+27830000003", "+27830000004", "+27830000005")
-	h.enqueue("ops", "b", "+27830000001")
-	h.run()
-	waitFor(t, "6 delivered", func() bool { return h.count(outbox.StateDelivered) == 6 })
-	calls := fake.Calls()
-	if len(calls) != 4 {
-		t.Errorf("%d requests, want 4 (a: 2+2+1, b: 1)", len(calls))
-	}
-	for _, c := range calls {
-		if len(c.numbers) > 2 {
-			t.Errorf("request with %d numbers, batch size 2", len(c.numbers))
+		if v := testutil.ToFloat64(h.m.sent.WithLabelValues("db", "primary")); v != 3 {
+			t.Errorf("sent{db,primary} = %v, want 3", v)
 		}
-	}
-}
-
-func TestRejectedNumbers(t *testing.T) {
-	fake := newFake(func(_ context.Context, _ int, _ string, numbers []string) (sms.Result, error) {
-		return sms.Result{Numbers: []sms.NumberResult{
-			{Number: numbers[0], Accepted: true, MessageID: "ok"},
-			{Number: numbers[1], ErrorCode: "E101", Error: "InvalidNumber", Description: "not a mobile number"},
-			{Number: numbers[2]},
-		}}, nil
+		// "disk full" (2 segments) went to 3 numbers in one request and to
+		// the repeated number in a second; "other" (1 segment) to one.
+		if v := testutil.ToFloat64(h.m.segments.WithLabelValues("primary")); v != 9 {
+			t.Errorf("segments = %v, want 2*3+2+1 = 9", v)
+		}
+		if !strings.Contains(h.logs.String(), "sms accepted by the provider") {
+			t.Errorf("no accepted line in the log:\n%s", h.logs)
+		}
 	})
-	h := newHarness(t, Config{}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001", "+27830000002", "+27830000003")
-	h.run()
-	waitFor(t, "all settled", func() bool { return h.count(outbox.StateDelivered) == 1 && h.count(outbox.StateFailed) == 2 })
-	got := map[string]outbox.Record{}
-	for _, r := range h.records(outbox.Filter{}) {
-		got[r.Number] = r
-	}
-	if r := got["+27830000002"]; r.ErrorCode != "E101" || r.Error != "InvalidNumber: not a mobile number" {
-		t.Errorf("rejected record %+v", r)
-	}
-	if r := got["+27830000003"]; r.ErrorCode != ReasonRejected || r.Error != "rejected by the sms api" {
-		t.Errorf("rejected record without code %+v", r)
-	}
-	if v := value(t, h.m.failed.WithLabelValues(ReasonRejected)); v != 2 {
-		t.Errorf("failed{rejected} = %v, want 2", v)
-	}
-	if v := value(t, h.m.sent.WithLabelValues("ops")); v != 1 {
-		t.Errorf("sent{ops} = %v, want 1", v)
-	}
-	logs := h.logs.String()
-	if !strings.Contains(logs, "sms failed for good") || !strings.Contains(logs, "+2783****002 E101") {
-		t.Errorf("rejection not logged with masked number and code:\n%s", logs)
-	}
 }
 
-func TestMissingResultRetried(t *testing.T) {
-	fake := newFake(func(ctx context.Context, n int, text string, numbers []string) (sms.Result, error) {
-		if n == 0 {
-			return sms.Result{Numbers: []sms.NumberResult{{Number: numbers[0], Accepted: true}}}, nil
+func TestBatchSize(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(accept)
+		s := testSettings(primary(p, 100))
+		s.BatchSize = 2
+		h := newHarness(t, s, nil)
+		h.store.add("ops", "x", 1, "+27830000001", "+27830000002", "+27830000003", "+27830000004", "+27830000005")
+		h.run()
+		until(t, time.Second, "all accepted", func() bool { return h.count(outbox.StateAccepted) == 5 })
+		h.stop()
+		for _, c := range p.Calls() {
+			if len(c.numbers) > 2 {
+				t.Errorf("request with %d numbers, batch size 2", len(c.numbers))
+			}
 		}
-		return accept(ctx, n, text, numbers)
+		if n := len(p.Calls()); n != 3 {
+			t.Errorf("%d requests, want 3", n)
+		}
 	})
-	h := newHarness(t, Config{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001", "+27830000002")
-	h.run()
-	waitFor(t, "both delivered", func() bool { return h.count(outbox.StateDelivered) == 2 })
-	calls := fake.Calls()
-	if len(calls) != 2 || len(calls[1].numbers) != 1 || calls[1].numbers[0] != "+27830000002" {
-		t.Errorf("calls %+v; only the number without a result is sent again", calls)
-	}
-	if !strings.Contains(h.logs.String(), "lacks a result") {
-		t.Error("missing result not logged")
-	}
 }
 
-// TestRateLimitPause: after a 429, no request may start before the
-// announced pause has run out, and the rows wait instead of failing.
+func TestRejectedAndMissingNumbers(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(func(n int, text string, numbers []string) (sms.Result, error) {
+			if n == 0 {
+				return sms.Result{Numbers: []sms.NumberResult{
+					{Number: numbers[0], Accepted: true, MessageID: "a"},
+					{Number: numbers[1], ErrorCode: "E101", Error: "InvalidNumber", Description: "bad number"},
+				}}, nil
+			}
+			return accept(n, text, numbers)
+		})
+		h := newHarness(t, testSettings(primary(p, 100)), nil)
+		h.store.add("ops", "x", 1, "+27830000001", "+27830000002", "+27830000003")
+		h.run()
+		until(t, time.Minute, "settled", func() bool {
+			return h.count(outbox.StateAccepted) == 2 && h.count(outbox.StateFailed) == 1
+		})
+		h.stop()
+		failed := h.store.rowsIn(outbox.StateFailed)[0]
+		if failed.code != "E101" || failed.err != "InvalidNumber: bad number" {
+			t.Errorf("failed row %+v", failed)
+		}
+		if v := testutil.ToFloat64(h.m.failed.WithLabelValues(ReasonRejected)); v != 1 {
+			t.Errorf("failed{rejected} = %v", v)
+		}
+		if v := testutil.ToFloat64(h.m.receiverFailed.WithLabelValues("ops")); v != 1 {
+			t.Errorf("sms_failed{ops} = %v", v)
+		}
+		if len(p.Calls()) != 2 || !strings.Contains(h.logs.String(), "lacks a result") {
+			t.Errorf("the number missing from the reply was not retried and logged: %d calls", len(p.Calls()))
+		}
+	})
+}
+
+// TestRateLimitPause: after a 429 no request starts before the announced
+// pause has run out, the rows wait instead of failing, and the wait is not
+// counted as the rows' attempt.
 func TestRateLimitPause(t *testing.T) {
-	const pause = 300 * time.Millisecond
-	fake := newFake(firstFail(1, &sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: pause,
-		Message: "Rate limit is exceeded.  Try again in 1 seconds."}))
-	h := newHarness(t, Config{}, fake, nil)
-	for i := range 3 {
-		h.enqueue("ops", fmt.Sprintf("alert %d", i), "+27830000001")
-	}
-	h.run()
-	waitFor(t, "3 delivered", func() bool { return h.count(outbox.StateDelivered) == 3 })
-	if e := fake.Early(); e != 0 {
-		t.Errorf("%d requests inside the 429 pause", e)
-	}
-	calls := fake.Calls()
-	if len(calls) != 4 {
-		t.Errorf("%d requests, want 4 (one 429, three sends)", len(calls))
-	}
-	if gap := calls[1].start.Sub(calls[0].end); gap < pause {
-		t.Errorf("next request %s after the 429, want at least %s", gap, pause)
-	}
-	if v := value(t, h.m.pausedUntil); v < float64(calls[0].end.Add(pause).UnixMilli())/1000 {
-		t.Errorf("paused_until gauge %v, before the pause end", v)
-	}
-	for _, r := range h.records(outbox.Filter{}) {
-		if r.Attempts != 1 {
-			t.Errorf("record %+v: a 429 is not the row's attempt", r)
-		}
-	}
-	if !strings.Contains(h.logs.String(), "rate limit hit") {
-		t.Error("pause not logged")
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		want  time.Duration
+	}{
+		{"announced", 17 * time.Second, 17 * time.Second},
+		{"default when none is named", 0, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(firstFail(1, &sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: tc.after, Message: "Rate limit is exceeded."}))
+				h := newHarness(t, testSettings(primary(p, 100)), nil)
+				for i := range 3 {
+					h.store.add("ops", fmt.Sprintf("alert %d", i), 1, "+27830000001")
+				}
+				h.run()
+				until(t, time.Minute, "all accepted", func() bool { return h.count(outbox.StateAccepted) == 3 })
+				h.stop()
+				if e := p.Early(); e != 0 {
+					t.Errorf("%d requests inside the 429 pause", e)
+				}
+				calls := p.Calls()
+				if gap := calls[1].start.Sub(calls[0].end); gap < tc.want {
+					t.Errorf("next request %s after the 429, want at least %s", gap, tc.want)
+				}
+				for _, r := range h.store.rowsIn("") {
+					if r.Attempts != 1 {
+						t.Errorf("row %d has %d attempts: the pause is not the row's attempt", r.ID, r.Attempts)
+					}
+				}
+				if !strings.Contains(h.logs.String(), "rate limit hit") {
+					t.Error("pause not logged")
+				}
+			})
+		})
 	}
 }
 
-// TestRateLimitState checks what a long pause looks like from outside: the
-// state says paused, the rows wait in the queue for the pause's end.
-func TestRateLimitState(t *testing.T) {
-	fake := newFake(failWith(&sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: time.Hour}))
-	h := newHarness(t, Config{}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	waitFor(t, "paused", func() bool { return h.d.State().Mode == ModePaused })
-	st := h.d.State()
-	if time.Until(st.PausedUntil) < 59*time.Minute {
-		t.Errorf("paused until %v, want about an hour from now", st.PausedUntil)
+// TestPipelinedPace: requests start at the rate limit's spacing without
+// waiting for replies, so a slow provider is still used at its full rate;
+// a 429 stops every start after its reply arrived.
+func TestPipelinedPace(t *testing.T) {
+	t.Parallel()
+	for _, latency := range []time.Duration{20 * time.Millisecond, 200 * time.Millisecond} {
+		t.Run(latency.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(accept)
+				p.latency = latency
+				const rate, n = 10.0, 200
+				s := testSettings(primary(p, rate))
+				s.MaxInFlight = AutoInFlight(rate)
+				h := newHarness(t, s, nil)
+				for i := range n {
+					h.store.add("ops", fmt.Sprintf("alert %d", i), 1, "+27830000001")
+				}
+				start := time.Now()
+				h.run()
+				until(t, time.Hour, "drained", func() bool { return h.count(outbox.StateAccepted) == n })
+				h.stop()
+				calls := p.Calls()
+				elapsed := calls[len(calls)-1].start.Sub(start)
+				got := float64(len(calls)-1) / elapsed.Seconds()
+				if got < 0.95*rate || got > rate {
+					t.Errorf("drained at %.2f requests/s, want between 95%% and 100%% of %v", got, rate)
+				}
+				for i := range calls {
+					j := i + int(rate)
+					if j < len(calls) && calls[j].start.Sub(calls[i].start) < time.Second {
+						t.Fatalf("%d requests within one second from request %d", int(rate)+1, i)
+					}
+				}
+			})
+		})
 	}
-	waitFor(t, "row back in the queue", func() bool { return h.count(outbox.StatePending) == 1 })
-	sc, err := h.store.Schedule(context.Background(), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc.NextDue.Before(st.PausedUntil.Add(-time.Second)) {
-		t.Errorf("row due %v, before the pause ends %v", sc.NextDue, st.PausedUntil)
-	}
-	// New work during the pause is not sent either: the loop does not lease.
-	h.enqueue("ops", "y", "+27830000002")
-	h.stop()
-	if n := len(fake.Calls()); n != 1 {
-		t.Errorf("%d requests during the pause, want just the one that got the 429", n)
-	}
+	t.Run("429 with requests in flight", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newProvider(firstFail(0, nil))
+			p.latency = 300 * time.Millisecond
+			p.set(func(n int, text string, numbers []string) (sms.Result, error) {
+				if n == 5 {
+					return sms.Result{}, &sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: 20 * time.Second}
+				}
+				return accept(n, text, numbers)
+			})
+			s := testSettings(primary(p, 10))
+			s.MaxInFlight = 10
+			h := newHarness(t, s, nil)
+			for i := range 40 {
+				h.store.add("ops", fmt.Sprintf("alert %d", i), 1, "+27830000001")
+			}
+			h.run()
+			until(t, time.Hour, "drained", func() bool { return h.count(outbox.StateAccepted) == 40 })
+			h.stop()
+			if e := p.Early(); e != 0 {
+				t.Errorf("%d requests started after the 429 arrived and before its pause ended", e)
+			}
+		})
+	})
+}
+
+// TestPauseSurvivesRestart: a bridge restarted 2.5 s into a 60 s pause
+// sends nothing until the pause ends.
+func TestPauseSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		p := newProvider(firstFail(1, &sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: 60 * time.Second}))
+		h := newHarness(t, testSettings(primary(p, 10)), store)
+		store.add("ops", "x", 1, "+27830000001")
+		h.run()
+		until(t, time.Second, "the 429", func() bool { return len(p.Calls()) == 1 && p.Calls()[0].end != (time.Time{}) })
+		pauseEnd := p.Calls()[0].end.Add(60 * time.Second)
+		time.Sleep(2500 * time.Millisecond)
+		h.stop()
+
+		h2 := newHarness(t, testSettings(primary(p, 10)), store)
+		store.add("ops", "y", 1, "+27830000002")
+		h2.run()
+		until(t, 2*time.Minute, "both accepted", func() bool { return h2.count(outbox.StateAccepted) == 2 })
+		h2.stop()
+		calls := p.Calls()
+		if calls[1].start.Before(pauseEnd) {
+			t.Errorf("the restarted dispatcher sent at %s, %s before the saved pause ended", calls[1].start, pauseEnd.Sub(calls[1].start))
+		}
+		if !strings.Contains(h2.logs.String(), "pause from before the restart") {
+			t.Errorf("the restored pause is not logged:\n%s", h2.logs)
+		}
+	})
 }
 
 func TestTransientBackoff(t *testing.T) {
-	const minB = 20 * time.Millisecond
+	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		err  error
+		name    string
+		err     error
+		minWait time.Duration
 	}{
-		{"5xx", &sms.Error{Kind: sms.KindTransient, StatusCode: 500, Message: "An internal error has occurred."}},
-		{"network", &sms.Error{Kind: sms.KindTransient, Message: "connection reset"}},
-		{"not an sms.Error", errors.New("something odd")},
+		{"5xx", &sms.Error{Kind: sms.KindTransient, StatusCode: 500}, time.Second},
+		{"5xx with Retry-After", &sms.Error{Kind: sms.KindTransient, StatusCode: 503, RetryAfter: 45 * time.Second}, 45 * time.Second},
+		{"network", &sms.Error{Kind: sms.KindTransient, Message: "connection reset"}, time.Second},
+		{"not an sms.Error", errors.New("something odd"), time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := newFake(firstFail(2, tc.err))
-			h := newHarness(t, Config{MinBackoff: minB, MaxBackoff: time.Second}, fake, nil)
-			h.enqueue("ops", "x", "+27830000001", "+27830000002")
-			h.run()
-			waitFor(t, "delivered", func() bool { return h.count(outbox.StateDelivered) == 2 })
-			calls := fake.Calls()
-			if len(calls) != 3 {
-				t.Fatalf("%d requests, want 3", len(calls))
-			}
-			for i := 1; i < len(calls); i++ {
-				if gap := calls[i].start.Sub(calls[i-1].end); gap < minB {
-					t.Errorf("retry %d after %s, want at least the min backoff %s", i, gap, minB)
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(firstFail(2, tc.err))
+				h := newHarness(t, testSettings(primary(p, 100)), nil)
+				h.store.add("ops", "x", 1, "+27830000001", "+27830000002")
+				h.run()
+				until(t, 10*time.Minute, "accepted", func() bool { return h.count(outbox.StateAccepted) == 2 })
+				h.stop()
+				calls := p.Calls()
+				if len(calls) != 3 {
+					t.Fatalf("%d requests, want 3", len(calls))
 				}
-			}
-			for _, r := range h.records(outbox.Filter{}) {
-				if r.Attempts != 3 {
-					t.Errorf("attempts %d, want 3", r.Attempts)
+				for i := 1; i < len(calls); i++ {
+					if gap := calls[i].start.Sub(calls[i-1].end); gap < tc.minWait {
+						t.Errorf("retry %d after %s, want at least %s", i, gap, tc.minWait)
+					}
 				}
-			}
-			if !strings.Contains(h.logs.String(), "will retry") {
-				t.Error("retry not logged")
-			}
+				for _, r := range h.store.rowsIn("") {
+					if r.Attempts != 3 {
+						t.Errorf("attempts %d, want 3", r.Attempts)
+					}
+				}
+				if !strings.Contains(h.logs.String(), "will retry") || !strings.Contains(h.logs.String(), "receivers=[ops]") {
+					t.Errorf("retry not logged with its receivers:\n%s", h.logs)
+				}
+			})
 		})
 	}
 }
 
 func TestBackoffBounds(t *testing.T) {
-	d := New(nil, nil, Config{MinBackoff: time.Second, MaxBackoff: time.Minute}, nil, nil)
+	t.Parallel()
+	s := Settings{MinBackoff: time.Second, MaxBackoff: time.Minute}
 	for _, tc := range []struct {
 		attempt  int
 		min, max time.Duration
@@ -473,11 +511,10 @@ func TestBackoffBounds(t *testing.T) {
 		{3, 2 * time.Second, 4 * time.Second},
 		{6, 16 * time.Second, 32 * time.Second},
 		{7, 30 * time.Second, time.Minute},
-		{8, 30 * time.Second, time.Minute},
 		{1000, 30 * time.Second, time.Minute},
 	} {
 		for range 200 {
-			if got := d.backoff(tc.attempt); got < tc.min || got > tc.max {
+			if got := backoff(s, tc.attempt); got < tc.min || got > tc.max {
 				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", tc.attempt, got, tc.min, tc.max)
 			}
 		}
@@ -485,6 +522,7 @@ func TestBackoffBounds(t *testing.T) {
 }
 
 func TestHold(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		kind   sms.Kind
 		status int
@@ -495,376 +533,354 @@ func TestHold(t *testing.T) {
 		{sms.KindNoCredits, 405, "no_credits"},
 	} {
 		t.Run(tc.label, func(t *testing.T) {
-			const retry = 40 * time.Millisecond
-			se := &sms.Error{Kind: tc.kind, StatusCode: tc.status, Message: "provider says no"}
-			fake := newFake(failWith(se))
-			h := newHarness(t, Config{HoldRetry: retry, HoldReminder: 30 * time.Millisecond}, fake, nil)
-			h.enqueue("ops", "a", "+27830000001")
-			h.enqueue("ops", "b", "+27830000002")
-			h.run()
-			waitFor(t, "held", func() bool { return h.d.State().Mode == ModeHeld })
-			st := h.d.State()
-			if st.HeldKind != tc.label || st.HeldStatus != tc.status || st.HeldMessage != "provider says no" || st.HeldSince.IsZero() {
-				t.Errorf("state %+v", st)
-			}
-			if v := value(t, h.m.held); v != 1 {
-				t.Errorf("held gauge %v", v)
-			}
-			for _, k := range heldKinds {
-				want := 0.0
-				if k == tc.label {
-					want = 1
+			synctest.Test(t, func(t *testing.T) {
+				se := &sms.Error{Kind: tc.kind, StatusCode: tc.status, Message: "provider says no"}
+				p := newProvider(failWith(se))
+				s := testSettings(primary(p, 100))
+				s.HoldReminder = 3 * time.Minute
+				h := newHarness(t, s, nil)
+				h.store.add("ops", "a", 1, "+27830000001")
+				h.store.add("ops", "b", 1, "+27830000002")
+				h.run()
+				until(t, time.Second, "held", func() bool { return h.d.State().Accounts[0].Mode == ModeHeld })
+				st := h.d.State().Accounts[0]
+				if st.Hold.Kind != tc.label || st.Hold.Status != tc.status || st.Hold.Message != "provider says no" || st.NextProbe.IsZero() {
+					t.Errorf("state %+v hold %+v", st, st.Hold)
 				}
-				if v := value(t, h.m.heldReason.WithLabelValues(k)); v != want {
-					t.Errorf("held_reason{%s} = %v, want %v", k, v, want)
+				if v := testutil.ToFloat64(h.m.held.WithLabelValues("primary")); v != 1 {
+					t.Errorf("held gauge %v", v)
 				}
-			}
-			waitFor(t, "probes and a reminder", func() bool {
-				return len(fake.Calls()) >= 5 && strings.Contains(h.logs.String(), "still refuses")
+				if v := testutil.ToFloat64(h.m.heldReason.WithLabelValues("primary", tc.label)); v != 1 {
+					t.Errorf("held_reason %v", v)
+				}
+				time.Sleep(5 * time.Minute)
+				synctest.Wait()
+				if n := len(p.Calls()); n < 5 || n > 6 {
+					t.Errorf("%d requests in 5 minutes held, want one probe a minute", n)
+				}
+				if !strings.Contains(h.logs.String(), "still refuses") {
+					t.Error("no reminder")
+				}
+				if n := strings.Count(h.logs.String(), `msg="sms api refuses the account`); n != 1 {
+					t.Errorf("hold logged %d times, want once per state change", n)
+				}
+				p.set(accept)
+				until(t, 2*time.Minute, "accepted after recovery", func() bool { return h.count(outbox.StateAccepted) == 2 })
+				h.stop()
+				if v := testutil.ToFloat64(h.m.held.WithLabelValues("primary")); v != 0 {
+					t.Errorf("held gauge %v after recovery", v)
+				}
+				if s := h.d.State().Accounts[0]; s.Mode != ModeOK {
+					t.Errorf("state after recovery %+v", s)
+				}
+				calls := p.Calls()
+				for i := 1; i < len(calls)-1; i++ {
+					if gap := calls[i].start.Sub(calls[i-1].end); gap < time.Minute {
+						t.Errorf("request %d started %s after the previous one ended, want at least the hold retry", i, gap)
+					}
+				}
 			})
-			if n := strings.Count(h.logs.String(), `msg="sms api refuses the account`); n != 1 {
-				t.Errorf("hold logged %d times, want once per state change", n)
-			}
-
-			held := len(fake.Calls())
-			fake.setReply(accept)
-			waitFor(t, "delivered after recovery", func() bool { return h.count(outbox.StateDelivered) == 2 })
-			if v := value(t, h.m.held); v != 0 {
-				t.Errorf("held gauge %v after recovery", v)
-			}
-			if s := h.d.State(); s.Mode != ModeOK {
-				t.Errorf("state after recovery %+v", s)
-			}
-			if !strings.Contains(h.logs.String(), "accepts the account again") {
-				t.Error("recovery not logged")
-			}
-			// While held, each request (the first probe after the switch
-			// included) starts HoldRetry after the previous one ended.
-			calls := fake.Calls()
-			for i := 1; i <= held; i++ {
-				if gap := calls[i].start.Sub(calls[i-1].end); gap < retry {
-					t.Errorf("request %d started %s after the previous one ended, want at least %s", i, gap, retry)
-				}
-			}
 		})
 	}
 }
 
-func TestHoldKindChangeLogged(t *testing.T) {
-	fake := newFake(func(_ context.Context, n int, _ string, _ []string) (sms.Result, error) {
-		if n == 0 {
-			return sms.Result{}, &sms.Error{Kind: sms.KindUnauthorized, StatusCode: 401}
+// TestHoldSurvivesRestart: a restarted bridge probes a held account before
+// it sends anything else through it.
+func TestHoldSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		p := newProvider(failWith(&sms.Error{Kind: sms.KindNoCredits, StatusCode: 405}))
+		h := newHarness(t, testSettings(primary(p, 100)), store)
+		store.add("ops", "a", 1, "+27830000001")
+		h.run()
+		until(t, time.Second, "held", func() bool { return h.d.State().Accounts[0].Mode == ModeHeld })
+		h.stop()
+		h2 := newHarness(t, testSettings(primary(p, 100)), store)
+		h2.run()
+		synctest.Wait()
+		if st := h2.d.State().Accounts[0]; st.Mode != ModeHeld || st.Hold.Kind != "no_credits" {
+			t.Errorf("restarted state %+v", st)
 		}
-		return sms.Result{}, &sms.Error{Kind: sms.KindNoCredits, StatusCode: 405}
+		if n := len(p.Calls()); n != 1 {
+			t.Errorf("%d requests right after the restart, want none (the next probe waits its hold retry)", n)
+		}
+		h2.stop()
 	})
-	h := newHarness(t, Config{HoldRetry: time.Millisecond}, fake, nil)
-	h.enqueue("ops", "a", "+27830000001")
-	h.run()
-	waitFor(t, "hold for no credits", func() bool { return h.d.State().HeldKind == "no_credits" })
-	if v := value(t, h.m.heldReason.WithLabelValues("unauthorized")); v != 0 {
-		t.Errorf("held_reason{unauthorized} = %v after the kind changed", v)
-	}
-	if n := strings.Count(h.logs.String(), `msg="sms api refuses the account`); n != 2 {
-		t.Errorf("hold logged %d times, want 2 (one per kind)", n)
+}
+
+// TestFallbackAccount: while the primary is held or has failed every
+// attempt for FallbackAfter, requests go through the fallback; the primary
+// is probed and takes over again when it answers.
+func TestFallbackAccount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  *sms.Error
+		// switchAfter is how long the primary fails before the fallback
+		// takes over.
+		switchAfter time.Duration
+	}{
+		{"held", &sms.Error{Kind: sms.KindSuspended, StatusCode: 403}, 0},
+		{"failing", &sms.Error{Kind: sms.KindTransient, StatusCode: 502}, 2 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				prim, fb := newProvider(failWith(tc.err)), newProvider(accept)
+				s := testSettings(primary(prim, 100), Account{Name: "fallback", Provider: fb, RateLimit: 5})
+				h := newHarness(t, s, nil)
+				start := time.Now()
+				h.store.add("ops", "a", 1, "+27830000001")
+				h.run()
+				until(t, 10*time.Minute, "accepted through the fallback", func() bool { return h.count(outbox.StateAccepted) == 1 })
+				if got := h.store.rowsIn(outbox.StateAccepted)[0].account; got != "fallback" {
+					t.Errorf("accepted through %q", got)
+				}
+				if took := fb.Calls()[0].start.Sub(start); took < tc.switchAfter {
+					t.Errorf("fallback used after %s, want after %s", took, tc.switchAfter)
+				}
+				if st := h.d.State(); !st.Accounts[1].Active || st.Accounts[0].Active {
+					t.Errorf("active accounts %+v", st.Accounts)
+				}
+				if v := testutil.ToFloat64(h.m.active.WithLabelValues("fallback")); v != 1 {
+					t.Errorf("active{fallback} = %v", v)
+				}
+				// More work goes through the fallback while the primary stays down.
+				h.store.add("ops", "b", 1, "+27830000002")
+				until(t, time.Minute, "b accepted", func() bool { return h.count(outbox.StateAccepted) == 2 })
+
+				// The primary answers again: the next work probes it, and it
+				// carries the traffic from then on.
+				prim.set(accept)
+				time.Sleep(2 * time.Minute)
+				h.store.add("ops", "c", 1, "+27830000003")
+				until(t, time.Minute, "c accepted", func() bool { return h.count(outbox.StateAccepted) == 3 })
+				if st := h.d.State(); !st.Accounts[0].Active || st.Accounts[0].Mode != ModeOK {
+					t.Errorf("after a successful probe: %+v", st.Accounts)
+				}
+				h.stop()
+				var last memRow
+				for _, r := range h.store.rowsIn(outbox.StateAccepted) {
+					if r.Number == "+27830000003" {
+						last = r
+					}
+				}
+				if last.account != "primary" {
+					t.Errorf("after the primary answered again, c went through %q", last.account)
+				}
+				logs := h.logs.String()
+				if !strings.Contains(logs, "sending through the fallback") || !strings.Contains(logs, "primary sms account again") {
+					t.Errorf("switches not logged:\n%s", logs)
+				}
+			})
+		})
 	}
 }
 
 func TestPermanentFailures(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
-		name   string
 		err    *sms.Error
 		reason string
 	}{
-		{"bad request", &sms.Error{Kind: sms.KindBadRequest, StatusCode: 400, Message: "The request was not properly formatted."}, ReasonBadRequest},
-		{"permanent", &sms.Error{Kind: sms.KindPermanent, StatusCode: 418, Message: "teapot"}, ReasonPermanent},
+		{&sms.Error{Kind: sms.KindBadRequest, StatusCode: 400, Message: "The request was not properly formatted."}, ReasonBadRequest},
+		{&sms.Error{Kind: sms.KindPermanent, StatusCode: 302}, ReasonPermanent},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			fake := newFake(failWith(tc.err))
-			h := newHarness(t, Config{}, fake, nil)
-			h.enqueue("ops", "x", "+27830000001", "+27830000002")
-			h.run()
-			waitFor(t, "failed", func() bool { return h.count(outbox.StateFailed) == 2 })
-			for _, r := range h.records(outbox.Filter{}) {
-				if r.ErrorCode != tc.reason || !strings.Contains(r.Error, tc.err.Message) {
-					t.Errorf("record %+v", r)
+		t.Run(tc.reason, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(failWith(tc.err))
+				h := newHarness(t, testSettings(primary(p, 100)), nil)
+				h.store.add("ops", "x", 1, "+27830000001", "+27830000002")
+				h.run()
+				until(t, time.Second, "failed", func() bool { return h.count(outbox.StateFailed) == 2 })
+				h.stop()
+				if v := testutil.ToFloat64(h.m.failed.WithLabelValues(tc.reason)); v != 2 {
+					t.Errorf("failed{%s} = %v", tc.reason, v)
 				}
-			}
-			if v := value(t, h.m.failed.WithLabelValues(tc.reason)); v != 2 {
-				t.Errorf("failed{%s} = %v, want 2", tc.reason, v)
-			}
-			if n := len(fake.Calls()); n != 1 {
-				t.Errorf("%d requests, want 1: a permanent failure is not retried", n)
-			}
+				if len(p.Calls()) != 1 || !strings.Contains(h.logs.String(), "sms failed for good") {
+					t.Errorf("%d calls; logs:\n%s", len(p.Calls()), h.logs)
+				}
+			})
 		})
 	}
 }
 
 func TestMaxAge(t *testing.T) {
-	const maxAge = 150 * time.Millisecond
-	for _, tc := range []struct {
-		name string
-		err  error
-		cfg  Config
-	}{
-		{"failing provider", &sms.Error{Kind: sms.KindTransient, StatusCode: 503},
-			Config{MaxAge: maxAge, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}},
-		{"held queue, no probes", &sms.Error{Kind: sms.KindUnauthorized, StatusCode: 401},
-			Config{MaxAge: maxAge, HoldRetry: time.Hour}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			fake := newFake(failWith(tc.err))
-			h := newHarness(t, tc.cfg, fake, nil)
-			h.enqueue("ops", "x", "+27830000001", "+27830000002")
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(failWith(&sms.Error{Kind: sms.KindTransient, StatusCode: 500}))
+		s := testSettings(primary(p, 100))
+		s.MaxAge = 5 * time.Minute
+		h := newHarness(t, s, nil)
+		h.store.add("ops", "x", 1, "+27830000001")
+		h.run()
+		until(t, 10*time.Minute, "expired", func() bool { return h.count(outbox.StateFailed) == 1 })
+		h.stop()
+		r := h.store.rowsIn(outbox.StateFailed)[0]
+		if r.code != "max_age" {
+			t.Errorf("row %+v", r)
+		}
+		if v := testutil.ToFloat64(h.m.failed.WithLabelValues(ReasonMaxAge)); v != 1 {
+			t.Errorf("failed{max_age} = %v", v)
+		}
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	t.Run("finishes requests in flight", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newProvider(accept)
+			p.latency = 2 * time.Second
+			h := newHarness(t, testSettings(primary(p, 100)), nil)
+			h.store.add("ops", "x", 1, "+27830000001")
 			h.run()
-			waitFor(t, "failed for max age", func() bool { return h.count(outbox.StateFailed) == 2 })
-			for _, r := range h.records(outbox.Filter{}) {
-				if r.ErrorCode != "max_age" || !strings.Contains(r.Error, "max age") {
-					t.Errorf("record %+v", r)
-				}
-				if age := r.UpdatedAt.Sub(r.ReceivedAt); age < maxAge-time.Millisecond {
-					t.Errorf("failed after %s, before max age %s", age, maxAge)
-				}
-			}
-			if v := value(t, h.m.failed.WithLabelValues(ReasonMaxAge)); v != 2 {
-				t.Errorf("failed{max_age} = %v, want 2", v)
-			}
-			if !strings.Contains(h.logs.String(), "not delivered within max age") {
-				t.Error("max age failure not logged")
+			until(t, time.Second, "sending", func() bool { return len(p.Calls()) == 1 })
+			h.stop()
+			if h.count(outbox.StateAccepted) != 1 {
+				t.Error("the request in flight was not finished and recorded")
 			}
 		})
-	}
-}
-
-// TestShutdownReleases cuts off a request that outlives the grace: its rows
-// must be back in the queue, due, with no attempt counted.
-func TestShutdownReleases(t *testing.T) {
-	entered := make(chan struct{})
-	fake := newFake(func(ctx context.Context, _ int, _ string, _ []string) (sms.Result, error) {
-		close(entered)
-		<-ctx.Done()
-		return sms.Result{}, &sms.Error{Kind: sms.KindTransient, Message: "context canceled", Err: ctx.Err()}
 	})
-	h := newHarness(t, Config{ShutdownGrace: 20 * time.Millisecond}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	<-entered
-	h.stop()
-	rs := h.records(outbox.Filter{})
-	if len(rs) != 1 || rs[0].State != outbox.StatePending || rs[0].Attempts != 0 {
-		t.Errorf("after shutdown %+v, want pending with no attempt", rs)
-	}
-	if !strings.Contains(h.logs.String(), "cut off by shutdown") {
-		t.Error("cut-off not logged")
-	}
-}
-
-// TestShutdownFinishes lets a request in flight finish within the grace: its
-// result must be recorded.
-func TestShutdownFinishes(t *testing.T) {
-	entered, proceed := make(chan struct{}), make(chan struct{})
-	fake := newFake(func(ctx context.Context, n int, text string, numbers []string) (sms.Result, error) {
-		close(entered)
-		<-proceed
-		return accept(ctx, n, text, numbers)
+	t.Run("releases what outlasts the grace", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newProvider(accept)
+			p.latency = time.Hour
+			h := newHarness(t, testSettings(primary(p, 100)), nil)
+			h.store.add("ops", "x", 1, "+27830000001")
+			h.run()
+			until(t, time.Second, "sending", func() bool { return len(p.Calls()) == 1 })
+			h.stop()
+			rows := h.store.rowsIn(outbox.StatePending)
+			if len(rows) != 1 || rows[0].Attempts != 0 {
+				t.Errorf("rows %+v, want the row back in the queue without an attempt", rows)
+			}
+			if !strings.Contains(h.logs.String(), "cut off by shutdown") {
+				t.Error("cut-off request not logged")
+			}
+		})
 	})
-	h := newHarness(t, Config{ShutdownGrace: time.Minute}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	<-entered
-	stopped := make(chan struct{})
-	go func() { h.stop(); close(stopped) }()
-	select {
-	case <-stopped:
-		t.Fatal("Run returned with a request in flight")
-	case <-time.After(20 * time.Millisecond):
-	}
-	close(proceed)
-	<-stopped
-	if n := h.count(outbox.StateDelivered); n != 1 {
-		t.Errorf("%d delivered, want the in-flight request recorded", n)
-	}
 }
 
 func TestRunTwice(t *testing.T) {
-	h := newHarness(t, Config{}, newFake(accept), nil)
-	h.run()
-	waitFor(t, "running", func() bool { return h.d.running.Load() })
-	if err := h.d.Run(context.Background()); err == nil {
-		t.Error("second Run succeeded")
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, testSettings(primary(newProvider(accept), 10)), nil)
+		h.run()
+		synctest.Wait()
+		if err := h.d.Run(context.Background()); err == nil {
+			t.Error("a second Run at once succeeded")
+		}
+		h.stop()
+	})
 }
 
-func TestPermit(t *testing.T) {
-	d := New(nil, nil, Config{RateLimit: -1, LeaseFor: time.Minute}, nil, nil)
-	ctx := context.Background()
-	lease := time.Now().Add(time.Minute)
-
-	end := d.setPause(time.Now().Add(30 * time.Millisecond))
-	if err := d.permit(ctx, lease); err != nil {
-		t.Fatal(err)
+func TestStoreFailures(t *testing.T) {
+	t.Parallel()
+	for _, method := range []string{"Schedule", "Lease", "GetState"} {
+		t.Run(method, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := newMemStore()
+				var mu sync.Mutex
+				failing := 3
+				store.fail = func(m string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if m == method && failing > 0 {
+						failing--
+						return errors.New("disk I/O error")
+					}
+					return nil
+				}
+				p := newProvider(accept)
+				h := newHarness(t, testSettings(primary(p, 100)), store)
+				store.add("ops", "x", 1, "+27830000001")
+				h.run()
+				until(t, time.Minute, "accepted after the store recovered", func() bool { return h.count(outbox.StateAccepted) == 1 })
+				h.stop()
+				if !strings.Contains(h.logs.String(), "outbox unavailable to the dispatcher") {
+					t.Errorf("store failure not logged:\n%s", h.logs)
+				}
+			})
+		})
 	}
-	if time.Now().Before(end) {
-		t.Error("permit returned inside the pause")
-	}
-
-	// A pause past most of the lease hands the rows back instead.
-	far := d.setPause(time.Now().Add(45 * time.Second))
-	var tooLong *errPauseTooLong
-	if err := d.permit(ctx, lease); !errors.As(err, &tooLong) || !tooLong.until.Equal(far) || !strings.Contains(err.Error(), "past the lease") {
-		t.Errorf("err = %v, want errPauseTooLong until %v", err, far)
-	}
-
-	// An earlier end does not shorten a running pause.
-	if got := d.setPause(time.Now()); !got.Equal(far) {
-		t.Errorf("pause shortened to %v", got)
-	}
-
-	d2 := New(nil, nil, Config{RateLimit: -1}, nil, nil)
-	d2.setPause(time.Now().Add(time.Second))
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := d2.permit(cctx, time.Now().Add(time.Hour)); !errors.Is(err, context.Canceled) {
-		t.Errorf("permit with cancelled ctx: %v", err)
-	}
+	t.Run("cannot record", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := newMemStore()
+			store.fail = func(m string) error {
+				if m == "Complete" {
+					return errors.New("database or disk is full")
+				}
+				return nil
+			}
+			p := newProvider(accept)
+			h := newHarness(t, testSettings(primary(p, 100)), store)
+			store.add("ops", "x", 1, "+27830000001")
+			h.run()
+			until(t, time.Minute, "logged", func() bool { return strings.Contains(h.logs.String(), "cannot record sms results") })
+			h.stop()
+			if v := testutil.ToFloat64(h.m.sent.WithLabelValues("ops", "primary")); v != 0 {
+				t.Errorf("counted %v sent although nothing was recorded", v)
+			}
+		})
+	})
 }
 
-// TestPauseOutlastsLease: a batch leased before a pause that ends after most
-// of its lease goes back to the queue, due when the pause ends, rather than
-// waiting in the worker until the lease lapses.
-func TestPauseOutlastsLease(t *testing.T) {
-	fake := newFake(accept)
-	h := newHarness(t, Config{LeaseFor: time.Minute}, fake, nil)
-	h.enqueue("ops", "x", "+27830000001")
-	until := h.d.setPause(time.Now().Add(time.Hour))
-	bs, err := h.store.Lease(context.Background(), time.Now(), 1, 10, time.Minute)
-	if err != nil || len(bs) != 1 {
-		t.Fatal(bs, err)
-	}
-	h.d.deliver(context.Background(), context.Background(), bs[0])
-	rs := h.records(outbox.Filter{})
-	if rs[0].State != outbox.StatePending || rs[0].Attempts != 0 || rs[0].ErrorCode != "rate_limited" {
-		t.Errorf("record %+v", rs[0])
-	}
-	sc, _ := h.store.Schedule(context.Background(), time.Now())
-	if !sc.NextDue.Equal(time.UnixMilli(until.UnixMilli())) {
-		t.Errorf("due %v, want the pause end %v", sc.NextDue, until)
-	}
-	if len(fake.Calls()) != 0 {
-		t.Error("sent during the pause")
-	}
+// TestSettingsReload: a new generation's settings apply from the next
+// step, the rate limit included, and a new provider replaces the old one
+// while the pace (a pause) carries over by account name.
+func TestSettingsReload(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		old := newProvider(firstFail(1, &sms.Error{Kind: sms.KindRateLimited, StatusCode: 429, RetryAfter: 30 * time.Second}))
+		h := newHarness(t, testSettings(primary(old, 1)), nil)
+		h.store.add("ops", "x", 1, "+27830000001")
+		h.run()
+		until(t, time.Second, "the 429", func() bool { return len(old.Calls()) == 1 && !old.Calls()[0].end.IsZero() })
+		pauseEnd := old.Calls()[0].end.Add(30 * time.Second)
+		fresh := newProvider(accept)
+		h.update(func(s *Settings) { s.Accounts = []Account{primary(fresh, 50)} })
+		for i := range 20 {
+			h.store.add("ops", fmt.Sprintf("y%d", i), 1, "+27830000002")
+		}
+		until(t, time.Minute, "all accepted", func() bool { return h.count(outbox.StateAccepted) == 21 })
+		h.stop()
+		calls := fresh.Calls()
+		if calls[0].start.Before(pauseEnd) {
+			t.Errorf("the new provider sent %s before the pause ended", pauseEnd.Sub(calls[0].start))
+		}
+		if took := calls[len(calls)-1].start.Sub(calls[0].start); took > time.Second {
+			t.Errorf("21 requests took %s: the new rate limit of 50/s was not applied", took)
+		}
+	})
 }
 
-// flakyStore fails chosen calls, to show the dispatcher rides out a store
-// that is briefly unavailable.
-type flakyStore struct {
-	*outbox.Store
-	mu               sync.Mutex
-	scheduleFailures int
-	completeFailures int
-	leaseFailures    int
-	expireFailures   int
-}
-
-var errDisk = errors.New("disk I/O error")
-
-func (f *flakyStore) fail(n *int) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if *n > 0 {
-		*n--
-		return true
+func TestSettingsValidate(t *testing.T) {
+	t.Parallel()
+	good := testSettings(primary(newProvider(accept), 10))
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good settings refused: %v", err)
 	}
-	return false
-}
-
-func (f *flakyStore) Schedule(ctx context.Context, now time.Time) (outbox.Schedule, error) {
-	if f.fail(&f.scheduleFailures) {
-		return outbox.Schedule{}, errDisk
-	}
-	return f.Store.Schedule(ctx, now)
-}
-
-func (f *flakyStore) Lease(ctx context.Context, now time.Time, b, n int, l time.Duration) ([]outbox.Batch, error) {
-	if f.fail(&f.leaseFailures) {
-		return nil, errDisk
-	}
-	return f.Store.Lease(ctx, now, b, n, l)
-}
-
-func (f *flakyStore) Complete(ctx context.Context, o []outbox.Outcome) error {
-	if f.fail(&f.completeFailures) {
-		return errDisk
-	}
-	return f.Store.Complete(ctx, o)
-}
-
-func (f *flakyStore) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (int, error) {
-	if f.fail(&f.expireFailures) {
-		return 0, errDisk
-	}
-	return f.Store.FailExpired(ctx, now, maxAge)
-}
-
-func TestStoreUnavailable(t *testing.T) {
-	flaky := &flakyStore{scheduleFailures: 2, leaseFailures: 1, completeFailures: 2}
-	fake := newFake(accept)
-	h := newHarness(t, Config{}, fake, func(s *outbox.Store) Store { flaky.Store = s; return flaky })
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	waitFor(t, "delivered", func() bool { return h.count(outbox.StateDelivered) == 1 })
-	logs := h.logs.String()
-	if !strings.Contains(logs, "outbox unavailable") || !strings.Contains(logs, "recording sms results failed; retrying") {
-		t.Errorf("store failures not logged:\n%s", logs)
-	}
-	if v := value(t, h.m.sent.WithLabelValues("ops")); v != 1 {
-		t.Errorf("sent = %v, want 1 (counted once, after recording)", v)
-	}
-}
-
-func TestStoreCannotRecord(t *testing.T) {
-	flaky := &flakyStore{completeFailures: 5}
-	fake := newFake(accept)
-	h := newHarness(t, Config{}, fake, func(s *outbox.Store) Store { flaky.Store = s; return flaky })
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	waitFor(t, "give-up logged", func() bool { return strings.Contains(h.logs.String(), "cannot record sms results") })
-	h.stop()
-	if v := value(t, h.m.sent.WithLabelValues("ops")); v != 0 {
-		t.Errorf("sent = %v, want 0: nothing is counted that was not recorded", v)
-	}
-	if n := h.count(outbox.StateSending); n != 1 {
-		t.Errorf("%d rows sending, want 1 (left to its lease, to be sent again)", n)
-	}
-}
-
-func TestMaxAgeStoreFailure(t *testing.T) {
-	flaky := &flakyStore{expireFailures: 1}
-	fake := newFake(failWith(&sms.Error{Kind: sms.KindTransient}))
-	h := newHarness(t, Config{MaxAge: 50 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond},
-		fake, func(s *outbox.Store) Store { flaky.Store = s; return flaky })
-	h.enqueue("ops", "x", "+27830000001")
-	h.run()
-	waitFor(t, "failed for max age", func() bool { return h.count(outbox.StateFailed) == 1 })
-	if !strings.Contains(h.logs.String(), "outbox unavailable") {
-		t.Error("failed expiry not logged")
-	}
-}
-
-func TestSetConfig(t *testing.T) {
-	d := New(nil, nil, Config{Workers: 2, RateLimit: 10, MaxAge: time.Hour}, nil, nil)
-	d.SetConfig(Config{Workers: 8, RateLimit: 20, MaxAge: 2 * time.Hour, BatchSize: 7})
-	c := d.conf()
-	if c.Workers != 2 {
-		t.Errorf("workers = %d, want the 2 the dispatcher started with", c.Workers)
-	}
-	if c.MaxAge != 2*time.Hour || c.BatchSize != 7 || c.HoldRetry != time.Minute {
-		t.Errorf("config not applied with defaults: %+v", c)
-	}
-	if got, want := d.limiter.Limit(), rate.Limit(20*rateMargin); got != want {
-		t.Errorf("limiter at %v, want %v", got, want)
-	}
-	d.SetConfig(Config{RateLimit: -1})
-	if d.limiter.Limit() != rate.Inf {
-		t.Errorf("negative rate limit: limiter at %v, want unlimited", d.limiter.Limit())
+	for _, tc := range []struct {
+		name string
+		edit func(*Settings)
+		want string
+	}{
+		{"no account", func(s *Settings) { s.Accounts = nil }, "0 accounts"},
+		{"zero rate", func(s *Settings) { s.Accounts[0].RateLimit = 0 }, "rate limit"},
+		{"no provider", func(s *Settings) { s.Accounts[0].Provider = nil }, "no provider"},
+		{"same name", func(s *Settings) { s.Accounts = append(s.Accounts, s.Accounts[0]) }, "repeated name"},
+		{"zero max age", func(s *Settings) { s.MaxAge = 0 }, "max age"},
+		{"backoffs", func(s *Settings) { s.MinBackoff = time.Hour }, "longer than max backoff"},
+		{"batch", func(s *Settings) { s.BatchSize = 0 }, "batch size"},
+		{"in flight", func(s *Settings) { s.MaxInFlight = 0 }, "in flight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSettings(primary(newProvider(accept), 10))
+			tc.edit(&s)
+			if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate() = %v, want an error about %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -10,7 +10,7 @@ import (
 const (
 	// ReasonRejected: the provider refused the message for this number.
 	ReasonRejected = "rejected"
-	// ReasonMaxAge: not delivered within delivery.max_age of receipt.
+	// ReasonMaxAge: not accepted within delivery.max_age of receipt.
 	ReasonMaxAge = "max_age"
 	// ReasonBadRequest: the provider answered 400 to the request.
 	ReasonBadRequest = "bad_request"
@@ -19,77 +19,117 @@ const (
 	ReasonPermanent = "permanent"
 )
 
+// Reasons lists every value of the reason label.
+var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent}
+
+// AccountNames are the values of the account label.
+var AccountNames = []string{"primary", "fallback"}
+
 // heldKinds are the values of the kind label of smsbridge_dispatch_held_reason.
 var heldKinds = []string{"unauthorized", "suspended", "no_credits"}
 
 // Metrics are the dispatcher's Prometheus metrics.
 type Metrics struct {
-	sent        *prometheus.CounterVec
-	segments    prometheus.Counter
-	failed      *prometheus.CounterVec
-	held        prometheus.Gauge
-	heldReason  *prometheus.GaugeVec
-	pausedUntil prometheus.Gauge
+	sent           *prometheus.CounterVec
+	segments       *prometheus.CounterVec
+	failed         *prometheus.CounterVec
+	receiverFailed *prometheus.CounterVec
+	held           *prometheus.GaugeVec
+	heldReason     *prometheus.GaugeVec
+	pausedUntil    *prometheus.GaugeVec
+	active         *prometheus.GaugeVec
+	inflight       prometheus.Gauge
 }
 
-// NewMetrics registers the dispatcher's metrics with reg, every bounded
-// label value created at zero.
+// NewMetrics registers the dispatcher's metrics with reg (nil registers
+// nothing), every bounded label value created at zero.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_sent_total",
-			Help: "Numbers an SMS was delivered to (accepted by the provider), by receiver.",
-		}, []string{"receiver"}),
-		segments: f.NewCounter(prometheus.CounterOpts{
+			Help: "Numbers an SMS was accepted for by the provider, by receiver and account.",
+		}, []string{"receiver", "account"}),
+		segments: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_segments_sent_total",
-			Help: "SMS segments sent: segments of each text times the numbers it was accepted for.",
-		}),
+			Help: "SMS segments sent: segments of each text times the numbers it was accepted for, by account.",
+		}, []string{"account"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_deliveries_failed_total",
 			Help: "Deliveries (one text to one number) that failed for good, by reason.",
 		}, []string{"reason"}),
-		held: f.NewGauge(prometheus.GaugeOpts{
+		receiverFailed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "smsbridge_sms_failed_total",
+			Help: "Deliveries that failed for good when sent, by receiver (max_age expiries are counted in smsbridge_deliveries_failed_total only).",
+		}, []string{"receiver"}),
+		held: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smsbridge_dispatch_held",
-			Help: "1 while the queue is held because the SMS API refuses the account (401, 403, 405).",
-		}),
+			Help: "1 while sending through the account is held because the SMS API refuses it (401, 403, 405).",
+		}, []string{"account"}),
 		heldReason: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smsbridge_dispatch_held_reason",
-			Help: "1 for the reason the queue is held: unauthorized (401), suspended (403), no_credits (405).",
-		}, []string{"kind"}),
-		pausedUntil: f.NewGauge(prometheus.GaugeOpts{
+			Help: "1 for the reason the account is held: unauthorized (401), suspended (403), no_credits (405).",
+		}, []string{"account", "kind"}),
+		pausedUntil: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "smsbridge_dispatch_paused_until_timestamp_seconds",
-			Help: "End of the latest rate-limit pause the SMS API announced (429), as a unix timestamp; in the past when not paused.",
+			Help: "End of the latest rate-limit pause the SMS API announced (429) for the account, as a unix timestamp; in the past when not paused.",
+		}, []string{"account"}),
+		active: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smsbridge_dispatch_active_account",
+			Help: "1 for the account new requests go through: primary, or fallback while the primary does not work.",
+		}, []string{"account"}),
+		inflight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_dispatch_requests_in_flight",
+			Help: "Requests to the SMS API on the wire now.",
 		}),
 	}
-	for _, r := range []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent} {
+	for _, r := range Reasons {
 		m.failed.WithLabelValues(r)
 	}
-	for _, k := range heldKinds {
-		m.heldReason.WithLabelValues(k)
+	for _, a := range AccountNames {
+		m.segments.WithLabelValues(a)
+		m.held.WithLabelValues(a)
+		m.pausedUntil.WithLabelValues(a)
+		m.active.WithLabelValues(a)
+		for _, k := range heldKinds {
+			m.heldReason.WithLabelValues(a, k)
+		}
 	}
 	return m
 }
 
-// InitReceivers creates smsbridge_sms_sent_total at zero for each receiver,
-// so rate() works from the first SMS. Call it with the configured names.
+// InitReceivers creates the per-receiver counters at zero, so rate() works
+// from the first SMS. Call it with the configured names.
 func (m *Metrics) InitReceivers(names ...string) {
 	for _, n := range names {
-		m.sent.WithLabelValues(n)
+		for _, a := range AccountNames {
+			m.sent.WithLabelValues(n, a)
+		}
+		m.receiverFailed.WithLabelValues(n)
 	}
 }
 
-func (m *Metrics) setHeld(kind string) {
-	if kind == "" {
-		m.held.Set(0)
-	} else {
-		m.held.Set(1)
+func (m *Metrics) setHeld(account, kind string) {
+	v := 0.0
+	if kind != "" {
+		v = 1
 	}
+	m.held.WithLabelValues(account).Set(v)
 	for _, k := range heldKinds {
 		v := 0.0
 		if k == kind {
 			v = 1
 		}
-		m.heldReason.WithLabelValues(k).Set(v)
+		m.heldReason.WithLabelValues(account, k).Set(v)
+	}
+}
+
+func (m *Metrics) setActive(account string) {
+	for _, a := range AccountNames {
+		v := 0.0
+		if a == account {
+			v = 1
+		}
+		m.active.WithLabelValues(a).Set(v)
 	}
 }
