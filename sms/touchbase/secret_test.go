@@ -1,4 +1,4 @@
-package sms
+package touchbase
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -61,7 +62,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := sms.NewMetrics(reg).Account(sms.AccountPrimary)
 
 	fake := smsfake.NewServer(smsfake.Options{APIKey: testKey, Credits: smsfake.Unlimited, Logger: logger})
 	t.Cleanup(fake.Close)
@@ -69,8 +70,8 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	t.Cleanup(echo.Close)
 
 	var outputs []string
-	kinds := map[Kind]bool{}
-	record := func(what string, res Result, err error) {
+	kinds := map[sms.Kind]bool{}
+	record := func(what string, res sms.Result, err error) {
 		logger.Error("send", "case", what, "err", err, "result", res)
 		for _, r := range res.Numbers {
 			outputs = append(outputs, fmt.Sprintf("%+v", r))
@@ -78,7 +79,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		if err == nil {
 			return
 		}
-		var e *Error
+		var e *sms.Error
 		if !errors.As(err, &e) {
 			t.Errorf("%s: error %T is not *Error", what, err)
 			return
@@ -166,7 +167,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		}
 	}
 
-	for _, k := range []Kind{KindTransient, KindRateLimited, KindUnauthorized, KindSuspended, KindNoCredits, KindBadRequest, KindPermanent} {
+	for _, k := range []sms.Kind{sms.KindTransient, sms.KindRateLimited, sms.KindUnauthorized, sms.KindSuspended, sms.KindNoCredits, sms.KindBadRequest, sms.KindPermanent} {
 		if !kinds[k] {
 			t.Errorf("no path produced kind %s; the search below would prove less than it claims", k)
 		}

@@ -1,8 +1,9 @@
-// Package sms is the client of the provider's SMS API: it sends one text to
-// many numbers in one request and classifies the reply, per number where the
-// provider answered per number, and as a whole (with whether and when to
-// retry) where the request failed as a whole.
-package sms
+// Package touchbase is the client of TouchBasePro's SMS API, the
+// provider behind the sms.Provider seam: it sends one text to many numbers
+// in one request and classifies the reply, per number where the provider
+// answered per number, and as a whole (with whether and when to retry)
+// where the request failed as a whole.
+package touchbase
 
 import (
 	"bytes"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/smsbridge/smsbridge/sms"
 )
 
 // Defaults for the zero values of Config.
@@ -50,7 +53,7 @@ type Client struct {
 	apiKey       string
 	defaultPause time.Duration
 	http         *http.Client
-	metrics      *Metrics
+	metrics      *sms.AccountMetrics
 	// now is the clock for rate-limit pauses, replaced in tests.
 	now func() time.Time
 
@@ -59,7 +62,7 @@ type Client struct {
 }
 
 // New returns a Client for cfg. m may be nil, for no metrics.
-func New(cfg Config, m *Metrics) (*Client, error) {
+func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		var ue *url.Error
@@ -133,7 +136,7 @@ func New(cfg Config, m *Metrics) (*Client, error) {
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // PausedUntil is the end of the pause the last 429 announced; the zero time
-// if none was announced. Until then Send fails at once with KindRateLimited
+// if none was announced. Until then Send fails at once with sms.KindRateLimited
 // and sends nothing.
 func (c *Client) PausedUntil() time.Time {
 	c.mu.Lock()
@@ -143,27 +146,27 @@ func (c *Client) PausedUntil() time.Time {
 
 // Send sends text to numbers in one request.
 //
-// The Result has one NumberResult per input number, in input order. Invalid
+// The sms.Result has one sms.NumberResult per input number, in input order. Invalid
 // numbers are never sent and come back rejected with ErrorCode
-// CodeInvalidNumber; a number given twice is sent once and reported for each
+// sms.CodeInvalidNumber; a number given twice is sent once and reported for each
 // occurrence. If no number is valid, no request is made and the error is nil.
 //
 // A non-nil error is an *Error: the request failed as a whole, and the
-// Result is empty. While a 429 pause is in force Send returns KindRateLimited
+// sms.Result is empty. While a 429 pause is in force Send returns sms.KindRateLimited
 // without sending, so no request reaches the provider before it allowed.
-func (c *Client) Send(ctx context.Context, text string, numbers []string) (Result, error) {
-	res := Result{Numbers: make([]NumberResult, len(numbers))}
+func (c *Client) Send(ctx context.Context, text string, numbers []string) (sms.Result, error) {
+	res := sms.Result{Numbers: make([]sms.NumberResult, len(numbers))}
 	normalized := make([]string, len(numbers))
 	var sent []string
 	seen := make(map[string]bool, len(numbers))
 	invalid := 0
 	for i, n := range numbers {
-		norm, err := NormalizeNumber(n)
+		norm, err := sms.NormalizeNumber(n)
 		if err != nil {
 			invalid++
-			res.Numbers[i] = NumberResult{
+			res.Numbers[i] = sms.NumberResult{
 				Number:      n,
-				ErrorCode:   CodeInvalidNumber,
+				ErrorCode:   sms.CodeInvalidNumber,
 				Error:       "InvalidNumber",
 				Description: err.Error(),
 			}
@@ -177,7 +180,7 @@ func (c *Client) Send(ctx context.Context, text string, numbers []string) (Resul
 	}
 	countInvalid := func() {
 		for range invalid {
-			c.metrics.numberRejected(CodeInvalidNumber)
+			c.metrics.NumberRejected(sms.CodeInvalidNumber)
 		}
 	}
 	if len(sent) == 0 {
@@ -185,27 +188,27 @@ func (c *Client) Send(ctx context.Context, text string, numbers []string) (Resul
 		return res, nil
 	}
 	if strings.TrimSpace(text) == "" {
-		return Result{}, &Error{Kind: KindBadRequest, Message: "empty text, nothing sent"}
+		return sms.Result{}, &sms.Error{Kind: sms.KindBadRequest, Message: "empty text, nothing sent"}
 	}
 	if wait := c.pauseLeft(); wait > 0 {
-		return Result{}, &Error{
-			Kind:       KindRateLimited,
+		return sms.Result{}, &sms.Error{
+			Kind:       sms.KindRateLimited,
 			RetryAfter: wait,
 			Message:    fmt.Sprintf("rate limit pause announced by the provider still running for %s, nothing sent", wait.Round(time.Millisecond)),
 		}
 	}
 	got, e := c.post(ctx, text, sent)
 	if e != nil {
-		return Result{}, e
+		return sms.Result{}, e
 	}
 	countInvalid()
 	for _, n := range sent {
 		if r := got[digitsKey(n)]; r.Accepted {
-			c.metrics.numberAccepted()
+			c.metrics.NumberAccepted()
 		} else if r.ErrorCode == "" {
-			c.metrics.numberRejected(CodeOther)
+			c.metrics.NumberRejected(sms.CodeOther)
 		} else {
-			c.metrics.numberRejected(r.ErrorCode)
+			c.metrics.NumberRejected(r.ErrorCode)
 		}
 	}
 	for i, n := range numbers {
@@ -227,16 +230,16 @@ type request struct {
 }
 
 // post makes the request and interprets the reply.
-func (c *Client) post(ctx context.Context, text string, to []string) (map[string]NumberResult, *Error) {
+func (c *Client) post(ctx context.Context, text string, to []string) (map[string]sms.NumberResult, *sms.Error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(request{Text: text, To: to}); err != nil {
-		return nil, &Error{Kind: KindBadRequest, Message: "encode request: " + c.clean(err.Error(), maxMessage), Err: err}
+		return nil, &sms.Error{Kind: sms.KindBadRequest, Message: "encode request: " + c.clean(err.Error(), maxMessage), Err: err}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, &buf)
 	if err != nil {
-		return nil, &Error{Kind: KindPermanent, Message: "build request: " + c.clean(err.Error(), maxMessage), Err: err}
+		return nil, &sms.Error{Kind: sms.KindPermanent, Message: "build request: " + c.clean(err.Error(), maxMessage), Err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -246,12 +249,12 @@ func (c *Client) post(ctx context.Context, text string, to []string) (map[string
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.metrics.observeRequest("error", time.Since(start))
+		c.metrics.ObserveRequest(0, time.Since(start))
 		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	c.metrics.observeRequest(statusClass(resp.StatusCode), time.Since(start))
+	c.metrics.ObserveRequest(resp.StatusCode, time.Since(start))
 
 	if resp.StatusCode/100 == 2 {
 		if readErr != nil {
@@ -267,9 +270,9 @@ func (c *Client) post(ctx context.Context, text string, to []string) (map[string
 	// For an error status the status decides; a body cut short only makes
 	// the message shorter.
 	e := c.interpretError(resp.StatusCode, resp.Header, body, c.now())
-	if e.Kind == KindRateLimited {
+	if e.Kind == sms.KindRateLimited {
 		c.PauseUntil(c.now().Add(e.RetryAfter))
-		c.metrics.rateLimit(e.RetryAfter)
+		c.metrics.RateLimited(e.RetryAfter)
 	}
 	return nil, e
 }
@@ -296,7 +299,7 @@ func (c *Client) pauseLeft() time.Duration {
 // transportError classifies a request that got no (complete) reply. All
 // such failures are transient: the network, DNS or the provider may be back
 // in a moment, and the message must not be dropped for it.
-func (c *Client) transportError(err error) *Error {
+func (c *Client) transportError(err error) *sms.Error {
 	inner := err
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -320,5 +323,5 @@ func (c *Client) transportError(err error) *Error {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		what = "connection closed before a complete reply"
 	}
-	return &Error{Kind: KindTransient, Message: c.clean(what+": "+inner.Error(), maxMessage), Err: inner}
+	return &sms.Error{Kind: sms.KindTransient, Message: c.clean(what+": "+inner.Error(), maxMessage), Err: inner}
 }

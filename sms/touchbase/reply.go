@@ -1,4 +1,4 @@
-package sms
+package touchbase
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/smsbridge/smsbridge/sms"
 )
 
 const (
@@ -124,19 +126,19 @@ func (r *replyBody) topLevelError() string {
 	return strings.Join(parts, ": ")
 }
 
-// interpretAccepted reads a 2xx reply into one NumberResult per sent
+// interpretAccepted reads a 2xx reply into one sms.NumberResult per sent
 // number (keyed by the number's digits). A reply that names none of the
 // sent numbers is a transient error: the request may or may not have gone
 // through, and repeating it risks a duplicate SMS where giving up risks a
 // lost page.
-func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[string]NumberResult, *Error) {
+func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[string]sms.NumberResult, *sms.Error) {
 	want := make(map[string]bool, len(sent))
 	for _, n := range sent {
 		want[digitsKey(n)] = true
 	}
 	var rb replyBody
 	isJSON := json.Unmarshal(body, &rb) == nil
-	got := make(map[string]NumberResult, len(sent))
+	got := make(map[string]sms.NumberResult, len(sent))
 	for _, e := range rb.entries() {
 		k := digitsKey(string(e.To))
 		if !want[k] {
@@ -150,7 +152,7 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		if !e.Accepted.set {
 			accepted = e.APIMessageID != "" && e.ErrorCode == "" && e.Error == ""
 		}
-		got[k] = NumberResult{
+		got[k] = sms.NumberResult{
 			Accepted:    accepted,
 			MessageID:   c.clean(string(e.APIMessageID), maxField),
 			ErrorCode:   c.clean(string(e.ErrorCode), maxField),
@@ -169,7 +171,7 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		case !isJSON:
 			msg = "reply is not JSON, no per-number results: " + c.bodyText(body)
 		}
-		return nil, &Error{Kind: KindTransient, StatusCode: status, Message: msg}
+		return nil, &sms.Error{Kind: sms.KindTransient, StatusCode: status, Message: msg}
 	}
 	for _, n := range sent {
 		k := digitsKey(n)
@@ -180,34 +182,34 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		if top != "" {
 			desc += "; whole request error: " + top
 		}
-		got[k] = NumberResult{ErrorCode: CodeMissingInReply, Error: "MissingInReply", Description: desc}
+		got[k] = sms.NumberResult{ErrorCode: sms.CodeMissingInReply, Error: "MissingInReply", Description: desc}
 	}
 	return got, nil
 }
 
 // interpretError classifies a non-2xx reply.
-func (c *Client) interpretError(status int, h http.Header, body []byte, now time.Time) *Error {
+func (c *Client) interpretError(status int, h http.Header, body []byte, now time.Time) *sms.Error {
 	msg := c.errorText(status, body)
-	e := &Error{StatusCode: status, Message: msg}
+	e := &sms.Error{StatusCode: status, Message: msg}
 	switch {
 	case status == http.StatusTooManyRequests:
-		e.Kind = KindRateLimited
+		e.Kind = sms.KindRateLimited
 		e.RetryAfter = c.pause(msg, body, h.Get("Retry-After"), now)
 	case status == http.StatusUnauthorized:
-		e.Kind = KindUnauthorized
+		e.Kind = sms.KindUnauthorized
 	case status == http.StatusForbidden:
-		e.Kind = KindSuspended
+		e.Kind = sms.KindSuspended
 	case status == http.StatusMethodNotAllowed:
-		e.Kind = KindNoCredits
+		e.Kind = sms.KindNoCredits
 	case status == http.StatusBadRequest:
-		e.Kind = KindBadRequest
+		e.Kind = sms.KindBadRequest
 	case status >= 500 || status == http.StatusRequestTimeout:
 		// 408 is a proxy or server that gave up waiting for us: as
 		// transient as a 504.
-		e.Kind = KindTransient
+		e.Kind = sms.KindTransient
 		e.RetryAfter = min(retryAfterHeader(h.Get("Retry-After"), now), maxPause)
 	default:
-		e.Kind = KindPermanent
+		e.Kind = sms.KindPermanent
 		if loc := h.Get("Location"); status/100 == 3 && loc != "" {
 			e.Message = c.clean("redirect to "+loc+": "+msg, maxMessage)
 		}
@@ -342,4 +344,21 @@ func retryAfterHeader(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// digitsKey reduces a number as the provider may echo it ("+2783...",
+// "2783...", 2783..., "002783...") to its digits, so that both sides of a
+// reply can be matched.
+func digitsKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b.WriteByte(s[i])
+		}
+	}
+	k := b.String()
+	if strings.HasPrefix(strings.TrimSpace(s), "00") {
+		k = strings.TrimPrefix(k, "00")
+	}
+	return k
 }

@@ -1,4 +1,4 @@
-package sms
+package touchbase
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -58,12 +59,12 @@ func TestFakeReplyStyles(t *testing.T) {
 				if r.Number != numbers[i] || r.Accepted != tc.accepted[i] {
 					t.Errorf("result %d = %+v, want accepted=%v", i, r, tc.accepted[i])
 				}
-				norm, _ := NormalizeNumber(numbers[i])
+				norm, _ := sms.NormalizeNumber(numbers[i])
 				if r.Accepted && r.MessageID != ids[norm] {
 					t.Errorf("result %d has id %q, the fake gave %q", i, r.MessageID, ids[norm])
 				}
-				if !r.Accepted && r.ErrorCode != CodeMissingInReply {
-					t.Errorf("result %d code %q, want %s", i, r.ErrorCode, CodeMissingInReply)
+				if !r.Accepted && r.ErrorCode != sms.CodeMissingInReply {
+					t.Errorf("result %d code %q, want %s", i, r.ErrorCode, sms.CodeMissingInReply)
 				}
 			}
 		})
@@ -76,8 +77,8 @@ func TestFakeAccountProblems(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Send(context.Background(), "two", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindNoCredits || !e.AccountProblem() {
+	var e *sms.Error
+	if !errors.As(err, &e) || e.Kind != sms.KindNoCredits || !e.AccountProblem() {
 		t.Fatalf("with no credits left: %v, want no_credits", err)
 	}
 	f.SetCredits(smsfake.Unlimited)
@@ -90,7 +91,7 @@ func TestFakeAccountProblems(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = wrong.Send(context.Background(), "x", []string{"+27831234567"})
-	if !errors.As(err, &e) || e.Kind != KindUnauthorized || e.Message != "API key is invalid." {
+	if !errors.As(err, &e) || e.Kind != sms.KindUnauthorized || e.Message != "API key is invalid." {
 		t.Fatalf("wrong key: %v, want unauthorized with the documented message", err)
 	}
 }
@@ -101,12 +102,12 @@ func TestFakePauseKeptRealTime(t *testing.T) {
 	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
 	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 1})
 	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter != time.Second {
+	var e *sms.Error
+	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != time.Second {
 		t.Fatalf("got %v, want rate limited for 1s", err)
 	}
 	// At once again: refused by the client itself.
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); !errors.As(err, &e) || e.Kind != KindRateLimited {
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); !errors.As(err, &e) || e.Kind != sms.KindRateLimited {
 		t.Fatalf("during the pause: %v", err)
 	}
 	// Wait out the pause as the client reports it, then send.
@@ -130,8 +131,8 @@ func TestFakeCountsEarlyRequests(t *testing.T) {
 	}
 	c.now = func() time.Time { return time.Now().Add(time.Hour) }
 	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.StatusCode != 429 || e.RetryAfter < 590*time.Second {
+	var e *sms.Error
+	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.StatusCode != 429 || e.RetryAfter < 590*time.Second {
 		t.Fatalf("early request: %v, want a 429 announcing the rest of the pause", err)
 	}
 	if f.EarlyRequests() != 1 {
