@@ -16,53 +16,58 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/smsbridge/smsbridge/sms"
 )
 
-// Defaults for the zero values of Config.
-const (
-	DefaultTimeout = 10 * time.Second
-	// DefaultPause is the wait after a 429 that names no wait. The provider
-	// names one in practice; when it does not, half a minute keeps us clear
-	// of a per-minute window without delaying pages for long.
-	DefaultPause = 30 * time.Second
-)
-
-// Config configures a Client.
+// Config configures a Client. It is complete as given: the user-facing
+// defaults are applied by the configuration, and New refuses what is
+// invalid instead of filling it in.
 type Config struct {
 	// URL is the full send endpoint, e.g.
 	// https://api.touchbasepro.com/sms/messages.
 	URL string
 	// APIKey is sent as a bearer token and never appears in an error.
 	APIKey string
-	// Timeout bounds one request, reply body included (DefaultTimeout if 0).
+	// Timeout bounds one request, reply body included. It must be
+	// positive.
 	Timeout time.Duration
-	// DefaultPause is the wait after a 429 that names none (DefaultPause
-	// if 0).
-	DefaultPause time.Duration
 }
 
-// Client sends messages through the SMS API. It is safe for concurrent use;
-// all its requests share one pool of keep-alive connections.
+// Client sends messages through the SMS API. It keeps no state between
+// requests beyond its pool of keep-alive connections: the pace of requests
+// and the pauses a 429 announces belong to the caller. It is safe for
+// concurrent use.
 type Client struct {
-	url          string
-	apiKey       string
-	defaultPause time.Duration
-	http         *http.Client
-	metrics      *sms.AccountMetrics
-	// now is the clock for rate-limit pauses, replaced in tests.
+	url     string
+	apiKey  string
+	http    *http.Client
+	metrics *sms.AccountMetrics
+	// now is the clock that reads a Retry-After date, replaced in tests.
 	now func() time.Time
-
-	mu          sync.Mutex
-	pausedUntil time.Time
 }
 
-// New returns a Client for cfg. m may be nil, for no metrics.
+var _ sms.Provider = (*Client)(nil)
+
+// minKeyInURL is the length from which New looks for the key in the URL: a
+// shorter key could occur in any URL by chance.
+const minKeyInURL = 8
+
+// New returns a Client for cfg. m records the account's metrics; nil
+// records none.
 func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
+	key := cfg.APIKey
+	switch {
+	case key == "":
+		return nil, errors.New("sms api key is empty")
+	case strings.IndexFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) >= 0:
+		// A key read from a file with its newline would fail every request
+		// with a cryptic error; say so at start.
+		return nil, errors.New("sms api key contains whitespace or control characters")
+	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		var ue *url.Error
@@ -70,33 +75,24 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 			// url.Error repeats the URL, which may hold anything.
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("sms url: %w", err)
+		// Not wrapped: the parser's message can quote a part of the URL
+		// (a port, say), and the key may be there. The redacted text says
+		// all there is to say.
+		return nil, fmt.Errorf("sms url does not parse: %s", redact(err.Error(), key))
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("sms url: scheme must be http or https, not %q", u.Scheme)
+		return nil, fmt.Errorf("sms url: scheme must be http or https, not %q", redact(u.Scheme, key))
 	case u.Host == "":
 		return nil, errors.New("sms url: no host")
 	case u.User != nil:
 		return nil, errors.New("sms url: must not contain credentials, the api key is sent as a bearer token")
-	case cfg.APIKey == "":
-		return nil, errors.New("sms api key is empty")
-	case strings.IndexFunc(cfg.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
-		// A key read from a file with its newline would fail every request
-		// with a cryptic error; say so at start.
-		return nil, errors.New("sms api key contains whitespace or control characters")
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("sms timeout %s is negative", cfg.Timeout)
-	case cfg.DefaultPause < 0:
-		return nil, fmt.Errorf("sms default pause %s is negative", cfg.DefaultPause)
-	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	pause := cfg.DefaultPause
-	if pause == 0 {
-		pause = DefaultPause
+	case len(key) >= minKeyInURL && (strings.Contains(cfg.URL, key) ||
+		strings.Contains(cfg.URL, url.QueryEscape(key)) || strings.Contains(cfg.URL, url.PathEscape(key))):
+		// A URL is logged and shown on the status page; the key must not be.
+		return nil, errors.New("sms url: must not contain the api key, it is sent as a bearer token")
+	case cfg.Timeout <= 0:
+		return nil, fmt.Errorf("sms timeout must be positive, not %s", cfg.Timeout)
 	}
 	// An own Transport rather than http.DefaultTransport: nothing else in
 	// the process can change or exhaust our pool, and the idle pool per
@@ -105,25 +101,24 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 	transport := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
-			Timeout:   min(timeout, 30*time.Second),
+			Timeout:   min(cfg.Timeout, 30*time.Second),
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          32,
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
+		TLSHandshakeTimeout:   min(cfg.Timeout, 10*time.Second),
 		ExpectContinueTimeout: time.Second,
 	}
 	return &Client{
-		url:          u.String(),
-		apiKey:       cfg.APIKey,
-		defaultPause: pause,
-		metrics:      m,
-		now:          time.Now,
+		url:     u.String(),
+		apiKey:  key,
+		metrics: m,
+		now:     time.Now,
 		http: &http.Client{
 			Transport: transport,
-			Timeout:   timeout,
+			Timeout:   cfg.Timeout,
 			// A redirect would turn our POST into a GET and lose the
 			// message; report it instead, as a permanent failure.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -131,29 +126,27 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 	}, nil
 }
 
+// redact replaces every occurrence of key in s.
+func redact(s, key string) string {
+	return strings.ReplaceAll(s, key, "<secret>")
+}
+
 // CloseIdleConnections closes the keep-alive connections not in use, for a
 // clean shutdown.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
-// PausedUntil is the end of the pause the last 429 announced; the zero time
-// if none was announced. Until then Send fails at once with sms.KindRateLimited
-// and sends nothing.
-func (c *Client) PausedUntil() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pausedUntil
-}
-
 // Send sends text to numbers in one request.
 //
-// The sms.Result has one sms.NumberResult per input number, in input order. Invalid
-// numbers are never sent and come back rejected with ErrorCode
-// sms.CodeInvalidNumber; a number given twice is sent once and reported for each
-// occurrence. If no number is valid, no request is made and the error is nil.
+// The Result has one NumberResult per input number, in input order.
+// Invalid numbers are never sent and come back rejected with ErrorCode
+// sms.CodeInvalidNumber; a number given twice is sent once and reported for
+// each occurrence. If no number is valid, no request is made and the error
+// is nil.
 //
-// A non-nil error is an *Error: the request failed as a whole, and the
-// sms.Result is empty. While a 429 pause is in force Send returns sms.KindRateLimited
-// without sending, so no request reaches the provider before it allowed.
+// A non-nil error is an *sms.Error: the request failed as a whole, the
+// Result is empty, and the error's Kind and RetryAfter say whether and
+// when to try again. Send does not hold back after a 429 itself: the caller
+// must.
 func (c *Client) Send(ctx context.Context, text string, numbers []string) (sms.Result, error) {
 	res := sms.Result{Numbers: make([]sms.NumberResult, len(numbers))}
 	normalized := make([]string, len(numbers))
@@ -189,13 +182,6 @@ func (c *Client) Send(ctx context.Context, text string, numbers []string) (sms.R
 	}
 	if strings.TrimSpace(text) == "" {
 		return sms.Result{}, &sms.Error{Kind: sms.KindBadRequest, Message: "empty text, nothing sent"}
-	}
-	if wait := c.pauseLeft(); wait > 0 {
-		return sms.Result{}, &sms.Error{
-			Kind:       sms.KindRateLimited,
-			RetryAfter: wait,
-			Message:    fmt.Sprintf("rate limit pause announced by the provider still running for %s, nothing sent", wait.Round(time.Millisecond)),
-		}
 	}
 	got, e := c.post(ctx, text, sent)
 	if e != nil {
@@ -271,29 +257,9 @@ func (c *Client) post(ctx context.Context, text string, to []string) (map[string
 	// the message shorter.
 	e := c.interpretError(resp.StatusCode, resp.Header, body, c.now())
 	if e.Kind == sms.KindRateLimited {
-		c.PauseUntil(c.now().Add(e.RetryAfter))
 		c.metrics.RateLimited(e.RetryAfter)
 	}
 	return nil, e
-}
-
-// PauseUntil extends the rate-limit pause to t; it never shortens one. A
-// caller that replaces the Client (on a config reload) hands the pause on
-// with next.PauseUntil(prev.PausedUntil()), since the provider's limit is
-// per account, not per client.
-func (c *Client) PauseUntil(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.pausedUntil) {
-		c.pausedUntil = t
-	}
-}
-
-// pauseLeft is how long the last announced 429 pause still runs.
-func (c *Client) pauseLeft() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pausedUntil.Sub(c.now())
 }
 
 // transportError classifies a request that got no (complete) reply. All

@@ -72,7 +72,7 @@ func newCanned(t *testing.T, status int, header map[string]string, body string) 
 
 func newTestClient(t *testing.T, u string, m *sms.AccountMetrics) *Client {
 	t.Helper()
-	c, err := New(Config{URL: u, APIKey: testKey, Timeout: 10 * time.Second, DefaultPause: 42 * time.Second}, m)
+	c, err := New(Config{URL: u, APIKey: testKey, Timeout: 10 * time.Second}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +95,10 @@ type want struct {
 	id       string
 	code     string
 }
+
+// classificationNow is the clock of TestClassification, for Retry-After
+// dates.
+var classificationNow = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 
 // TestClassification maps every reply sms-api.md documents, and the
 // variants its Robustness section warns of, to what Send makes of it.
@@ -147,19 +151,24 @@ func TestClassification(t *testing.T) {
 			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: sms.KindRateLimited, retryAfter: 17 * time.Second},
 		{name: "429 header only", status: 429, header: map[string]string{"Retry-After": "9"},
 			body: `{"status":429,"message":"Rate limit is exceeded."}`, kind: sms.KindRateLimited, retryAfter: 9 * time.Second},
+		// A 429 that names no wait leaves the pause to the caller's default.
 		{name: "429 no wait named", status: 429, body: `{"status":429,"message":"Rate limit is exceeded."}`,
-			kind: sms.KindRateLimited, retryAfter: 42 * time.Second},
+			kind: sms.KindRateLimited, retryAfter: 0},
 		{name: "429 unparsable wait", status: 429, header: map[string]string{"Retry-After": "soon"},
-			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in a few seconds."}`, kind: sms.KindRateLimited, retryAfter: 42 * time.Second},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in a few seconds."}`, kind: sms.KindRateLimited, retryAfter: 0},
 		{name: "429 zero wait", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 0 seconds."}`,
-			kind: sms.KindRateLimited, retryAfter: 42 * time.Second},
-		{name: "429 empty body", status: 429, kind: sms.KindRateLimited, retryAfter: 42 * time.Second, msg: "Too Many Requests (empty body)"},
+			kind: sms.KindRateLimited, retryAfter: 0},
+		{name: "429 empty body", status: 429, kind: sms.KindRateLimited, retryAfter: 0, msg: "Too Many Requests (empty body)"},
 		{name: "429 fractional seconds rounded up", status: 429, body: `{"message":"Try again in 2.2 seconds."}`,
 			kind: sms.KindRateLimited, retryAfter: 3 * time.Second},
 		{name: "429 minutes", status: 429, body: `{"message":"Rate limit is exceeded. Try again in 2 minutes."}`,
 			kind: sms.KindRateLimited, retryAfter: 2 * time.Minute},
 		{name: "429 absurd wait capped", status: 429, body: `{"message":"Try again in 999999 seconds."}`,
-			kind: sms.KindRateLimited, retryAfter: maxPause},
+			kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
+		{name: "429 absurd header capped", status: 429, header: map[string]string{"Retry-After": "999999"},
+			body: `{"message":"Rate limit is exceeded."}`, kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
+		{name: "429 header as a date", status: 429, header: map[string]string{"Retry-After": "Wed, 01 Jan 2025 12:00:40 GMT"},
+			body: `{"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: sms.KindRateLimited, retryAfter: 41 * time.Second},
 		{name: "429 wait in another field", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.","detail":"Try again in 12 seconds"}`,
 			kind: sms.KindRateLimited, retryAfter: 12 * time.Second, msg: "Rate limit is exceeded."},
 		{name: "429 plain text body", status: 429, body: "Too many requests. Try again in 8 seconds",
@@ -172,7 +181,15 @@ func TestClassification(t *testing.T) {
 		{name: "503 retry-after", status: 503, header: map[string]string{"Retry-After": "120"}, body: "busy",
 			kind: sms.KindTransient, retryAfter: 2 * time.Minute, msg: "busy"},
 		{name: "504 empty body", status: 504, kind: sms.KindTransient, msg: "Gateway Timeout (empty body)"},
+		{name: "503 retry-after as a date", status: 503, header: map[string]string{"Retry-After": "Wed, 01 Jan 2025 12:01:00 GMT"},
+			kind: sms.KindTransient, retryAfter: 61 * time.Second},
+		{name: "503 retry-after capped", status: 503, header: map[string]string{"Retry-After": "86401"},
+			kind: sms.KindTransient, retryAfter: sms.MaxRetryAfter},
+		{name: "500 unreadable retry-after", status: 500, header: map[string]string{"Retry-After": "later"},
+			kind: sms.KindTransient, retryAfter: 0},
 		{name: "408 from a proxy", status: 408, kind: sms.KindTransient},
+		{name: "408 with retry-after", status: 408, header: map[string]string{"Retry-After": "5"}, kind: sms.KindTransient, retryAfter: 5 * time.Second},
+		{name: "401 retry-after ignored", status: 401, header: map[string]string{"Retry-After": "5"}, kind: sms.KindUnauthorized, msg: "Unauthorized"},
 		{name: "404 wrong url", status: 404, body: "<html><body><h1>Not Found</h1></body></html>", kind: sms.KindPermanent, msg: "Not Found"},
 		{name: "301 redirect not followed", status: 301, header: map[string]string{"Location": "https://elsewhere.example/sms"},
 			kind: sms.KindPermanent, msg: "redirect to https://elsewhere.example/sms"},
@@ -195,6 +212,7 @@ func TestClassification(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, c := newCanned(t, tc.status, tc.header, tc.body)
+			c.now = func() time.Time { return classificationNow }
 			numbers := tc.numbers
 			if numbers == nil {
 				numbers = two[:1]
@@ -378,64 +396,24 @@ func TestEmptyTextNotSent(t *testing.T) {
 	}
 }
 
-// TestPauseHonoured checks that after a 429 the client sends nothing until
-// the announced pause is over, with a clock the test moves.
-func TestPauseHonoured(t *testing.T) {
+// TestNoPauseKept checks that the client keeps no pause after a 429: the
+// next Send goes to the provider at once, and the caller, which owns the
+// pace, learns the announced wait each time.
+func TestNoPauseKept(t *testing.T) {
 	p, c := newCanned(t, 429, nil, `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
-	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	var clock atomic.Pointer[time.Time]
-	clock.Store(&now)
-	c.now = func() time.Time { return *clock.Load() }
-
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
-		t.Fatal("want 429 error")
-	}
-	if got := c.PausedUntil(); !got.Equal(now.Add(17 * time.Second)) {
-		t.Errorf("paused until %s, want %s", got, now.Add(17*time.Second))
-	}
-	later := now.Add(10 * time.Second)
-	clock.Store(&later)
-	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *sms.Error
-	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != 7*time.Second || e.StatusCode != 0 {
-		t.Fatalf("during the pause: got %#v, want rate limited for 7s without a request", err)
-	}
-	if p.count() != 1 {
-		t.Fatalf("%d requests during the pause, want 1", p.count())
-	}
-	after := now.Add(17 * time.Second)
-	clock.Store(&after)
-	p.mu.Lock()
-	p.status, p.body = 202, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`
-	p.mu.Unlock()
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
-		t.Fatalf("after the pause: %v", err)
+	for i := range 2 {
+		_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+		var e *sms.Error
+		if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != 17*time.Second || e.StatusCode != 429 {
+			t.Fatalf("send %d: got %v, want a 429 announcing 17s", i, err)
+		}
 	}
 	if p.count() != 2 {
-		t.Errorf("%d requests, want 2", p.count())
+		t.Fatalf("%d requests, want 2: the client must not hold back itself", p.count())
 	}
-}
-
-// TestPauseHandedOn checks that a pause carried to a new Client (as on a
-// config reload) keeps it from sending, and that PauseUntil never shortens.
-func TestPauseHandedOn(t *testing.T) {
-	p, prev := newCanned(t, 429, nil, `{"message":"Try again in 600 seconds."}`)
-	if _, err := prev.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
-		t.Fatal("want 429")
-	}
-	next := newTestClient(t, prev.url, nil)
-	next.PauseUntil(prev.PausedUntil())
-	next.PauseUntil(time.Now()) // earlier: ignored
-	if !next.PausedUntil().Equal(prev.PausedUntil()) {
-		t.Errorf("paused until %s, want %s", next.PausedUntil(), prev.PausedUntil())
-	}
-	_, err := next.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *sms.Error
-	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter < 590*time.Second {
-		t.Fatalf("new client during the pause: %v", err)
-	}
-	if p.count() != 1 {
-		t.Errorf("%d requests, want 1", p.count())
+	p.setReply(202, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
+		t.Fatalf("once the provider accepts: %v", err)
 	}
 }
 
@@ -545,15 +523,22 @@ func TestNewValidates(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no url", Config{APIKey: "k"}, "scheme must be http or https"},
-		{"bad url", Config{URL: "http://a b/\x7f", APIKey: "k"}, "sms url"},
-		{"ftp", Config{URL: "ftp://host/sms/messages", APIKey: "k"}, "scheme"},
-		{"no host", Config{URL: "https:///sms/messages", APIKey: "k"}, "no host"},
-		{"credentials in url", Config{URL: "https://user:" + testKey + "@host/sms/messages", APIKey: "k"}, "credentials"},
-		{"no key", Config{URL: "https://host/sms/messages"}, "api key is empty"},
-		{"key with newline", Config{URL: "https://host/sms/messages", APIKey: testKey + "\n"}, "whitespace"},
-		{"negative timeout", Config{URL: "https://host/sms/messages", APIKey: "k", Timeout: -time.Second}, "negative"},
-		{"negative pause", Config{URL: "https://host/sms/messages", APIKey: "k", DefaultPause: -time.Second}, "negative"},
+		{"no url", Config{APIKey: "k", Timeout: time.Second}, "scheme must be http or https"},
+		{"bad url", Config{URL: "http://a b/\x7f", APIKey: "k", Timeout: time.Second}, "sms url does not parse"},
+		{"key as the port", Config{URL: "https://host:" + testKey + "/sms/messages", APIKey: testKey, Timeout: time.Second}, "sms url does not parse"},
+		{"ftp", Config{URL: "ftp://host/sms/messages", APIKey: "k", Timeout: time.Second}, "scheme"},
+		{"key as the scheme", Config{URL: testKey + "://host/sms/messages", APIKey: testKey, Timeout: time.Second}, "scheme"},
+		{"no host", Config{URL: "https:///sms/messages", APIKey: "k", Timeout: time.Second}, "no host"},
+		{"credentials in url", Config{URL: "https://user:" + testKey + "@host/sms/messages", APIKey: "k", Timeout: time.Second}, "credentials"},
+		{"key in the query", Config{URL: "https://host/sms/messages?key=" + testKey, APIKey: testKey, Timeout: time.Second}, "must not contain the api key"},
+		{"key in the path", Config{URL: "https://host/" + testKey + "/sms/messages", APIKey: testKey, Timeout: time.Second}, "must not contain the api key"},
+		{"key escaped in the query", Config{URL: "https://host/sms/messages?key=a%2Bb%3D%3D12345", APIKey: "a+b==12345", Timeout: time.Second}, "must not contain the api key"},
+		{"no key", Config{URL: "https://host/sms/messages", Timeout: time.Second}, "api key is empty"},
+		{"key with newline", Config{URL: "https://host/sms/messages", APIKey: testKey + "\n", Timeout: time.Second}, "whitespace"},
+		{"key with a space", Config{URL: "https://host/sms/messages", APIKey: "tb live", Timeout: time.Second}, "whitespace"},
+		{"key with a no-break space", Config{URL: "https://host/sms/messages", APIKey: "tb\u00a0live", Timeout: time.Second}, "whitespace"},
+		{"no timeout", Config{URL: "https://host/sms/messages", APIKey: "k"}, "timeout must be positive"},
+		{"negative timeout", Config{URL: "https://host/sms/messages", APIKey: "k", Timeout: -time.Second}, "timeout must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -566,12 +551,13 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	c, err := New(Config{URL: "https://api.touchbasepro.com/sms/messages", APIKey: "k"}, nil)
+	// A short key may occur in the URL by chance; it is no reason to refuse.
+	c, err := New(Config{URL: "https://api.touchbasepro.com/sms/messages", APIKey: "sms", Timeout: 7 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Timeout != DefaultTimeout || c.defaultPause != DefaultPause {
-		t.Errorf("defaults: timeout %s, pause %s", c.http.Timeout, c.defaultPause)
+	if c.http.Timeout != 7*time.Second {
+		t.Errorf("timeout %s, want the 7s given", c.http.Timeout)
 	}
 	if tr, ok := c.http.Transport.(*http.Transport); !ok || tr.MaxIdleConnsPerHost < 8 || tr.DisableKeepAlives {
 		t.Errorf("transport %#v does not keep connections alive for the workers", c.http.Transport)
@@ -619,7 +605,8 @@ func TestMetrics(t *testing.T) {
 	}
 	p.setReply(429, `{"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
 	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
-	// During the pause: no request, so no request metrics.
+	// A 429 that names no wait counts, and adds no pause seconds.
+	p.setReply(429, `{"message":"Rate limit is exceeded."}`)
 	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
 
 	fb := map[string]string{"account": sms.AccountFallback}
@@ -631,16 +618,16 @@ func TestMetrics(t *testing.T) {
 		want   float64
 	}{
 		{"2xx", "smsbridge_sms_api_requests_total", with("class", "2xx"), 1},
-		{"4xx", "smsbridge_sms_api_requests_total", with("class", "4xx"), 1},
+		{"4xx", "smsbridge_sms_api_requests_total", with("class", "4xx"), 2},
 		{"5xx", "smsbridge_sms_api_requests_total", with("class", "5xx"), 0},
 		{"accepted", "smsbridge_sms_numbers_accepted_total", fb, 1},
 		{"E101", "smsbridge_sms_numbers_rejected_total", with("code", "E101"), 1},
 		{"unknown code", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeOther), 1},
 		{"missing", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeMissingInReply), 1},
 		{"invalid", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeInvalidNumber), 1},
-		{"rate limited", "smsbridge_sms_rate_limited_total", fb, 1},
+		{"rate limited", "smsbridge_sms_rate_limited_total", fb, 2},
 		{"pause seconds", "smsbridge_sms_rate_limit_pause_seconds_total", fb, 17},
-		{"duration", "smsbridge_sms_api_request_duration_seconds", fb, 2},
+		{"duration", "smsbridge_sms_api_request_duration_seconds", fb, 3},
 		{"primary untouched", "smsbridge_sms_api_requests_total", map[string]string{"account": sms.AccountPrimary, "class": "2xx"}, 0},
 	}
 	for _, ck := range checks {
@@ -660,7 +647,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		"0":                             0,
 		"-5":                            0,
 		"12":                            12 * time.Second,
-		"86400":                         maxPause,
+		"86400":                         sms.MaxRetryAfter,
 		"Wed, 01 Jan 2025 12:00:30 GMT": 31 * time.Second,
 		"Wed, 01 Jan 2025 11:00:00 GMT": 0,
 		"tomorrow":                      0,

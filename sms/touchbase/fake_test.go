@@ -86,7 +86,7 @@ func TestFakeAccountProblems(t *testing.T) {
 		t.Fatalf("after topping up: %v", err)
 	}
 
-	wrong, err := New(Config{URL: f.URL, APIKey: "wrong-key"}, nil)
+	wrong, err := New(Config{URL: f.URL, APIKey: "wrong-key", Timeout: 10 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,47 +96,35 @@ func TestFakeAccountProblems(t *testing.T) {
 	}
 }
 
-// TestFakePauseKeptRealTime runs a real 429 pause of one second and checks
-// the fake saw no request before it ended.
-func TestFakePauseKeptRealTime(t *testing.T) {
-	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
-	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 1})
-	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *sms.Error
-	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != time.Second {
-		t.Fatalf("got %v, want rate limited for 1s", err)
-	}
-	// At once again: refused by the client itself.
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); !errors.As(err, &e) || e.Kind != sms.KindRateLimited {
-		t.Fatalf("during the pause: %v", err)
-	}
-	// Wait out the pause as the client reports it, then send.
-	time.Sleep(time.Until(c.PausedUntil()))
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
-		t.Fatalf("after the pause: %v", err)
-	}
-	if f.Requests() != 2 || f.EarlyRequests() != 0 {
-		t.Errorf("fake saw %d requests, %d early; want 2, 0", f.Requests(), f.EarlyRequests())
-	}
-}
-
-// TestFakeCountsEarlyRequests makes the client's clock run ahead, so it
-// sends during the pause, and checks the fake notices (and that the client
-// then takes the new 429 as a new pause).
-func TestFakeCountsEarlyRequests(t *testing.T) {
+// TestFakeRateLimit runs the client against the fake's 429s. The client
+// keeps no pause: a Send during the announced pause reaches the fake, which
+// counts it as early and announces the rest of the pause, and the client
+// reports that as the new wait. A 429 that names no wait comes back with
+// RetryAfter 0, for the caller's default pause.
+func TestFakeRateLimit(t *testing.T) {
 	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
 	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 600})
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
-		t.Fatal("want 429")
-	}
-	c.now = func() time.Time { return time.Now().Add(time.Hour) }
 	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
 	var e *sms.Error
-	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.StatusCode != 429 || e.RetryAfter < 590*time.Second {
+	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != 600*time.Second {
+		t.Fatalf("got %v, want rate limited for 600s", err)
+	}
+	_, err = c.Send(context.Background(), "x", []string{"+27831234567"})
+	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.StatusCode != 429 || e.RetryAfter < 590*time.Second || e.RetryAfter > 600*time.Second {
 		t.Fatalf("early request: %v, want a 429 announcing the rest of the pause", err)
 	}
-	if f.EarlyRequests() != 1 {
-		t.Errorf("early requests %d, want 1", f.EarlyRequests())
+	if f.Requests() != 2 || f.EarlyRequests() != 1 {
+		t.Errorf("fake saw %d requests, %d early; want 2, 1", f.Requests(), f.EarlyRequests())
+	}
+
+	g, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
+	g.FailNext(1, smsfake.Fault{Status: 429})
+	_, err = c.Send(context.Background(), "x", []string{"+27831234567"})
+	if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != 0 {
+		t.Fatalf("429 naming no wait: %v, want rate limited with RetryAfter 0", err)
+	}
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil || g.EarlyRequests() != 0 {
+		t.Errorf("after a 429 that announced no pause: %v, %d early", err, g.EarlyRequests())
 	}
 }
 

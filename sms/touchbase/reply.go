@@ -26,10 +26,6 @@ const (
 	maxMessage = 256
 	// maxField bounds each per-number field taken from a reply.
 	maxField = 128
-	// maxPause caps an announced 429 pause. A wild value ("try again in
-	// 999999 seconds") would otherwise stop all paging for days; after an
-	// hour the provider simply announces the next pause.
-	maxPause = time.Hour
 )
 
 // flexString decodes a JSON string, number or null, and never fails: the
@@ -194,7 +190,7 @@ func (c *Client) interpretError(status int, h http.Header, body []byte, now time
 	switch {
 	case status == http.StatusTooManyRequests:
 		e.Kind = sms.KindRateLimited
-		e.RetryAfter = c.pause(msg, body, h.Get("Retry-After"), now)
+		e.RetryAfter = pause(msg, body, h.Get("Retry-After"), now)
 	case status == http.StatusUnauthorized:
 		e.Kind = sms.KindUnauthorized
 	case status == http.StatusForbidden:
@@ -207,7 +203,7 @@ func (c *Client) interpretError(status int, h http.Header, body []byte, now time
 		// 408 is a proxy or server that gave up waiting for us: as
 		// transient as a 504.
 		e.Kind = sms.KindTransient
-		e.RetryAfter = min(retryAfterHeader(h.Get("Retry-After"), now), maxPause)
+		e.RetryAfter = retryAfterHeader(h.Get("Retry-After"), now)
 	default:
 		e.Kind = sms.KindPermanent
 		if loc := h.Get("Location"); status/100 == 3 && loc != "" {
@@ -287,19 +283,16 @@ func (c *Client) clean(s string, max int) string {
 }
 
 // pause is the wait a 429 announces: the larger of the seconds in its
-// message and its Retry-After header, the default pause when it names
-// none, and never more than maxPause. The message is searched first, then
-// the whole body, in case the sentence sits in a field we do not read.
-func (c *Client) pause(msg string, body []byte, header string, now time.Time) time.Duration {
+// message and its Retry-After header, never more than sms.MaxRetryAfter,
+// and 0 when it names none (the caller then applies its default pause).
+// The message is searched first, then the start of the body, in case the
+// sentence sits in a field we do not read.
+func pause(msg string, body []byte, header string, now time.Time) time.Duration {
 	inText := waitInText(msg)
 	if inText == 0 {
 		inText = waitInText(string(body[:min(len(body), 64<<10)]))
 	}
-	d := max(inText, retryAfterHeader(header, now))
-	if d <= 0 {
-		d = c.defaultPause
-	}
-	return min(d, maxPause)
+	return min(max(inText, retryAfterHeader(header, now)), sms.MaxRetryAfter)
 }
 
 // waitInText finds "Try again in N seconds" (or minutes) in s; 0 if absent.
@@ -315,8 +308,8 @@ func waitInText(s string) time.Duration {
 	if strings.HasPrefix(strings.ToLower(m[2]), "m") {
 		v *= 60
 	}
-	if v >= maxPause.Seconds() {
-		return maxPause
+	if v >= sms.MaxRetryAfter.Seconds() {
+		return sms.MaxRetryAfter
 	}
 	// Round up: leaving a fraction of a second early is leaving early.
 	return time.Duration(math.Ceil(v)) * time.Second
@@ -333,8 +326,8 @@ func retryAfterHeader(v string, now time.Time) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		if n > int64(maxPause/time.Second) {
-			return maxPause
+		if n > int64(sms.MaxRetryAfter/time.Second) {
+			return sms.MaxRetryAfter
 		}
 		return time.Duration(n) * time.Second
 	}

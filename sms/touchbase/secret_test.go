@@ -108,9 +108,9 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 			res, err := c.Send(ctx, "x", numbers)
 			record(fmt.Sprintf("echo %d %s", status, style), res, err)
 			if status == 429 {
-				// The pause now in force refuses at once.
+				// The client keeps no pause: the second request goes out too.
 				res, err = c.Send(ctx, "x", numbers)
-				record("pause", res, err)
+				record("again", res, err)
 			}
 		}
 	}
@@ -138,32 +138,52 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 	record("no credits or early", res, err)
 
 	// Transport failures, with the key in the URL where a careless
-	// operator might put it.
+	// operator might put it. New refuses such a URL (below); it is set
+	// behind its back here, to show that the errors would not repeat it.
+	keyInURL := func(u string) *Client {
+		c := newClient(u, 10*time.Second)
+		c.url = u + "?key=" + testKey
+		return c
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	res, err = newClient("http://"+addr+"/sms/messages?key="+testKey, 10*time.Second).Send(ctx, "x", numbers)
+	res, err = keyInURL("http://"+addr+"/sms/messages").Send(ctx, "x", numbers)
 	record("refused", res, err)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	res, err = newClient(fake.URL+"?key="+testKey, 10*time.Second).Send(cctx, "x", numbers)
+	res, err = keyInURL(fake.URL).Send(cctx, "x", numbers)
 	record("canceled", res, err)
+	fake.FailNext(1, smsfake.Fault{Hang: true})
+	c := keyInURL(fake.URL)
+	c.http.Timeout = 100 * time.Millisecond
+	res, err = c.Send(ctx, "x", numbers)
+	record("timeout", res, err)
 	res, err = newClient(fake.URL, 10*time.Second).Send(ctx, "", numbers)
 	record("empty text", res, err)
 
 	// Configuration errors.
 	for _, cfg := range []Config{
-		{URL: "https://user:" + testKey + "@api.example/sms/messages", APIKey: testKey},
-		{URL: "https://api.example/sms/messages", APIKey: testKey + " "},
-		{URL: "ht!tp://" + testKey, APIKey: testKey},
+		{URL: "https://user:" + testKey + "@api.example/sms/messages", APIKey: testKey, Timeout: time.Second},
+		{URL: "https://api.example/sms/messages", APIKey: testKey + " ", Timeout: time.Second},
+		{URL: "https://api.example/sms/messages", APIKey: testKey + "\n", Timeout: time.Second},
+		{URL: "ht!tp://" + testKey, APIKey: testKey, Timeout: time.Second},
+		{URL: "https://api.example:" + testKey + "/sms/messages", APIKey: testKey, Timeout: time.Second},
+		{URL: "https://api.example/%" + testKey, APIKey: testKey, Timeout: time.Second},
+		{URL: testKey + "://api.example/sms/messages", APIKey: testKey, Timeout: time.Second},
+		{URL: "https://api.example/sms/messages?key=" + testKey, APIKey: testKey, Timeout: time.Second},
+		{URL: "https://api.example/sms/messages", APIKey: testKey},
 	} {
-		if _, err := New(cfg, m); err == nil {
+		_, err := New(cfg, m)
+		if err == nil {
 			t.Errorf("New accepted %+v", cfg)
-		} else {
-			outputs = append(outputs, err.Error())
+			continue
+		}
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			outputs = append(outputs, e.Error(), fmt.Sprintf("%+v", e))
 		}
 	}
 
