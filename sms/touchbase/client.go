@@ -2,7 +2,8 @@
 // provider behind the sms.Provider seam: it sends one text to many numbers
 // in one request and classifies the reply, per number where the provider
 // answered per number, and as a whole (with whether and when to retry)
-// where the request failed as a whole.
+// where the request failed as a whole. It also reads the callbacks the
+// provider POSTs back (delivery statuses and replies) as sms.Events.
 package touchbase
 
 import (

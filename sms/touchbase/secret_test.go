@@ -187,6 +187,22 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		}
 	}
 
+	// Callbacks that are not the provider's format, holding the key.
+	for _, body := range []string{
+		testKey, `"` + testKey + `"`, `{"Type":"` + testKey, `{"Events":"` + testKey + `"}`,
+		`{"Events":{"` + testKey + `":1}}`, `{"Events":[` + testKey + `]}`, `[` + testKey + `]`,
+	} {
+		_, err := c.ParseCallback(nil, []byte(body))
+		if err == nil {
+			t.Errorf("ParseCallback accepted %q", body)
+			continue
+		}
+		logger.Error("callback", "err", err)
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			outputs = append(outputs, e.Error())
+		}
+	}
+
 	for _, k := range []sms.Kind{sms.KindTransient, sms.KindRateLimited, sms.KindUnauthorized, sms.KindSuspended, sms.KindNoCredits, sms.KindBadRequest, sms.KindPermanent} {
 		if !kinds[k] {
 			t.Errorf("no path produced kind %s; the search below would prove less than it claims", k)
