@@ -20,7 +20,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,11 +125,18 @@ type Server struct {
 	// made by New, which does not listen.
 	URL string
 
-	opts      Options
-	now       func() time.Time // the clock of pauses and the rate window; replaced in tests
-	srv       *httptest.Server
-	done      chan struct{}
-	closeOnce sync.Once
+	opts Options
+	now  func() time.Time // the clock of pauses and the rate window; replaced in tests
+	srv  *http.Server     // nil for a Server made by New
+	// ctx ends when Close is called: it releases held replies.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// life guards closed, so that no request handler starts to run once
+	// Close waits for those under way (wg).
+	life   sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 
 	mu          sync.Mutex
 	credits     int
@@ -150,36 +156,86 @@ type Server struct {
 
 // New returns a fake that does not listen: serve its Handler yourself.
 func New(opts Options) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		opts:    opts,
 		now:     time.Now,
-		done:    make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
 		credits: opts.Credits,
 		rng:     mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
 		changed: make(chan struct{}),
 	}
 }
 
-// NewServer returns a fake listening on the loopback interface. Close it
-// when done.
-func NewServer(opts Options) *Server {
+// Listen returns a fake listening on a free port of the loopback
+// interface; URL is its send endpoint. Close it when done.
+func Listen(opts Options) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		var err6 error
+		if l, err6 = net.Listen("tcp6", "[::1]:0"); err6 != nil {
+			return nil, fmt.Errorf("fake sms api: listen on loopback: %w", err)
+		}
+	}
 	s := New(opts)
-	s.srv = httptest.NewServer(s)
-	s.URL = s.srv.URL + Path
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveTracked),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	s.URL = "http://" + l.Addr().String() + Path
+	go func() { _ = s.srv.Serve(l) }()
+	return s, nil
+}
+
+// NewServer is Listen for tests: it panics if the loopback interface
+// cannot be listened on.
+func NewServer(opts Options) *Server {
+	s, err := Listen(opts)
+	if err != nil {
+		panic(err)
+	}
 	return s
+}
+
+// serveTracked serves one request of the listening server, so that Close
+// can wait for it to end.
+func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
+	if !s.track() {
+		panic(http.ErrAbortHandler)
+	}
+	defer s.wg.Done()
+	s.ServeHTTP(w, r)
+}
+
+// track counts one more goroutine Close must wait for; false once Close
+// was called.
+func (s *Server) track() bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Handler returns the fake's http.Handler, for serving it in process.
 func (s *Server) Handler() http.Handler { return s }
 
-// Close stops the server. Requests that hang or wait are cut off at once
-// (their connections close without a reply), so Close does not wait for a
-// client's timeout. Calling it again does nothing.
+// Close stops the server and waits for the requests under way to end.
+// Requests that hang or wait are cut off at once (their connections close
+// without a reply), so Close does not wait for a client's timeout.
+// Calling it again does nothing.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
+	s.life.Lock()
+	s.closed = true
+	s.life.Unlock()
+	s.cancel()
 	if s.srv != nil {
-		s.srv.Close()
+		_ = s.srv.Close()
 	}
+	s.wg.Wait()
 }
 
 // FailNext makes the next k requests get f, after any queued before.
@@ -356,7 +412,7 @@ func (s *Server) hold(r *http.Request, d time.Duration) {
 	case <-elapsed:
 		return
 	case <-r.Context().Done():
-	case <-s.done:
+	case <-s.ctx.Done():
 	}
 	panic(http.ErrAbortHandler)
 }

@@ -586,3 +586,28 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+// TestListen checks the listening fake: its URL is the send endpoint on
+// the loopback interface, and after Close nothing answers there.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	s, err := Listen(Options{APIKey: key, Credits: Unlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") && !strings.HasPrefix(s.URL, "http://[::1]:") || !strings.HasSuffix(s.URL, Path) {
+		t.Errorf("URL %q, want a loopback send endpoint", s.URL)
+	}
+	if status, _ := send(t, s, "x", "+27831234567"); status != http.StatusAccepted {
+		t.Fatalf("status %d", status)
+	}
+	s.Close()
+	resp, err := http.Post(s.URL, "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+		t.Errorf("closed fake answered %d", resp.StatusCode)
+	}
+	if s.Accepted() != 1 {
+		t.Errorf("accepted %d, want 1", s.Accepted())
+	}
+}
