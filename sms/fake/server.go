@@ -1,8 +1,11 @@
 // Package fake is a fake of the provider's SMS API that behaves as its
 // documentation says: it checks the bearer key, validates each number,
 // charges credits per segment and recipient, and can be told to fail in
-// every way the documentation names (and some it does not). Tests of the
-// whole project use it, and so does the daemon's --sms.dry-run.
+// every way the documentation names (and some it does not). With
+// Options.CallbackURL it also plays the provider's webhooks: a delivery
+// receipt for every number it accepted, and, through Reply, a recipient's
+// answer. Tests of the whole project use it, and so does the daemon's
+// --sms.dry-run, which thereby shows the whole loop.
 //
 // It imports nothing from the project, so that the client and the fake do
 // not share a mistake.
@@ -82,6 +85,17 @@ type Options struct {
 	OnMessage func(Message)
 	// Seed seeds the choice of requests FailRate fails, so runs repeat.
 	Seed uint64
+
+	// CallbackURL, if set, is the bridge's callback endpoint: the fake
+	// POSTs a MessageStatusUpdate there for the numbers of each request it
+	// accepted (status "Delivered", or the word given to FailDelivery),
+	// in the provider's shape, and Reply POSTs replies there. It is the
+	// webhook's secret and never appears in the fake's logs or errors.
+	CallbackURL string
+	// CallbackDelay holds each batch of delivery callbacks back after the
+	// messages were accepted, as the provider's arrive a few seconds late.
+	// Zero sends them at once.
+	CallbackDelay time.Duration
 }
 
 // Fault is a reply the fake gives instead of the normal one.
@@ -152,6 +166,12 @@ type Server struct {
 	requests    int
 	early       int
 	changed     chan struct{}
+	// deliveryWords maps a number (without "+") to the status its
+	// delivery callbacks report instead of "Delivered".
+	deliveryWords map[string]string
+
+	// callbacks is the client that POSTs callbacks.
+	callbacks *http.Client
 }
 
 // New returns a fake that does not listen: serve its Handler yourself.
@@ -165,6 +185,12 @@ func New(opts Options) *Server {
 		credits: opts.Credits,
 		rng:     mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
 		changed: make(chan struct{}),
+		callbacks: &http.Client{
+			Timeout: 10 * time.Second,
+			// The provider's webhooks do not follow redirects either; a
+			// redirect is a wrong URL.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 }
 
@@ -236,6 +262,7 @@ func (s *Server) Close() {
 		_ = s.srv.Close()
 	}
 	s.wg.Wait()
+	s.callbacks.CloseIdleConnections()
 }
 
 // FailNext makes the next k requests get f, after any queued before.
@@ -255,11 +282,12 @@ func (s *Server) FailRate(rate float64, f Fault) {
 	s.rate, s.rateFault = rate, f
 }
 
-// ClearFaults drops the faults set by FailNext and FailRate.
+// ClearFaults drops the faults set by FailNext, FailRate and
+// FailDelivery.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.next, s.rate, s.rateFault = nil, 0, Fault{}
+	s.next, s.rate, s.rateFault, s.deliveryWords = nil, 0, Fault{}, nil
 }
 
 // SetCredits sets the balance in segments (Unlimited for no limit).
@@ -533,6 +561,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, body []byte, readE
 	}
 	s.mu.Unlock()
 
+	s.scheduleReceipts(accepted)
 	for _, m := range accepted {
 		if s.opts.Logger != nil {
 			s.opts.Logger.Info("fake sms api accepted message", "id", m.ID, "to", mask(m.Number), "segments", m.Segments, "text", m.Text)

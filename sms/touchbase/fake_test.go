@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -155,5 +158,64 @@ func TestFakeConcurrentSends(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestFakeCallbacksParse closes the loop: the fake's delivery and reply
+// callbacks, written independently of this package, parse into the
+// events the bridge acts on.
+func TestFakeCallbacksParse(t *testing.T) {
+	got := make(chan []sms.Event, 10)
+	var c *Client
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		events, err := c.ParseCallback(r.Header, body)
+		if err != nil {
+			t.Errorf("ParseCallback(%s): %v", body, err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got <- events
+	}))
+	t.Cleanup(recv.Close)
+	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited, CallbackURL: recv.URL + "/callback/token"})
+	f.FailDelivery("+4412345678", "Undeliverable")
+	if _, err := c.Send(context.Background(), "db1 down", []string{"+27831234567", "+44 1234 5678"}); err != nil {
+		t.Fatal(err)
+	}
+	next := func() []sms.Event {
+		t.Helper()
+		select {
+		case evs := <-got:
+			return evs
+		case <-time.After(30 * time.Second):
+			t.Fatal("no callback arrived")
+			return nil
+		}
+	}
+	evs := next()
+	if len(evs) != 2 {
+		t.Fatalf("events %+v, want 2", evs)
+	}
+	for i, want := range []sms.Event{
+		{Kind: sms.EventStatus, Type: "MessageStatusUpdate", Number: "+27831234567", Status: "Delivered"},
+		{Kind: sms.EventStatus, Type: "MessageStatusUpdate", Number: "+4412345678", Status: "Undeliverable", Failed: true},
+	} {
+		e := evs[i]
+		if time.Since(e.At) > time.Minute || time.Until(e.At) > time.Minute {
+			t.Errorf("event %d at %s, want about now", i, e.At)
+		}
+		e.At = time.Time{}
+		if e != want {
+			t.Errorf("event %d = %+v, want %+v", i, e, want)
+		}
+	}
+
+	if err := f.Reply(context.Background(), "+27831234567", "ACK 12"); err != nil {
+		t.Fatal(err)
+	}
+	evs = next()
+	if len(evs) != 1 || evs[0].Kind != sms.EventReply || evs[0].Number != "+27831234567" || evs[0].Text != "ACK 12" {
+		t.Errorf("reply events %+v", evs)
 	}
 }
