@@ -185,6 +185,10 @@ func TestClassification(t *testing.T) {
 			kind: sms.KindTransient, retryAfter: 61 * time.Second},
 		{name: "503 retry-after capped", status: 503, header: map[string]string{"Retry-After": "86401"},
 			kind: sms.KindTransient, retryAfter: sms.MaxRetryAfter},
+		{name: "503 retry-after date capped", status: 503, header: map[string]string{"Retry-After": "Fri, 03 Jan 2025 12:00:00 GMT"},
+			kind: sms.KindTransient, retryAfter: sms.MaxRetryAfter},
+		{name: "429 retry-after date capped", status: 429, header: map[string]string{"Retry-After": "Fri, 03 Jan 2025 12:00:00 GMT"},
+			kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
 		{name: "500 unreadable retry-after", status: 500, header: map[string]string{"Retry-After": "later"},
 			kind: sms.KindTransient, retryAfter: 0},
 		{name: "408 from a proxy", status: 408, kind: sms.KindTransient},
@@ -650,6 +654,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		"86400":                         sms.MaxRetryAfter,
 		"Wed, 01 Jan 2025 12:00:30 GMT": 31 * time.Second,
 		"Wed, 01 Jan 2025 11:00:00 GMT": 0,
+		"Thu, 02 Jan 2025 12:00:00 GMT": sms.MaxRetryAfter,
 		"tomorrow":                      0,
 	}
 	for in, want := range tests {

@@ -255,7 +255,7 @@ func (c *Client) bodyText(body []byte) string {
 // cut to max bytes.
 func (c *Client) clean(s string, max int) string {
 	if c.apiKey != "" {
-		s = strings.ReplaceAll(s, c.apiKey, "<secret>")
+		s = redact(s, c.apiKey)
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
@@ -315,8 +315,8 @@ func waitInText(s string) time.Duration {
 	return time.Duration(math.Ceil(v)) * time.Second
 }
 
-// retryAfterHeader reads Retry-After as delay-seconds or an HTTP date; 0 if
-// absent or unreadable.
+// retryAfterHeader reads Retry-After as delay-seconds or an HTTP date,
+// capped at sms.MaxRetryAfter; 0 if absent, unreadable or past.
 func retryAfterHeader(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -333,7 +333,8 @@ func retryAfterHeader(v string, now time.Time) time.Duration {
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d.Round(time.Second) + time.Second
+			// Round up: the date has one-second resolution.
+			return min(d.Round(time.Second)+time.Second, sms.MaxRetryAfter)
 		}
 	}
 	return 0
