@@ -103,6 +103,7 @@ var classificationNow = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 // TestClassification maps every reply sms-api.md documents, and the
 // variants its Robustness section warns of, to what Send makes of it.
 func TestClassification(t *testing.T) {
+	t.Parallel()
 	doc202 := readTestdata(t, "documented-202.json")
 	two := []string{"+2783123456", "+2783234567"}
 	const noErr = sms.Kind(-1)
@@ -215,6 +216,7 @@ func TestClassification(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, c := newCanned(t, tc.status, tc.header, tc.body)
 			c.now = func() time.Time { return classificationNow }
 			numbers := tc.numbers
@@ -282,6 +284,7 @@ func checkResults(t *testing.T, res sms.Result, numbers []string, want []want) {
 // TestRequestShape checks what goes on the wire: the bearer header with one
 // space, JSON content, and "to" as strings with "+" only, once each.
 func TestRequestShape(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"1","accepted":true,"to":"+27831234567"},{"apiMessageId":"2","accepted":true,"to":"+4412345678"}]}`)
 	res, err := c.Send(context.Background(), "a < b & c", []string{"0027 83 123-4567", "+44 (12) 345.678", "+27831234567"})
 	if err != nil {
@@ -315,6 +318,7 @@ func TestRequestShape(t *testing.T) {
 // TestReplyVariants covers the shapes of a 202 the Robustness notes warn
 // of.
 func TestReplyVariants(t *testing.T) {
+	t.Parallel()
 	numbers := []string{"+27831234567", "+4412345678", "+12025550123"}
 	tests := []struct {
 		name string
@@ -351,6 +355,7 @@ func TestReplyVariants(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, c := newCanned(t, 202, nil, tc.body)
 			res, err := c.Send(context.Background(), "x", numbers)
 			if err != nil {
@@ -362,6 +367,7 @@ func TestReplyVariants(t *testing.T) {
 }
 
 func TestInvalidNumbersNeverSent(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
 	numbers := []string{"0831234567", "+27831234567", "+27 abc", ""}
 	res, err := c.Send(context.Background(), "x", numbers)
@@ -389,6 +395,7 @@ func TestInvalidNumbersNeverSent(t *testing.T) {
 }
 
 func TestEmptyTextNotSent(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, "")
 	_, err := c.Send(context.Background(), "  ", []string{"+27831234567"})
 	var e *sms.Error
@@ -404,6 +411,7 @@ func TestEmptyTextNotSent(t *testing.T) {
 // next Send goes to the provider at once, and the caller, which owns the
 // pace, learns the announced wait each time.
 func TestNoPauseKept(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 429, nil, `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
 	for i := range 2 {
 		_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
@@ -428,7 +436,9 @@ func (c *canned) setReply(status int, body string) {
 }
 
 func TestTransportFailures(t *testing.T) {
+	t.Parallel()
 	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
 		release := make(chan struct{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
@@ -446,6 +456,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "timed out")
 	})
 	t.Run("canceled", func(t *testing.T) {
+		t.Parallel()
 		_, c := newCanned(t, 202, nil, "")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -456,6 +467,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -467,6 +479,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "connection refused")
 	})
 	t.Run("closed before reply", func(t *testing.T) {
+		t.Parallel()
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}))
@@ -476,6 +489,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "")
 	})
 	t.Run("202 cut short", func(t *testing.T) {
+		t.Parallel()
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "1000")
 			w.WriteHeader(http.StatusAccepted)
@@ -492,6 +506,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("dns", func(t *testing.T) {
+		t.Parallel()
 		c := newTestClient(t, "http://example.invalid/", nil)
 		err := c.transportError(&url.Error{Op: "Post", URL: "http://example.invalid/", Err: &net.DNSError{Err: "no such host", Name: "example.invalid", IsNotFound: true}})
 		wantTransient(t, err, "dns lookup failed")
@@ -500,6 +515,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("reset", func(t *testing.T) {
+		t.Parallel()
 		c := newTestClient(t, "http://127.0.0.1/", nil)
 		err := c.transportError(&url.Error{Op: "Post", URL: "http://127.0.0.1/", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", errConnReset)}})
 		wantTransient(t, err, "connection reset")
@@ -522,6 +538,7 @@ func wantTransient(t *testing.T, err error, msg string) *sms.Error {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  Config
@@ -546,6 +563,7 @@ func TestNewValidates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := New(tc.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
@@ -570,6 +588,7 @@ func TestNewValidates(t *testing.T) {
 
 // TestKeepAlive checks that consecutive requests reuse one connection.
 func TestKeepAlive(t *testing.T) {
+	t.Parallel()
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
@@ -594,6 +613,7 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m := sms.NewMetrics(reg)
 
@@ -645,6 +665,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestRetryAfterHeader(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := map[string]time.Duration{
 		"":                              0,
@@ -665,6 +686,7 @@ func TestRetryAfterHeader(t *testing.T) {
 }
 
 func TestClean(t *testing.T) {
+	t.Parallel()
 	c := &Client{apiKey: testKey}
 	long := strings.Repeat("é", 300)
 	tests := []struct{ in, want string }{
@@ -692,6 +714,7 @@ func TestClean(t *testing.T) {
 }
 
 func TestFlexDecoding(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`"+27"`: "+27", `27831234567`: "27831234567", `2.7831234567e10`: "27831234567",
 		`null`: "", `true`: "", `{"a":1}`: "", `[1]`: "", `-1`: "-1",

@@ -29,6 +29,7 @@ func newFake(t *testing.T, opts smsfake.Options) (*smsfake.Server, *Client) {
 }
 
 func TestFakeReplyStyles(t *testing.T) {
+	t.Parallel()
 	numbers := []string{"+27831234567", "+4412345678", "+1 202 555 0123", "+27831234567"}
 	tests := []struct {
 		name     string
@@ -45,6 +46,7 @@ func TestFakeReplyStyles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tc.opts.Credits = smsfake.Unlimited
 			f, c := newFake(t, tc.opts)
 			res, err := c.Send(context.Background(), "db1 down", numbers)
@@ -75,6 +77,7 @@ func TestFakeReplyStyles(t *testing.T) {
 }
 
 func TestFakeAccountProblems(t *testing.T) {
+	t.Parallel()
 	f, c := newFake(t, smsfake.Options{Credits: 2})
 	if _, err := c.Send(context.Background(), "one", []string{"+27831234567", "+4412345678"}); err != nil {
 		t.Fatal(err)
@@ -105,6 +108,7 @@ func TestFakeAccountProblems(t *testing.T) {
 // reports that as the new wait. A 429 that names no wait comes back with
 // RetryAfter 0, for the caller's default pause.
 func TestFakeRateLimit(t *testing.T) {
+	t.Parallel()
 	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited})
 	f.FailNext(1, smsfake.Fault{Status: 429, RetryAfter: 600})
 	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
@@ -132,6 +136,7 @@ func TestFakeRateLimit(t *testing.T) {
 }
 
 func TestFakeConcurrentSends(t *testing.T) {
+	t.Parallel()
 	f, c := newFake(t, smsfake.Options{Credits: smsfake.Unlimited, Latency: time.Millisecond})
 	const workers, each = 8, 5
 	var wg sync.WaitGroup
@@ -165,6 +170,7 @@ func TestFakeConcurrentSends(t *testing.T) {
 // callbacks, written independently of this package, parse into the
 // events the bridge acts on.
 func TestFakeCallbacksParse(t *testing.T) {
+	t.Parallel()
 	got := make(chan []sms.Event, 10)
 	var c *Client
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -59,6 +59,7 @@ func echoProvider(w http.ResponseWriter, r *http.Request) {
 // errors, the results, the log lines a caller would write, and the
 // gathered metrics for the API key.
 func TestAPIKeyNeverLeaks(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
