@@ -14,14 +14,17 @@ import (
 	"time"
 )
 
-// The callback types of the provider, and how many events it puts in one
-// POST at most.
+// The Type of the provider's callbacks.
 const (
+	// TypeStatus is the Type of a callback of delivery statuses.
 	TypeStatus = "MessageStatusUpdate"
-	TypeReply  = "MessageReply"
-
-	maxCallbackEvents = 500
+	// TypeReply is the Type of a callback of replies from recipients.
+	TypeReply = "MessageReply"
 )
+
+// maxCallbackEvents is how many events the provider puts in one callback
+// at most.
+const maxCallbackEvents = 500
 
 // StatusDelivered is the status word the fake reports for a number that
 // was not told to fail with FailDelivery.

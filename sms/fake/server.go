@@ -94,7 +94,8 @@ type Options struct {
 	CallbackURL string
 	// CallbackDelay holds each batch of delivery callbacks back after the
 	// messages were accepted, as the provider's arrive a few seconds late.
-	// Zero sends them at once.
+	// Zero sends them at once, possibly before the sender has read the
+	// reply that accepted them.
 	CallbackDelay time.Duration
 }
 
