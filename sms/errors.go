@@ -15,7 +15,8 @@ const (
 	// too: whether the provider sent anything is unknown, and a duplicate
 	// SMS is better than a lost page.
 	KindTransient Kind = iota
-	// KindRateLimited is a 429: no request may be sent before RetryAfter.
+	// KindRateLimited is a 429: no request may be sent before RetryAfter
+	// has passed, or the caller's default pause where RetryAfter is 0.
 	KindRateLimited
 	// KindUnauthorized is a 401: the API key is invalid. Hold the queue.
 	KindUnauthorized
@@ -51,13 +52,27 @@ func (k Kind) String() string {
 	}
 }
 
+// MaxRetryAfter caps Error.RetryAfter. A wild value ("try again in 999999
+// seconds") would otherwise stop all paging for days; after an hour the
+// provider simply announces the next pause.
+const MaxRetryAfter = time.Hour
+
 // Error is a request that failed as a whole. It never carries the API key.
 type Error struct {
 	Kind Kind
 	// StatusCode is the HTTP status, or 0 when no reply arrived.
 	StatusCode int
-	// RetryAfter is the least time to wait before the next request; for
-	// KindRateLimited it is never zero.
+	// RetryAfter is the least time to wait before the next request, as
+	// the provider announced it, never more than MaxRetryAfter. The
+	// provider only announces; the caller keeps the pace:
+	//
+	//   - KindRateLimited: the pause the 429 named (in its text or a
+	//     Retry-After header, the larger of the two). 0 means it named
+	//     none, and the caller then pauses for its configured default
+	//     pause, never zero.
+	//   - KindTransient: the Retry-After header of a 5xx or 408, which the
+	//     caller honours as the minimum of its backoff; 0 if absent.
+	//   - otherwise 0.
 	RetryAfter time.Duration
 	// Message is the provider's message, or a description of the failure,
 	// cut to a bounded length.

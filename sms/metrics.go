@@ -7,8 +7,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
+// Names of the provider accounts, the values of the account label. The set
+// is closed: the bridge has a primary account and may have a fallback.
+const (
+	// AccountPrimary is the account the bridge sends through normally.
+	AccountPrimary = "primary"
+	// AccountFallback is the second account, used while the primary is
+	// held or failing.
+	AccountFallback = "fallback"
+)
+
+// accounts are the account label values created at zero by NewMetrics.
+var accounts = []string{AccountPrimary, AccountFallback}
+
 // Values of the code label of smsbridge_sms_numbers_rejected_total besides
-// the provider's known codes. The set is closed so the label stays bounded.
+// the providers' known codes. The set is closed so the label stays bounded.
 const (
 	// CodeInvalidNumber marks a number that failed NormalizeNumber and was
 	// never sent.
@@ -20,104 +33,148 @@ const (
 	CodeOther = "other"
 )
 
-// providerCodes are the per-number error codes the provider documents.
-var providerCodes = []string{"E101"}
+// rejectCodes are the values of the code label: ours, then the per-number
+// error codes the providers document (TouchBasePro: E101, invalid number).
+var rejectCodes = []string{CodeInvalidNumber, CodeMissingInReply, CodeOther, "E101"}
 
 // requestClasses are the values of the class label of
 // smsbridge_sms_api_requests_total: the HTTP status class, or "error" when
 // no reply arrived.
 var requestClasses = []string{"2xx", "3xx", "4xx", "5xx", "error"}
 
-// Metrics are the client's Prometheus metrics. A nil *Metrics records
-// nothing.
+// Metrics are the Prometheus metrics of the provider accounts. Each provider
+// instance records through the AccountMetrics of its account. A nil
+// *Metrics records nothing.
 type Metrics struct {
-	requests       *prometheus.CounterVec
-	duration       prometheus.Histogram
-	accepted       prometheus.Counter
-	rejected       *prometheus.CounterVec
-	rateLimited    prometheus.Counter
-	pauseSeconds   prometheus.Counter
-	rejectedLabels map[string]bool
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	accepted     *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
+	rateLimited  *prometheus.CounterVec
+	pauseSeconds *prometheus.CounterVec
 }
 
-// NewMetrics registers the client's metrics with reg, every label value
-// created at zero so that rate() and alerts work from the first scrape.
+// NewMetrics registers the providers' metrics with reg, every label value
+// created at zero for AccountPrimary and AccountFallback, so that rate()
+// and alerts work from the first scrape.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_api_requests_total",
-			Help: "Requests to the SMS API, by HTTP status class (error: no reply).",
-		}, []string{"class"}),
-		duration: f.NewHistogram(prometheus.HistogramOpts{
+			Help: "Requests to the SMS API, by account and HTTP status class (error: no reply).",
+		}, []string{"account", "class"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "smsbridge_sms_api_request_duration_seconds",
-			Help:    "Time from sending a request to the SMS API to having read its reply.",
+			Help:    "Time from sending a request to the SMS API to having read its reply, by account.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
-		}),
-		accepted: f.NewCounter(prometheus.CounterOpts{
+		}, []string{"account"}),
+		accepted: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_numbers_accepted_total",
-			Help: "Numbers the SMS API accepted a message for.",
-		}),
+			Help: "Numbers the SMS API accepted a message for, by account.",
+		}, []string{"account"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_numbers_rejected_total",
-			Help: "Numbers a message was not accepted for, by error code (invalid_number: refused before sending; missing_in_reply: not named in the reply).",
-		}, []string{"code"}),
-		rateLimited: f.NewCounter(prometheus.CounterOpts{
+			Help: "Numbers a message was not accepted for, by account and error code (invalid_number: refused before sending; missing_in_reply: not named in the reply).",
+		}, []string{"account", "code"}),
+		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_rate_limited_total",
-			Help: "Replies 429 (rate limit exceeded) from the SMS API.",
-		}),
-		pauseSeconds: f.NewCounter(prometheus.CounterOpts{
+			Help: "Replies 429 (rate limit exceeded) from the SMS API, by account.",
+		}, []string{"account"}),
+		pauseSeconds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_sms_rate_limit_pause_seconds_total",
-			Help: "Seconds of pause the SMS API announced in its 429 replies (the default pause where it named none).",
-		}),
-		rejectedLabels: map[string]bool{},
+			Help: "Seconds of pause the SMS API announced in its 429 replies, by account (a 429 that names no wait adds nothing; the dispatcher then pauses for its default).",
+		}, []string{"account"}),
 	}
-	for _, c := range requestClasses {
-		m.requests.WithLabelValues(c)
-	}
-	for _, c := range append([]string{CodeInvalidNumber, CodeMissingInReply, CodeOther}, providerCodes...) {
-		m.rejected.WithLabelValues(c)
-		m.rejectedLabels[c] = true
+	for _, a := range accounts {
+		m.Account(a)
 	}
 	return m
 }
 
-func (m *Metrics) observeRequest(class string, d time.Duration) {
+// Account returns the recorder for the account named name, with all its
+// series created at zero. A nil *Metrics returns a nil *AccountMetrics,
+// which records nothing.
+func (m *Metrics) Account(name string) *AccountMetrics {
 	if m == nil {
-		return
+		return nil
 	}
-	m.requests.WithLabelValues(class).Inc()
-	m.duration.Observe(d.Seconds())
+	a := &AccountMetrics{
+		requests:     make(map[string]prometheus.Counter, len(requestClasses)),
+		duration:     m.duration.WithLabelValues(name),
+		accepted:     m.accepted.WithLabelValues(name),
+		rejected:     make(map[string]prometheus.Counter, len(rejectCodes)),
+		rateLimited:  m.rateLimited.WithLabelValues(name),
+		pauseSeconds: m.pauseSeconds.WithLabelValues(name),
+	}
+	for _, c := range requestClasses {
+		a.requests[c] = m.requests.WithLabelValues(name, c)
+	}
+	for _, c := range rejectCodes {
+		a.rejected[c] = m.rejected.WithLabelValues(name, c)
+	}
+	return a
 }
 
-func (m *Metrics) numberAccepted() {
-	if m == nil {
-		return
-	}
-	m.accepted.Inc()
+// AccountMetrics records what one provider account does. Its series are
+// resolved once, so recording takes no lookup by label. A nil
+// *AccountMetrics records nothing. It is safe for concurrent use.
+type AccountMetrics struct {
+	requests     map[string]prometheus.Counter
+	duration     prometheus.Observer
+	accepted     prometheus.Counter
+	rejected     map[string]prometheus.Counter
+	rateLimited  prometheus.Counter
+	pauseSeconds prometheus.Counter
 }
 
-func (m *Metrics) numberRejected(code string) {
-	if m == nil {
+// ObserveRequest records one request that took d: status is the HTTP
+// status of the reply, or 0 when no reply arrived.
+func (a *AccountMetrics) ObserveRequest(status int, d time.Duration) {
+	if a == nil {
 		return
 	}
-	if !m.rejectedLabels[code] {
-		code = CodeOther
-	}
-	m.rejected.WithLabelValues(code).Inc()
+	a.requests[StatusClass(status)].Inc()
+	a.duration.Observe(d.Seconds())
 }
 
-func (m *Metrics) rateLimit(pause time.Duration) {
-	if m == nil {
+// NumberAccepted records one number the provider accepted a message for.
+func (a *AccountMetrics) NumberAccepted() {
+	if a == nil {
 		return
 	}
-	m.rateLimited.Inc()
-	m.pauseSeconds.Add(pause.Seconds())
+	a.accepted.Inc()
 }
 
-// statusClass maps an HTTP status to its class label.
-func statusClass(code int) string {
-	switch code / 100 {
+// NumberRejected records one number a message was not accepted for. A code
+// outside the known set is recorded as CodeOther, so the label stays
+// bounded whatever the provider sends.
+func (a *AccountMetrics) NumberRejected(code string) {
+	if a == nil {
+		return
+	}
+	c, ok := a.rejected[code]
+	if !ok {
+		c = a.rejected[CodeOther]
+	}
+	c.Inc()
+}
+
+// RateLimited records one 429 and the pause it announced (0 if it named
+// none).
+func (a *AccountMetrics) RateLimited(pause time.Duration) {
+	if a == nil {
+		return
+	}
+	a.rateLimited.Inc()
+	a.pauseSeconds.Add(max(pause, 0).Seconds())
+}
+
+// StatusClass maps an HTTP status to the class label of
+// smsbridge_sms_api_requests_total: "2xx" to "5xx", or "error" for 0 (no
+// reply) and anything outside 200-599.
+func StatusClass(status int) string {
+	switch status / 100 {
 	case 2:
 		return "2xx"
 	case 3:

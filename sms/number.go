@@ -88,20 +88,3 @@ func MaskNumber(s string) string {
 		return prefix + "****"
 	}
 }
-
-// digitsKey reduces a number as the provider may echo it ("+2783...",
-// "2783...", 2783..., "002783...") to its digits, so that both sides of a
-// reply can be matched.
-func digitsKey(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			b.WriteByte(s[i])
-		}
-	}
-	k := b.String()
-	if strings.HasPrefix(strings.TrimSpace(s), "00") {
-		k = strings.TrimPrefix(k, "00")
-	}
-	return k
-}

@@ -37,8 +37,10 @@ const (
 	EventStatus EventKind = "status"
 	// EventReply is a text a recipient sent back.
 	EventReply EventKind = "reply"
-	// EventUnknown is an event type the parser does not know; it is
-	// counted and ignored.
+	// EventUnknown is an event the bridge cannot use: one of a type the
+	// parser does not know (Type names it), or one of a known type whose
+	// number is missing or unusable (Type names the known type). It never
+	// has a Number; the caller counts it and ignores it.
 	EventUnknown EventKind = "unknown"
 )
 

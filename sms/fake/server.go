@@ -1,8 +1,11 @@
 // Package fake is a fake of the provider's SMS API that behaves as its
 // documentation says: it checks the bearer key, validates each number,
 // charges credits per segment and recipient, and can be told to fail in
-// every way the documentation names (and some it does not). Tests of the
-// whole project use it, and so does the daemon's --sms.dry-run.
+// every way the documentation names (and some it does not). With
+// Options.CallbackURL it also plays the provider's webhooks: a delivery
+// receipt for every number it accepted, and, through Reply, a recipient's
+// answer. Tests of the whole project use it, and so does the daemon's
+// --sms.dry-run, which thereby shows the whole loop.
 //
 // It imports nothing from the project, so that the client and the fake do
 // not share a mistake.
@@ -20,7 +23,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +85,18 @@ type Options struct {
 	OnMessage func(Message)
 	// Seed seeds the choice of requests FailRate fails, so runs repeat.
 	Seed uint64
+
+	// CallbackURL, if set, is the bridge's callback endpoint: the fake
+	// POSTs a MessageStatusUpdate there for the numbers of each request it
+	// accepted (status "Delivered", or the word given to FailDelivery),
+	// in the provider's shape, and Reply POSTs replies there. It is the
+	// webhook's secret and never appears in the fake's logs or errors.
+	CallbackURL string
+	// CallbackDelay holds each batch of delivery callbacks back after the
+	// messages were accepted, as the provider's arrive a few seconds late.
+	// Zero sends them at once, possibly before the sender has read the
+	// reply that accepted them.
+	CallbackDelay time.Duration
 }
 
 // Fault is a reply the fake gives instead of the normal one.
@@ -126,11 +140,18 @@ type Server struct {
 	// made by New, which does not listen.
 	URL string
 
-	opts      Options
-	now       func() time.Time // the clock of pauses and the rate window; replaced in tests
-	srv       *httptest.Server
-	done      chan struct{}
-	closeOnce sync.Once
+	opts Options
+	now  func() time.Time // the clock of pauses and the rate window; replaced in tests
+	srv  *http.Server     // nil for a Server made by New
+	// ctx ends when Close is called: it releases held replies.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// life guards closed, so that no request handler starts to run once
+	// Close waits for those under way (wg).
+	life   sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 
 	mu          sync.Mutex
 	credits     int
@@ -146,40 +167,103 @@ type Server struct {
 	requests    int
 	early       int
 	changed     chan struct{}
+	// deliveryWords maps a number (without "+") to the status its
+	// delivery callbacks report instead of "Delivered".
+	deliveryWords map[string]string
+
+	// callbacks is the client that POSTs callbacks.
+	callbacks *http.Client
 }
 
 // New returns a fake that does not listen: serve its Handler yourself.
 func New(opts Options) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		opts:    opts,
 		now:     time.Now,
-		done:    make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
 		credits: opts.Credits,
 		rng:     mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
 		changed: make(chan struct{}),
+		callbacks: &http.Client{
+			Timeout: 10 * time.Second,
+			// The provider's webhooks do not follow redirects either; a
+			// redirect is a wrong URL.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 }
 
-// NewServer returns a fake listening on the loopback interface. Close it
-// when done.
-func NewServer(opts Options) *Server {
+// Listen returns a fake listening on a free port of the loopback
+// interface; URL is its send endpoint. Close it when done.
+func Listen(opts Options) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		var err6 error
+		if l, err6 = net.Listen("tcp6", "[::1]:0"); err6 != nil {
+			return nil, fmt.Errorf("fake sms api: listen on loopback: %w", err)
+		}
+	}
 	s := New(opts)
-	s.srv = httptest.NewServer(s)
-	s.URL = s.srv.URL + Path
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveTracked),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	s.URL = "http://" + l.Addr().String() + Path
+	go func() { _ = s.srv.Serve(l) }()
+	return s, nil
+}
+
+// NewServer is Listen for tests: it panics if the loopback interface
+// cannot be listened on.
+func NewServer(opts Options) *Server {
+	s, err := Listen(opts)
+	if err != nil {
+		panic(err)
+	}
 	return s
+}
+
+// serveTracked serves one request of the listening server, so that Close
+// can wait for it to end.
+func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
+	if !s.track() {
+		panic(http.ErrAbortHandler)
+	}
+	defer s.wg.Done()
+	s.ServeHTTP(w, r)
+}
+
+// track counts one more goroutine Close must wait for; false once Close
+// was called.
+func (s *Server) track() bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Handler returns the fake's http.Handler, for serving it in process.
 func (s *Server) Handler() http.Handler { return s }
 
-// Close stops the server. Requests that hang or wait are cut off at once
-// (their connections close without a reply), so Close does not wait for a
-// client's timeout. Calling it again does nothing.
+// Close stops the server and waits for the requests under way to end.
+// Requests that hang or wait are cut off at once (their connections close
+// without a reply), so Close does not wait for a client's timeout.
+// Calling it again does nothing.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
+	s.life.Lock()
+	s.closed = true
+	s.life.Unlock()
+	s.cancel()
 	if s.srv != nil {
-		s.srv.Close()
+		_ = s.srv.Close()
 	}
+	s.wg.Wait()
+	s.callbacks.CloseIdleConnections()
 }
 
 // FailNext makes the next k requests get f, after any queued before.
@@ -199,11 +283,12 @@ func (s *Server) FailRate(rate float64, f Fault) {
 	s.rate, s.rateFault = rate, f
 }
 
-// ClearFaults drops the faults set by FailNext and FailRate.
+// ClearFaults drops the faults set by FailNext, FailRate and
+// FailDelivery.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.next, s.rate, s.rateFault = nil, 0, Fault{}
+	s.next, s.rate, s.rateFault, s.deliveryWords = nil, 0, Fault{}, nil
 }
 
 // SetCredits sets the balance in segments (Unlimited for no limit).
@@ -356,7 +441,7 @@ func (s *Server) hold(r *http.Request, d time.Duration) {
 	case <-elapsed:
 		return
 	case <-r.Context().Done():
-	case <-s.done:
+	case <-s.ctx.Done():
 	}
 	panic(http.ErrAbortHandler)
 }
@@ -477,6 +562,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, body []byte, readE
 	}
 	s.mu.Unlock()
 
+	s.scheduleReceipts(accepted)
 	for _, m := range accepted {
 		if s.opts.Logger != nil {
 			s.opts.Logger.Info("fake sms api accepted message", "id", m.ID, "to", mask(m.Number), "segments", m.Segments, "text", m.Text)

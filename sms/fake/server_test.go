@@ -71,6 +71,7 @@ func entries(t *testing.T, v map[string]any) []map[string]any {
 }
 
 func TestAcceptAndReject(t *testing.T) {
+	t.Parallel()
 	var seen []Message
 	var mu sync.Mutex
 	s := newTest(t, Options{Credits: Unlimited, OnMessage: func(m Message) {
@@ -119,6 +120,7 @@ func TestAcceptAndReject(t *testing.T) {
 }
 
 func TestAuthorization(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited})
 	body := `{"text":"x","to":["+27831234567"]}`
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer  " + key, "bearer " + key, "Bearer wrong", "Basic " + key} {
@@ -141,6 +143,7 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited, RejectNonGSM: true})
 	for _, body := range []string{
 		"", "not json", `{"text":"","to":["+27831234567"]}`, `{"text":"x","to":[]}`, `{"text":"x"}`,
@@ -176,6 +179,7 @@ func TestBadRequests(t *testing.T) {
 }
 
 func TestCredits(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: 5})
 	long := strings.Repeat("a", 161) // two segments
 	if status, _ := send(t, s, long, "+27831234567", "+4412345678", "+27abc"); status != http.StatusAccepted {
@@ -204,6 +208,7 @@ func TestCredits(t *testing.T) {
 }
 
 func TestSegments(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		text     string
 		septets  int
@@ -241,6 +246,7 @@ func TestSegments(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited})
 	body := `{"text":"x","to":["+27831234567"]}`
 	s.FailNext(1, Fault{Status: 400})
@@ -309,6 +315,7 @@ func TestFaults(t *testing.T) {
 // TestRateLimitPause checks the 429 the fake announces, and that it counts
 // requests that come before the pause is over, with a clock the test moves.
 func TestRateLimitPause(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited})
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
@@ -356,6 +363,7 @@ func TestRateLimitPause(t *testing.T) {
 }
 
 func TestRateLimitOption(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited, RateLimit: 2, RateLimitPause: 3})
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return now } // frozen: all requests in one window
@@ -386,6 +394,7 @@ func equalInts(a, b []int) bool {
 }
 
 func TestReplyStyles(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		opts  Options
@@ -419,6 +428,7 @@ func TestReplyStyles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tc.opts.Credits = Unlimited
 			s := newTest(t, tc.opts)
 			status, v := send(t, s, "x", "+27831234567", "+4412345678", "+27abc")
@@ -434,6 +444,7 @@ func TestReplyStyles(t *testing.T) {
 }
 
 func TestLoggerAndMaxMessages(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	s := newTest(t, Options{Credits: Unlimited, MaxMessages: 2, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	for _, n := range []string{"+27831234567", "+4412345678", "+12025550123"} {
@@ -454,6 +465,7 @@ func TestLoggerAndMaxMessages(t *testing.T) {
 }
 
 func TestWaitMessages(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited})
 	done := make(chan error, 1)
 	go func() {
@@ -479,6 +491,7 @@ func TestWaitMessages(t *testing.T) {
 // TestHangAndClose checks that a hung request ends when the client gives
 // up, and that Close does not wait for a client that never gives up.
 func TestHangAndClose(t *testing.T) {
+	t.Parallel()
 	s := NewServer(Options{APIKey: key, Credits: Unlimited})
 	body := `{"text":"x","to":["+27831234567"]}`
 
@@ -532,6 +545,7 @@ func TestHangAndClose(t *testing.T) {
 }
 
 func TestDrop(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited})
 	s.FailNext(1, Fault{Drop: true})
 	req, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader(`{"text":"x","to":["+27831234567"]}`))
@@ -557,6 +571,7 @@ func TestDrop(t *testing.T) {
 }
 
 func TestInProcessHandler(t *testing.T) {
+	t.Parallel()
 	s := New(Options{APIKey: key, Credits: Unlimited})
 	defer s.Close()
 	rec := httptest.NewRecorder()
@@ -569,6 +584,7 @@ func TestInProcessHandler(t *testing.T) {
 }
 
 func TestLatencyReleasedByClient(t *testing.T) {
+	t.Parallel()
 	s := newTest(t, Options{Credits: Unlimited, Latency: time.Hour})
 	c := &http.Client{Timeout: 100 * time.Millisecond}
 	req, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader(`{"text":"x","to":["+27831234567"]}`))
@@ -580,9 +596,35 @@ func TestLatencyReleasedByClient(t *testing.T) {
 }
 
 func TestMask(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"+27831234567": "+2783****567", "+1234567": "****"} {
 		if got := mask(in); got != want {
 			t.Errorf("mask(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestListen checks the listening fake: its URL is the send endpoint on
+// the loopback interface, and after Close nothing answers there.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	s, err := Listen(Options{APIKey: key, Credits: Unlimited})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") && !strings.HasPrefix(s.URL, "http://[::1]:") || !strings.HasSuffix(s.URL, Path) {
+		t.Errorf("URL %q, want a loopback send endpoint", s.URL)
+	}
+	if status, _ := send(t, s, "x", "+27831234567"); status != http.StatusAccepted {
+		t.Fatalf("status %d", status)
+	}
+	s.Close()
+	resp, err := http.Post(s.URL, "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+		t.Errorf("closed fake answered %d", resp.StatusCode)
+	}
+	if s.Accepted() != 1 {
+		t.Errorf("accepted %d, want 1", s.Accepted())
 	}
 }

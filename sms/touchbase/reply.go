@@ -1,4 +1,4 @@
-package sms
+package touchbase
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/smsbridge/smsbridge/sms"
 )
 
 const (
@@ -24,10 +26,6 @@ const (
 	maxMessage = 256
 	// maxField bounds each per-number field taken from a reply.
 	maxField = 128
-	// maxPause caps an announced 429 pause. A wild value ("try again in
-	// 999999 seconds") would otherwise stop all paging for days; after an
-	// hour the provider simply announces the next pause.
-	maxPause = time.Hour
 )
 
 // flexString decodes a JSON string, number or null, and never fails: the
@@ -124,19 +122,19 @@ func (r *replyBody) topLevelError() string {
 	return strings.Join(parts, ": ")
 }
 
-// interpretAccepted reads a 2xx reply into one NumberResult per sent
+// interpretAccepted reads a 2xx reply into one sms.NumberResult per sent
 // number (keyed by the number's digits). A reply that names none of the
 // sent numbers is a transient error: the request may or may not have gone
 // through, and repeating it risks a duplicate SMS where giving up risks a
 // lost page.
-func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[string]NumberResult, *Error) {
+func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[string]sms.NumberResult, *sms.Error) {
 	want := make(map[string]bool, len(sent))
 	for _, n := range sent {
 		want[digitsKey(n)] = true
 	}
 	var rb replyBody
 	isJSON := json.Unmarshal(body, &rb) == nil
-	got := make(map[string]NumberResult, len(sent))
+	got := make(map[string]sms.NumberResult, len(sent))
 	for _, e := range rb.entries() {
 		k := digitsKey(string(e.To))
 		if !want[k] {
@@ -150,7 +148,7 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		if !e.Accepted.set {
 			accepted = e.APIMessageID != "" && e.ErrorCode == "" && e.Error == ""
 		}
-		got[k] = NumberResult{
+		got[k] = sms.NumberResult{
 			Accepted:    accepted,
 			MessageID:   c.clean(string(e.APIMessageID), maxField),
 			ErrorCode:   c.clean(string(e.ErrorCode), maxField),
@@ -169,7 +167,7 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		case !isJSON:
 			msg = "reply is not JSON, no per-number results: " + c.bodyText(body)
 		}
-		return nil, &Error{Kind: KindTransient, StatusCode: status, Message: msg}
+		return nil, &sms.Error{Kind: sms.KindTransient, StatusCode: status, Message: msg}
 	}
 	for _, n := range sent {
 		k := digitsKey(n)
@@ -180,34 +178,34 @@ func (c *Client) interpretAccepted(status int, body []byte, sent []string) (map[
 		if top != "" {
 			desc += "; whole request error: " + top
 		}
-		got[k] = NumberResult{ErrorCode: CodeMissingInReply, Error: "MissingInReply", Description: desc}
+		got[k] = sms.NumberResult{ErrorCode: sms.CodeMissingInReply, Error: "MissingInReply", Description: desc}
 	}
 	return got, nil
 }
 
 // interpretError classifies a non-2xx reply.
-func (c *Client) interpretError(status int, h http.Header, body []byte, now time.Time) *Error {
+func (c *Client) interpretError(status int, h http.Header, body []byte, now time.Time) *sms.Error {
 	msg := c.errorText(status, body)
-	e := &Error{StatusCode: status, Message: msg}
+	e := &sms.Error{StatusCode: status, Message: msg}
 	switch {
 	case status == http.StatusTooManyRequests:
-		e.Kind = KindRateLimited
-		e.RetryAfter = c.pause(msg, body, h.Get("Retry-After"), now)
+		e.Kind = sms.KindRateLimited
+		e.RetryAfter = pause(msg, body, h.Get("Retry-After"), now)
 	case status == http.StatusUnauthorized:
-		e.Kind = KindUnauthorized
+		e.Kind = sms.KindUnauthorized
 	case status == http.StatusForbidden:
-		e.Kind = KindSuspended
+		e.Kind = sms.KindSuspended
 	case status == http.StatusMethodNotAllowed:
-		e.Kind = KindNoCredits
+		e.Kind = sms.KindNoCredits
 	case status == http.StatusBadRequest:
-		e.Kind = KindBadRequest
+		e.Kind = sms.KindBadRequest
 	case status >= 500 || status == http.StatusRequestTimeout:
 		// 408 is a proxy or server that gave up waiting for us: as
 		// transient as a 504.
-		e.Kind = KindTransient
-		e.RetryAfter = min(retryAfterHeader(h.Get("Retry-After"), now), maxPause)
+		e.Kind = sms.KindTransient
+		e.RetryAfter = retryAfterHeader(h.Get("Retry-After"), now)
 	default:
-		e.Kind = KindPermanent
+		e.Kind = sms.KindPermanent
 		if loc := h.Get("Location"); status/100 == 3 && loc != "" {
 			e.Message = c.clean("redirect to "+loc+": "+msg, maxMessage)
 		}
@@ -257,7 +255,7 @@ func (c *Client) bodyText(body []byte) string {
 // cut to max bytes.
 func (c *Client) clean(s string, max int) string {
 	if c.apiKey != "" {
-		s = strings.ReplaceAll(s, c.apiKey, "<secret>")
+		s = redact(s, c.apiKey)
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	var b strings.Builder
@@ -285,19 +283,16 @@ func (c *Client) clean(s string, max int) string {
 }
 
 // pause is the wait a 429 announces: the larger of the seconds in its
-// message and its Retry-After header, the default pause when it names
-// none, and never more than maxPause. The message is searched first, then
-// the whole body, in case the sentence sits in a field we do not read.
-func (c *Client) pause(msg string, body []byte, header string, now time.Time) time.Duration {
+// message and its Retry-After header, never more than sms.MaxRetryAfter,
+// and 0 when it names none (the caller then applies its default pause).
+// The message is searched first, then the start of the body, in case the
+// sentence sits in a field we do not read.
+func pause(msg string, body []byte, header string, now time.Time) time.Duration {
 	inText := waitInText(msg)
 	if inText == 0 {
 		inText = waitInText(string(body[:min(len(body), 64<<10)]))
 	}
-	d := max(inText, retryAfterHeader(header, now))
-	if d <= 0 {
-		d = c.defaultPause
-	}
-	return min(d, maxPause)
+	return min(max(inText, retryAfterHeader(header, now)), sms.MaxRetryAfter)
 }
 
 // waitInText finds "Try again in N seconds" (or minutes) in s; 0 if absent.
@@ -313,15 +308,15 @@ func waitInText(s string) time.Duration {
 	if strings.HasPrefix(strings.ToLower(m[2]), "m") {
 		v *= 60
 	}
-	if v >= maxPause.Seconds() {
-		return maxPause
+	if v >= sms.MaxRetryAfter.Seconds() {
+		return sms.MaxRetryAfter
 	}
 	// Round up: leaving a fraction of a second early is leaving early.
 	return time.Duration(math.Ceil(v)) * time.Second
 }
 
-// retryAfterHeader reads Retry-After as delay-seconds or an HTTP date; 0 if
-// absent or unreadable.
+// retryAfterHeader reads Retry-After as delay-seconds or an HTTP date,
+// capped at sms.MaxRetryAfter; 0 if absent, unreadable or past.
 func retryAfterHeader(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -331,15 +326,33 @@ func retryAfterHeader(v string, now time.Time) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		if n > int64(maxPause/time.Second) {
-			return maxPause
+		if n > int64(sms.MaxRetryAfter/time.Second) {
+			return sms.MaxRetryAfter
 		}
 		return time.Duration(n) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d.Round(time.Second) + time.Second
+			// Round up: the date has one-second resolution.
+			return min(d.Round(time.Second)+time.Second, sms.MaxRetryAfter)
 		}
 	}
 	return 0
+}
+
+// digitsKey reduces a number as the provider may echo it ("+2783...",
+// "2783...", 2783..., "002783...") to its digits, so that both sides of a
+// reply can be matched.
+func digitsKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b.WriteByte(s[i])
+		}
+	}
+	k := b.String()
+	if strings.HasPrefix(strings.TrimSpace(s), "00") {
+		k = strings.TrimPrefix(k, "00")
+	}
+	return k
 }

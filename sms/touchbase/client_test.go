@@ -1,4 +1,4 @@
-package sms
+package touchbase
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/smsbridge/smsbridge/sms"
 )
 
 const testKey = "tb-live-7f3c9a1e5d2b4c6a8e0f"
@@ -68,9 +70,9 @@ func newCanned(t *testing.T, status int, header map[string]string, body string) 
 	return p, newTestClient(t, srv.URL+"/sms/messages", nil)
 }
 
-func newTestClient(t *testing.T, u string, m *Metrics) *Client {
+func newTestClient(t *testing.T, u string, m *sms.AccountMetrics) *Client {
 	t.Helper()
-	c, err := New(Config{URL: u, APIKey: testKey, Timeout: 10 * time.Second, DefaultPause: 42 * time.Second}, m)
+	c, err := New(Config{URL: u, APIKey: testKey, Timeout: 10 * time.Second}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,12 +96,17 @@ type want struct {
 	code     string
 }
 
+// classificationNow is the clock of TestClassification, for Retry-After
+// dates.
+var classificationNow = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
 // TestClassification maps every reply sms-api.md documents, and the
 // variants its Robustness section warns of, to what Send makes of it.
 func TestClassification(t *testing.T) {
+	t.Parallel()
 	doc202 := readTestdata(t, "documented-202.json")
 	two := []string{"+2783123456", "+2783234567"}
-	const noErr = Kind(-1)
+	const noErr = sms.Kind(-1)
 	tests := []struct {
 		name    string
 		status  int
@@ -107,92 +114,111 @@ func TestClassification(t *testing.T) {
 		body    string
 		numbers []string
 
-		kind       Kind // noErr: Send succeeds
-		status0    bool // the error carries no status
+		kind       sms.Kind // noErr: Send succeeds
+		status0    bool     // the error carries no status
 		retryAfter time.Duration
 		msg        string // substring of the error message
 		results    []want
 	}{
 		// The replies table of sms-api.md, one row each.
 		{name: "202 documented body", status: 202, body: doc202, numbers: two, kind: noErr,
-			results: []want{{accepted: true, id: "af750c2dc53e4e4c88c39b3b48756d3a"}, {code: CodeMissingInReply}}},
+			results: []want{{accepted: true, id: "af750c2dc53e4e4c88c39b3b48756d3a"}, {code: sms.CodeMissingInReply}}},
 		{name: "202 per-number rejection", status: 202, numbers: two, kind: noErr,
 			body: `{"messages":[{"apiMessageId":"a1","accepted":true,"to":"+2783123456","errorCode":null,"error":null,"errorDescription":null},
 				{"apiMessageId":"","accepted":false,"to":"+2783234567","errorCode":"E101","error":"InvalidNumber","errorDescription":"bad"}],
 				"errorCode":null,"error":null,"errorDescription":null}`,
 			results: []want{{accepted: true, id: "a1"}, {code: "E101"}}},
 		{name: "400 documented", status: 400, body: `{"status":400,"message":"The request was not properly formatted."}`,
-			kind: KindBadRequest, msg: "The request was not properly formatted."},
+			kind: sms.KindBadRequest, msg: "The request was not properly formatted."},
 		{name: "401 documented", status: 401, body: `{"status":401,"message":"API key is invalid."}`,
-			kind: KindUnauthorized, msg: "API key is invalid."},
+			kind: sms.KindUnauthorized, msg: "API key is invalid."},
 		{name: "403 documented", status: 403, body: `{"status":403,"message":"Your account has been suspended! ..."}`,
-			kind: KindSuspended, msg: "Your account has been suspended!"},
+			kind: sms.KindSuspended, msg: "Your account has been suspended!"},
 		{name: "405 no credits", status: 405, body: `{"status":405,"message":"You don't have enough credits on your account!"}`,
-			kind: KindNoCredits, msg: "enough credits"},
+			kind: sms.KindNoCredits, msg: "enough credits"},
 		{name: "405 balance update failed", status: 405, body: `{"status":405,"message":"Message sending failed for your credit balance couldn't be updated!"}`,
-			kind: KindNoCredits, msg: "couldn't be updated"},
+			kind: sms.KindNoCredits, msg: "couldn't be updated"},
 		{name: "429 documented", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`,
-			kind: KindRateLimited, retryAfter: 17 * time.Second, msg: "Try again in 17 seconds"},
+			kind: sms.KindRateLimited, retryAfter: 17 * time.Second, msg: "Try again in 17 seconds"},
 		{name: "500 internal error", status: 500, body: `{"status":500,"message":"An internal error has occurred. ..."}`,
-			kind: KindTransient, msg: "An internal error has occurred."},
+			kind: sms.KindTransient, msg: "An internal error has occurred."},
 		{name: "500 balance update failed", status: 500, body: `{"status":500,"message":"Updating your credit balance has failed. Please contact us."}`,
-			kind: KindTransient, msg: "Updating your credit balance has failed."},
+			kind: sms.KindTransient, msg: "Updating your credit balance has failed."},
 
 		// The 429 wait, per the Robustness notes.
 		{name: "429 header larger than text", status: 429, header: map[string]string{"Retry-After": "30"},
-			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: KindRateLimited, retryAfter: 30 * time.Second},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: sms.KindRateLimited, retryAfter: 30 * time.Second},
 		{name: "429 text larger than header", status: 429, header: map[string]string{"Retry-After": "5"},
-			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: KindRateLimited, retryAfter: 17 * time.Second},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: sms.KindRateLimited, retryAfter: 17 * time.Second},
 		{name: "429 header only", status: 429, header: map[string]string{"Retry-After": "9"},
-			body: `{"status":429,"message":"Rate limit is exceeded."}`, kind: KindRateLimited, retryAfter: 9 * time.Second},
+			body: `{"status":429,"message":"Rate limit is exceeded."}`, kind: sms.KindRateLimited, retryAfter: 9 * time.Second},
+		// A 429 that names no wait leaves the pause to the caller's default.
 		{name: "429 no wait named", status: 429, body: `{"status":429,"message":"Rate limit is exceeded."}`,
-			kind: KindRateLimited, retryAfter: 42 * time.Second},
+			kind: sms.KindRateLimited, retryAfter: 0},
 		{name: "429 unparsable wait", status: 429, header: map[string]string{"Retry-After": "soon"},
-			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in a few seconds."}`, kind: KindRateLimited, retryAfter: 42 * time.Second},
+			body: `{"status":429,"message":"Rate limit is exceeded.  Try again in a few seconds."}`, kind: sms.KindRateLimited, retryAfter: 0},
 		{name: "429 zero wait", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.  Try again in 0 seconds."}`,
-			kind: KindRateLimited, retryAfter: 42 * time.Second},
-		{name: "429 empty body", status: 429, kind: KindRateLimited, retryAfter: 42 * time.Second, msg: "Too Many Requests (empty body)"},
+			kind: sms.KindRateLimited, retryAfter: 0},
+		{name: "429 empty body", status: 429, kind: sms.KindRateLimited, retryAfter: 0, msg: "Too Many Requests (empty body)"},
 		{name: "429 fractional seconds rounded up", status: 429, body: `{"message":"Try again in 2.2 seconds."}`,
-			kind: KindRateLimited, retryAfter: 3 * time.Second},
+			kind: sms.KindRateLimited, retryAfter: 3 * time.Second},
 		{name: "429 minutes", status: 429, body: `{"message":"Rate limit is exceeded. Try again in 2 minutes."}`,
-			kind: KindRateLimited, retryAfter: 2 * time.Minute},
+			kind: sms.KindRateLimited, retryAfter: 2 * time.Minute},
 		{name: "429 absurd wait capped", status: 429, body: `{"message":"Try again in 999999 seconds."}`,
-			kind: KindRateLimited, retryAfter: maxPause},
+			kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
+		{name: "429 absurd header capped", status: 429, header: map[string]string{"Retry-After": "999999"},
+			body: `{"message":"Rate limit is exceeded."}`, kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
+		{name: "429 header as a date", status: 429, header: map[string]string{"Retry-After": "Wed, 01 Jan 2025 12:00:40 GMT"},
+			body: `{"message":"Rate limit is exceeded.  Try again in 17 seconds."}`, kind: sms.KindRateLimited, retryAfter: 41 * time.Second},
 		{name: "429 wait in another field", status: 429, body: `{"status":429,"message":"Rate limit is exceeded.","detail":"Try again in 12 seconds"}`,
-			kind: KindRateLimited, retryAfter: 12 * time.Second, msg: "Rate limit is exceeded."},
+			kind: sms.KindRateLimited, retryAfter: 12 * time.Second, msg: "Rate limit is exceeded."},
 		{name: "429 plain text body", status: 429, body: "Too many requests. Try again in 8 seconds",
-			kind: KindRateLimited, retryAfter: 8 * time.Second},
+			kind: sms.KindRateLimited, retryAfter: 8 * time.Second},
 
 		// Other statuses.
 		{name: "200 with per-number results", status: 200, numbers: two[:1], kind: noErr,
 			body: `{"messages":[{"apiMessageId":"x","accepted":true,"to":"+2783123456"}]}`, results: []want{{accepted: true, id: "x"}}},
-		{name: "502 proxy html", status: 502, body: readTestdata(t, "proxy-502.html"), kind: KindTransient, msg: "502 Bad Gateway"},
+		{name: "502 proxy html", status: 502, body: readTestdata(t, "proxy-502.html"), kind: sms.KindTransient, msg: "502 Bad Gateway"},
 		{name: "503 retry-after", status: 503, header: map[string]string{"Retry-After": "120"}, body: "busy",
-			kind: KindTransient, retryAfter: 2 * time.Minute, msg: "busy"},
-		{name: "504 empty body", status: 504, kind: KindTransient, msg: "Gateway Timeout (empty body)"},
-		{name: "408 from a proxy", status: 408, kind: KindTransient},
-		{name: "404 wrong url", status: 404, body: "<html><body><h1>Not Found</h1></body></html>", kind: KindPermanent, msg: "Not Found"},
+			kind: sms.KindTransient, retryAfter: 2 * time.Minute, msg: "busy"},
+		{name: "504 empty body", status: 504, kind: sms.KindTransient, msg: "Gateway Timeout (empty body)"},
+		{name: "503 retry-after as a date", status: 503, header: map[string]string{"Retry-After": "Wed, 01 Jan 2025 12:01:00 GMT"},
+			kind: sms.KindTransient, retryAfter: 61 * time.Second},
+		{name: "503 retry-after capped", status: 503, header: map[string]string{"Retry-After": "86401"},
+			kind: sms.KindTransient, retryAfter: sms.MaxRetryAfter},
+		{name: "503 retry-after date capped", status: 503, header: map[string]string{"Retry-After": "Fri, 03 Jan 2025 12:00:00 GMT"},
+			kind: sms.KindTransient, retryAfter: sms.MaxRetryAfter},
+		{name: "429 retry-after date capped", status: 429, header: map[string]string{"Retry-After": "Fri, 03 Jan 2025 12:00:00 GMT"},
+			kind: sms.KindRateLimited, retryAfter: sms.MaxRetryAfter},
+		{name: "500 unreadable retry-after", status: 500, header: map[string]string{"Retry-After": "later"},
+			kind: sms.KindTransient, retryAfter: 0},
+		{name: "408 from a proxy", status: 408, kind: sms.KindTransient},
+		{name: "408 with retry-after", status: 408, header: map[string]string{"Retry-After": "5"}, kind: sms.KindTransient, retryAfter: 5 * time.Second},
+		{name: "401 retry-after ignored", status: 401, header: map[string]string{"Retry-After": "5"}, kind: sms.KindUnauthorized, msg: "Unauthorized"},
+		{name: "404 wrong url", status: 404, body: "<html><body><h1>Not Found</h1></body></html>", kind: sms.KindPermanent, msg: "Not Found"},
 		{name: "301 redirect not followed", status: 301, header: map[string]string{"Location": "https://elsewhere.example/sms"},
-			kind: KindPermanent, msg: "redirect to https://elsewhere.example/sms"},
-		{name: "418 unknown status", status: 418, body: `{"status":418,"error":"teapot"}`, kind: KindPermanent, msg: "teapot"},
+			kind: sms.KindPermanent, msg: "redirect to https://elsewhere.example/sms"},
+		{name: "418 unknown status", status: 418, body: `{"status":418,"error":"teapot"}`, kind: sms.KindPermanent, msg: "teapot"},
 
 		// A 202 that does not say who got the message: retry, never drop.
-		{name: "202 empty body", status: 202, kind: KindTransient, msg: "empty reply"},
-		{name: "202 not json", status: 202, body: "<html>OK</html>", kind: KindTransient, msg: "not JSON"},
-		{name: "202 empty messages", status: 202, body: `{"messages":[]}`, kind: KindTransient, msg: "names none"},
+		{name: "202 empty body", status: 202, kind: sms.KindTransient, msg: "empty reply"},
+		{name: "202 not json", status: 202, body: "<html>OK</html>", kind: sms.KindTransient, msg: "not JSON"},
+		{name: "202 empty messages", status: 202, body: `{"messages":[]}`, kind: sms.KindTransient, msg: "names none"},
 		{name: "202 whole-request error", status: 202,
 			body: `{"messages":[],"errorCode":"E500","error":"InternalError","errorDescription":"queue unavailable"}`,
-			kind: KindTransient, msg: "whole request failed: E500: InternalError: queue unavailable"},
+			kind: sms.KindTransient, msg: "whole request failed: E500: InternalError: queue unavailable"},
 		{name: "202 whole-request error beside entries", status: 202, numbers: two, kind: noErr,
 			body:    `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+2783123456"}],"errorCode":"E900","error":"Partial"}`,
-			results: []want{{accepted: true, id: "a"}, {code: CodeMissingInReply}}},
-		{name: "202 messages not a list", status: 202, body: `{"messages":{"to":"+2783123456"}}`, kind: KindTransient},
+			results: []want{{accepted: true, id: "a"}, {code: sms.CodeMissingInReply}}},
+		{name: "202 messages not a list", status: 202, body: `{"messages":{"to":"+2783123456"}}`, kind: sms.KindTransient},
 		{name: "202 names only other numbers", status: 202, numbers: two[:1],
-			body: `{"messages":[{"apiMessageId":"z","accepted":true,"to":"+4412345678"}]}`, kind: KindTransient},
+			body: `{"messages":[{"apiMessageId":"z","accepted":true,"to":"+4412345678"}]}`, kind: sms.KindTransient},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, c := newCanned(t, tc.status, tc.header, tc.body)
+			c.now = func() time.Time { return classificationNow }
 			numbers := tc.numbers
 			if numbers == nil {
 				numbers = two[:1]
@@ -205,9 +231,9 @@ func TestClassification(t *testing.T) {
 				checkResults(t, res, numbers, tc.results)
 				return
 			}
-			var e *Error
+			var e *sms.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("want *Error, got %v", err)
+				t.Fatalf("want *sms.Error, got %v", err)
 			}
 			if e.Kind != tc.kind {
 				t.Errorf("kind %s, want %s (%v)", e.Kind, tc.kind, e)
@@ -224,11 +250,11 @@ func TestClassification(t *testing.T) {
 			if len(res.Numbers) != 0 {
 				t.Errorf("result %+v with an error, want empty", res)
 			}
-			wantRetry := tc.kind != KindBadRequest && tc.kind != KindPermanent
+			wantRetry := tc.kind != sms.KindBadRequest && tc.kind != sms.KindPermanent
 			if e.Retryable() != wantRetry {
 				t.Errorf("Retryable() = %v, want %v", e.Retryable(), wantRetry)
 			}
-			wantAccount := tc.kind == KindUnauthorized || tc.kind == KindSuspended || tc.kind == KindNoCredits
+			wantAccount := tc.kind == sms.KindUnauthorized || tc.kind == sms.KindSuspended || tc.kind == sms.KindNoCredits
 			if e.AccountProblem() != wantAccount {
 				t.Errorf("AccountProblem() = %v, want %v", e.AccountProblem(), wantAccount)
 			}
@@ -236,7 +262,7 @@ func TestClassification(t *testing.T) {
 	}
 }
 
-func checkResults(t *testing.T, res Result, numbers []string, want []want) {
+func checkResults(t *testing.T, res sms.Result, numbers []string, want []want) {
 	t.Helper()
 	if len(res.Numbers) != len(numbers) {
 		t.Fatalf("%d results for %d numbers: %+v", len(res.Numbers), len(numbers), res)
@@ -258,6 +284,7 @@ func checkResults(t *testing.T, res Result, numbers []string, want []want) {
 // TestRequestShape checks what goes on the wire: the bearer header with one
 // space, JSON content, and "to" as strings with "+" only, once each.
 func TestRequestShape(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"1","accepted":true,"to":"+27831234567"},{"apiMessageId":"2","accepted":true,"to":"+4412345678"}]}`)
 	res, err := c.Send(context.Background(), "a < b & c", []string{"0027 83 123-4567", "+44 (12) 345.678", "+27831234567"})
 	if err != nil {
@@ -291,6 +318,7 @@ func TestRequestShape(t *testing.T) {
 // TestReplyVariants covers the shapes of a 202 the Robustness notes warn
 // of.
 func TestReplyVariants(t *testing.T) {
+	t.Parallel()
 	numbers := []string{"+27831234567", "+4412345678", "+12025550123"}
 	tests := []struct {
 		name string
@@ -308,7 +336,7 @@ func TestReplyVariants(t *testing.T) {
 			{"apiMessageId":"a","accepted":true,"to":"27831234567"}]}`,
 			[]want{{true, "a", ""}, {false, "", "E101"}, {true, "c", ""}}},
 		{"short list", `{"messages":[{"apiMessageId":"b","accepted":true,"to":"+4412345678"}]}`,
-			[]want{{false, "", CodeMissingInReply}, {true, "b", ""}, {false, "", CodeMissingInReply}}},
+			[]want{{false, "", sms.CodeMissingInReply}, {true, "b", ""}, {false, "", sms.CodeMissingInReply}}},
 		{"unknown fields and odd types", `{"requestId":7,"meta":{"x":[1,2]},"messages":[
 			{"apiMessageId":"a","accepted":"true","to":"+27831234567","segments":2,"errorCode":null},
 			"garbage",
@@ -323,10 +351,11 @@ func TestReplyVariants(t *testing.T) {
 			{"accepted":false,"to":"+12025550123","error":"Blocked"}]}`,
 			[]want{{true, "a", ""}, {true, "b", ""}, {false, "", ""}}},
 		{"capitalised keys", `{"Messages":[{"ApiMessageId":"a","Accepted":true,"To":"+27831234567"}]}`,
-			[]want{{true, "a", ""}, {false, "", CodeMissingInReply}, {false, "", CodeMissingInReply}}},
+			[]want{{true, "a", ""}, {false, "", sms.CodeMissingInReply}, {false, "", sms.CodeMissingInReply}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, c := newCanned(t, 202, nil, tc.body)
 			res, err := c.Send(context.Background(), "x", numbers)
 			if err != nil {
@@ -338,13 +367,14 @@ func TestReplyVariants(t *testing.T) {
 }
 
 func TestInvalidNumbersNeverSent(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
 	numbers := []string{"0831234567", "+27831234567", "+27 abc", ""}
 	res, err := c.Send(context.Background(), "x", numbers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkResults(t, res, numbers, []want{{false, "", CodeInvalidNumber}, {true, "a", ""}, {false, "", CodeInvalidNumber}, {false, "", CodeInvalidNumber}})
+	checkResults(t, res, numbers, []want{{false, "", sms.CodeInvalidNumber}, {true, "a", ""}, {false, "", sms.CodeInvalidNumber}, {false, "", sms.CodeInvalidNumber}})
 	if !strings.Contains(res.Numbers[0].Description, "country code") {
 		t.Errorf("description %q does not say why", res.Numbers[0].Description)
 	}
@@ -358,17 +388,18 @@ func TestInvalidNumbersNeverSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkResults(t, res, []string{"12345", "+0123456789"}, []want{{false, "", CodeInvalidNumber}, {false, "", CodeInvalidNumber}})
+	checkResults(t, res, []string{"12345", "+0123456789"}, []want{{false, "", sms.CodeInvalidNumber}, {false, "", sms.CodeInvalidNumber}})
 	if p.count() != 1 {
 		t.Errorf("%d requests, want 1", p.count())
 	}
 }
 
 func TestEmptyTextNotSent(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 202, nil, "")
 	_, err := c.Send(context.Background(), "  ", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindBadRequest {
+	var e *sms.Error
+	if !errors.As(err, &e) || e.Kind != sms.KindBadRequest {
 		t.Fatalf("want bad request, got %v", err)
 	}
 	if p.count() != 0 {
@@ -376,64 +407,25 @@ func TestEmptyTextNotSent(t *testing.T) {
 	}
 }
 
-// TestPauseHonoured checks that after a 429 the client sends nothing until
-// the announced pause is over, with a clock the test moves.
-func TestPauseHonoured(t *testing.T) {
+// TestNoPauseKept checks that the client keeps no pause after a 429: the
+// next Send goes to the provider at once, and the caller, which owns the
+// pace, learns the announced wait each time.
+func TestNoPauseKept(t *testing.T) {
+	t.Parallel()
 	p, c := newCanned(t, 429, nil, `{"status":429,"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
-	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	var clock atomic.Pointer[time.Time]
-	clock.Store(&now)
-	c.now = func() time.Time { return *clock.Load() }
-
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
-		t.Fatal("want 429 error")
-	}
-	if got := c.PausedUntil(); !got.Equal(now.Add(17 * time.Second)) {
-		t.Errorf("paused until %s, want %s", got, now.Add(17*time.Second))
-	}
-	later := now.Add(10 * time.Second)
-	clock.Store(&later)
-	_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter != 7*time.Second || e.StatusCode != 0 {
-		t.Fatalf("during the pause: got %#v, want rate limited for 7s without a request", err)
-	}
-	if p.count() != 1 {
-		t.Fatalf("%d requests during the pause, want 1", p.count())
-	}
-	after := now.Add(17 * time.Second)
-	clock.Store(&after)
-	p.mu.Lock()
-	p.status, p.body = 202, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`
-	p.mu.Unlock()
-	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
-		t.Fatalf("after the pause: %v", err)
+	for i := range 2 {
+		_, err := c.Send(context.Background(), "x", []string{"+27831234567"})
+		var e *sms.Error
+		if !errors.As(err, &e) || e.Kind != sms.KindRateLimited || e.RetryAfter != 17*time.Second || e.StatusCode != 429 {
+			t.Fatalf("send %d: got %v, want a 429 announcing 17s", i, err)
+		}
 	}
 	if p.count() != 2 {
-		t.Errorf("%d requests, want 2", p.count())
+		t.Fatalf("%d requests, want 2: the client must not hold back itself", p.count())
 	}
-}
-
-// TestPauseHandedOn checks that a pause carried to a new Client (as on a
-// config reload) keeps it from sending, and that PauseUntil never shortens.
-func TestPauseHandedOn(t *testing.T) {
-	p, prev := newCanned(t, 429, nil, `{"message":"Try again in 600 seconds."}`)
-	if _, err := prev.Send(context.Background(), "x", []string{"+27831234567"}); err == nil {
-		t.Fatal("want 429")
-	}
-	next := newTestClient(t, prev.url, nil)
-	next.PauseUntil(prev.PausedUntil())
-	next.PauseUntil(time.Now()) // earlier: ignored
-	if !next.PausedUntil().Equal(prev.PausedUntil()) {
-		t.Errorf("paused until %s, want %s", next.PausedUntil(), prev.PausedUntil())
-	}
-	_, err := next.Send(context.Background(), "x", []string{"+27831234567"})
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindRateLimited || e.RetryAfter < 590*time.Second {
-		t.Fatalf("new client during the pause: %v", err)
-	}
-	if p.count() != 1 {
-		t.Errorf("%d requests, want 1", p.count())
+	p.setReply(202, `{"messages":[{"apiMessageId":"a","accepted":true,"to":"+27831234567"}]}`)
+	if _, err := c.Send(context.Background(), "x", []string{"+27831234567"}); err != nil {
+		t.Fatalf("once the provider accepts: %v", err)
 	}
 }
 
@@ -444,7 +436,9 @@ func (c *canned) setReply(status int, body string) {
 }
 
 func TestTransportFailures(t *testing.T) {
+	t.Parallel()
 	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
 		release := make(chan struct{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
@@ -462,6 +456,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "timed out")
 	})
 	t.Run("canceled", func(t *testing.T) {
+		t.Parallel()
 		_, c := newCanned(t, 202, nil, "")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -472,6 +467,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -483,6 +479,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "connection refused")
 	})
 	t.Run("closed before reply", func(t *testing.T) {
+		t.Parallel()
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}))
@@ -492,6 +489,7 @@ func TestTransportFailures(t *testing.T) {
 		wantTransient(t, err, "")
 	})
 	t.Run("202 cut short", func(t *testing.T) {
+		t.Parallel()
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "1000")
 			w.WriteHeader(http.StatusAccepted)
@@ -508,6 +506,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("dns", func(t *testing.T) {
+		t.Parallel()
 		c := newTestClient(t, "http://example.invalid/", nil)
 		err := c.transportError(&url.Error{Op: "Post", URL: "http://example.invalid/", Err: &net.DNSError{Err: "no such host", Name: "example.invalid", IsNotFound: true}})
 		wantTransient(t, err, "dns lookup failed")
@@ -516,19 +515,20 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 	t.Run("reset", func(t *testing.T) {
+		t.Parallel()
 		c := newTestClient(t, "http://127.0.0.1/", nil)
 		err := c.transportError(&url.Error{Op: "Post", URL: "http://127.0.0.1/", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", errConnReset)}})
 		wantTransient(t, err, "connection reset")
 	})
 }
 
-func wantTransient(t *testing.T, err error, msg string) *Error {
+func wantTransient(t *testing.T, err error, msg string) *sms.Error {
 	t.Helper()
-	var e *Error
+	var e *sms.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("want *Error, got %v", err)
+		t.Fatalf("want *sms.Error, got %v", err)
 	}
-	if e.Kind != KindTransient || !e.Retryable() {
+	if e.Kind != sms.KindTransient || !e.Retryable() {
 		t.Errorf("kind %s, want transient", e.Kind)
 	}
 	if !strings.Contains(e.Message, msg) {
@@ -538,23 +538,32 @@ func wantTransient(t *testing.T, err error, msg string) *Error {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
-		{"no url", Config{APIKey: "k"}, "scheme must be http or https"},
-		{"bad url", Config{URL: "http://a b/\x7f", APIKey: "k"}, "sms url"},
-		{"ftp", Config{URL: "ftp://host/sms/messages", APIKey: "k"}, "scheme"},
-		{"no host", Config{URL: "https:///sms/messages", APIKey: "k"}, "no host"},
-		{"credentials in url", Config{URL: "https://user:" + testKey + "@host/sms/messages", APIKey: "k"}, "credentials"},
-		{"no key", Config{URL: "https://host/sms/messages"}, "api key is empty"},
-		{"key with newline", Config{URL: "https://host/sms/messages", APIKey: testKey + "\n"}, "whitespace"},
-		{"negative timeout", Config{URL: "https://host/sms/messages", APIKey: "k", Timeout: -time.Second}, "negative"},
-		{"negative pause", Config{URL: "https://host/sms/messages", APIKey: "k", DefaultPause: -time.Second}, "negative"},
+		{"no url", Config{APIKey: "k", Timeout: time.Second}, "scheme must be http or https"},
+		{"bad url", Config{URL: "http://a b/\x7f", APIKey: "k", Timeout: time.Second}, "sms url does not parse"},
+		{"key as the port", Config{URL: "https://host:" + testKey + "/sms/messages", APIKey: testKey, Timeout: time.Second}, "sms url does not parse"},
+		{"ftp", Config{URL: "ftp://host/sms/messages", APIKey: "k", Timeout: time.Second}, "scheme"},
+		{"key as the scheme", Config{URL: testKey + "://host/sms/messages", APIKey: testKey, Timeout: time.Second}, "scheme"},
+		{"no host", Config{URL: "https:///sms/messages", APIKey: "k", Timeout: time.Second}, "no host"},
+		{"credentials in url", Config{URL: "https://user:" + testKey + "@host/sms/messages", APIKey: "k", Timeout: time.Second}, "credentials"},
+		{"key in the query", Config{URL: "https://host/sms/messages?key=" + testKey, APIKey: testKey, Timeout: time.Second}, "must not contain the api key"},
+		{"key in the path", Config{URL: "https://host/" + testKey + "/sms/messages", APIKey: testKey, Timeout: time.Second}, "must not contain the api key"},
+		{"key escaped in the query", Config{URL: "https://host/sms/messages?key=a%2Bb%3D%3D12345", APIKey: "a+b==12345", Timeout: time.Second}, "must not contain the api key"},
+		{"no key", Config{URL: "https://host/sms/messages", Timeout: time.Second}, "api key is empty"},
+		{"key with newline", Config{URL: "https://host/sms/messages", APIKey: testKey + "\n", Timeout: time.Second}, "whitespace"},
+		{"key with a space", Config{URL: "https://host/sms/messages", APIKey: "tb live", Timeout: time.Second}, "whitespace"},
+		{"key with a no-break space", Config{URL: "https://host/sms/messages", APIKey: "tb\u00a0live", Timeout: time.Second}, "whitespace"},
+		{"no timeout", Config{URL: "https://host/sms/messages", APIKey: "k"}, "timeout must be positive"},
+		{"negative timeout", Config{URL: "https://host/sms/messages", APIKey: "k", Timeout: -time.Second}, "timeout must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := New(tc.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
@@ -564,12 +573,13 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	c, err := New(Config{URL: "https://api.touchbasepro.com/sms/messages", APIKey: "k"}, nil)
+	// A short key may occur in the URL by chance; it is no reason to refuse.
+	c, err := New(Config{URL: "https://api.touchbasepro.com/sms/messages", APIKey: "sms", Timeout: 7 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.http.Timeout != DefaultTimeout || c.defaultPause != DefaultPause {
-		t.Errorf("defaults: timeout %s, pause %s", c.http.Timeout, c.defaultPause)
+	if c.http.Timeout != 7*time.Second {
+		t.Errorf("timeout %s, want the 7s given", c.http.Timeout)
 	}
 	if tr, ok := c.http.Transport.(*http.Transport); !ok || tr.MaxIdleConnsPerHost < 8 || tr.DisableKeepAlives {
 		t.Errorf("transport %#v does not keep connections alive for the workers", c.http.Transport)
@@ -578,6 +588,7 @@ func TestNewValidates(t *testing.T) {
 
 // TestKeepAlive checks that consecutive requests reuse one connection.
 func TestKeepAlive(t *testing.T) {
+	t.Parallel()
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
@@ -602,15 +613,9 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	// Every label value exists before anything happens.
-	if n := collectCount(m.requests); n != len(requestClasses) {
-		t.Errorf("%d request series, want %d", n, len(requestClasses))
-	}
-	if n := collectCount(m.rejected); n != 4 {
-		t.Errorf("%d rejected series, want 4", n)
-	}
+	m := sms.NewMetrics(reg)
 
 	p := &canned{status: 202, body: `{"messages":[
 		{"apiMessageId":"a","accepted":true,"to":"+27831234567"},
@@ -618,68 +623,59 @@ func TestMetrics(t *testing.T) {
 		{"accepted":false,"to":"+12025550123","errorCode":"E777"}]}`}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
-	c := newTestClient(t, srv.URL, m)
+	c := newTestClient(t, srv.URL, m.Account(sms.AccountFallback))
 	if _, err := c.Send(context.Background(), "x", []string{"+27831234567", "+4412345678", "+12025550123", "+33123456789", "nope"}); err != nil {
 		t.Fatal(err)
 	}
 	p.setReply(429, `{"message":"Rate limit is exceeded.  Try again in 17 seconds."}`)
 	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
-	// During the pause: no request, so no request metrics.
+	// A 429 that names no wait counts, and adds no pause seconds.
+	p.setReply(429, `{"message":"Rate limit is exceeded."}`)
 	_, _ = c.Send(context.Background(), "x", []string{"+27831234567"})
 
+	fb := map[string]string{"account": sms.AccountFallback}
+	with := func(k, v string) map[string]string { return map[string]string{"account": sms.AccountFallback, k: v} }
 	checks := []struct {
-		name string
-		c    prometheus.Collector
-		want float64
+		name   string
+		metric string
+		labels map[string]string
+		want   float64
 	}{
-		{"2xx", m.requests.WithLabelValues("2xx"), 1},
-		{"4xx", m.requests.WithLabelValues("4xx"), 1},
-		{"5xx", m.requests.WithLabelValues("5xx"), 0},
-		{"accepted", m.accepted, 1},
-		{"E101", m.rejected.WithLabelValues("E101"), 1},
-		{"unknown code", m.rejected.WithLabelValues(CodeOther), 1},
-		{"missing", m.rejected.WithLabelValues(CodeMissingInReply), 1},
-		{"invalid", m.rejected.WithLabelValues(CodeInvalidNumber), 1},
-		{"rate limited", m.rateLimited, 1},
-		{"pause seconds", m.pauseSeconds, 17},
+		{"2xx", "smsbridge_sms_api_requests_total", with("class", "2xx"), 1},
+		{"4xx", "smsbridge_sms_api_requests_total", with("class", "4xx"), 2},
+		{"5xx", "smsbridge_sms_api_requests_total", with("class", "5xx"), 0},
+		{"accepted", "smsbridge_sms_numbers_accepted_total", fb, 1},
+		{"E101", "smsbridge_sms_numbers_rejected_total", with("code", "E101"), 1},
+		{"unknown code", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeOther), 1},
+		{"missing", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeMissingInReply), 1},
+		{"invalid", "smsbridge_sms_numbers_rejected_total", with("code", sms.CodeInvalidNumber), 1},
+		{"rate limited", "smsbridge_sms_rate_limited_total", fb, 2},
+		{"pause seconds", "smsbridge_sms_rate_limit_pause_seconds_total", fb, 17},
+		{"duration", "smsbridge_sms_api_request_duration_seconds", fb, 3},
+		{"primary untouched", "smsbridge_sms_api_requests_total", map[string]string{"account": sms.AccountPrimary, "class": "2xx"}, 0},
 	}
 	for _, ck := range checks {
-		if got := collectValue(ck.c); got != ck.want {
+		if got := metricValue(t, reg, ck.metric, ck.labels); got != ck.want {
 			t.Errorf("%s = %v, want %v", ck.name, got, ck.want)
 		}
 	}
-	if n := collectCount(m.rejected); n != 4 {
-		t.Errorf("%d rejected series after an unknown code, want 4 (bounded)", n)
-	}
-	if n := collectCount(m.duration); n != 1 {
-		t.Errorf("duration histogram missing")
-	}
-	// A nil *Metrics is allowed and records nothing.
-	var none *Metrics
-	none.observeRequest("2xx", time.Second)
-	none.numberAccepted()
-	none.numberRejected("x")
-	none.rateLimit(time.Second)
-}
-
-func TestStatusClass(t *testing.T) {
-	for code, want := range map[int]string{0: "error", 101: "error", 200: "2xx", 302: "3xx", 429: "4xx", 503: "5xx"} {
-		if got := statusClass(code); got != want {
-			t.Errorf("statusClass(%d) = %q, want %q", code, got, want)
-		}
+	if n := seriesCount(t, reg, "smsbridge_sms_numbers_rejected_total"); n != 8 {
+		t.Errorf("%d rejected series after an unknown code, want 8 (bounded: 4 codes, 2 accounts)", n)
 	}
 }
 
 func TestRetryAfterHeader(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := map[string]time.Duration{
 		"":                              0,
 		"0":                             0,
 		"-5":                            0,
 		"12":                            12 * time.Second,
-		"86400":                         maxPause,
+		"86400":                         sms.MaxRetryAfter,
 		"Wed, 01 Jan 2025 12:00:30 GMT": 31 * time.Second,
 		"Wed, 01 Jan 2025 11:00:00 GMT": 0,
+		"Thu, 02 Jan 2025 12:00:00 GMT": sms.MaxRetryAfter,
 		"tomorrow":                      0,
 	}
 	for in, want := range tests {
@@ -690,6 +686,7 @@ func TestRetryAfterHeader(t *testing.T) {
 }
 
 func TestClean(t *testing.T) {
+	t.Parallel()
 	c := &Client{apiKey: testKey}
 	long := strings.Repeat("é", 300)
 	tests := []struct{ in, want string }{
@@ -717,6 +714,7 @@ func TestClean(t *testing.T) {
 }
 
 func TestFlexDecoding(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`"+27"`: "+27", `27831234567`: "27831234567", `2.7831234567e10`: "27831234567",
 		`null`: "", `true`: "", `{"a":1}`: "", `[1]`: "", `-1`: "-1",
@@ -737,32 +735,56 @@ func TestFlexDecoding(t *testing.T) {
 	}
 }
 
-// collect gathers the metrics of c. (prometheus/testutil would do, but
-// needs a module this go.mod does not carry.)
-func collect(c prometheus.Collector) []*dto.Metric {
-	ch := make(chan prometheus.Metric)
-	go func() {
-		c.Collect(ch)
-		close(ch)
-	}()
-	var out []*dto.Metric
-	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			panic(err)
+// metricValue is the value of the counter, or the sample count of the
+// histogram, named name with exactly the given labels.
+func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	for _, m := range family(t, g, name).GetMetric() {
+		if !hasLabels(m, labels) {
+			continue
 		}
-		out = append(out, &d)
+		if h := m.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		return m.GetCounter().GetValue()
 	}
-	return out
+	t.Fatalf("no series %s%v", name, labels)
+	return 0
 }
 
-func collectCount(c prometheus.Collector) int { return len(collect(c)) }
+// seriesCount is the number of series of the metric named name.
+func seriesCount(t *testing.T, g prometheus.Gatherer, name string) int {
+	t.Helper()
+	return len(family(t, g, name).GetMetric())
+}
 
-// collectValue is the value of a collector of one counter.
-func collectValue(c prometheus.Collector) float64 {
-	ms := collect(c)
-	if len(ms) != 1 || ms[0].GetCounter() == nil {
-		panic("collectValue wants one counter")
+func family(t *testing.T, g prometheus.Gatherer, name string) *dto.MetricFamily {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ms[0].GetCounter().GetValue()
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f
+		}
+	}
+	t.Fatalf("metric %s not gathered", name)
+	return nil
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
 }
