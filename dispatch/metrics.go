@@ -3,6 +3,8 @@ package dispatch
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/smsbridge/smsbridge/sms"
 )
 
 // Reasons a delivery fails for good: the values of the reason label of
@@ -23,7 +25,7 @@ const (
 var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent}
 
 // AccountNames are the values of the account label.
-var AccountNames = []string{"primary", "fallback"}
+var AccountNames = []string{sms.AccountPrimary, sms.AccountFallback}
 
 // heldKinds are the values of the kind label of smsbridge_dispatch_held_reason.
 var heldKinds = []string{"unauthorized", "suspended", "no_credits"}
