@@ -71,7 +71,7 @@ func TestMatcherOrder(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := New(&Route{Receiver: "ops", Routes: []*Route{{Matchers: tt.matchers}}},
-				[]Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}, nil, normalize)
+				[]Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}, nil, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
