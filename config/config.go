@@ -118,7 +118,8 @@ type Webhook struct {
 // RateLimit is a token bucket for one intake source.
 type RateLimit struct {
 	PerSecond float64 `yaml:"per_second"`
-	// Burst is the bucket's size; 0 means max(1, PerSecond).
+	// Burst is the bucket's size; unset, it holds a second's worth of
+	// requests (at least one).
 	Burst int `yaml:"burst"`
 }
 
@@ -254,10 +255,20 @@ func (c *Config) setDefaults(present func(path string) bool) {
 	if c.Alertmanager.BodyLimit == 0 {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
 	}
+	c.Alertmanager.RateLimit.setDefaults()
 	for i := range c.Webhooks {
 		if c.Webhooks[i].BodyLimit == 0 {
 			c.Webhooks[i].BodyLimit = DefaultBodyLimit
 		}
+		c.Webhooks[i].RateLimit.setDefaults()
+	}
+}
+
+// setDefaults sizes an unset bucket to a second's worth of requests, and
+// at least one.
+func (r *RateLimit) setDefaults() {
+	if r != nil && r.Burst == 0 {
+		r.Burst = max(1, int(r.PerSecond))
 	}
 }
 

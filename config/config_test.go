@@ -35,6 +35,9 @@ func TestGoodConfig(t *testing.T) {
 		time.Duration(fb.Timeout) != DefaultTimeout || fb.APIKey != "fallb4ck-k3y-value" {
 		t.Errorf("fallback: %+v", c.SMS.Fallback)
 	}
+	if rl := c.Webhooks[0].RateLimit; rl == nil || rl.PerSecond != 2 || rl.Burst != 2 {
+		t.Errorf("webhook rate limit: %+v", rl)
+	}
 	if len(f.Hash) != 64 || f.Path != "testdata/good.yml" || f.Dir != "testdata" {
 		t.Errorf("hash %q path %q dir %q", f.Hash, f.Path, f.Dir)
 	}
