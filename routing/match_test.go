@@ -23,6 +23,7 @@ func matchRoutes(r *Router, labels map[string]string) []*Node {
 }
 
 func TestMatch(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 
 	tests := []struct {
@@ -143,6 +144,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 	alerts := []map[string]string{
 		0: {"team": "db", "severity": "critical", "env": "prod"},   // db-page, managers
@@ -192,6 +194,7 @@ func TestRoute(t *testing.T) {
 // One alert reaching one receiver through two routes is one alert for it:
 // the receiver gets one SMS, not two.
 func TestRouteSameReceiverTwice(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "ops", Routes: []*Route{
 		{Matchers: []string{`a="1"`}, Receiver: "x", Continue: true},
 		{Matchers: []string{`b="1"`}, Receiver: "x"},
@@ -215,6 +218,7 @@ func TestRouteSameReceiverTwice(t *testing.T) {
 }
 
 func TestTree(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "ops", Routes: []*Route{
 		// Matchers are sorted the way Alertmanager sorts them, so the
 		// order written does not change the key.
@@ -260,6 +264,7 @@ func TestTree(t *testing.T) {
 }
 
 func TestMatchAfterMutatingConfig(t *testing.T) {
+	t.Parallel()
 	// The router keeps no reference into the configuration it was built
 	// from, so a config struct reused by a failed reload cannot change it.
 	root := &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`a="1"`}, Receiver: "x"}}}

@@ -63,6 +63,7 @@ func loadRouter(t testing.TB, file string) *Router {
 }
 
 func TestResolvedReceivers(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 
 	tests := []struct {
@@ -147,6 +148,7 @@ func TestResolvedReceivers(t *testing.T) {
 }
 
 func TestNilNormalizeKeepsNumbers(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "a"},
 		[]Receiver{{Name: "a", Numbers: []string{"123", "123", " x "}, Oncall: []string{"l"}}},
 		[]Oncall{{Name: "l", Numbers: []string{"x", "456"}}}, Options{MaxSegments: 1})
@@ -163,6 +165,7 @@ func TestNilNormalizeKeepsNumbers(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestNewErrors(t *testing.T) {
+	t.Parallel()
 	ok := []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}
 	tests := []struct {
 		name      string
@@ -394,6 +397,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestNewRefusesNoMaxSegments(t *testing.T) {
+	t.Parallel()
 	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops"}}, nil, Options{})
 	var re *Error
 	if !errors.As(err, &re) || re.Path != "sms.max_segments" {
@@ -402,6 +406,7 @@ func TestNewRefusesNoMaxSegments(t *testing.T) {
 }
 
 func TestNewKeepsNormalizeErrorInChain(t *testing.T) {
+	t.Parallel()
 	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"x"}}}, nil, opts)
 	if !errors.Is(err, errNotE164) {
 		t.Errorf("errors.Is(%v, errNotE164) = false, want true", err)
@@ -409,6 +414,7 @@ func TestNewKeepsNormalizeErrorInChain(t *testing.T) {
 }
 
 func TestNullReceiverIsAllowed(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "null", Routes: []*Route{{Matchers: []string{`team="db"`}, Receiver: "db"}}},
 		[]Receiver{{Name: "null"}, {Name: "db", Numbers: []string{"+27830000001"}}}, nil, Options{MaxSegments: 1})
 	if err != nil {

@@ -52,6 +52,7 @@ func errorCount(t *testing.T, reg *prometheus.Registry, receiver string) (float6
 }
 
 func TestNewFileErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		file    string
@@ -104,6 +105,7 @@ func TestNewFileErrors(t *testing.T) {
 }
 
 func TestNewGlobs(t *testing.T) {
+	t.Parallel()
 	_, err := New(Options{Files: []string{"[unclosed"}})
 	var fe *FileError
 	if !errors.As(err, &fe) || fe.Index != 0 || !strings.Contains(err.Error(), "[unclosed") {
@@ -128,6 +130,7 @@ func TestNewGlobs(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "user.tmpl", `{{ define "user.short" }}{{ .Status | toUpper }} {{ .CommonLabels.alertname }}{{ end }}`)
 	r := newRenderer(t, Options{Files: []string{filepath.Join(dir, "*.tmpl")}})
@@ -164,6 +167,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// This redefinition passes the check at load (the sample group has two
 	// alerts) but fails for a single alert, so that the built-in default
@@ -242,6 +246,7 @@ func TestRender(t *testing.T) {
 }
 
 func TestRenderErrors(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	r := newRenderer(t, Options{Metrics: NewMetrics(reg)})
 	if _, _, err := r.Render("ops", "", nil, 0); err == nil {
@@ -263,6 +268,7 @@ func TestRenderErrors(t *testing.T) {
 }
 
 func TestRenderWithoutLoggerOrMetrics(t *testing.T) {
+	t.Parallel()
 	r := newRenderer(t, Options{})
 	text, _, err := r.Render("ops", `{{ template "nosuch" . }}`, loadFixture(t, "firing_1"), 1)
 	if err != nil || !strings.HasPrefix(text, "FIRING:1 HighDiskUsage") {
@@ -271,6 +277,7 @@ func TestRenderWithoutLoggerOrMetrics(t *testing.T) {
 }
 
 func TestRenderConcurrent(t *testing.T) {
+	t.Parallel()
 	r := newRenderer(t, Options{Metrics: NewMetrics(prometheus.NewRegistry())})
 	d := loadFixture(t, "mixed")
 	want, _, err := r.Render("ops", "", d, 0)
@@ -302,6 +309,7 @@ func TestRenderConcurrent(t *testing.T) {
 }
 
 func TestFirstAndMoreAlerts(t *testing.T) {
+	t.Parallel()
 	alerts := template.Alerts{
 		{Status: "resolved", Fingerprint: "r1"},
 		{Status: "firing", Fingerprint: "f1"},

@@ -99,6 +99,7 @@ func wantReason(t *testing.T, err error, want string) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	bearer := Config{Type: "bearer", Secret: tok}
 	basicCfg := Config{Type: "basic", Username: "am", Password: tok}
 	token := Config{Type: "token", Header: "x-gitlab-token", Secret: tok}
@@ -201,6 +202,7 @@ func TestCheck(t *testing.T) {
 // senders publish: GitHub's webhook validation docs and the Standard Webhooks
 // reference library's signing test.
 func TestPublishedVectors(t *testing.T) {
+	t.Parallel()
 	gh := mustBuild(t, Config{Type: "hmac-sha256", Secret: "It's a Secret to Everybody"})
 	wantReason(t, gh.Check(hdr("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"), []byte("Hello, World!"), now), "")
 
@@ -215,6 +217,7 @@ func TestPublishedVectors(t *testing.T) {
 }
 
 func TestReplay(t *testing.T) {
+	t.Parallel()
 	v := mustBuild(t, Config{Type: "standard-webhooks", Secret: secret.Secret(whSecret)})
 	ts := now.Unix()
 	first := std("msg_a", ts, stdSig(whKey, "msg_a", ts, body))
@@ -245,6 +248,7 @@ func TestReplay(t *testing.T) {
 }
 
 func TestReplayConcurrent(t *testing.T) {
+	t.Parallel()
 	v := mustBuild(t, Config{Type: "standard-webhooks", Secret: secret.Secret(whSecret)})
 	h := std("msg_c", now.Unix(), stdSig(whKey, "msg_c", now.Unix(), body))
 	const n = 32
@@ -266,11 +270,13 @@ func TestReplayConcurrent(t *testing.T) {
 }
 
 func TestZeroVerifierRefuses(t *testing.T) {
+	t.Parallel()
 	var v Verifier
 	wantReason(t, v.Check(hdr(), nil, now), ReasonMismatch)
 }
 
 func TestBuildProperties(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		cfg       Config
 		needsBody bool
@@ -301,6 +307,7 @@ func TestBuildProperties(t *testing.T) {
 }
 
 func TestBuildErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	empty := filepath.Join(dir, "empty")
@@ -368,6 +375,7 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestConfigYAML(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ci-secret")
 	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestCompileErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		cfg    Config
@@ -65,6 +66,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestCompileAcceptsLiteralStatus(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"firing", "Resolved", " firing\n"} {
 		if _, err := (Config{Status: s}).Compile("ci"); err != nil {
 			t.Errorf("status %q: %v", s, err)
@@ -73,6 +75,7 @@ func TestCompileAcceptsLiteralStatus(t *testing.T) {
 }
 
 func TestApplyBodyErrors(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{}, "ci")
 	tests := []struct {
 		name, body, want string
@@ -107,6 +110,7 @@ func TestApplyBodyErrors(t *testing.T) {
 }
 
 func TestApplyFieldErrors(t *testing.T) {
+	t.Parallel()
 	// The body carries a secret that must never appear in an error.
 	const body = `{"repository": {"name": "octo-repo"}, "token": "s3cr3t-t0ken", "n": 5, "list": [1]}`
 	tests := []struct {
@@ -198,6 +202,7 @@ func TestApplyFieldErrors(t *testing.T) {
 }
 
 func TestWhen(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		render   string
 		filtered bool
@@ -228,6 +233,7 @@ func TestWhen(t *testing.T) {
 // TestWhenComesFirst: a filtered body is not rendered further, so the other
 // fields may rely on what `when` checked.
 func TestWhenComesFirst(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{When: `{{ get "kind" . }}`, Labels: map[string]string{"x": "{{ .needed }}"}}, "ci")
 	n, err := m.Apply([]byte(`{}`), nil, testNow)
 	if !errors.Is(err, ErrFiltered) || n != nil {
@@ -236,6 +242,7 @@ func TestWhenComesFirst(t *testing.T) {
 }
 
 func TestCustomMapping(t *testing.T) {
+	t.Parallel()
 	cfg := Config{
 		Labels: map[string]string{
 			"alertname": "BuildBroken",
@@ -287,6 +294,7 @@ func TestCustomMapping(t *testing.T) {
 }
 
 func TestEmptyConfigDefaults(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{}, "cron")
 	n, err := m.Apply([]byte(`{"anything": 1}`), nil, testNow)
 	if err != nil {
@@ -308,6 +316,7 @@ func TestEmptyConfigDefaults(t *testing.T) {
 }
 
 func TestFuncs(t *testing.T) {
+	t.Parallel()
 	h := http.Header{"x-lower-case": {"raw"}}
 	h.Set("X-Canonical", "canon")
 	hf := headerFunc(h)
@@ -367,6 +376,7 @@ func TestFuncs(t *testing.T) {
 // TestConcurrentApply runs requests with different headers at once; each
 // must see its own headers (run with -race).
 func TestConcurrentApply(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{Labels: map[string]string{"who": `{{ header "X-Who" }}`}}, "ci")
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -391,6 +401,7 @@ func TestConcurrentApply(t *testing.T) {
 }
 
 func TestGrafanaDefaults(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{Preset: "grafana"}, "graf")
 	// No top-level status or group key, one resolved and one firing alert
 	// without status (inherits firing), no labels at all.

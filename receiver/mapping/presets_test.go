@@ -53,6 +53,7 @@ type wantAlert struct {
 }
 
 func TestPresetFixtures(t *testing.T) {
+	t.Parallel()
 	const (
 		wfURL    = "https://github.com/octo-org/octo-repo/actions/runs/10481234567"
 		glPipe   = "https://gitlab.example.com/platform/billing-api/-/pipelines/2366"
@@ -423,6 +424,7 @@ func TestPresetFixtures(t *testing.T) {
 // resolves a failure, share a group key and fingerprint, while another branch
 // does not.
 func TestGroupKeyStability(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		preset            string
 		header            http.Header
@@ -458,6 +460,7 @@ func TestGroupKeyStability(t *testing.T) {
 }
 
 func TestPresetOverrides(t *testing.T) {
+	t.Parallel()
 	wf := fixture(t, "github/workflow_run_failure.json")
 	ghHeader := hdr("X-GitHub-Event", "workflow_run")
 	tests := []struct {
@@ -564,6 +567,7 @@ func TestPresetOverrides(t *testing.T) {
 // TestPresetsDoNotMutateEachOther guards the merge: a user's override must
 // not leak into the next Compile of the same preset.
 func TestPresetsDoNotMutateEachOther(t *testing.T) {
+	t.Parallel()
 	compile(t, Config{Preset: "github", Labels: map[string]string{"repository": "x"}}, "a")
 	m := compile(t, Config{Preset: "github"}, "b")
 	n, err := m.Apply(fixture(t, "github/workflow_run_failure.json"), hdr("X-GitHub-Event", "workflow_run"), testNow)
@@ -576,6 +580,7 @@ func TestPresetsDoNotMutateEachOther(t *testing.T) {
 }
 
 func TestPresets(t *testing.T) {
+	t.Parallel()
 	for _, name := range Presets() {
 		if _, err := (Config{Preset: name}).Compile("x"); err != nil {
 			t.Errorf("preset %s: %v", name, err)
