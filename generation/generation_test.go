@@ -47,6 +47,11 @@ func TestBuildGoodConfig(t *testing.T) {
 	if fmt.Sprint(g.Accounts) != fmt.Sprint(want) || g.Accounts[0].APIKey != want[0].APIKey || g.Accounts[1].APIKey != want[1].APIKey {
 		t.Errorf("accounts %+v, want %+v", g.Accounts, want)
 	}
+	for _, out := range []string{fmt.Sprintf("%v %+v %#v", g.Accounts, g.Accounts, g.Accounts), g.Summary()} {
+		if strings.Contains(out, "k3y-value") {
+			t.Errorf("an account key is printed: %s", out)
+		}
+	}
 	ops, _ := g.Router.Receiver("ops")
 	if len(ops.Numbers) != 1 || ops.Numbers[0] != "+27831234567" || ops.MaxSegments != 3 {
 		t.Errorf("ops: numbers not normalised or segments not resolved: %+v", ops)
