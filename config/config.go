@@ -1,6 +1,9 @@
-// Package config is smsbridge's YAML configuration as a whole: strict
-// loading with line numbers, defaults, validation, and compilation into the
-// router, renderer and intake sources one running configuration needs.
+// Package config is smsbridge's YAML configuration: the schema, strict
+// loading with line numbers, the defaults (all of them, applied once, here)
+// and validation. It builds nothing that runs: package generation compiles a
+// loaded File into the router, renderer, intake sources and provider
+// accounts, and reports its errors through the same *Error, with the line
+// of the key they concern (File.Line, File.Errorf).
 package config
 
 import (
@@ -10,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,12 +42,14 @@ type Config struct {
 	Oncall       []routing.Oncall   `yaml:"oncall"`
 }
 
-// SMS is the provider's API.
+// SMS is the provider's API: the primary account and, optionally, a
+// fallback account.
 type SMS struct {
-	URL        string         `yaml:"url"`
-	APIKey     secret.Secret  `yaml:"api_key"`
-	APIKeyFile string         `yaml:"api_key_file"`
-	Timeout    model.Duration `yaml:"timeout"`
+	URL        string        `yaml:"url"`
+	APIKey     secret.Secret `yaml:"api_key"`
+	APIKeyFile string        `yaml:"api_key_file"`
+	// Timeout bounds one API request.
+	Timeout Duration `yaml:"timeout"`
 	// RateLimit is the most API requests per second the bridge makes.
 	RateLimit float64 `yaml:"rate_limit"`
 	// MaxSegments is the longest text sent, in SMS segments.
@@ -51,23 +57,41 @@ type SMS struct {
 	// BatchSize is the most numbers in one request.
 	BatchSize int `yaml:"batch_size"`
 	// DefaultPause is the wait after a 429 that names no time.
-	DefaultPause model.Duration `yaml:"default_pause"`
+	DefaultPause Duration `yaml:"default_pause"`
+	// Fallback is a second account, used while the primary is held or
+	// has failed every attempt for FallbackAfter; nil for none.
+	Fallback *Fallback `yaml:"fallback"`
+	// FallbackAfter is how long the primary must have failed every attempt
+	// before the fallback takes over.
+	FallbackAfter Duration `yaml:"fallback_after"`
+}
+
+// Fallback is the second provider account. URL, RateLimit and Timeout
+// default to the primary's; the key must be its own.
+type Fallback struct {
+	URL        string        `yaml:"url"`
+	APIKey     secret.Secret `yaml:"api_key"`
+	APIKeyFile string        `yaml:"api_key_file"`
+	RateLimit  float64       `yaml:"rate_limit"`
+	Timeout    Duration      `yaml:"timeout"`
 }
 
 // Delivery is the dispatcher's retry policy.
 type Delivery struct {
-	MinBackoff model.Duration `yaml:"min_backoff"`
-	MaxBackoff model.Duration `yaml:"max_backoff"`
-	MaxAge     model.Duration `yaml:"max_age"`
+	MinBackoff Duration `yaml:"min_backoff"`
+	MaxBackoff Duration `yaml:"max_backoff"`
+	MaxAge     Duration `yaml:"max_age"`
 	// HoldRetry is how often a held queue (401, 403, 405) probes the API.
-	HoldRetry model.Duration `yaml:"hold_retry"`
-	Workers   int            `yaml:"workers"`
+	HoldRetry Duration `yaml:"hold_retry"`
+	// Workers is the most API requests in flight; 0 (written out) lets the
+	// dispatcher size it from the rate limit. Unset means DefaultWorkers.
+	Workers int `yaml:"workers"`
 }
 
 // Storage is the outbox.
 type Storage struct {
 	// Retention is how long delivered and failed rows are kept.
-	Retention model.Duration `yaml:"retention"`
+	Retention Duration `yaml:"retention"`
 }
 
 // Templates names the user's template files.
@@ -94,7 +118,9 @@ type Webhook struct {
 // RateLimit is a token bucket for one intake source.
 type RateLimit struct {
 	PerSecond float64 `yaml:"per_second"`
-	Burst     int     `yaml:"burst"`
+	// Burst is the bucket's size; unset, it holds a second's worth of
+	// requests (at least one).
+	Burst int `yaml:"burst"`
 }
 
 // ByteSize is a size in bytes written as 1048576, 512KiB, 1MiB or 1MB.
@@ -131,27 +157,66 @@ func parseByteSize(s string) (ByteSize, error) {
 	return ByteSize(n * mult), nil
 }
 
-// Defaults, in one place so the example config and the docs can agree.
+// Duration is a duration written the way Prometheus writes them: 500ms,
+// 30s, 5m, 6h, 7d, 1w. Convert it with time.Duration(d).
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler; unlike model.Duration's own,
+// its errors carry the line.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a duration such as 30s, 5m or 6h is a single value", n.Line)
+	}
+	v, err := model.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String writes d as it would be configured, such as 5m or 6h.
+func (d Duration) String() string { return model.Duration(d).String() }
+
+// Defaults, in one place so the example config and the docs can agree, and
+// applied once, at load: the packages that run take complete settings.
 const (
-	DefaultURL          = "https://api.touchbasepro.com/sms/messages"
-	DefaultTimeout      = 10 * time.Second
-	DefaultRateLimit    = 10
-	DefaultMaxSegments  = 3
-	DefaultBatchSize    = 100
-	DefaultPause        = 30 * time.Second
-	DefaultMinBackoff   = time.Second
-	DefaultMaxBackoff   = 5 * time.Minute
-	DefaultMaxAge       = 6 * time.Hour
-	DefaultHoldRetry    = time.Minute
-	DefaultWorkers      = 1
-	DefaultRetention    = 7 * 24 * time.Hour
-	DefaultBodyLimit    = 1 << 20
-	maxSegmentsCeiling  = 10
-	maxRateLimitPerSec  = 1000
-	maxBatchSizeCeiling = 1000
+	DefaultURL           = "https://api.touchbasepro.com/sms/messages"
+	DefaultTimeout       = 10 * time.Second
+	DefaultRateLimit     = 10
+	DefaultMaxSegments   = 3
+	DefaultBatchSize     = 100
+	DefaultPause         = 30 * time.Second
+	DefaultFallbackAfter = 2 * time.Minute
+	DefaultMinBackoff    = time.Second
+	DefaultMaxBackoff    = 5 * time.Minute
+	DefaultMaxAge        = 6 * time.Hour
+	DefaultHoldRetry     = time.Minute
+	DefaultWorkers       = 1
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultBodyLimit     = 1 << 20
 )
 
-func (c *Config) setDefaults() {
+// Bounds of validated values. A value outside them is a mistake (a unit
+// forgotten, a key meant for another field) more often than a wish.
+const (
+	maxSegmentsCeiling = 10
+	maxRateLimitPerSec = 1000
+	maxBatchSize       = 1000
+	maxWorkers         = 64
+	maxTimeout         = 5 * time.Minute
+	maxPause           = time.Hour
+	maxHoldRetry       = time.Hour
+	minMaxAge          = time.Minute
+	minFallbackAfter   = time.Second
+)
+
+// setDefaults fills what the file leaves unset. present reports whether
+// the file sets a key, for the one setting whose zero is a choice.
+func (c *Config) setDefaults(present func(path string) bool) {
 	s := &c.SMS
 	if s.URL == "" {
 		s.URL = DefaultURL
@@ -167,36 +232,59 @@ func (c *Config) setDefaults() {
 		s.BatchSize = DefaultBatchSize
 	}
 	setDuration(&s.DefaultPause, DefaultPause)
+	setDuration(&s.FallbackAfter, DefaultFallbackAfter)
+	if fb := s.Fallback; fb != nil {
+		// A second account at the same provider is the common case.
+		if fb.URL == "" {
+			fb.URL = s.URL
+		}
+		if fb.RateLimit == 0 {
+			fb.RateLimit = s.RateLimit
+		}
+		setDuration(&fb.Timeout, time.Duration(s.Timeout))
+	}
 	d := &c.Delivery
 	setDuration(&d.MinBackoff, DefaultMinBackoff)
 	setDuration(&d.MaxBackoff, DefaultMaxBackoff)
 	setDuration(&d.MaxAge, DefaultMaxAge)
 	setDuration(&d.HoldRetry, DefaultHoldRetry)
-	if d.Workers == 0 {
+	if d.Workers == 0 && !present("delivery.workers") {
 		d.Workers = DefaultWorkers
 	}
 	setDuration(&c.Storage.Retention, DefaultRetention)
 	if c.Alertmanager.BodyLimit == 0 {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
 	}
+	c.Alertmanager.RateLimit.setDefaults()
 	for i := range c.Webhooks {
 		if c.Webhooks[i].BodyLimit == 0 {
 			c.Webhooks[i].BodyLimit = DefaultBodyLimit
 		}
+		c.Webhooks[i].RateLimit.setDefaults()
 	}
 }
 
-func setDuration(d *model.Duration, def time.Duration) {
+// setDefaults sizes an unset bucket to a second's worth of requests, and
+// at least one.
+func (r *RateLimit) setDefaults() {
+	if r != nil && r.Burst == 0 {
+		r.Burst = max(1, int(r.PerSecond))
+	}
+}
+
+func setDuration(d *Duration, def time.Duration) {
 	if *d == 0 {
-		*d = model.Duration(def)
+		*d = Duration(def)
 	}
 }
 
-// Error is a configuration error, with the line it is on when known.
+// Error is a configuration error, with the file and line it is on when
+// known. Err, when set, is the cause, for errors.Is and errors.As.
 type Error struct {
 	File string
 	Line int
 	Msg  string
+	Err  error
 }
 
 func (e *Error) Error() string {
@@ -211,6 +299,8 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s: %s", e.File, e.Msg)
 	}
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // File is a loaded configuration file.
 type File struct {
@@ -228,41 +318,44 @@ type File struct {
 func LoadFile(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read config: %v", err)}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read config: %v", err), Err: err}
 	}
-	f, err := Load(data)
+	f, err := load(data, path, filepath.Dir(path))
 	if err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.File = path
-		}
 		return nil, err
 	}
-	f.Path = path
-	f.Dir = filepath.Dir(path)
 	return f, nil
 }
 
 // Load strictly decodes and validates a configuration: unknown keys,
-// wrong types and bad values are errors with their line.
+// wrong types and bad values are errors with their line. Relative paths in
+// it are resolved against the working directory.
 func Load(data []byte) (*File, error) {
+	return load(data, "", ".")
+}
+
+func load(data []byte, path, dir string) (*File, error) {
 	sum := sha256.Sum256(data)
-	f := &File{Config: &Config{}, Hash: hex.EncodeToString(sum[:]), Dir: "."}
+	f := &File{Config: &Config{}, Hash: hex.EncodeToString(sum[:]), Path: path, Dir: dir}
+	fail := func(err *Error) (*File, error) {
+		err.File = path
+		return nil, err
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &Error{Msg: "config is empty"}
+			return fail(&Error{Msg: "config is empty"})
 		}
-		return nil, yamlError(err)
+		return fail(yamlError(err))
 	}
 	f.root = &root
 	dec = yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(f.Config); err != nil {
-		return nil, yamlError(err)
+		return fail(yamlError(err))
 	}
-	f.Config.setDefaults()
+	f.Config.setDefaults(func(p string) bool { return f.node(p) != nil })
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
@@ -270,7 +363,7 @@ func Load(data []byte) (*File, error) {
 }
 
 // yamlError turns yaml.v3's "yaml: line N: ..." texts into Errors.
-func yamlError(err error) error {
+func yamlError(err error) *Error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		return lineError(te.Errors[0])
@@ -290,95 +383,256 @@ func lineError(msg string) *Error {
 	return &Error{Msg: msg}
 }
 
-// lineOf finds the line of the node at path (map keys and list indexes)
-// so a semantic error can point at its place in the file.
-func (f *File) lineOf(path ...any) int {
-	if f.root == nil || len(f.root.Content) == 0 {
-		return 0
+// Resolve returns p resolved against the config file's directory, as
+// Alertmanager resolves its template files; absolute and empty paths are
+// returned as they are.
+func (f *File) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
 	}
-	n := f.root.Content[0]
+	return filepath.Join(f.Dir, p)
+}
+
+// Line returns the line of the key at path, written in the configuration's
+// own syntax: "sms.api_key_file", "receivers[2].oncall[0]",
+// "route.routes[1].matchers[0]". Where the path leads past what the file
+// holds (a key left out), it is the line of the deepest part that exists,
+// so an error about a missing key points at its parent. 0 when the file
+// has no lines (an empty document).
+func (f *File) Line(path string) int {
+	line, _ := f.walk(path)
+	return line
+}
+
+// Errorf returns an Error at the line of path (see Line), in this file.
+// The message is formatted as fmt.Errorf formats it; a %w verb's operand
+// becomes the Error's cause.
+func (f *File) Errorf(path, format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	return &Error{File: f.Path, Line: f.Line(path), Msg: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// node returns the YAML node at path, or nil when the file does not hold
+// all of it.
+func (f *File) node(path string) *yaml.Node {
+	_, n := f.walk(path)
+	return n
+}
+
+// walk follows path through the file. It returns the line of the deepest
+// part found, and the node at path when all of it was found.
+func (f *File) walk(path string) (int, *yaml.Node) {
+	if f.root == nil || len(f.root.Content) == 0 {
+		return 0, nil
+	}
+	n := deref(f.root.Content[0])
 	line := n.Line
-	for _, p := range path {
+	for _, p := range splitPath(path) {
 		switch k := p.(type) {
 		case string:
 			if n.Kind != yaml.MappingNode {
-				return line
+				return line, nil
 			}
 			found := false
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				if n.Content[i].Value == k {
 					line = n.Content[i].Line
-					n = n.Content[i+1]
+					n = deref(n.Content[i+1])
 					found = true
 					break
 				}
 			}
 			if !found {
-				return line
+				return line, nil
 			}
 		case int:
-			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
-				return line
+			if n.Kind != yaml.SequenceNode || k < 0 || k >= len(n.Content) {
+				return line, nil
 			}
-			n = n.Content[k]
+			n = deref(n.Content[k])
 			line = n.Line
 		}
 	}
-	return line
+	return line, n
 }
 
-func (f *File) errorf(path []any, format string, args ...any) *Error {
-	return &Error{Line: f.lineOf(path...), Msg: fmt.Sprintf(format, args...)}
+// deref follows a YAML alias to the node it names.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
 
-// validate checks what needs no other package: ranges, names and secrets.
+// splitPath turns "receivers[2].oncall[0]" into "receivers", 2, "oncall",
+// 0. An index that does not parse ends the path there.
+func splitPath(path string) []any {
+	var out []any
+	if path == "" {
+		return out
+	}
+	for part := range strings.SplitSeq(path, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		if name != "" {
+			out = append(out, name)
+		}
+		for rest != "" {
+			idx, after, ok := strings.Cut(rest, "]")
+			n, err := strconv.Atoi(idx)
+			if !ok || err != nil {
+				return out
+			}
+			out = append(out, n)
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return out
+}
+
+// validate checks what needs no other package: ranges, names, URLs and
+// which keys go together. It reports the first problem, at its line.
 func (f *File) validate() error {
 	c := f.Config
 	s := c.SMS
 	if s.APIKey != "" && s.APIKeyFile != "" {
-		return f.errorf([]any{"sms", "api_key"}, "sms: set api_key or api_key_file, not both")
+		return f.Errorf("sms.api_key", "sms: set api_key or api_key_file, not both")
 	}
-	if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
-		return f.errorf([]any{"sms", "url"}, "sms.url %q must be an http:// or https:// URL", s.URL)
+	if err := validURL(s.URL); err != nil {
+		return f.Errorf("sms.url", "sms.url %v", err)
+	}
+	if err := inRange(s.Timeout, 1, maxTimeout); err != nil {
+		return f.Errorf("sms.timeout", "sms.timeout %v", err)
 	}
 	if s.RateLimit < 0 || s.RateLimit > maxRateLimitPerSec {
-		return f.errorf([]any{"sms", "rate_limit"}, "sms.rate_limit %v must be between 0 and %d requests per second", s.RateLimit, maxRateLimitPerSec)
+		return f.Errorf("sms.rate_limit", "sms.rate_limit %v must be between 0 and %d requests per second", s.RateLimit, maxRateLimitPerSec)
 	}
 	if s.MaxSegments < 1 || s.MaxSegments > maxSegmentsCeiling {
-		return f.errorf([]any{"sms", "max_segments"}, "sms.max_segments %d must be between 1 and %d", s.MaxSegments, maxSegmentsCeiling)
+		return f.Errorf("sms.max_segments", "sms.max_segments %d must be between 1 and %d", s.MaxSegments, maxSegmentsCeiling)
 	}
-	if s.BatchSize < 1 || s.BatchSize > maxBatchSizeCeiling {
-		return f.errorf([]any{"sms", "batch_size"}, "sms.batch_size %d must be between 1 and %d", s.BatchSize, maxBatchSizeCeiling)
+	if s.BatchSize < 1 || s.BatchSize > maxBatchSize {
+		return f.Errorf("sms.batch_size", "sms.batch_size %d must be between 1 and %d", s.BatchSize, maxBatchSize)
 	}
+	if err := inRange(s.DefaultPause, 1, maxPause); err != nil {
+		return f.Errorf("sms.default_pause", "sms.default_pause %v", err)
+	}
+	if err := inRange(s.FallbackAfter, minFallbackAfter, 0); err != nil {
+		return f.Errorf("sms.fallback_after", "sms.fallback_after %v", err)
+	}
+	if err := f.validateFallback(); err != nil {
+		return err
+	}
+
 	d := c.Delivery
+	if err := inRange(d.MinBackoff, 1, 0); err != nil {
+		return f.Errorf("delivery.min_backoff", "delivery.min_backoff %v", err)
+	}
 	if d.MinBackoff > d.MaxBackoff {
-		return f.errorf([]any{"delivery", "min_backoff"}, "delivery.min_backoff %s is longer than max_backoff %s", d.MinBackoff, d.MaxBackoff)
+		return f.Errorf("delivery.min_backoff", "delivery.min_backoff %s is longer than max_backoff %s", d.MinBackoff, d.MaxBackoff)
 	}
-	if d.Workers < 1 || d.Workers > 64 {
-		return f.errorf([]any{"delivery", "workers"}, "delivery.workers %d must be between 1 and 64", d.Workers)
+	if err := inRange(d.MaxAge, minMaxAge, 0); err != nil {
+		return f.Errorf("delivery.max_age", "delivery.max_age %v", err)
 	}
+	if err := inRange(d.HoldRetry, 1, maxHoldRetry); err != nil {
+		return f.Errorf("delivery.hold_retry", "delivery.hold_retry %v", err)
+	}
+	if d.Workers < 0 || d.Workers > maxWorkers {
+		return f.Errorf("delivery.workers", "delivery.workers %d must be between 1 and %d, or 0 to let the dispatcher choose", d.Workers, maxWorkers)
+	}
+	if err := inRange(c.Storage.Retention, 1, 0); err != nil {
+		return f.Errorf("storage.retention", "storage.retention %v", err)
+	}
+
 	if c.Route == nil {
-		return f.errorf(nil, "route: missing; the root route names the receiver that catches every notification")
+		return f.Errorf("", "route: missing; the root route names the receiver that catches every notification")
+	}
+	for i, rc := range c.Receivers {
+		// 0 is unset: the receiver takes sms.max_segments.
+		if rc.MaxSegments < 0 || rc.MaxSegments > maxSegmentsCeiling {
+			return f.Errorf(fmt.Sprintf("receivers[%d].max_segments", i), "receiver %q: max_segments %d must be between 1 and %d", rc.Name, rc.MaxSegments, maxSegmentsCeiling)
+		}
 	}
 	seen := map[string]bool{}
 	for i, w := range c.Webhooks {
+		at := fmt.Sprintf("webhooks[%d]", i)
 		switch {
 		case w.Name == "":
-			return f.errorf([]any{"webhooks", i}, "webhooks[%d]: name is empty", i)
+			return f.Errorf(at, "webhooks[%d]: name is empty", i)
 		case !validSourceName(w.Name):
-			return f.errorf([]any{"webhooks", i, "name"}, "webhooks[%d]: name %q may hold only letters, digits, '-' and '_' (it is part of the URL)", i, w.Name)
+			return f.Errorf(at+".name", "webhooks[%d]: name %q may hold only letters, digits, '-' and '_' (it is part of the URL)", i, w.Name)
 		case seen[w.Name]:
-			return f.errorf([]any{"webhooks", i, "name"}, "webhooks: name %q is used twice", w.Name)
+			return f.Errorf(at+".name", "webhooks: name %q is used twice", w.Name)
 		case w.Name == "unknown":
-			return f.errorf([]any{"webhooks", i, "name"}, `webhooks: name "unknown" is reserved`)
+			return f.Errorf(at+".name", `webhooks: name "unknown" is reserved`)
 		}
 		seen[w.Name] = true
 		if err := validRateLimit(w.RateLimit); err != nil {
-			return f.errorf([]any{"webhooks", i, "rate_limit"}, "webhooks %q: %v", w.Name, err)
+			return f.Errorf(at+".rate_limit", "webhooks %q: %v", w.Name, err)
 		}
 	}
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
-		return f.errorf([]any{"alertmanager", "rate_limit"}, "alertmanager: %v", err)
+		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
+	}
+	return nil
+}
+
+// validateFallback checks the second account: a key of its own, a URL, and
+// not the primary account again.
+func (f *File) validateFallback() error {
+	s := f.Config.SMS
+	fb := s.Fallback
+	if fb == nil {
+		return nil
+	}
+	switch {
+	case fb.APIKey != "" && fb.APIKeyFile != "":
+		return f.Errorf("sms.fallback.api_key", "sms.fallback: set api_key or api_key_file, not both")
+	case fb.APIKey == "" && fb.APIKeyFile == "":
+		return f.Errorf("sms.fallback", "sms.fallback: no API key; set api_key_file (or api_key) for the second account")
+	}
+	if err := validURL(fb.URL); err != nil {
+		return f.Errorf("sms.fallback.url", "sms.fallback.url %v", err)
+	}
+	if err := inRange(fb.Timeout, 1, maxTimeout); err != nil {
+		return f.Errorf("sms.fallback.timeout", "sms.fallback.timeout %v", err)
+	}
+	if fb.RateLimit < 0 || fb.RateLimit > maxRateLimitPerSec {
+		return f.Errorf("sms.fallback.rate_limit", "sms.fallback.rate_limit %v must be between 0 and %d requests per second", fb.RateLimit, maxRateLimitPerSec)
+	}
+	sameKey := (fb.APIKeyFile != "" && f.Resolve(fb.APIKeyFile) == f.Resolve(s.APIKeyFile)) ||
+		(fb.APIKey != "" && fb.APIKey == s.APIKey)
+	if fb.URL == s.URL && sameKey {
+		return f.Errorf("sms.fallback", "sms.fallback: the same URL and key as the primary account; a fallback must be another account")
+	}
+	return nil
+}
+
+// validURL checks an API endpoint. Its errors never repeat the URL when it
+// may hold credentials.
+func validURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("is not a valid URL")
+	case u.User != nil:
+		return errors.New("must not contain credentials; the API key is sent as a bearer token")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q must be an http:// or https:// URL", raw)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// inRange checks d >= lo and, when hi is not 0, d <= hi.
+func inRange(d Duration, lo, hi time.Duration) error {
+	v := time.Duration(d)
+	switch {
+	case v < lo && lo <= 1:
+		return fmt.Errorf("%s must be positive", d)
+	case v < lo:
+		return fmt.Errorf("%s must be at least %s", d, Duration(lo))
+	case hi > 0 && v > hi:
+		return fmt.Errorf("%s must be at most %s", d, Duration(hi))
 	}
 	return nil
 }

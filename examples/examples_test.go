@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsbridge/smsbridge/config"
+	"github.com/smsbridge/smsbridge/generation"
 )
 
 // secretDir is where every example mounts the bridge's secret files.
@@ -235,8 +236,8 @@ func subset(sub, super map[string]string) bool {
 // secretFileRE finds the secret file settings of an smsbridge.yml.
 var secretFileRE = regexp.MustCompile(`(?m)^\s*(?:api_key_file|secret_file|password_file):\s*(\S+)\s*$`)
 
-// compileConfig loads and compiles an smsbridge.yml with the bridge's own
-// config package, as `smsbridge check-config` would. The secret files it
+// compileConfig loads and builds an smsbridge.yml with the bridge's own
+// config and generation packages, as `smsbridge check-config` would. The secret files it
 // names under /etc/smsbridge/secrets/ are stood in for by files in a
 // temporary directory. It returns the loaded file and the secret keys
 // (file names) it needs.
@@ -263,8 +264,8 @@ func compileConfig(t *testing.T, data []byte) (*config.File, []string) {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	if _, err := config.Compile(f, config.Options{}); err != nil {
-		t.Fatalf("compile: %v", err)
+	if _, err := generation.Build(f, generation.Options{}); err != nil {
+		t.Fatalf("build: %v", err)
 	}
 	slices.Sort(keys)
 	return f, slices.Compact(keys)
@@ -303,7 +304,7 @@ func TestCompileConfigCatchesMistakes(t *testing.T) {
 			}
 			f, err := config.Load([]byte(data))
 			if err == nil {
-				_, err = config.Compile(f, config.Options{})
+				_, err = generation.Build(f, generation.Options{})
 			}
 			if err == nil {
 				t.Fatal("the bridge accepted a broken config")
@@ -703,4 +704,60 @@ func TestGitLabExample(t *testing.T) {
 	if posts != 1 {
 		t.Errorf("%d jobs post to smsbridge, want 1", posts)
 	}
+}
+
+// TestExampleConfig builds the repository's config.example.yaml as a dry
+// run would, and again with its commented-out fallback account enabled, so
+// that every key it documents is one the bridge accepts.
+func TestExampleConfig(t *testing.T) {
+	const path = "../config.example.yaml"
+	f, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := generation.Build(f, generation.Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Accounts) != 1 || f.Config.Delivery.Workers != 1 {
+		t.Errorf("accounts %v workers %d", g.Accounts, f.Config.Delivery.Workers)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?m)^  # fallback:\n(  #   .*\n)+`)
+	commented := block.Find(data)
+	if commented == nil {
+		t.Fatal("config.example.yaml has no commented-out sms.fallback block")
+	}
+	enabled := regexp.MustCompile(`(?m)^  # ?`).ReplaceAll(commented, []byte("  "))
+	tmp := filepath.Join(t.TempDir(), "smsbridge.yml")
+	withFallback := bytes.Replace(data, commented, enabled, 1)
+	// Paths in the example are relative to the repository.
+	withFallback = bytes.ReplaceAll(withFallback, []byte("examples/dev-secrets/"), []byte(mustAbs(t, "dev-secrets")+"/"))
+	if err := os.WriteFile(tmp, withFallback, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err = config.LoadFile(tmp)
+	if err != nil {
+		t.Fatalf("with the fallback enabled: %v", err)
+	}
+	g, err = generation.Build(f, generation.Options{DryRun: true})
+	if err != nil {
+		t.Fatalf("with the fallback enabled: %v", err)
+	}
+	if len(g.Accounts) != 2 || g.Accounts[1].Name != generation.AccountFallback || g.Accounts[1].RateLimit != 5 {
+		t.Errorf("accounts with the fallback enabled: %+v", g.Accounts)
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
 }

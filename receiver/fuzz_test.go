@@ -19,7 +19,7 @@ func FuzzAlertmanagerPayload(f *testing.F) {
 	f.Add([]byte(`[[[[[[[[[[]]]]]]]]]]`))
 	f.Add([]byte(`{"version":"4","alerts":null,"truncatedAlerts":-1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		h := newHarness(t, &State{Alertmanager: &Source{Name: SourceAlertmanager}})
+		h := newHarness(t, amOnly())
 		rec := h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", body, nil)
 		if rec.Code != http.StatusAccepted && (rec.Code < 400 || rec.Code >= 500) {
 			t.Fatalf("answer %d for %q: %s", rec.Code, body, rec.Body)

@@ -10,44 +10,20 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"golang.org/x/time/rate"
 
+	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/receiver/auth"
 	"github.com/smsbridge/smsbridge/receiver/mapping"
 )
-
-// DefaultBodyLimit is the largest body accepted when a source sets none.
-const DefaultBodyLimit = 1 << 20
-
-// Source is one intake endpoint as the current configuration defines it.
-type Source struct {
-	Name string
-	// Verifier authenticates requests; nil means the endpoint is open.
-	Verifier *auth.Verifier
-	// Mapping turns a generic JSON body into alerts; nil for Alertmanager.
-	Mapping *mapping.Mapping
-	// BodyLimit is the largest body accepted, in bytes.
-	BodyLimit int64
-	// Limiter bounds the request rate; nil means unlimited.
-	Limiter *rate.Limiter
-}
-
-// State is everything the handlers need from one configuration. It is built
-// whole on (re)load and swapped in at once.
-type State struct {
-	Alertmanager *Source
-	Webhooks     map[string]*Source
-}
 
 // Metrics are the intake's metrics.
 type Metrics struct {
@@ -71,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) precreate(s *Source) {
-	for _, o := range Outcomes {
+	for _, o := range Outcomes() {
 		m.received.WithLabelValues(s.Name, o)
 	}
 	if s.Verifier != nil {
@@ -83,29 +59,30 @@ func (m *Metrics) precreate(s *Source) {
 
 // Handler serves the intake endpoints.
 type Handler struct {
-	sink    Sink
+	current func() Intake
 	logger  *slog.Logger
 	metrics *Metrics
-	state   atomic.Pointer[State]
 	now     func() time.Time
 }
 
-// New returns a Handler that hands notifications to sink. It answers 503
-// until SetState is called.
-func New(sink Sink, logger *slog.Logger, m *Metrics) *Handler {
-	return &Handler{sink: sink, logger: logger.With("component", "receiver"), metrics: m, now: time.Now}
+// New returns a Handler that serves each request with what current returns
+// at its start, called once per request. Until current returns Sources and
+// a Sink, the handler answers 503. The logger gets no component of its own;
+// the caller adds one.
+func New(current func() Intake, logger *slog.Logger, m *Metrics) *Handler {
+	return &Handler{current: current, logger: logger, metrics: m, now: time.Now}
 }
 
-// SetState swaps in the sources of a new configuration.
-func (h *Handler) SetState(s *State) {
+// Precreate creates the metric series of every source in s at zero; call
+// it for each generation before it serves.
+func (h *Handler) Precreate(s *Sources) {
 	if s.Alertmanager != nil {
 		h.metrics.precreate(s.Alertmanager)
 	}
 	for _, w := range s.Webhooks {
 		h.metrics.precreate(w)
 	}
-	h.metrics.received.WithLabelValues("unknown", "unknown_source")
-	h.state.Store(s)
+	h.metrics.received.WithLabelValues(unknownSource, OutcomeUnknownSource)
 }
 
 // Register adds the intake routes to e.
@@ -129,26 +106,37 @@ type amPayload struct {
 	TruncatedAlerts int    `json:"truncatedAlerts"`
 }
 
-func (h *Handler) alertmanager(c echo.Context) error {
-	st := h.state.Load()
-	if st == nil || st.Alertmanager == nil {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: no configuration loaded")
+// load reads the generation this request is served with.
+func (h *Handler) load() (Intake, error) {
+	in := h.current()
+	if in.Sources == nil || in.Sink == nil {
+		return Intake{}, echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: no configuration loaded")
 	}
-	src := st.Alertmanager
-	body, err := h.intake(c, src)
+	return in, nil
+}
+
+func (h *Handler) alertmanager(c echo.Context) error {
+	now := h.now()
+	in, err := h.load()
 	if err != nil {
 		return err
 	}
-	n, err := DecodeAlertmanager(body, h.now())
+	src := in.Sources.Alertmanager
+	body, err := h.intake(c, src, now)
 	if err != nil {
-		return h.refuse(src.Name, "invalid", http.StatusBadRequest, err.Error())
+		return err
 	}
-	return h.accept(c, src, n)
+	n, err := DecodeAlertmanager(body, now)
+	if err != nil {
+		return h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
+	}
+	return h.accept(c, in.Sink, src, n)
 }
 
 // DecodeAlertmanager decodes and checks an Alertmanager webhook body
-// (version 4). Its errors are written for the sender to read.
-func DecodeAlertmanager(body []byte, now time.Time) (*Notification, error) {
+// (version 4) received at now. Its errors are written for the sender to
+// read.
+func DecodeAlertmanager(body []byte, now time.Time) (*alert.Notification, error) {
 	var p amPayload
 	if err := decodeJSON(body, &p); err != nil {
 		return nil, err
@@ -156,8 +144,8 @@ func DecodeAlertmanager(body []byte, now time.Time) (*Notification, error) {
 	if err := validateAlertmanager(&p); err != nil {
 		return nil, err
 	}
-	return &Notification{
-		Source:          SourceAlertmanager,
+	return &alert.Notification{
+		Source:          alert.SourceAlertmanager,
 		Data:            p.Data,
 		GroupKey:        p.GroupKey,
 		TruncatedAlerts: p.TruncatedAlerts,
@@ -175,14 +163,14 @@ func validateAlertmanager(p *amPayload) error {
 	if len(p.Alerts) == 0 {
 		return errors.New(`payload has no alerts: "alerts" is missing or empty`)
 	}
-	if p.Status != "firing" && p.Status != "resolved" {
+	if p.Status != alert.StatusFiring && p.Status != alert.StatusResolved {
 		return fmt.Errorf(`payload status %q is neither "firing" nor "resolved"`, truncate(p.Status, 40))
 	}
 	if p.TruncatedAlerts < 0 {
 		return errors.New(`"truncatedAlerts" is negative`)
 	}
 	for i, a := range p.Alerts {
-		if a.Status != "firing" && a.Status != "resolved" {
+		if a.Status != alert.StatusFiring && a.Status != alert.StatusResolved {
 			return fmt.Errorf(`alerts[%d].status %q is neither "firing" nor "resolved"`, i, truncate(a.Status, 40))
 		}
 		if len(a.Labels) == 0 {
@@ -193,178 +181,127 @@ func validateAlertmanager(p *amPayload) error {
 }
 
 func (h *Handler) webhook(c echo.Context) error {
-	st := h.state.Load()
-	if st == nil {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: no configuration loaded")
-	}
-	name := c.Param("source")
-	src, ok := st.Webhooks[name]
-	if !ok {
-		h.metrics.received.WithLabelValues("unknown", "unknown_source").Inc()
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no webhook source named %q is configured", truncate(name, 64)))
-	}
-	body, err := h.intake(c, src)
+	now := h.now()
+	in, err := h.load()
 	if err != nil {
 		return err
 	}
-	res, err := src.Mapping.Apply(body, c.Request().Header)
+	name := c.Param("source")
+	src, ok := in.Sources.Webhooks[name]
+	if !ok {
+		h.metrics.received.WithLabelValues(unknownSource, OutcomeUnknownSource).Inc()
+		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no webhook source named %q is configured", truncate(name, 64)))
+	}
+	body, err := h.intake(c, src, now)
+	if err != nil {
+		return err
+	}
+	n, err := src.Mapping.Apply(body, c.Request().Header, now)
 	if err != nil {
 		var be *mapping.BodyError
-		if errors.As(err, &be) {
-			return h.refuse(src.Name, "invalid", http.StatusBadRequest, err.Error())
+		switch {
+		case errors.Is(err, mapping.ErrFiltered):
+			h.metrics.received.WithLabelValues(src.Name, OutcomeFiltered).Inc()
+			return c.JSON(http.StatusAccepted, accepted{Status: OutcomeFiltered})
+		case errors.As(err, &be):
+			return h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
 		}
 		// A template that fails for this body is the sender's payload not
 		// fitting the mapping: 422, and never the body itself in the log.
-		return h.refuse(src.Name, "invalid", http.StatusUnprocessableEntity, err.Error())
+		return h.refuse(src.Name, OutcomeInvalid, http.StatusUnprocessableEntity, err.Error())
 	}
-	if res.Filtered {
-		h.metrics.received.WithLabelValues(src.Name, "filtered").Inc()
-		return c.JSON(http.StatusAccepted, accepted{Status: "filtered"})
-	}
-	n := &Notification{
-		Source:     src.Name,
-		Data:       webhookData(src.Name, res),
-		GroupKey:   res.GroupKey,
-		ReceivedAt: h.now(),
-	}
-	return h.accept(c, src, n)
-}
-
-// webhookData builds the template data of a mapped webhook the way
-// Alertmanager builds it for a group.
-func webhookData(source string, res *mapping.Result) template.Data {
-	d := template.Data{Receiver: source, Status: res.Status}
-	var labels, annotations []map[string]string
-	for _, a := range res.Alerts {
-		d.Alerts = append(d.Alerts, template.Alert{
-			Status:       a.Status,
-			Labels:       template.KV(a.Labels),
-			Annotations:  template.KV(a.Annotations),
-			StartsAt:     a.StartsAt,
-			EndsAt:       a.EndsAt,
-			GeneratorURL: a.GeneratorURL,
-			Fingerprint:  a.Fingerprint,
-		})
-		labels = append(labels, a.Labels)
-		annotations = append(annotations, a.Annotations)
-	}
-	d.CommonLabels = common(labels)
-	d.GroupLabels = d.CommonLabels
-	d.CommonAnnotations = common(annotations)
-	return d
-}
-
-// common returns the pairs present with the same value in every map.
-func common(ms []map[string]string) template.KV {
-	kv := template.KV{}
-	if len(ms) == 0 {
-		return kv
-	}
-	for k, v := range ms[0] {
-		all := true
-		for _, m := range ms[1:] {
-			if m[k] != v {
-				all = false
-				break
-			}
-		}
-		if all {
-			kv[k] = v
-		}
-	}
-	return kv
+	return h.accept(c, in.Sink, src, n)
 }
 
 // intake applies what every endpoint checks before decoding: rate limit,
 // content type, credentials and body size. It returns the raw body.
-func (h *Handler) intake(c echo.Context, src *Source) ([]byte, error) {
+func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, error) {
 	req := c.Request()
 	if src.Limiter != nil {
-		r := src.Limiter.Reserve()
-		if d := r.Delay(); d > 0 {
-			r.Cancel()
+		r := src.Limiter.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			return nil, h.refuse(src.Name, "rate_limited", http.StatusTooManyRequests,
+			return nil, h.refuse(src.Name, OutcomeRateLimited, http.StatusTooManyRequests,
 				fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
 		}
 	}
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, h.refuse(src.Name, "unsupported_media_type", http.StatusUnsupportedMediaType,
+			return nil, h.refuse(src.Name, OutcomeUnsupportedMediaType, http.StatusUnsupportedMediaType,
 				fmt.Sprintf("content type %q is not JSON; send the body as application/json", truncate(ct, 64)))
 		}
 	}
 	// Schemes that do not sign the body are checked before it is read, so
 	// an unauthenticated sender costs us nothing.
 	if src.Verifier != nil && !src.Verifier.NeedsBody() {
-		if err := h.authenticate(src, req.Header, nil); err != nil {
+		if err := h.authenticate(src, req.Header, nil, now); err != nil {
 			return nil, err
 		}
 	}
-	limit := src.BodyLimit
-	if limit <= 0 {
-		limit = DefaultBodyLimit
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, src.BodyLimit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, h.refuse(src.Name, "too_large", http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("body is larger than the limit of %d bytes for source %q", limit, src.Name))
+			return nil, h.refuse(src.Name, OutcomeTooLarge, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("body is larger than the limit of %d bytes for source %q", src.BodyLimit, src.Name))
 		}
-		return nil, h.refuse(src.Name, "invalid", http.StatusBadRequest, "could not read the request body: "+err.Error())
+		return nil, h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, "could not read the request body: "+err.Error())
 	}
 	if src.Verifier != nil && src.Verifier.NeedsBody() {
-		if err := h.authenticate(src, req.Header, body); err != nil {
+		if err := h.authenticate(src, req.Header, body, now); err != nil {
 			return nil, err
 		}
 	}
 	return body, nil
 }
 
-func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte) error {
-	err := src.Verifier.Check(hdr, body, h.now())
+func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte, now time.Time) error {
+	err := src.Verifier.Check(hdr, body, now)
 	if err == nil {
 		return nil
 	}
-	reason := "mismatch"
+	reason := auth.ReasonMismatch
 	var f *auth.Failure
 	if errors.As(err, &f) {
 		reason = f.Reason
 	}
 	h.metrics.authFailures.WithLabelValues(src.Name, reason).Inc()
-	h.logger.Warn("request refused: wrong or missing credentials", "intake", src.Name, "reason", reason)
-	return h.refuse(src.Name, "unauthorized", http.StatusUnauthorized, "wrong or missing credentials")
+	h.logger.Warn("request refused: wrong or missing credentials", "source", src.Name, "reason", reason)
+	return h.refuse(src.Name, OutcomeUnauthorized, http.StatusUnauthorized, "wrong or missing credentials")
 }
 
 // accept hands n to the sink and answers the caller.
-func (h *Handler) accept(c echo.Context, src *Source, n *Notification) error {
+func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notification) error {
 	// The write must complete even if the caller hangs up: once it starts,
 	// abandoning it halfway would leave the caller unsure and retrying.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 30*time.Second)
 	defer cancel()
-	res, err := h.sink.Accept(ctx, n)
+	res, err := sink.Accept(ctx, n)
 	if err != nil {
-		h.metrics.received.WithLabelValues(src.Name, "store_error").Inc()
+		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
 		if src.Verifier != nil {
 			// The sender will retry this very message: it is no replay.
 			src.Verifier.Release(c.Request().Header)
 		}
-		h.logger.Error("notification not stored; the sender will be told to retry", "intake", src.Name, "err", err)
+		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
-	outcome := "accepted"
-	switch {
-	case res.Filtered:
-		outcome = "filtered"
-	case res.Recipients == 0:
-		outcome = "unrouted"
+	outcome := res.Outcome
+	if !slices.Contains(sinkOutcomes, outcome) {
+		// A label value nobody declared would be a series nobody
+		// pre-created or alerts on; the notification is stored all the same.
+		h.logger.Error("the sink reported an outcome the intake does not know; counted as accepted",
+			"source", src.Name, "outcome", truncate(outcome, 40), "id", res.ID)
+		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
-	status := "accepted"
-	if res.Filtered {
-		status = "filtered"
+	// An unrouted notification was still accepted; recipients 0 says the
+	// rest.
+	status := outcome
+	if outcome == OutcomeUnrouted {
+		status = OutcomeAccepted
 	}
 	return c.JSON(http.StatusAccepted, accepted{Status: status, ID: res.ID, Recipients: res.Recipients})
 }
@@ -438,14 +375,4 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		_ = c.JSON(code, errorBody{Status: "error", Error: msg})
 	}
-}
-
-// SourceNames lists the configured sources, for summaries.
-func (s *State) SourceNames() []string {
-	var names []string
-	for n := range s.Webhooks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -2,18 +2,12 @@ package routing
 
 import "slices"
 
-// Match returns the routes the labels of one alert match, in depth-first,
-// left-to-right order. The root matches everything, so the result is never
-// empty. A label the alert lacks counts as the empty string, as in
-// Alertmanager: `team!="db"` and `team!~"db|web"` match an alert without a
-// team label, `team=~".*"` does too.
-func (r *Router) Match(labels map[string]string) []*Node {
-	return r.root.collect(labels, nil)
-}
-
 // Route matches every alert and groups the alerts by receiver. Each element
 // of alerts is the label set of one alert (see Route for merging in common
-// labels). Targets come in the order their receiver was first reached,
+// labels); alert.Notification.RouteLabels gives them. A label an alert
+// lacks counts as the empty string, as in Alertmanager: `team!="db"` and
+// `team!~"db|web"` match an alert without a team label, `team=~".*"` does
+// too. Targets come in the order their receiver was first reached,
 // walking the alerts in order and each alert's matches in tree order. An
 // alert reached by several routes with the same receiver is listed once for
 // it: one SMS per receiver and notification, not per route.
@@ -55,7 +49,8 @@ func (n *Node) matches(labels map[string]string) bool {
 }
 
 // collect appends to out the routes below n, n included, that the labels
-// match, assuming n itself matches. Appending to a caller's buffer lets Route
+// match, assuming n itself matches, in depth-first, left-to-right order;
+// the result is never empty. Appending to a caller's buffer lets Route
 // reuse one slice for all its alerts.
 func (n *Node) collect(labels map[string]string, out []*Node) []*Node {
 	start := len(out)

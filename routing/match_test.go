@@ -16,7 +16,14 @@ type match struct {
 	receiver string
 }
 
+// matchRoutes returns the routes the labels of one alert match, in tree
+// order, as Route walks them.
+func matchRoutes(r *Router, labels map[string]string) []*Node {
+	return r.root.collect(labels, nil)
+}
+
 func TestMatch(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 
 	tests := []struct {
@@ -126,7 +133,7 @@ func TestMatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []match
-			for _, n := range r.Match(tt.labels) {
+			for _, n := range matchRoutes(r, tt.labels) {
 				got = append(got, match{n.Path, n.Receiver})
 			}
 			if !slices.Equal(got, tt.want) {
@@ -137,6 +144,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 	alerts := []map[string]string{
 		0: {"team": "db", "severity": "critical", "env": "prod"},   // db-page, managers
@@ -186,13 +194,14 @@ func TestRoute(t *testing.T) {
 // One alert reaching one receiver through two routes is one alert for it:
 // the receiver gets one SMS, not two.
 func TestRouteSameReceiverTwice(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "ops", Routes: []*Route{
 		{Matchers: []string{`a="1"`}, Receiver: "x", Continue: true},
 		{Matchers: []string{`b="1"`}, Receiver: "x"},
 	}}, []Receiver{
 		{Name: "ops", Numbers: []string{"+27830000001"}},
 		{Name: "x", Numbers: []string{"+27830000002"}},
-	}, nil, normalize)
+	}, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +218,7 @@ func TestRouteSameReceiverTwice(t *testing.T) {
 }
 
 func TestTree(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "ops", Routes: []*Route{
 		// Matchers are sorted the way Alertmanager sorts them, so the
 		// order written does not change the key.
@@ -219,7 +229,7 @@ func TestTree(t *testing.T) {
 	}}, []Receiver{
 		{Name: "ops", Numbers: []string{"+27830000001"}},
 		{Name: "db", Numbers: []string{"+27830000002"}},
-	}, nil, normalize)
+	}, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,6 +264,7 @@ func TestTree(t *testing.T) {
 }
 
 func TestMatchAfterMutatingConfig(t *testing.T) {
+	t.Parallel()
 	// The router keeps no reference into the configuration it was built
 	// from, so a config struct reused by a failed reload cannot change it.
 	root := &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`a="1"`}, Receiver: "x"}}}
@@ -261,14 +272,14 @@ func TestMatchAfterMutatingConfig(t *testing.T) {
 		{Name: "ops", Numbers: []string{"+27830000001"}},
 		{Name: "x", Numbers: []string{"+27830000002"}},
 	}
-	r, err := New(root, recv, nil, normalize)
+	r, err := New(root, recv, nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	root.Routes[0].Matchers[0] = `a="2"`
 	root.Routes[0].Receiver = "ops"
 	recv[1].Numbers[0] = "+27839999999"
-	got := r.Match(map[string]string{"a": "1"})
+	got := matchRoutes(r, map[string]string{"a": "1"})
 	if len(got) != 1 || got[0].Receiver != "x" {
 		t.Fatalf("Match after mutating config = %+v, want receiver x", got)
 	}
@@ -298,7 +309,7 @@ func benchRouter(b *testing.B) *Router {
 			},
 		})
 	}
-	r, err := New(root, receivers, nil, normalize)
+	r, err := New(root, receivers, nil, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -321,7 +332,7 @@ func BenchmarkMatch(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if len(r.Match(sets[i%len(sets)])) == 0 {
+		if len(matchRoutes(r, sets[i%len(sets)])) == 0 {
 			b.Fatal("no match")
 		}
 	}
@@ -354,7 +365,7 @@ func FuzzMatchers(f *testing.F) {
 		{Name: "hit", Numbers: []string{"+27830000002"}},
 	}
 	f.Fuzz(func(t *testing.T, matcher, name, value string) {
-		r, err := New(&Route{Receiver: "all", Routes: []*Route{{Receiver: "hit", Matchers: []string{matcher}}}}, recv, nil, normalize)
+		r, err := New(&Route{Receiver: "all", Routes: []*Route{{Receiver: "hit", Matchers: []string{matcher}}}}, recv, nil, opts)
 		parsed, perr := labels.ParseMatchers(matcher)
 		if valid := perr == nil && len(parsed) > 0; (err == nil) != valid {
 			t.Fatalf("New error %v, but ParseMatchers gave %d matchers and error %v", err, len(parsed), perr)
@@ -373,7 +384,7 @@ func FuzzMatchers(f *testing.F) {
 				want = false
 			}
 		}
-		got := r.Match(lbls)
+		got := matchRoutes(r, lbls)
 		if len(got) != 1 {
 			t.Fatalf("Match returned %d routes, want 1", len(got))
 		}

@@ -9,7 +9,6 @@ package routing
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,9 +28,9 @@ import (
 //
 // Like Alertmanager, which routes each alert by that alert's own labels, the
 // labels a route is matched against are those of one alert. Callers whose
-// notifications carry group-wide common labels (a generic webhook, for
-// example) pass each alert's labels merged with the common ones, the alert's
-// labels winning on conflict; MergeLabels does that.
+// notifications carry group-wide common labels pass each alert's labels
+// merged with the common ones, the alert's labels winning on conflict;
+// alert.Notification.RouteLabels does that.
 type Route struct {
 	// Receiver names the receiver alerts matching this route go to. Empty
 	// means the parent's receiver.
@@ -63,7 +62,7 @@ type Receiver struct {
 	// true.
 	SendResolved *bool `yaml:"send_resolved"`
 	// MaxSegments caps the text length in SMS segments; 0 means the global
-	// setting.
+	// setting (Options.MaxSegments).
 	MaxSegments int `yaml:"max_segments"`
 }
 
@@ -88,8 +87,8 @@ type ResolvedReceiver struct {
 	Template string
 	// SendResolved says whether resolved notifications are sent.
 	SendResolved bool
-	// MaxSegments caps the text length in SMS segments; 0 means the global
-	// setting.
+	// MaxSegments caps the text length in SMS segments: the receiver's
+	// own, or the global Options.MaxSegments. It is always positive.
 	MaxSegments int
 }
 
@@ -137,18 +136,62 @@ type Router struct {
 	byName    map[string]*ResolvedReceiver
 }
 
+// Options are what New needs besides the routing configuration itself.
+type Options struct {
+	// Normalize turns a configured phone number into its canonical form, or
+	// says why it is not a valid number; numbers are de-duplicated after
+	// it. Nil uses the numbers as written.
+	Normalize func(string) (string, error)
+	// MaxSegments is the global cap on a text's length in SMS segments,
+	// for receivers that set none; it must be positive.
+	MaxSegments int
+}
+
+// Error is one problem New found in the routing configuration.
+//
+// Path is where it is, in the configuration's own dotted and indexed
+// syntax: "route.routes[1].receiver", "receivers[2].numbers[0]",
+// "oncall[1].numbers[0]", "receivers[0].oncall[1]". A caller holding the
+// YAML maps it to a line. Msg says what is wrong the way a person reads it,
+// naming a receiver or on-call list by its name and a route by its path;
+// Err is the underlying cause, if any (the normaliser's or the matcher
+// parser's error).
+type Error struct {
+	Path string
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// problems collects New's errors in the order they are found.
+type problems []error
+
+func (p *problems) add(path string, cause error, format string, args ...any) {
+	*p = append(*p, &Error{Path: path, Msg: fmt.Sprintf(format, args...), Err: cause})
+}
+
 // New validates the routing configuration and builds a Router from it.
 //
-// normalize turns a configured phone number into its canonical form, or says
-// why it is not a valid number; numbers are de-duplicated after it. A nil
-// normalize uses the numbers as written. All problems found are reported
-// together, one per line, each naming the receiver, on-call list or route
-// (by its configuration path, such as "route.routes[1]") it concerns.
-func New(root *Route, receivers []Receiver, oncall []Oncall, normalize func(string) (string, error)) (*Router, error) {
+// All problems found are reported together: the error is errors.Join of
+// one *Error per problem, lists first, then receivers, then routes, so its
+// text has one problem a line.
+func New(root *Route, receivers []Receiver, oncall []Oncall, opts Options) (*Router, error) {
+	normalize := opts.Normalize
 	if normalize == nil {
 		normalize = func(s string) (string, error) { return s, nil }
 	}
-	var errs []error
+	if opts.MaxSegments < 1 {
+		return nil, &Error{Path: "sms.max_segments", Msg: fmt.Sprintf("max segments %d must be positive", opts.MaxSegments)}
+	}
+	var errs problems
 	lists := resolveOncall(oncall, normalize, &errs)
 	r := &Router{byName: make(map[string]*ResolvedReceiver, len(receivers))}
 	for i := range receivers {
@@ -156,8 +199,11 @@ func New(root *Route, receivers []Receiver, oncall []Oncall, normalize func(stri
 		if rr == nil {
 			continue
 		}
+		if rr.MaxSegments == 0 {
+			rr.MaxSegments = opts.MaxSegments
+		}
 		if _, dup := r.byName[rr.Name]; dup {
-			errs = append(errs, fmt.Errorf("duplicate receiver name %q", rr.Name))
+			errs.add(fmt.Sprintf("receivers[%d].name", i), nil, "duplicate receiver name %q", rr.Name)
 			continue
 		}
 		r.byName[rr.Name] = rr
@@ -173,22 +219,23 @@ func New(root *Route, receivers []Receiver, oncall []Oncall, normalize func(stri
 // resolveOncall normalises every on-call list, referenced or not, so that a
 // bad number is caught when the configuration is loaded rather than when a
 // receiver starts using the list.
-func resolveOncall(oncall []Oncall, normalize func(string) (string, error), errs *[]error) map[string]oncallList {
+func resolveOncall(oncall []Oncall, normalize func(string) (string, error), errs *problems) map[string]oncallList {
 	lists := make(map[string]oncallList, len(oncall))
 	for i, o := range oncall {
+		path := fmt.Sprintf("oncall[%d]", i)
 		if strings.TrimSpace(o.Name) == "" {
-			*errs = append(*errs, fmt.Errorf("oncall[%d]: empty name", i))
+			errs.add(path+".name", nil, "%s: empty name", path)
 			continue
 		}
 		if _, dup := lists[o.Name]; dup {
-			*errs = append(*errs, fmt.Errorf("duplicate oncall list name %q", o.Name))
+			errs.add(path+".name", nil, "duplicate oncall list name %q", o.Name)
 			continue
 		}
 		what := "oncall list " + strconv.Quote(o.Name)
 		// A bad list stays known, marked bad, so that receivers using it are
 		// not also reported as referring to an unknown list or having no
 		// numbers: the list's own error says it all.
-		nums, ok := normalizeAll(what, o.Numbers, normalize, errs)
+		nums, ok := normalizeAll(what, path, o.Numbers, normalize, errs)
 		lists[o.Name] = oncallList{numbers: nums, bad: !ok}
 	}
 	return lists
@@ -202,22 +249,24 @@ type oncallList struct {
 
 // resolveReceiver validates one receiver and returns it resolved, or nil when
 // it has no usable name; its other problems are appended to errs.
-func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize func(string) (string, error), errs *[]error) *ResolvedReceiver {
+func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize func(string) (string, error), errs *problems) *ResolvedReceiver {
+	path := fmt.Sprintf("receivers[%d]", i)
 	if strings.TrimSpace(rc.Name) == "" {
-		*errs = append(*errs, fmt.Errorf("receivers[%d]: empty name", i))
+		errs.add(path+".name", nil, "%s: empty name", path)
 		return nil
 	}
 	what := "receiver " + strconv.Quote(rc.Name)
 	before := len(*errs)
-	nums, _ := normalizeAll(what, rc.Numbers, normalize, errs)
+	nums, _ := normalizeAll(what, path, rc.Numbers, normalize, errs)
 	usesBadList := false
-	for _, name := range rc.Oncall {
+	for k, name := range rc.Oncall {
 		list, known := lists[name]
+		at := fmt.Sprintf("%s.oncall[%d]", path, k)
 		switch {
 		case strings.TrimSpace(name) == "":
-			*errs = append(*errs, fmt.Errorf("%s: empty oncall list name", what))
+			errs.add(at, nil, "%s: empty oncall list name", what)
 		case !known:
-			*errs = append(*errs, fmt.Errorf("%s: unknown oncall list %q", what, name))
+			errs.add(at, nil, "%s: unknown oncall list %q", what, name)
 		default:
 			usesBadList = usesBadList || list.bad
 			for _, n := range list.numbers {
@@ -228,7 +277,7 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 		}
 	}
 	if rc.MaxSegments < 0 {
-		*errs = append(*errs, fmt.Errorf("%s: max_segments must not be negative, got %d", what, rc.MaxSegments))
+		errs.add(path+".max_segments", nil, "%s: max_segments must not be negative, got %d", what, rc.MaxSegments)
 	}
 	// A receiver with no numbers and no lists is a deliberate black hole,
 	// like Alertmanager's "null" receiver (for Watchdog, say): its
@@ -236,7 +285,7 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 	// is a mistake. An empty union is only worth reporting when no other
 	// error explains it.
 	if len(nums) == 0 && len(rc.Oncall) > 0 && !usesBadList && len(*errs) == before {
-		*errs = append(*errs, fmt.Errorf("%s has no numbers", what))
+		errs.add(path+".oncall", nil, "%s has no numbers", what)
 	}
 	sendResolved := true
 	if rc.SendResolved != nil {
@@ -252,12 +301,14 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 }
 
 // normalizeAll normalises numbers and drops repeats, reporting each bad
-// number against what. ok is false when any number was bad.
-func normalizeAll(what string, numbers []string, normalize func(string) (string, error), errs *[]error) (out []string, ok bool) {
+// number against what, at path.numbers[i]. ok is false when any number
+// was bad.
+func normalizeAll(what, path string, numbers []string, normalize func(string) (string, error), errs *problems) (out []string, ok bool) {
 	ok = true
-	for _, raw := range numbers {
+	for i, raw := range numbers {
+		at := fmt.Sprintf("%s.numbers[%d]", path, i)
 		if strings.TrimSpace(raw) == "" {
-			*errs = append(*errs, fmt.Errorf("%s: empty number", what))
+			errs.add(at, nil, "%s: empty number", what)
 			ok = false
 			continue
 		}
@@ -265,7 +316,7 @@ func normalizeAll(what string, numbers []string, normalize func(string) (string,
 		if err != nil {
 			// The number is the configuration author's own, so naming it
 			// here discloses nothing; this error is never logged per alert.
-			*errs = append(*errs, fmt.Errorf("%s: bad number %q: %w", what, raw, err))
+			errs.add(at, err, "%s: bad number %q", what, raw)
 			ok = false
 			continue
 		}
@@ -276,24 +327,24 @@ func normalizeAll(what string, numbers []string, normalize func(string) (string,
 	return out, ok
 }
 
-func (r *Router) buildRoot(root *Route, errs *[]error) *Node {
+func (r *Router) buildRoot(root *Route, errs *problems) *Node {
 	const path = "route"
 	if root == nil {
-		*errs = append(*errs, errors.New("route: no root route"))
+		errs.add(path, nil, "%s: no root route", path)
 		return nil
 	}
 	if root.Receiver == "" {
-		*errs = append(*errs, fmt.Errorf("%s: root route must specify a receiver", path))
+		errs.add(path, nil, "%s: root route must specify a receiver", path)
 	}
 	if len(root.Matchers) > 0 {
 		// The root is the fallback for every alert; Alertmanager refuses
 		// matchers on it for the same reason.
-		*errs = append(*errs, fmt.Errorf("%s: root route must not have matchers", path))
+		errs.add(path+".matchers", nil, "%s: root route must not have matchers", path)
 	}
 	return r.build(root, nil, path, errs)
 }
 
-func (r *Router) build(rt *Route, parent *Node, path string, errs *[]error) *Node {
+func (r *Router) build(rt *Route, parent *Node, path string, errs *problems) *Node {
 	n := &Node{Receiver: rt.Receiver, Continue: rt.Continue, Path: path}
 	if n.Receiver == "" && parent != nil {
 		n.Receiver = parent.Receiver
@@ -302,7 +353,7 @@ func (r *Router) build(rt *Route, parent *Node, path string, errs *[]error) *Nod
 		if rr, ok := r.byName[rt.Receiver]; ok {
 			n.recv = rr
 		} else {
-			*errs = append(*errs, fmt.Errorf("%s: unknown receiver %q", path, rt.Receiver))
+			errs.add(path+".receiver", nil, "%s: unknown receiver %q", path, rt.Receiver)
 		}
 	} else if parent != nil {
 		n.recv = parent.recv
@@ -326,7 +377,7 @@ func (r *Router) build(rt *Route, parent *Node, path string, errs *[]error) *Nod
 	for i, child := range rt.Routes {
 		childPath := fmt.Sprintf("%s.routes[%d]", path, i)
 		if child == nil {
-			*errs = append(*errs, fmt.Errorf("%s: empty route", childPath))
+			errs.add(childPath, nil, "%s: empty route", childPath)
 			continue
 		}
 		n.Children = append(n.Children, r.build(child, n, childPath, errs))
@@ -335,17 +386,18 @@ func (r *Router) build(rt *Route, parent *Node, path string, errs *[]error) *Nod
 }
 
 // parseMatchers parses every entry of a route's matchers into one sorted set.
-func parseMatchers(path string, entries []string, errs *[]error) labels.Matchers {
+func parseMatchers(path string, entries []string, errs *problems) labels.Matchers {
 	ms := labels.Matchers{}
-	for _, e := range entries {
+	for i, e := range entries {
+		at := fmt.Sprintf("%s.matchers[%d]", path, i)
 		parsed, err := labels.ParseMatchers(e)
 		switch {
 		case err != nil:
-			*errs = append(*errs, fmt.Errorf("%s: bad matcher %q: %w", path, e, err))
+			errs.add(at, err, "%s: bad matcher %q", path, e)
 		case len(parsed) == 0:
 			// ParseMatchers accepts "" and "{}" as an empty set, which would
 			// silently match everything; that is never what a route means.
-			*errs = append(*errs, fmt.Errorf("%s: bad matcher %q: no label matcher in it", path, e))
+			errs.add(at, nil, "%s: bad matcher %q: no label matcher in it", path, e)
 		default:
 			ms = append(ms, parsed...)
 		}
@@ -381,14 +433,4 @@ func (r *Router) Receivers() []*ResolvedReceiver {
 // Tree returns the root of the routing tree.
 func (r *Router) Tree() *Node {
 	return r.root
-}
-
-// MergeLabels returns the labels to route one alert by: the group's common
-// labels overlaid with the alert's own, which win on conflict. Neither input
-// is modified.
-func MergeLabels(common, alert map[string]string) map[string]string {
-	out := make(map[string]string, len(common)+len(alert))
-	maps.Copy(out, common)
-	maps.Copy(out, alert)
-	return out
 }

@@ -30,6 +30,10 @@ func normalize(s string) (string, error) {
 	return n, nil
 }
 
+// opts are the options of every router built in these tests: the test
+// normaliser, and a global cap of three segments.
+var opts = Options{Normalize: normalize, MaxSegments: 3}
+
 // config is the part of the daemon's configuration routing owns, decoded the
 // way config/ decodes it: strictly.
 type config struct {
@@ -51,7 +55,7 @@ func loadRouter(t testing.TB, file string) *Router {
 	if err := dec.Decode(&c); err != nil {
 		t.Fatalf("decode %s: %v", file, err)
 	}
-	r, err := New(c.Route, c.Receivers, c.Oncall, normalize)
+	r, err := New(c.Route, c.Receivers, c.Oncall, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -59,6 +63,7 @@ func loadRouter(t testing.TB, file string) *Router {
 }
 
 func TestResolvedReceivers(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 
 	tests := []struct {
@@ -74,6 +79,7 @@ func TestResolvedReceivers(t *testing.T) {
 			name:         "ops",
 			numbers:      []string{"+27830000001", "+27830000002"},
 			sendResolved: true,
+			maxSegments:  3, // the global cap
 		},
 		{
 			// Duplicates across own numbers and two lists, each spelled
@@ -88,11 +94,13 @@ func TestResolvedReceivers(t *testing.T) {
 			name:         "db-page",
 			numbers:      []string{"+27830000010", "+27830000011"},
 			sendResolved: false,
+			maxSegments:  3,
 		},
 		{
 			name:         "unused",
 			numbers:      []string{"+27830000060"},
 			sendResolved: true,
+			maxSegments:  3,
 		},
 	}
 	for _, tt := range tests {
@@ -140,9 +148,10 @@ func TestResolvedReceivers(t *testing.T) {
 }
 
 func TestNilNormalizeKeepsNumbers(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "a"},
 		[]Receiver{{Name: "a", Numbers: []string{"123", "123", " x "}, Oncall: []string{"l"}}},
-		[]Oncall{{Name: "l", Numbers: []string{"x", "456"}}}, nil)
+		[]Oncall{{Name: "l", Numbers: []string{"x", "456"}}}, Options{MaxSegments: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +165,7 @@ func TestNilNormalizeKeepsNumbers(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestNewErrors(t *testing.T) {
+	t.Parallel()
 	ok := []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}
 	tests := []struct {
 		name      string
@@ -163,29 +173,34 @@ func TestNewErrors(t *testing.T) {
 		receivers []Receiver
 		oncall    []Oncall
 		want      []string // each is one line of the error, in order
+		paths     []string // the *Error.Path of each line
 	}{
 		{
 			name:      "no root",
 			receivers: ok,
 			want:      []string{"route: no root route"},
+			paths:     []string{"route"},
 		},
 		{
 			name:      "root without receiver",
 			root:      &Route{},
 			receivers: ok,
 			want:      []string{"route: root route must specify a receiver"},
+			paths:     []string{"route"},
 		},
 		{
 			name:      "root with matchers",
 			root:      &Route{Receiver: "ops", Matchers: []string{`team="db"`}},
 			receivers: ok,
 			want:      []string{"route: root route must not have matchers"},
+			paths:     []string{"route.matchers"},
 		},
 		{
 			name:      "root with unknown receiver",
 			root:      &Route{Receiver: "nope"},
 			receivers: ok,
 			want:      []string{`route: unknown receiver "nope"`},
+			paths:     []string{"route.receiver"},
 		},
 		{
 			name: "nested unknown receiver",
@@ -197,48 +212,56 @@ func TestNewErrors(t *testing.T) {
 			}},
 			receivers: ok,
 			want:      []string{`route.routes[1].routes[0]: unknown receiver "nope"`},
+			paths:     []string{"route.routes[1].routes[0].receiver"},
 		},
 		{
 			name:      "bad matcher syntax",
 			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{"team"}}}},
 			receivers: ok,
 			want:      []string{`route.routes[0]: bad matcher "team": bad matcher format: team`},
+			paths:     []string{"route.routes[0].matchers[0]"},
 		},
 		{
 			name:      "bad regexp",
 			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`team=~"("`}}}},
 			receivers: ok,
 			want:      []string{`route.routes[0]: bad matcher "team=~\"(\"": error parsing regexp: missing closing ): ` + "`^(?:()$`"},
+			paths:     []string{"route.routes[0].matchers[0]"},
 		},
 		{
 			name:      "bad matcher in comma list",
 			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{`a="1", b~"2"`}}}},
 			receivers: ok,
 			want:      []string{`route.routes[0]: bad matcher "a=\"1\", b~\"2\"": bad matcher format: b~"2"`},
+			paths:     []string{"route.routes[0].matchers[0]"},
 		},
 		{
 			name:      "empty matcher",
 			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{""}}}},
 			receivers: ok,
 			want:      []string{`route.routes[0]: bad matcher "": no label matcher in it`},
+			paths:     []string{"route.routes[0].matchers[0]"},
 		},
 		{
 			name:      "empty braces",
 			root:      &Route{Receiver: "ops", Routes: []*Route{{Matchers: []string{"{}"}}}},
 			receivers: ok,
 			want:      []string{`route.routes[0]: bad matcher "{}": no label matcher in it`},
+			paths:     []string{"route.routes[0].matchers[0]"},
 		},
 		{
 			name:      "nil child route",
 			root:      &Route{Receiver: "ops", Routes: []*Route{nil}},
 			receivers: ok,
 			want:      []string{"route.routes[0]: empty route"},
+			paths:     []string{"route.routes[0]"},
 		},
 		{
 			name:      "duplicate receiver",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{ok[0], ok[0]},
 			want:      []string{`duplicate receiver name "ops"`},
+			paths:     []string{"receivers[1].name"},
 		},
 		{
 			name:      "duplicate oncall list",
@@ -246,30 +269,35 @@ func TestNewErrors(t *testing.T) {
 			receivers: ok,
 			oncall:    []Oncall{{Name: "p", Numbers: []string{"+27830000001"}}, {Name: "p"}},
 			want:      []string{`duplicate oncall list name "p"`},
+			paths:     []string{"oncall[1].name"},
 		},
 		{
 			name:      "unknown oncall list",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, Oncall: []string{"nope"}}},
 			want:      []string{`receiver "ops": unknown oncall list "nope"`},
+			paths:     []string{"receivers[0].oncall[0]"},
 		},
 		{
 			name:      "empty oncall list name in receiver",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, Oncall: []string{""}}},
 			want:      []string{`receiver "ops": empty oncall list name`},
+			paths:     []string{"receivers[0].oncall[0]"},
 		},
 		{
 			name:      "bad number in receiver",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001", "12ab"}}},
 			want:      []string{`receiver "ops": bad number "12ab": not an e.164 number`},
+			paths:     []string{"receivers[0].numbers[1]"},
 		},
 		{
 			name:      "empty number in receiver",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{{Name: "ops", Numbers: []string{" "}}},
 			want:      []string{`receiver "ops": empty number`},
+			paths:     []string{"receivers[0].numbers[0]"},
 		},
 		{
 			// The list's own error explains it all: the receiver using it
@@ -279,6 +307,7 @@ func TestNewErrors(t *testing.T) {
 			receivers: []Receiver{{Name: "ops", Oncall: []string{"p"}}},
 			oncall:    []Oncall{{Name: "p", Numbers: []string{"0800 CALL ME"}}},
 			want:      []string{`oncall list "p": bad number "0800 CALL ME": not an e.164 number`},
+			paths:     []string{"oncall[0].numbers[0]"},
 		},
 		{
 			name:      "receiver with only an empty oncall list",
@@ -286,12 +315,14 @@ func TestNewErrors(t *testing.T) {
 			receivers: []Receiver{{Name: "ops", Oncall: []string{"p"}}},
 			oncall:    []Oncall{{Name: "p"}},
 			want:      []string{`receiver "ops" has no numbers`},
+			paths:     []string{"receivers[0].oncall"},
 		},
 		{
 			name:      "empty receiver name",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{ok[0], {Name: " ", Numbers: []string{"+27830000001"}}},
 			want:      []string{"receivers[1]: empty name"},
+			paths:     []string{"receivers[1].name"},
 		},
 		{
 			name:      "empty oncall name",
@@ -299,12 +330,14 @@ func TestNewErrors(t *testing.T) {
 			receivers: ok,
 			oncall:    []Oncall{{Numbers: []string{"+27830000001"}}},
 			want:      []string{"oncall[0]: empty name"},
+			paths:     []string{"oncall[0].name"},
 		},
 		{
 			name:      "negative max_segments",
 			root:      &Route{Receiver: "ops"},
 			receivers: []Receiver{{Name: "ops", Numbers: []string{"+27830000001"}, MaxSegments: -1}},
 			want:      []string{`receiver "ops": max_segments must not be negative, got -1`},
+			paths:     []string{"receivers[0].max_segments"},
 		},
 		{
 			// Everything wrong is reported at once, lists, then
@@ -327,11 +360,12 @@ func TestNewErrors(t *testing.T) {
 				`route.routes[0]: unknown receiver "ghost"`,
 				`route.routes[0]: bad matcher "a=~\"[\"": error parsing regexp: missing closing ]: ` + "`[)$`",
 			},
+			paths: []string{"oncall[0].name", "receivers[0].numbers[0]", "receivers[0].oncall[0]", "receivers[1].name", "route", "route.routes[0].receiver", "route.routes[0].matchers[0]"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := New(tt.root, tt.receivers, tt.oncall, normalize)
+			r, err := New(tt.root, tt.receivers, tt.oncall, opts)
 			if err == nil {
 				t.Fatal("New succeeded, want an error")
 			}
@@ -342,6 +376,17 @@ func TestNewErrors(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("error lines:\n got %q\nwant %q", got, tt.want)
 			}
+			var gotPaths []string
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				var re *Error
+				if !errors.As(e, &re) {
+					t.Fatalf("%v is %T, want *routing.Error", e, e)
+				}
+				gotPaths = append(gotPaths, re.Path)
+			}
+			if !slices.Equal(gotPaths, tt.paths) {
+				t.Errorf("paths:\n got %q\nwant %q", gotPaths, tt.paths)
+			}
 			for _, line := range got {
 				if first := line[:1]; first != strings.ToLower(first) {
 					t.Errorf("error line %q does not start lower-case", line)
@@ -351,34 +396,27 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
+func TestNewRefusesNoMaxSegments(t *testing.T) {
+	t.Parallel()
+	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops"}}, nil, Options{})
+	var re *Error
+	if !errors.As(err, &re) || re.Path != "sms.max_segments" {
+		t.Errorf("New without MaxSegments: %v", err)
+	}
+}
+
 func TestNewKeepsNormalizeErrorInChain(t *testing.T) {
-	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"x"}}}, nil, normalize)
+	t.Parallel()
+	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"x"}}}, nil, opts)
 	if !errors.Is(err, errNotE164) {
 		t.Errorf("errors.Is(%v, errNotE164) = false, want true", err)
 	}
 }
 
-func TestMergeLabels(t *testing.T) {
-	common := map[string]string{"team": "db", "env": "prod"}
-	alert := map[string]string{"env": "staging", "instance": "a"}
-	got := MergeLabels(common, alert)
-	want := map[string]string{"team": "db", "env": "staging", "instance": "a"}
-	if len(got) != len(want) {
-		t.Fatalf("MergeLabels = %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("MergeLabels()[%q] = %q, want %q", k, got[k], v)
-		}
-	}
-	if common["env"] != "prod" || len(common) != 2 || len(alert) != 2 {
-		t.Errorf("MergeLabels modified its inputs: %v %v", common, alert)
-	}
-}
-
 func TestNullReceiverIsAllowed(t *testing.T) {
+	t.Parallel()
 	r, err := New(&Route{Receiver: "null", Routes: []*Route{{Matchers: []string{`team="db"`}, Receiver: "db"}}},
-		[]Receiver{{Name: "null"}, {Name: "db", Numbers: []string{"+27830000001"}}}, nil, nil)
+		[]Receiver{{Name: "null"}, {Name: "db", Numbers: []string{"+27830000001"}}}, nil, Options{MaxSegments: 1})
 	if err != nil {
 		t.Fatalf("a receiver without numbers (a black hole) was refused: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 func TestWriteTree(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 	var buf bytes.Buffer
 	if err := r.WriteTree(&buf); err != nil {
@@ -39,6 +40,7 @@ var errDiskFull = errors.New("disk full")
 func (failingWriter) Write([]byte) (int, error) { return 0, errDiskFull }
 
 func TestWriteTreeError(t *testing.T) {
+	t.Parallel()
 	r := loadRouter(t, "testdata/routes.yaml")
 	err := r.WriteTree(failingWriter{})
 	if !errors.Is(err, errDiskFull) || !strings.HasPrefix(err.Error(), "write routing tree: ") {
@@ -47,6 +49,7 @@ func TestWriteTreeError(t *testing.T) {
 }
 
 func TestMatcherOrder(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		matchers []string
@@ -71,7 +74,7 @@ func TestMatcherOrder(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := New(&Route{Receiver: "ops", Routes: []*Route{{Matchers: tt.matchers}}},
-				[]Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}, nil, normalize)
+				[]Receiver{{Name: "ops", Numbers: []string{"+27830000001"}}}, nil, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -30,6 +30,7 @@ func loadFixture(t testing.TB, name string) *Data {
 // TestGolden renders each fixture with the default template and compares
 // the text with testdata/<name>.golden. Run with -update to rewrite them.
 func TestGolden(t *testing.T) {
+	t.Parallel()
 	r := newRenderer(t, Options{})
 	tests := []struct {
 		name string

@@ -29,6 +29,7 @@ var gsmExtension = map[byte]rune{
 // TestSeptetWidthMatchesSpec checks the hand-written septetWidth against
 // the tables above for every Unicode code point.
 func TestSeptetWidthMatchesSpec(t *testing.T) {
+	t.Parallel()
 	want := map[rune]int{}
 	for _, r := range gsmBasic {
 		if r >= 0 {
@@ -52,6 +53,7 @@ func TestSeptetWidthMatchesSpec(t *testing.T) {
 }
 
 func TestIsGSM(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want bool
@@ -73,6 +75,7 @@ func TestIsGSM(t *testing.T) {
 }
 
 func TestToGSM(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 	}{
@@ -124,6 +127,7 @@ func TestToGSM(t *testing.T) {
 }
 
 func TestSeptets(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want int
@@ -147,6 +151,7 @@ func TestSeptets(t *testing.T) {
 }
 
 func TestSegments(t *testing.T) {
+	t.Parallel()
 	a := func(n int) string { return strings.Repeat("a", n) }
 	tests := []struct {
 		name string
@@ -178,6 +183,7 @@ func TestSegments(t *testing.T) {
 }
 
 func TestFit(t *testing.T) {
+	t.Parallel()
 	words := strings.Repeat("alert fired ", 60) // 720 septets
 	tests := []struct {
 		name        string
@@ -221,6 +227,7 @@ func TestFit(t *testing.T) {
 // characters in every position, that a hard cut keeps as much as the budget
 // allows: one more rune would not fit.
 func TestFitHardCutIsLongest(t *testing.T) {
+	t.Parallel()
 	for budget := 1; budget <= 4; budget++ {
 		for offset := range 6 {
 			in := strings.Repeat("a", offset) + strings.Repeat("ab{", 300)
@@ -242,6 +249,7 @@ func TestFitHardCutIsLongest(t *testing.T) {
 
 // TestSymbolReplacements pins every look-alike in the table.
 func TestSymbolReplacements(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"‘’‚‛′‹›`´ʹʻʼʽˈ＇":    "'''''''''''''''",
 		"“”„‟″«»¨＂":          `"""""""""`,

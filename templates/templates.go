@@ -11,7 +11,6 @@ import (
 	"fmt"
 	tmplhtml "html/template"
 	"log/slog"
-	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 // defaultTemplates defines sms.default and sms.webhook and their helpers.
@@ -35,10 +36,6 @@ const (
 	WebhookTemplate = "sms.webhook"
 )
 
-// SourceAlertmanager is the Data.Source of notifications from Alertmanager;
-// they get sms.default, every other source sms.webhook.
-const SourceAlertmanager = "alertmanager"
-
 // Data is what templates execute against: Alertmanager's template data (so
 // .Alerts.Firing, .CommonLabels.SortedPairs and friends work unchanged) plus
 // what smsbridge knows about the notification.
@@ -51,8 +48,22 @@ type Data struct {
 	// GroupKey identifies the Alertmanager group (or webhook event).
 	GroupKey string `json:"groupKey"`
 	// TruncatedAlerts counts alerts the sender left out of the payload
-	// (Alertmanager's max_alerts).
+	// (Alertmanager's max_alerts, Grafana's truncatedAlerts).
 	TruncatedAlerts int `json:"truncatedAlerts"`
+	// ReceivedAt is when smsbridge received the notification.
+	ReceivedAt time.Time `json:"receivedAt"`
+}
+
+// NewData is the template data of n: every field of the notification,
+// ExternalURL included, reaches the templates through it.
+func NewData(n *alert.Notification) *Data {
+	return &Data{
+		Data:            n.Data,
+		Source:          n.Source,
+		GroupKey:        n.GroupKey,
+		TruncatedAlerts: n.TruncatedAlerts,
+		ReceivedAt:      n.ReceivedAt,
+	}
 }
 
 // FirstAlerts returns up to n alerts to list one by one: firing ones first,
@@ -110,31 +121,38 @@ type Options struct {
 	// Receivers are the configured receiver names, whose error counters
 	// are created at zero.
 	Receivers []string
-	// ExternalURL, when set, is the template engine's external URL and
-	// fills Data.ExternalURL where the notification brought none.
-	ExternalURL *url.URL
 }
+
+// FileError is New's error for one entry of Options.Files: a bad pattern,
+// or a file it matches that does not parse. Index is the entry's position,
+// so that a configuration error can point at its line.
+type FileError struct {
+	Index int
+	Err   error
+}
+
+func (e *FileError) Error() string { return e.Err.Error() }
+
+func (e *FileError) Unwrap() error { return e.Err }
 
 // Renderer turns notifications into SMS text. It is safe for concurrent use.
 type Renderer struct {
 	// tmpl holds Alertmanager's default templates, ours and the user's.
 	tmpl *template.Template
-	// builtin holds only ours, so that the fallback still works when a
-	// user file redefines sms.default badly.
-	builtin *template.Template
-	// all and base are the text templates inside tmpl and builtin, from
-	// which each distinct template string is parsed once and cached:
-	// Alertmanager's ExecuteTextString clones and parses the whole set on
-	// every call, which costs far more than executing it.
-	all, base   compiled
-	logger      *slog.Logger
-	metrics     *Metrics
-	externalURL string
+	// all is the text template set inside tmpl, and base one holding only
+	// ours, so that the fallback still works when a user file redefines
+	// sms.default badly. Each distinct template string is parsed against
+	// them once and cached: Alertmanager's ExecuteTextString clones and
+	// parses the whole set on every call, which costs far more than
+	// executing it.
+	all, base compiled
+	logger    *slog.Logger
+	metrics   *Metrics
 }
 
 // New parses the default templates and the user's template files. A parse
-// error names the file and line; so does a redefined default template that
-// fails against sample data.
+// error is a *FileError that names the file and line; a redefined default
+// template that fails against sample data names the template.
 func New(opts Options) (*Renderer, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -148,10 +166,10 @@ func New(opts Options) (*Renderer, error) {
 	if err := t.Parse(bytes.NewReader(defaultTemplates)); err != nil {
 		return nil, fmt.Errorf("parse default sms templates: %w", err)
 	}
-	for _, glob := range opts.Files {
+	for i, glob := range opts.Files {
 		files, err := filepath.Glob(glob)
 		if err != nil {
-			return nil, fmt.Errorf("template files %q: %w", glob, err)
+			return nil, &FileError{Index: i, Err: fmt.Errorf("template files %q: %w", glob, err)}
 		}
 		if len(files) == 0 {
 			logger.Warn("template file pattern matches no file", "pattern", glob)
@@ -160,10 +178,11 @@ func New(opts Options) (*Renderer, error) {
 		// not only the base name text/template reports.
 		for _, f := range files {
 			if err := t.FromGlob(escapeGlob(f)); err != nil {
-				return nil, fmt.Errorf("template file %s: %w", f, err)
+				return nil, &FileError{Index: i, Err: fmt.Errorf("template file %s: %w", f, err)}
 			}
 		}
 	}
+	// Only the text set inside is kept, as the fallback's.
 	builtin, err := template.New(captureText(&baseText))
 	if err != nil {
 		return nil, fmt.Errorf("create template: %w", err)
@@ -171,13 +190,8 @@ func New(opts Options) (*Renderer, error) {
 	if err := builtin.Parse(bytes.NewReader(defaultTemplates)); err != nil {
 		return nil, fmt.Errorf("parse default sms templates: %w", err)
 	}
-	r := &Renderer{tmpl: t, builtin: builtin, logger: logger, metrics: opts.Metrics,
+	r := &Renderer{tmpl: t, logger: logger, metrics: opts.Metrics,
 		all: compiled{set: allText}, base: compiled{set: baseText}}
-	if opts.ExternalURL != nil {
-		t.ExternalURL = opts.ExternalURL
-		builtin.ExternalURL = opts.ExternalURL
-		r.externalURL = opts.ExternalURL.String()
-	}
 	if r.metrics != nil {
 		for _, name := range opts.Receivers {
 			r.metrics.errors.WithLabelValues(name)
@@ -185,7 +199,7 @@ func New(opts Options) (*Renderer, error) {
 	}
 	// A user file may redefine the default templates; a broken one is a
 	// config error now rather than a fallback at 3 a.m.
-	am, hook := sampleData(r.externalURL)
+	am, hook := sampleData()
 	if err := r.check(invoke(DefaultTemplate), am); err != nil {
 		return nil, fmt.Errorf("template %s: %w", DefaultTemplate, err)
 	}
@@ -219,7 +233,7 @@ func invoke(name string) string {
 
 // defaultFor returns the default template text for d.
 func defaultFor(d *Data) string {
-	if d.Source == SourceAlertmanager {
+	if d.Source == alert.SourceAlertmanager {
 		return invoke(DefaultTemplate)
 	}
 	return invoke(WebhookTemplate)
@@ -233,7 +247,7 @@ func (r *Renderer) Check(tmpl string) error {
 	if tmpl == "" {
 		return nil
 	}
-	am, _ := sampleData(r.externalURL)
+	am, _ := sampleData()
 	return r.check(tmpl, am)
 }
 
@@ -261,9 +275,6 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 		return "", 0, errors.New("render: no notification data")
 	}
 	data := *d
-	if data.ExternalURL == "" {
-		data.ExternalURL = r.externalURL
-	}
 	if tmpl == "" {
 		tmpl = defaultFor(&data)
 	}
@@ -282,8 +293,17 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
 		}
 	}
+	text, segments = r.Plain(text, maxSegments)
+	return text, segments, nil
+}
+
+// Plain makes a text that no template produced sendable: GSM 03.38, fitted
+// to maxSegments (DefaultMaxSegments when 0 or less), and returns it with
+// the segments it takes. Render's output goes through it too, so a test
+// SMS or a last-resort text is sent exactly as a rendered one would be.
+func (r *Renderer) Plain(text string, maxSegments int) (string, int) {
 	text = Fit(text, maxSegments)
-	return text, Segments(text), nil
+	return text, Segments(text)
 }
 
 // errEmptyText marks a template that rendered nothing worth sending.
@@ -343,10 +363,8 @@ func (c *compiled) execute(tmpl string, d *Data) (string, error) {
 // sampleData returns the notifications templates are checked against: a
 // typical Alertmanager group (one alert firing, one resolved) and a typical
 // generic webhook event.
-func sampleData(externalURL string) (am, hook *Data) {
-	if externalURL == "" {
-		externalURL = "http://alertmanager.example.com:9093"
-	}
+func sampleData() (am, hook *Data) {
+	const externalURL = "http://alertmanager.example.com:9093"
 	start := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	am = &Data{
 		Data: template.Data{
@@ -377,8 +395,9 @@ func sampleData(externalURL string) (am, hook *Data) {
 			RouteLabels:       template.KV{},
 			ExternalURL:       externalURL,
 		},
-		Source:   SourceAlertmanager,
-		GroupKey: `{}:{alertname="HighDiskUsage"}`,
+		Source:     alert.SourceAlertmanager,
+		GroupKey:   `{}:{alertname="HighDiskUsage"}`,
+		ReceivedAt: start.Add(time.Minute),
 	}
 	hook = &Data{
 		Data: template.Data{
@@ -396,8 +415,9 @@ func sampleData(externalURL string) (am, hook *Data) {
 			RouteLabels:       template.KV{},
 			ExternalURL:       externalURL,
 		},
-		Source:   "ci",
-		GroupKey: "ci:42",
+		Source:     "ci",
+		GroupKey:   "ci:42",
+		ReceivedAt: start.Add(time.Minute),
 	}
 	return am, hook
 }

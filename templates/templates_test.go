@@ -2,17 +2,20 @@ package templates
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 // writeFile writes a template file into dir and returns its path.
@@ -49,6 +52,7 @@ func errorCount(t *testing.T, reg *prometheus.Registry, receiver string) (float6
 }
 
 func TestNewFileErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		file    string
@@ -79,9 +83,14 @@ func TestNewFileErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := writeFile(t, dir, "bad.tmpl", tt.file)
-			_, err := New(Options{Files: []string{filepath.Join(dir, "*.tmpl")}})
+			_, err := New(Options{Files: []string{filepath.Join(t.TempDir(), "*.tmpl"), filepath.Join(dir, "*.tmpl")}})
 			if err == nil {
 				t.Fatal("New succeeded, want an error")
+			}
+			// A file's own error says which entry of Files matched it.
+			var fe *FileError
+			if isFile := errors.As(err, &fe); isFile != (tt.wantAll[0] == "bad.tmpl") || (isFile && fe.Index != 1) {
+				t.Errorf("error %v: FileError %+v", err, fe)
 			}
 			if tt.wantAll[0] == "bad.tmpl" && !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the full path %s", err, path)
@@ -96,8 +105,11 @@ func TestNewFileErrors(t *testing.T) {
 }
 
 func TestNewGlobs(t *testing.T) {
-	if _, err := New(Options{Files: []string{"[unclosed"}}); err == nil || !strings.Contains(err.Error(), "[unclosed") {
-		t.Errorf("bad pattern: err = %v, want one naming the pattern", err)
+	t.Parallel()
+	_, err := New(Options{Files: []string{"[unclosed"}})
+	var fe *FileError
+	if !errors.As(err, &fe) || fe.Index != 0 || !strings.Contains(err.Error(), "[unclosed") {
+		t.Errorf("bad pattern: err = %v, want a FileError naming the pattern", err)
 	}
 
 	var logs bytes.Buffer
@@ -118,6 +130,7 @@ func TestNewGlobs(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "user.tmpl", `{{ define "user.short" }}{{ .Status | toUpper }} {{ .CommonLabels.alertname }}{{ end }}`)
 	r := newRenderer(t, Options{Files: []string{filepath.Join(dir, "*.tmpl")}})
@@ -154,20 +167,19 @@ func TestCheck(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// This redefinition passes the check at load (the sample group has two
 	// alerts) but fails for a single alert, so that the built-in default
 	// must take over.
 	writeFile(t, dir, "override.tmpl", `{{ define "sms.default" }}second is {{ (index .Alerts 1).Labels.instance }}{{ end }}`)
-	ext, _ := url.Parse("https://smsbridge.example.com/")
 	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	r := newRenderer(t, Options{
-		Files:       []string{filepath.Join(dir, "*.tmpl")},
-		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
-		Metrics:     NewMetrics(reg),
-		Receivers:   []string{"ops", "db"},
-		ExternalURL: ext,
+		Files:     []string{filepath.Join(dir, "*.tmpl")},
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+		Metrics:   NewMetrics(reg),
+		Receivers: []string{"ops", "db"},
 	})
 	plain := newRenderer(t, Options{})
 	builtinText := func(name string) string {
@@ -194,7 +206,6 @@ func TestRender(t *testing.T) {
 		{name: "smsbridge fields", tmpl: `{{ .Source }} {{ .GroupKey }} {{ .TruncatedAlerts }} {{ .MoreAlerts 3 }}`, fixture: "firing_50_truncated",
 			want: `alertmanager {}:{alertname="HighDiskUsage"} 12 59`},
 		{name: "external url from the payload", tmpl: `{{ .ExternalURL }}`, fixture: "firing_1", want: "http://alertmanager.example.com:9093"},
-		{name: "external url from options", tmpl: `{{ .ExternalURL }}`, fixture: "webhook_nostatus", want: "https://smsbridge.example.com/"},
 		{name: "custom cut to budget", tmpl: `{{ range .Alerts }}{{ .Annotations.description }} {{ end }}`, fixture: "firing_50_truncated", maxSegments: 1,
 			want: "Filesystem /var/lib/mysql on db-01 has 91% used; at the current rate it fills in about 4 hours. Filesystem /var/lib/mysql on db-02 has 92% used; at the..."},
 		{name: "redefined default used", fixture: "firing_3", want: "second is db-02.example.com:9100"},
@@ -235,6 +246,7 @@ func TestRender(t *testing.T) {
 }
 
 func TestRenderErrors(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	r := newRenderer(t, Options{Metrics: NewMetrics(reg)})
 	if _, _, err := r.Render("ops", "", nil, 0); err == nil {
@@ -256,6 +268,7 @@ func TestRenderErrors(t *testing.T) {
 }
 
 func TestRenderWithoutLoggerOrMetrics(t *testing.T) {
+	t.Parallel()
 	r := newRenderer(t, Options{})
 	text, _, err := r.Render("ops", `{{ template "nosuch" . }}`, loadFixture(t, "firing_1"), 1)
 	if err != nil || !strings.HasPrefix(text, "FIRING:1 HighDiskUsage") {
@@ -264,6 +277,7 @@ func TestRenderWithoutLoggerOrMetrics(t *testing.T) {
 }
 
 func TestRenderConcurrent(t *testing.T) {
+	t.Parallel()
 	r := newRenderer(t, Options{Metrics: NewMetrics(prometheus.NewRegistry())})
 	d := loadFixture(t, "mixed")
 	want, _, err := r.Render("ops", "", d, 0)
@@ -295,6 +309,7 @@ func TestRenderConcurrent(t *testing.T) {
 }
 
 func TestFirstAndMoreAlerts(t *testing.T) {
+	t.Parallel()
 	alerts := template.Alerts{
 		{Status: "resolved", Fingerprint: "r1"},
 		{Status: "firing", Fingerprint: "f1"},
@@ -326,5 +341,76 @@ func TestFirstAndMoreAlerts(t *testing.T) {
 		if more := d.MoreAlerts(len(got)); more != tt.more {
 			t.Errorf("MoreAlerts(%d) = %d, want %d", len(got), more, tt.more)
 		}
+	}
+}
+
+// TestNewData: every field of a notification reaches the templates.
+func TestNewData(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 2, 9, 30, 0, 0, time.UTC)
+	n := &alert.Notification{
+		Source:          "grafana",
+		GroupKey:        "grafana:{}:{alertname=\"HighMemoryUsage\"}",
+		TruncatedAlerts: 3,
+		ReceivedAt:      at,
+		Data: template.Data{
+			Receiver: "grafana",
+			Status:   "firing",
+			Alerts: template.Alerts{{
+				Status: "firing", Labels: template.KV{"alertname": "HighMemoryUsage"},
+				Annotations: template.KV{"summary": "db-1 memory above 90%"}, StartsAt: at,
+			}},
+			GroupLabels:       template.KV{"alertname": "HighMemoryUsage"},
+			CommonLabels:      template.KV{"alertname": "HighMemoryUsage"},
+			CommonAnnotations: template.KV{"summary": "db-1 memory above 90%"},
+			ExternalURL:       "https://grafana.example.com/",
+		},
+	}
+	d := NewData(n)
+	r := newRenderer(t, Options{})
+	const tmpl = `{{ .Source }}|{{ .GroupKey }}|{{ .TruncatedAlerts }}|{{ .MoreAlerts 1 }}|{{ .ExternalURL }}|{{ .Receiver }}|` +
+		`{{ .Status }}|{{ .GroupLabels.alertname }}|{{ .CommonAnnotations.summary }}|{{ .ReceivedAt.UTC.Format "15:04" }}`
+	text, _, err := r.Render("ops", tmpl, d, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `grafana|grafana:{}:{alertname="HighMemoryUsage"}|3|3|https://grafana.example.com/|grafana|firing|HighMemoryUsage|db-1 memory above 90%|09:30`
+	if text != want {
+		t.Errorf("rendered\n %s\nwant\n %s", text, want)
+	}
+	d.Alerts = nil
+	if len(n.Data.Alerts) != 1 {
+		t.Error("NewData shares its Data with the notification")
+	}
+}
+
+func TestPlain(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t, Options{})
+	long := strings.Repeat("word ", 100)
+	tests := []struct {
+		name        string
+		text        string
+		maxSegments int
+		want        string
+		segments    int
+	}{
+		{"ascii", "smsbridge test to ops", 1, "smsbridge test to ops", 1},
+		{"made GSM", "“test” – ok 🔥", 1, `"test" - ok ?`, 1},
+		{"cut to one segment", long, 1, Fit(long, 1), 1},
+		{"cut to two", long, 2, Fit(long, 2), 2},
+		{"empty", "", 1, "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			text, segments := r.Plain(tc.text, tc.maxSegments)
+			if text != tc.want || segments != tc.segments {
+				t.Errorf("Plain = %q, %d; want %q, %d", text, segments, tc.want, tc.segments)
+			}
+			if !IsGSM(text) || Segments(text) != segments {
+				t.Errorf("Plain = %q is not GSM or miscounted", text)
+			}
+		})
 	}
 }

@@ -138,7 +138,8 @@ func fail(reason, format string, args ...any) *Failure {
 }
 
 // Build validates c, reads its secret files and returns a Verifier. Errors are
-// prefixed "auth: ", name the offending field and never contain a secret.
+// *ConfigError: prefixed "auth: ", naming the offending field, and never
+// containing a secret.
 func (c *Config) Build() (*Verifier, error) {
 	v := &Verifier{typ: c.Type}
 	unused := map[string]bool{
@@ -154,12 +155,12 @@ func (c *Config) Build() (*Verifier, error) {
 	var err error
 	switch c.Type {
 	case "":
-		return nil, fmt.Errorf("auth: type missing; want one of %s", strings.Join(Types, ", "))
+		return nil, configErrorf("type", "type missing; want one of %s", strings.Join(Types, ", "))
 	case TypeBearer:
 		err = c.buildToken(v, unused)
 	case TypeToken:
 		if c.Header == "" {
-			return nil, errors.New("auth: header required for type token")
+			return nil, configErrorf("header", "header required for type token")
 		}
 		err = c.buildToken(v, unused)
 	case TypeBasic:
@@ -169,7 +170,7 @@ func (c *Config) Build() (*Verifier, error) {
 	case TypeStandardWebhooks:
 		err = c.buildStandard(v, unused)
 	default:
-		return nil, fmt.Errorf("auth: type %q unknown; want one of %s", c.Type, strings.Join(Types, ", "))
+		return nil, configErrorf("type", "type %q unknown; want one of %s", c.Type, strings.Join(Types, ", "))
 	}
 	if err != nil {
 		return nil, err
@@ -178,7 +179,7 @@ func (c *Config) Build() (*Verifier, error) {
 	// for a scheme that has none) that would otherwise be silently ignored.
 	for _, field := range []string{"header", "prefix", "username", "password", "password_file", "secret", "secret_file", "tolerance"} {
 		if unused[field] {
-			return nil, fmt.Errorf("auth: %s is not used by type %s", field, c.Type)
+			return nil, configErrorf(field, "%s is not used by type %s", field, c.Type)
 		}
 	}
 	return v, nil
@@ -201,11 +202,11 @@ func (c *Config) buildToken(v *Verifier, unused map[string]bool) error {
 
 func (c *Config) buildBasic(v *Verifier, unused map[string]bool) error {
 	if c.Username == "" {
-		return errors.New("auth: username required for type basic")
+		return configErrorf("username", "username required for type basic")
 	}
 	// RFC 7617: the first colon separates user-id and password.
 	if strings.Contains(c.Username, ":") {
-		return errors.New("auth: username must not contain a colon")
+		return configErrorf("username", "username must not contain a colon")
 	}
 	p, err := secret.Load(c.Password, c.PasswordFile)
 	if err != nil {
@@ -246,7 +247,7 @@ func (c *Config) buildStandard(v *Verifier, unused map[string]bool) error {
 		v.tolerance = DefaultTolerance
 	}
 	if v.tolerance < 0 {
-		return fmt.Errorf("auth: tolerance %s must be positive", c.Tolerance)
+		return configErrorf("tolerance", "tolerance %s must be positive", c.Tolerance)
 	}
 	unused["tolerance"] = false
 	s, err := c.loadSecret(unused)
@@ -277,10 +278,10 @@ func standardKey(s string) ([]byte, error) {
 	}
 	if err != nil {
 		// The decoder's error gives a byte offset into the secret; leave it out.
-		return nil, errors.New("auth: secret starts with whsec_ but the rest is not valid base64")
+		return nil, configErrorf("secret", "secret starts with whsec_ but the rest is not valid base64")
 	}
 	if len(key) == 0 {
-		return nil, errors.New("auth: secret is empty after the whsec_ prefix")
+		return nil, configErrorf("secret", "secret is empty after the whsec_ prefix")
 	}
 	return key, nil
 }
@@ -298,16 +299,33 @@ func (c *Config) loadSecret(unused map[string]bool) (secret.Secret, error) {
 func fieldError(field string, err error) error {
 	switch {
 	case errors.Is(err, secret.ErrBothSet):
-		return fmt.Errorf("auth: %s and %s_file both set; use one", field, field)
+		return configErrorf(field, "%s and %s_file both set; use one", field, field)
 	case errors.Is(err, secret.ErrNotSet):
-		return fmt.Errorf("auth: %s or %s_file required", field, field)
+		return configErrorf(field, "%s or %s_file required", field, field)
 	}
-	return fmt.Errorf("auth: %s_file: %w", field, err)
+	return configErrorf(field+"_file", "%s_file: %w", field, err)
+}
+
+// ConfigError is every error of Build. Field names the key of Config it
+// concerns ("type", "secret_file", ...), so that a configuration error can
+// point at that key's line; the message begins "auth: " and never contains
+// a secret.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "auth: " + e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErrorf(field, format string, args ...any) *ConfigError {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
 func (v *Verifier) setHeader(name string) error {
 	if !validHeaderName(name) {
-		return fmt.Errorf("auth: header %q is not a valid header name", name)
+		return configErrorf("header", "header %q is not a valid header name", name)
 	}
 	v.header = http.CanonicalHeaderKey(name)
 	return nil
@@ -329,9 +347,6 @@ func validHeaderName(name string) bool {
 	}
 	return true
 }
-
-// Type returns the scheme the Verifier checks.
-func (v *Verifier) Type() string { return v.typ }
 
 // NeedsBody reports whether Check needs the raw request body. For the other
 // schemes the caller can, and should, check before reading the body.

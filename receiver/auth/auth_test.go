@@ -99,6 +99,7 @@ func wantReason(t *testing.T, err error, want string) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	bearer := Config{Type: "bearer", Secret: tok}
 	basicCfg := Config{Type: "basic", Username: "am", Password: tok}
 	token := Config{Type: "token", Header: "x-gitlab-token", Secret: tok}
@@ -201,6 +202,7 @@ func TestCheck(t *testing.T) {
 // senders publish: GitHub's webhook validation docs and the Standard Webhooks
 // reference library's signing test.
 func TestPublishedVectors(t *testing.T) {
+	t.Parallel()
 	gh := mustBuild(t, Config{Type: "hmac-sha256", Secret: "It's a Secret to Everybody"})
 	wantReason(t, gh.Check(hdr("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"), []byte("Hello, World!"), now), "")
 
@@ -215,6 +217,7 @@ func TestPublishedVectors(t *testing.T) {
 }
 
 func TestReplay(t *testing.T) {
+	t.Parallel()
 	v := mustBuild(t, Config{Type: "standard-webhooks", Secret: secret.Secret(whSecret)})
 	ts := now.Unix()
 	first := std("msg_a", ts, stdSig(whKey, "msg_a", ts, body))
@@ -245,6 +248,7 @@ func TestReplay(t *testing.T) {
 }
 
 func TestReplayConcurrent(t *testing.T) {
+	t.Parallel()
 	v := mustBuild(t, Config{Type: "standard-webhooks", Secret: secret.Secret(whSecret)})
 	h := std("msg_c", now.Unix(), stdSig(whKey, "msg_c", now.Unix(), body))
 	const n = 32
@@ -266,11 +270,13 @@ func TestReplayConcurrent(t *testing.T) {
 }
 
 func TestZeroVerifierRefuses(t *testing.T) {
+	t.Parallel()
 	var v Verifier
 	wantReason(t, v.Check(hdr(), nil, now), ReasonMismatch)
 }
 
 func TestBuildProperties(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		cfg       Config
 		needsBody bool
@@ -288,8 +294,8 @@ func TestBuildProperties(t *testing.T) {
 	}
 	for _, tt := range tests {
 		v := mustBuild(t, tt.cfg)
-		if v.Type() != tt.cfg.Type || v.NeedsBody() != tt.needsBody || v.header != tt.header || v.prefix != tt.prefix {
-			t.Errorf("%+v: type %s needsBody %v header %q prefix %q", tt.cfg, v.Type(), v.NeedsBody(), v.header, v.prefix)
+		if v.typ != tt.cfg.Type || v.NeedsBody() != tt.needsBody || v.header != tt.header || v.prefix != tt.prefix {
+			t.Errorf("%+v: type %s needsBody %v header %q prefix %q", tt.cfg, v.typ, v.NeedsBody(), v.header, v.prefix)
 		}
 	}
 	if v := mustBuild(t, Config{Type: "standard-webhooks", Secret: tok}); v.tolerance != DefaultTolerance {
@@ -301,6 +307,7 @@ func TestBuildProperties(t *testing.T) {
 }
 
 func TestBuildErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	empty := filepath.Join(dir, "empty")
@@ -309,42 +316,43 @@ func TestBuildErrors(t *testing.T) {
 	}
 	const want1 = "want one of bearer, basic, token, hmac-sha256, standard-webhooks"
 	tests := []struct {
-		name string
-		cfg  Config
-		want string
+		name  string
+		cfg   Config
+		want  string
+		field string // the Config key the error names
 	}{
-		{"no type", Config{Secret: tok}, "auth: type missing; " + want1},
-		{"unknown type", Config{Type: "oauth", Secret: tok}, `auth: type "oauth" unknown; ` + want1},
-		{"type case", Config{Type: "Bearer", Secret: tok}, `auth: type "Bearer" unknown; ` + want1},
-		{"bearer no secret", Config{Type: "bearer"}, "auth: secret or secret_file required"},
-		{"bearer both", Config{Type: "bearer", Secret: tok, SecretFile: empty}, "auth: secret and secret_file both set; use one"},
-		{"bearer missing file", Config{Type: "bearer", SecretFile: missing}, "auth: secret_file: read secret file: open " + missing + ": no such file or directory"},
-		{"bearer empty file", Config{Type: "bearer", SecretFile: empty}, "auth: secret_file: secret file " + empty + " is empty"},
-		{"bearer header", Config{Type: "bearer", Secret: tok, Header: "X-Token"}, "auth: header is not used by type bearer"},
-		{"bearer password", Config{Type: "bearer", Secret: tok, Password: tok}, "auth: password is not used by type bearer"},
-		{"bearer tolerance", Config{Type: "bearer", Secret: tok, Tolerance: time.Minute}, "auth: tolerance is not used by type bearer"},
-		{"token no header", Config{Type: "token", Secret: tok}, "auth: header required for type token"},
-		{"token bad header", Config{Type: "token", Header: "X Token", Secret: tok}, `auth: header "X Token" is not a valid header name`},
-		{"token colon header", Config{Type: "token", Header: "X-Token:", Secret: tok}, `auth: header "X-Token:" is not a valid header name`},
-		{"token no secret", Config{Type: "token", Header: "X-Gitlab-Token"}, "auth: secret or secret_file required"},
-		{"token prefix", Config{Type: "token", Header: "X-Gitlab-Token", Secret: tok, Prefix: "x"}, "auth: prefix is not used by type token"},
-		{"basic no username", Config{Type: "basic", Password: tok}, "auth: username required for type basic"},
-		{"basic colon username", Config{Type: "basic", Username: "a:b", Password: tok}, "auth: username must not contain a colon"},
-		{"basic no password", Config{Type: "basic", Username: "u"}, "auth: password or password_file required"},
-		{"basic both", Config{Type: "basic", Username: "u", Password: tok, PasswordFile: empty}, "auth: password and password_file both set; use one"},
-		{"basic missing file", Config{Type: "basic", Username: "u", PasswordFile: missing}, "auth: password_file: read secret file: open " + missing + ": no such file or directory"},
-		{"basic secret", Config{Type: "basic", Username: "u", Password: tok, Secret: tok}, "auth: secret is not used by type basic"},
-		{"basic secret_file", Config{Type: "basic", Username: "u", Password: tok, SecretFile: empty}, "auth: secret_file is not used by type basic"},
-		{"hmac no secret", Config{Type: "hmac-sha256"}, "auth: secret or secret_file required"},
-		{"hmac bad header", Config{Type: "hmac-sha256", Header: "X-Sig\n", Secret: tok}, `auth: header "X-Sig\n" is not a valid header name`},
-		{"hmac username", Config{Type: "hmac-sha256", Secret: tok, Username: "u"}, "auth: username is not used by type hmac-sha256"},
-		{"hmac password_file", Config{Type: "hmac-sha256", Secret: tok, PasswordFile: empty}, "auth: password_file is not used by type hmac-sha256"},
-		{"std negative tolerance", Config{Type: "standard-webhooks", Secret: tok, Tolerance: -time.Minute}, "auth: tolerance -1m0s must be positive"},
-		{"std bad base64", Config{Type: "standard-webhooks", Secret: "whsec_not*base64"}, "auth: secret starts with whsec_ but the rest is not valid base64"},
-		{"std empty key", Config{Type: "standard-webhooks", Secret: "whsec_"}, "auth: secret is empty after the whsec_ prefix"},
-		{"std header", Config{Type: "standard-webhooks", Secret: tok, Header: "webhook-signature"}, "auth: header is not used by type standard-webhooks"},
-		{"std prefix", Config{Type: "standard-webhooks", Secret: tok, Prefix: "v1,"}, "auth: prefix is not used by type standard-webhooks"},
-		{"std no secret", Config{Type: "standard-webhooks"}, "auth: secret or secret_file required"},
+		{"no type", Config{Secret: tok}, "auth: type missing; " + want1, "type"},
+		{"unknown type", Config{Type: "oauth", Secret: tok}, `auth: type "oauth" unknown; ` + want1, "type"},
+		{"type case", Config{Type: "Bearer", Secret: tok}, `auth: type "Bearer" unknown; ` + want1, "type"},
+		{"bearer no secret", Config{Type: "bearer"}, "auth: secret or secret_file required", "secret"},
+		{"bearer both", Config{Type: "bearer", Secret: tok, SecretFile: empty}, "auth: secret and secret_file both set; use one", "secret"},
+		{"bearer missing file", Config{Type: "bearer", SecretFile: missing}, "auth: secret_file: read secret file: open " + missing + ": no such file or directory", "secret_file"},
+		{"bearer empty file", Config{Type: "bearer", SecretFile: empty}, "auth: secret_file: secret file " + empty + " is empty", "secret_file"},
+		{"bearer header", Config{Type: "bearer", Secret: tok, Header: "X-Token"}, "auth: header is not used by type bearer", "header"},
+		{"bearer password", Config{Type: "bearer", Secret: tok, Password: tok}, "auth: password is not used by type bearer", "password"},
+		{"bearer tolerance", Config{Type: "bearer", Secret: tok, Tolerance: time.Minute}, "auth: tolerance is not used by type bearer", "tolerance"},
+		{"token no header", Config{Type: "token", Secret: tok}, "auth: header required for type token", "header"},
+		{"token bad header", Config{Type: "token", Header: "X Token", Secret: tok}, `auth: header "X Token" is not a valid header name`, "header"},
+		{"token colon header", Config{Type: "token", Header: "X-Token:", Secret: tok}, `auth: header "X-Token:" is not a valid header name`, "header"},
+		{"token no secret", Config{Type: "token", Header: "X-Gitlab-Token"}, "auth: secret or secret_file required", "secret"},
+		{"token prefix", Config{Type: "token", Header: "X-Gitlab-Token", Secret: tok, Prefix: "x"}, "auth: prefix is not used by type token", "prefix"},
+		{"basic no username", Config{Type: "basic", Password: tok}, "auth: username required for type basic", "username"},
+		{"basic colon username", Config{Type: "basic", Username: "a:b", Password: tok}, "auth: username must not contain a colon", "username"},
+		{"basic no password", Config{Type: "basic", Username: "u"}, "auth: password or password_file required", "password"},
+		{"basic both", Config{Type: "basic", Username: "u", Password: tok, PasswordFile: empty}, "auth: password and password_file both set; use one", "password"},
+		{"basic missing file", Config{Type: "basic", Username: "u", PasswordFile: missing}, "auth: password_file: read secret file: open " + missing + ": no such file or directory", "password_file"},
+		{"basic secret", Config{Type: "basic", Username: "u", Password: tok, Secret: tok}, "auth: secret is not used by type basic", "secret"},
+		{"basic secret_file", Config{Type: "basic", Username: "u", Password: tok, SecretFile: empty}, "auth: secret_file is not used by type basic", "secret_file"},
+		{"hmac no secret", Config{Type: "hmac-sha256"}, "auth: secret or secret_file required", "secret"},
+		{"hmac bad header", Config{Type: "hmac-sha256", Header: "X-Sig\n", Secret: tok}, `auth: header "X-Sig\n" is not a valid header name`, "header"},
+		{"hmac username", Config{Type: "hmac-sha256", Secret: tok, Username: "u"}, "auth: username is not used by type hmac-sha256", "username"},
+		{"hmac password_file", Config{Type: "hmac-sha256", Secret: tok, PasswordFile: empty}, "auth: password_file is not used by type hmac-sha256", "password_file"},
+		{"std negative tolerance", Config{Type: "standard-webhooks", Secret: tok, Tolerance: -time.Minute}, "auth: tolerance -1m0s must be positive", "tolerance"},
+		{"std bad base64", Config{Type: "standard-webhooks", Secret: "whsec_not*base64"}, "auth: secret starts with whsec_ but the rest is not valid base64", "secret"},
+		{"std empty key", Config{Type: "standard-webhooks", Secret: "whsec_"}, "auth: secret is empty after the whsec_ prefix", "secret"},
+		{"std header", Config{Type: "standard-webhooks", Secret: tok, Header: "webhook-signature"}, "auth: header is not used by type standard-webhooks", "header"},
+		{"std prefix", Config{Type: "standard-webhooks", Secret: tok, Prefix: "v1,"}, "auth: prefix is not used by type standard-webhooks", "prefix"},
+		{"std no secret", Config{Type: "standard-webhooks"}, "auth: secret or secret_file required", "secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,6 +363,10 @@ func TestBuildErrors(t *testing.T) {
 			if err.Error() != tt.want {
 				t.Fatalf("error\n got %q\nwant %q", err, tt.want)
 			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Errorf("error %v: ConfigError %+v, want field %q", err, ce, tt.field)
+			}
 			if v != nil {
 				t.Fatal("verifier returned with an error")
 			}
@@ -363,6 +375,7 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestConfigYAML(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ci-secret")
 	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {

@@ -29,6 +29,7 @@ const leaky = "S3cretNeverPrintMe42xyz="
 // anything derived from it shows up in errors, formatted values, logs or
 // marshalled output.
 func TestNoSecretLeaks(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(file, []byte(leaky+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 func key(i int) [sha256.Size]byte { return replayKey("msg_"+strconv.Itoa(i), "1") }
 
 func TestReplayCacheExpiry(t *testing.T) {
+	t.Parallel()
 	c := newReplayCache(100)
 	t0 := time.Unix(1000, 0)
 	for i := range 10 {
@@ -42,6 +43,7 @@ func TestReplayCacheExpiry(t *testing.T) {
 }
 
 func TestReplayCacheCap(t *testing.T) {
+	t.Parallel()
 	c := newReplayCache(3)
 	t0 := time.Unix(1000, 0)
 	c.seen(key(1), t0.Add(30*time.Second), t0)
@@ -63,6 +65,7 @@ func TestReplayCacheCap(t *testing.T) {
 }
 
 func TestReplayCacheForget(t *testing.T) {
+	t.Parallel()
 	c := newReplayCache(10)
 	t0 := time.Unix(1000, 0)
 	for i := range 5 {

@@ -1,11 +1,14 @@
-// Package mapping turns the JSON body of a generic webhook into the alerts of
-// one notification, the same shape the Alertmanager endpoint produces, so that
-// routing, templates and the outbox treat both alike.
+// Package mapping turns the JSON body of a generic webhook into one
+// notification (an *alert.Notification), the same model the Alertmanager
+// endpoint produces, so that routing, templates and the outbox treat both
+// alike and nothing is lost between representations.
 //
 // A Config is compiled once per `webhooks:` entry (Compile) and applied to each
-// request body (Apply). Apply returns a *BodyError for a body that is not one
-// JSON object (the handler answers 400) and a *FieldError naming the config
-// field that failed for this body (422).
+// request body (Apply). Apply returns ErrFiltered for a body the `when`
+// template rejects (the handler answers 202 and sends nothing), a *BodyError
+// for a body that is not one JSON object (400) and a *FieldError naming the
+// config field that failed for this body (422). Compile's errors are
+// *FieldError too, naming the config field that cannot be compiled.
 //
 // # Templates
 //
@@ -49,8 +52,14 @@
 // success that resolves it then have the same labels, fingerprint and group
 // key.
 //
-// Alerts without times get StartsAt = now, and resolved ones EndsAt = now.
-// The fingerprint is Alertmanager's hash of the final labels.
+// Alerts without times get StartsAt = now (the time the request arrived), and
+// resolved ones EndsAt = now. The fingerprint is Alertmanager's hash of the
+// final labels (alert.Fingerprint).
+//
+// The notification's data is built as Alertmanager builds a group's: Receiver
+// is the source name, CommonLabels and CommonAnnotations are what all alerts
+// share, and GroupLabels are the common labels unless the sender names its own
+// (Grafana).
 //
 // # Presets
 //
@@ -88,7 +97,9 @@
 // internal "__" ones), annotations, startsAt, endsAt and generatorURL; the
 // extra keys become annotations silence_url, dashboard_url, panel_url,
 // value_string and values ("B=93.4 C=1"). The group key is Grafana's
-// groupKey, TruncatedAlerts and ExternalURL are copied. User overrides are
+// groupKey; truncatedAlerts reaches the notification's TruncatedAlerts,
+// externalURL its Data.ExternalURL and groupLabels (minus internal ones) its
+// Data.GroupLabels, so templates see all three. User overrides are
 // rendered once over the whole body and applied to every alert; a status
 // override sets every alert's status.
 //

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 // FuzzApply feeds arbitrary bodies to the plain preset (and, for coverage of
@@ -41,28 +43,25 @@ func FuzzApply(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, m := range mappings {
-			r, err := m.Apply(body, h)
+			n, err := m.Apply(body, h, testNow)
 			if err != nil {
 				var be *BodyError
 				var fe *FieldError
-				if !errors.As(err, &be) && !errors.As(err, &fe) {
+				if !errors.Is(err, ErrFiltered) && !errors.As(err, &be) && !errors.As(err, &fe) {
 					t.Fatalf("error of unexpected type %T: %v", err, err)
 				}
 				continue
 			}
-			if r.Filtered {
-				continue
+			if len(n.Data.Alerts) == 0 {
+				t.Fatal("notification without alerts")
 			}
-			if len(r.Alerts) == 0 {
-				t.Fatal("unfiltered result without alerts")
+			if n.Data.Status != alert.StatusFiring && n.Data.Status != alert.StatusResolved {
+				t.Fatalf("status %q", n.Data.Status)
 			}
-			if r.Status != StatusFiring && r.Status != StatusResolved {
-				t.Fatalf("status %q", r.Status)
+			if n.GroupKey == "" || n.Source != "fuzz" {
+				t.Fatalf("group key %q source %q", n.GroupKey, n.Source)
 			}
-			if r.GroupKey == "" {
-				t.Fatal("empty group key")
-			}
-			for _, a := range r.Alerts {
+			for _, a := range n.Data.Alerts {
 				if a.Labels["source"] == "" || a.Labels["alertname"] == "" || a.Fingerprint == "" {
 					t.Fatalf("alert missing defaults: %+v", a)
 				}

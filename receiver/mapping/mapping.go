@@ -15,13 +15,10 @@ import (
 	"text/template"
 	"time"
 
+	amtemplate "github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/common/model"
-)
 
-// Notification and alert statuses, as in Alertmanager's webhook payload.
-const (
-	StatusFiring   = "firing"
-	StatusResolved = "resolved"
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 // Template names of the scalar fields; they appear in compile and field errors.
@@ -71,39 +68,11 @@ type Mapping struct {
 	generatorURL bool
 
 	expand func(body map[string]any) (*expansion, error)
-	now    func() time.Time
 }
 
-// Result is what one webhook body maps to.
-type Result struct {
-	// Filtered is true when the `when` template rejected the body; nothing
-	// else is set then.
-	Filtered bool
-	// Status is "firing" or "resolved".
-	Status string
-	// GroupKey identifies the notification so repeats can be recognised; it
-	// starts with the source name and a colon.
-	GroupKey string
-	// Alerts has at least one alert unless Filtered.
-	Alerts []Alert
-	// TruncatedAlerts is how many alerts the sender left out (Grafana).
-	TruncatedAlerts int
-	// ExternalURL is the sender's own URL when the payload has one (Grafana).
-	ExternalURL string
-}
-
-// Alert is one alert of a mapped notification, shaped like Alertmanager's.
-type Alert struct {
-	Status       string
-	Labels       map[string]string
-	Annotations  map[string]string
-	StartsAt     time.Time
-	EndsAt       time.Time
-	GeneratorURL string
-	// Fingerprint is computed from the final labels the way Alertmanager does,
-	// so the same labels always give the same fingerprint whatever the sender.
-	Fingerprint string
-}
+// ErrFiltered is returned by Apply for a body the `when` template rejects:
+// the request is accepted and counted, and sends nothing.
+var ErrFiltered = errors.New("filtered by the mapping's when template")
 
 // BodyError reports a body that is not a single JSON object; the HTTP handler
 // answers 400.
@@ -115,12 +84,15 @@ func (e *BodyError) Error() string { return "payload is not a JSON object: " + e
 
 func (e *BodyError) Unwrap() error { return e.Err }
 
-// FieldError reports a mapping field that failed for this body, for example a
-// template naming a key the body lacks, or a status that is neither firing nor
-// resolved; the HTTP handler answers 422. Field is the config field
-// ("labels.team", "status", "when", ...) or the payload key a preset needs
-// ("alerts[0].startsAt"). The message never contains the body, though a
-// template function's own error may quote the argument it was given.
+// FieldError reports a mapping field that failed. From Apply it is a field
+// that failed for this body, for example a template naming a key the body
+// lacks, or a status that is neither firing nor resolved; the HTTP handler
+// answers 422. Field is then the config field ("labels.team", "status",
+// "when", ...) or the payload key a preset needs ("alerts[0].startsAt"). From
+// Compile it is a config field that cannot be compiled ("preset",
+// "labels.team"), so that a configuration error can point at its line. The
+// message never contains the body, though a template function's own error
+// may quote the argument it was given.
 type FieldError struct {
 	Field string
 	Err   error
@@ -134,10 +106,13 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // the templates apply.
 type expansion struct {
 	status      string
-	alerts      []Alert
+	alerts      []amtemplate.Alert
 	groupKey    string
 	truncated   int
 	externalURL string
+	// groupLabels are the sender's own group labels; nil means the labels
+	// the alerts have in common.
+	groupLabels map[string]string
 }
 
 // labelNameRE is Prometheus' classic label name syntax; routing matchers and
@@ -145,7 +120,8 @@ type expansion struct {
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // Compile merges the preset (if any) with c, the user's fields overriding the
-// preset's one by one, and parses every template. Errors name the field, as in
+// preset's one by one, and parses every template. Errors are *FieldError
+// naming the field, as in
 // `labels.team: template: labels.team:1: function "foo" not defined`.
 func (c Config) Compile(source string) (*Mapping, error) {
 	if source == "" {
@@ -156,12 +132,12 @@ func (c Config) Compile(source string) (*Mapping, error) {
 	if c.Preset != "" {
 		var ok bool
 		if p, ok = presetByName(c.Preset); !ok {
-			return nil, fmt.Errorf("preset: unknown preset %q (want one of %s)", c.Preset, strings.Join(Presets(), ", "))
+			return nil, &FieldError{Field: "preset", Err: fmt.Errorf("unknown preset %q (want one of %s)", c.Preset, strings.Join(Presets(), ", "))}
 		}
 		merged = merge(p.config, c)
 	}
 
-	m := &Mapping{source: source, expand: p.expand, now: time.Now}
+	m := &Mapping{source: source, expand: p.expand}
 	m.root = template.New("").Funcs(funcMap(source, nil))
 	if p.helpers != "" {
 		if _, err := m.root.New("preset." + c.Preset).Parse(p.helpers); err != nil {
@@ -170,14 +146,14 @@ func (c Config) Compile(source string) (*Mapping, error) {
 	}
 	parse := func(name, text string) error {
 		if _, err := m.root.New(name).Parse(text); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return &FieldError{Field: name, Err: err}
 		}
 		return nil
 	}
 
 	for _, k := range slices.Sorted(maps.Keys(merged.Labels)) {
 		if !labelNameRE.MatchString(k) {
-			return nil, fmt.Errorf("labels.%s: invalid label name (want [a-zA-Z_][a-zA-Z0-9_]*)", k)
+			return nil, &FieldError{Field: "labels." + k, Err: errors.New("invalid label name (want [a-zA-Z_][a-zA-Z0-9_]*)")}
 		}
 		if err := parse("labels."+k, merged.Labels[k]); err != nil {
 			return nil, err
@@ -186,7 +162,7 @@ func (c Config) Compile(source string) (*Mapping, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(merged.Annotations)) {
 		if k == "" {
-			return nil, errors.New("annotations: empty annotation name")
+			return nil, &FieldError{Field: "annotations", Err: errors.New("empty annotation name")}
 		}
 		if err := parse("annotations."+k, merged.Annotations[k]); err != nil {
 			return nil, err
@@ -215,7 +191,7 @@ func (c Config) Compile(source string) (*Mapping, error) {
 	// A literal status can be checked now instead of failing every request.
 	if merged.Status != "" && !strings.Contains(merged.Status, "{{") {
 		if _, err := parseStatus(merged.Status); err != nil {
-			return nil, fmt.Errorf("%s: %w", fieldStatus, err)
+			return nil, &FieldError{Field: fieldStatus, Err: err}
 		}
 	}
 	return m, nil
@@ -256,11 +232,10 @@ func merge(base, user Config) Config {
 	return out
 }
 
-// Source returns the source name the mapping was compiled for.
-func (m *Mapping) Source() string { return m.source }
-
-// Apply maps one webhook body. The error is a *BodyError or a *FieldError.
-func (m *Mapping) Apply(body []byte, header http.Header) (*Result, error) {
+// Apply maps one webhook body, received at now, to the notification it
+// stands for. The error is ErrFiltered when the `when` template rejects the
+// body, otherwise a *BodyError or a *FieldError.
+func (m *Mapping) Apply(body []byte, header http.Header, now time.Time) (*alert.Notification, error) {
 	data, err := decodeBody(body)
 	if err != nil {
 		return nil, err
@@ -276,33 +251,27 @@ func (m *Mapping) Apply(body []byte, header http.Header) (*Result, error) {
 			return nil, err
 		}
 		if falsy(out) {
-			return &Result{Filtered: true}, nil
+			return nil, ErrFiltered
 		}
 	}
 
-	now := m.now()
 	var exp *expansion
 	if m.expand != nil {
 		if exp, err = m.expand(data); err != nil {
 			return nil, err
 		}
 	} else {
-		exp = &expansion{status: StatusFiring, alerts: []Alert{{}}}
+		exp = &expansion{status: alert.StatusFiring, alerts: []amtemplate.Alert{{}}}
 	}
 
-	res := &Result{
-		Status:          exp.status,
-		Alerts:          exp.alerts,
-		TruncatedAlerts: exp.truncated,
-		ExternalURL:     exp.externalURL,
-	}
+	status := exp.status
 	statusSet := m.expand == nil
 	if m.status {
 		out, err := x.run(fieldStatus, data)
 		if err != nil {
 			return nil, err
 		}
-		if res.Status, err = parseStatus(out); err != nil {
+		if status, err = parseStatus(out); err != nil {
 			return nil, &FieldError{Field: fieldStatus, Err: err}
 		}
 		statusSet = true
@@ -323,10 +292,13 @@ func (m *Mapping) Apply(body []byte, header http.Header) (*Result, error) {
 		}
 	}
 
-	for i := range res.Alerts {
-		a := &res.Alerts[i]
+	alerts := exp.alerts
+	allLabels := make([]amtemplate.KV, len(alerts))
+	allAnnotations := make([]amtemplate.KV, len(alerts))
+	for i := range alerts {
+		a := &alerts[i]
 		if statusSet {
-			a.Status = res.Status
+			a.Status = status
 		}
 		a.Labels = overlay(a.Labels, m.labels, labels)
 		a.Annotations = overlay(a.Annotations, m.annotations, annotations)
@@ -342,10 +314,31 @@ func (m *Mapping) Apply(body []byte, header http.Header) (*Result, error) {
 		if a.StartsAt.IsZero() {
 			a.StartsAt = now
 		}
-		if a.Status == StatusResolved && a.EndsAt.IsZero() {
+		if a.Status == alert.StatusResolved && a.EndsAt.IsZero() {
 			a.EndsAt = now
 		}
-		a.Fingerprint = fingerprint(a.Labels)
+		a.Fingerprint = alert.Fingerprint(a.Labels)
+		allLabels[i], allAnnotations[i] = a.Labels, a.Annotations
+	}
+
+	// The data of a group, built the way Alertmanager builds it, so that
+	// templates see a webhook like an Alertmanager notification.
+	n := &alert.Notification{
+		Source:          m.source,
+		TruncatedAlerts: exp.truncated,
+		ReceivedAt:      now,
+		Data: amtemplate.Data{
+			Receiver:          m.source,
+			Status:            status,
+			Alerts:            alerts,
+			CommonLabels:      alert.Common(allLabels),
+			CommonAnnotations: alert.Common(allAnnotations),
+			ExternalURL:       exp.externalURL,
+		},
+	}
+	n.Data.GroupLabels = amtemplate.KV(maps.Clone(exp.groupLabels))
+	if exp.groupLabels == nil {
+		n.Data.GroupLabels = maps.Clone(n.Data.CommonLabels)
 	}
 
 	switch {
@@ -357,13 +350,13 @@ func (m *Mapping) Apply(body []byte, header http.Header) (*Result, error) {
 		if out == "" {
 			return nil, &FieldError{Field: fieldGroupKey, Err: errors.New("rendered empty")}
 		}
-		res.GroupKey = m.source + ":" + out
+		n.GroupKey = m.source + ":" + out
 	case exp.groupKey != "":
-		res.GroupKey = m.source + ":" + exp.groupKey
+		n.GroupKey = m.source + ":" + exp.groupKey
 	default:
-		res.GroupKey = m.source + ":" + labelString(commonLabels(res.Alerts))
+		n.GroupKey = m.source + ":" + labelString(n.Data.CommonLabels)
 	}
-	return res, nil
+	return n, nil
 }
 
 // overlay applies rendered template values to an alert's map: a non-empty
@@ -437,7 +430,7 @@ func falsy(s string) bool {
 
 func parseStatus(s string) (string, error) {
 	switch v := strings.ToLower(strings.TrimSpace(s)); v {
-	case StatusFiring, StatusResolved:
+	case alert.StatusFiring, alert.StatusResolved:
 		return v, nil
 	case "":
 		return "", errors.New("rendered empty, want firing or resolved")
@@ -507,31 +500,6 @@ func nullsToEmpty(v any) {
 			nullsToEmpty(e)
 		}
 	}
-}
-
-// fingerprint hashes labels exactly as Alertmanager fingerprints an alert.
-func fingerprint(labels map[string]string) string {
-	ls := make(model.LabelSet, len(labels))
-	for k, v := range labels {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return ls.Fingerprint().String()
-}
-
-// commonLabels returns the labels every alert has with the same value.
-func commonLabels(alerts []Alert) map[string]string {
-	if len(alerts) == 0 {
-		return nil
-	}
-	out := maps.Clone(alerts[0].Labels)
-	for _, a := range alerts[1:] {
-		for k, v := range out {
-			if a.Labels[k] != v {
-				delete(out, k)
-			}
-		}
-	}
-	return out
 }
 
 // labelString renders labels sorted by name, as {a="1",b="2"}.

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 )
 
 func TestCompileErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		cfg    Config
@@ -48,11 +50,23 @@ func TestCompileErrors(t *testing.T) {
 			if err.Error() != tc.want {
 				t.Errorf("error =\n %s\nwant\n %s", err, tc.want)
 			}
+			// Every error about a field names it, so a config error can
+			// point at the field's line.
+			var fe *FieldError
+			field, _, _ := strings.Cut(tc.want, ": ")
+			if tc.source == "" && tc.want == "source name is empty" {
+				if errors.As(err, &fe) {
+					t.Errorf("error %v names a field", err)
+				}
+			} else if !errors.As(err, &fe) || fe.Field != field {
+				t.Errorf("error %v: want a *FieldError for %q", err, field)
+			}
 		})
 	}
 }
 
 func TestCompileAcceptsLiteralStatus(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"firing", "Resolved", " firing\n"} {
 		if _, err := (Config{Status: s}).Compile("ci"); err != nil {
 			t.Errorf("status %q: %v", s, err)
@@ -61,6 +75,7 @@ func TestCompileAcceptsLiteralStatus(t *testing.T) {
 }
 
 func TestApplyBodyErrors(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{}, "ci")
 	tests := []struct {
 		name, body, want string
@@ -79,7 +94,7 @@ func TestApplyBodyErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := m.Apply([]byte(tc.body), nil)
+			r, err := m.Apply([]byte(tc.body), nil, testNow)
 			var be *BodyError
 			if !errors.As(err, &be) {
 				t.Fatalf("got %+v, %v; want a *BodyError", r, err)
@@ -95,6 +110,7 @@ func TestApplyBodyErrors(t *testing.T) {
 }
 
 func TestApplyFieldErrors(t *testing.T) {
+	t.Parallel()
 	// The body carries a secret that must never appear in an error.
 	const body = `{"repository": {"name": "octo-repo"}, "token": "s3cr3t-t0ken", "n": 5, "list": [1]}`
 	tests := []struct {
@@ -164,7 +180,7 @@ func TestApplyFieldErrors(t *testing.T) {
 				b = body
 			}
 			m := compile(t, tc.cfg, "ci")
-			r, err := m.Apply([]byte(b), nil)
+			r, err := m.Apply([]byte(b), nil, testNow)
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("got %+v, %v; want a *FieldError", r, err)
@@ -186,6 +202,7 @@ func TestApplyFieldErrors(t *testing.T) {
 }
 
 func TestWhen(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		render   string
 		filtered bool
@@ -194,15 +211,21 @@ func TestWhen(t *testing.T) {
 		{"true", false}, {"yes", false}, {"1", false}, {"anything", false},
 	} {
 		m := compile(t, Config{When: `{{ .w }}`}, "ci")
-		r, err := m.Apply(fmt.Appendf(nil, `{"w": %q}`, tc.render), nil)
+		n, err := m.Apply(fmt.Appendf(nil, `{"w": %q}`, tc.render), nil, testNow)
+		if filtered := errors.Is(err, ErrFiltered); filtered != tc.filtered {
+			t.Errorf("when rendering %q: filtered = %v (%v)", tc.render, filtered, err)
+		}
+		if tc.filtered {
+			if n != nil {
+				t.Errorf("when rendering %q: a filtered body gave a notification", tc.render)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("%q: %v", tc.render, err)
 		}
-		if r.Filtered != tc.filtered {
-			t.Errorf("when rendering %q: Filtered = %v", tc.render, r.Filtered)
-		}
-		if !r.Filtered && len(r.Alerts) != 1 {
-			t.Errorf("when rendering %q: %d alerts", tc.render, len(r.Alerts))
+		if len(n.Data.Alerts) != 1 {
+			t.Errorf("when rendering %q: %d alerts", tc.render, len(n.Data.Alerts))
 		}
 	}
 }
@@ -210,14 +233,16 @@ func TestWhen(t *testing.T) {
 // TestWhenComesFirst: a filtered body is not rendered further, so the other
 // fields may rely on what `when` checked.
 func TestWhenComesFirst(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{When: `{{ get "kind" . }}`, Labels: map[string]string{"x": "{{ .needed }}"}}, "ci")
-	r, err := m.Apply([]byte(`{}`), nil)
-	if err != nil || !r.Filtered {
-		t.Fatalf("got %+v, %v; want filtered", r, err)
+	n, err := m.Apply([]byte(`{}`), nil, testNow)
+	if !errors.Is(err, ErrFiltered) || n != nil {
+		t.Fatalf("got %+v, %v; want filtered", n, err)
 	}
 }
 
 func TestCustomMapping(t *testing.T) {
+	t.Parallel()
 	cfg := Config{
 		Labels: map[string]string{
 			"alertname": "BuildBroken",
@@ -241,51 +266,57 @@ func TestCustomMapping(t *testing.T) {
 	m := compile(t, cfg, "builds")
 	body := `{"team": "Payments", "id": 9007199254740993, "message": "Build 77 broke on main", "state": "bad",
 		"items": [{"name": "unit"}], "nothing": null, "ok": true}`
-	r, err := m.Apply([]byte(body), http.Header{"X-Event-Kind": {"build", "second"}})
+	n, err := m.Apply([]byte(body), http.Header{"X-Event-Kind": {"build", "second"}}, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := r.Alerts[0]
+	a := n.Data.Alerts[0]
 	wantLabels := map[string]string{
 		"alertname": "BuildBroken", "team": "payments", "run": "9007199254740993", "event": "build",
 		"first": "unit", "fallback": "none", "src": "builds", "source": "builds",
 	}
-	if fmt.Sprint(a.Labels) != fmt.Sprint(wantLabels) {
+	if !reflect.DeepEqual(map[string]string(a.Labels), wantLabels) {
 		t.Errorf("labels =\n %v\nwant\n %v", a.Labels, wantLabels)
 	}
 	wantAnn := map[string]string{"summary": "Build 77 b", "json": `[{"name":"unit"}]`, "flag": "true", "padded": "Payments"}
-	if fmt.Sprint(a.Annotations) != fmt.Sprint(wantAnn) {
+	if !reflect.DeepEqual(map[string]string(a.Annotations), wantAnn) {
 		t.Errorf("annotations =\n %v\nwant\n %v", a.Annotations, wantAnn)
 	}
-	if r.Status != "firing" || a.Status != "firing" || !a.StartsAt.Equal(testNow) || !a.EndsAt.IsZero() {
-		t.Errorf("status %q/%q starts %v ends %v", r.Status, a.Status, a.StartsAt, a.EndsAt)
+	if n.Data.Status != "firing" || a.Status != "firing" || !a.StartsAt.Equal(testNow) || !a.EndsAt.IsZero() {
+		t.Errorf("status %q/%q starts %v ends %v", n.Data.Status, a.Status, a.StartsAt, a.EndsAt)
 	}
-	if want := `builds:{alertname="BuildBroken",event="build",fallback="none",first="unit",run="9007199254740993",source="builds",src="builds",team="payments"}`; r.GroupKey != want {
-		t.Errorf("GroupKey = %q, want %q", r.GroupKey, want)
+	if want := `builds:{alertname="BuildBroken",event="build",fallback="none",first="unit",run="9007199254740993",source="builds",src="builds",team="payments"}`; n.GroupKey != want {
+		t.Errorf("GroupKey = %q, want %q", n.GroupKey, want)
 	}
-	if m.Source() != "builds" {
-		t.Errorf("Source() = %q", m.Source())
+	if n.Source != "builds" || n.Data.Receiver != "builds" || !n.ReceivedAt.Equal(testNow) {
+		t.Errorf("Source %q Receiver %q ReceivedAt %v", n.Source, n.Data.Receiver, n.ReceivedAt)
 	}
 }
 
 func TestEmptyConfigDefaults(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{}, "cron")
-	r, err := m.Apply([]byte(`{"anything": 1}`), nil)
+	n, err := m.Apply([]byte(`{"anything": 1}`), nil, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Filtered || r.Status != "firing" || len(r.Alerts) != 1 {
-		t.Fatalf("got %+v", r)
+	if n.Data.Status != "firing" || len(n.Data.Alerts) != 1 {
+		t.Fatalf("got %+v", n)
 	}
-	if l := r.Alerts[0].Labels; len(l) != 2 || l["alertname"] != "cron" || l["source"] != "cron" {
+	if l := n.Data.Alerts[0].Labels; len(l) != 2 || l["alertname"] != "cron" || l["source"] != "cron" {
 		t.Errorf("labels %v", l)
 	}
-	if r.GroupKey != `cron:{alertname="cron",source="cron"}` {
-		t.Errorf("GroupKey = %q", r.GroupKey)
+	if n.GroupKey != `cron:{alertname="cron",source="cron"}` {
+		t.Errorf("GroupKey = %q", n.GroupKey)
+	}
+	// Without a sender's own, the group labels are the common labels.
+	if !reflect.DeepEqual(n.Data.GroupLabels, n.Data.CommonLabels) || n.Data.ExternalURL != "" || n.TruncatedAlerts != 0 {
+		t.Errorf("group labels %v common %v external %q truncated %d", n.Data.GroupLabels, n.Data.CommonLabels, n.Data.ExternalURL, n.TruncatedAlerts)
 	}
 }
 
 func TestFuncs(t *testing.T) {
+	t.Parallel()
 	h := http.Header{"x-lower-case": {"raw"}}
 	h.Set("X-Canonical", "canon")
 	hf := headerFunc(h)
@@ -345,18 +376,19 @@ func TestFuncs(t *testing.T) {
 // TestConcurrentApply runs requests with different headers at once; each
 // must see its own headers (run with -race).
 func TestConcurrentApply(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{Labels: map[string]string{"who": `{{ header "X-Who" }}`}}, "ci")
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for i := range 64 {
 		wg.Go(func() {
 			who := fmt.Sprint("caller-", i)
-			r, err := m.Apply([]byte(`{}`), http.Header{"X-Who": {who}})
+			n, err := m.Apply([]byte(`{}`), http.Header{"X-Who": {who}}, testNow)
 			if err != nil {
 				errs <- err
 				return
 			}
-			if got := r.Alerts[0].Labels["who"]; got != who {
+			if got := n.Data.Alerts[0].Labels["who"]; got != who {
 				errs <- fmt.Errorf("got %q, want %q", got, who)
 			}
 		})
@@ -369,21 +401,22 @@ func TestConcurrentApply(t *testing.T) {
 }
 
 func TestGrafanaDefaults(t *testing.T) {
+	t.Parallel()
 	m := compile(t, Config{Preset: "grafana"}, "graf")
 	// No top-level status or group key, one resolved and one firing alert
 	// without status (inherits firing), no labels at all.
-	r, err := m.Apply([]byte(`{"alerts": [{"status": "resolved", "labels": {"a": "1"}}, {"labels": {"a": "2"}}], "truncatedAlerts": 2}`), nil)
+	n, err := m.Apply([]byte(`{"alerts": [{"status": "resolved", "labels": {"a": "1"}}, {"labels": {"a": "2"}}], "truncatedAlerts": 2}`), nil, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != "firing" || r.Alerts[0].Status != "resolved" || r.Alerts[1].Status != "firing" {
-		t.Errorf("statuses %q %q %q", r.Status, r.Alerts[0].Status, r.Alerts[1].Status)
+	if n.Data.Status != "firing" || n.Data.Alerts[0].Status != "resolved" || n.Data.Alerts[1].Status != "firing" {
+		t.Errorf("statuses %q %q %q", n.Data.Status, n.Data.Alerts[0].Status, n.Data.Alerts[1].Status)
 	}
-	if r.GroupKey != `graf:{alertname="graf",source="graf"}` || r.TruncatedAlerts != 2 {
-		t.Errorf("GroupKey %q truncated %d", r.GroupKey, r.TruncatedAlerts)
+	if n.GroupKey != `graf:{alertname="graf",source="graf"}` || n.TruncatedAlerts != 2 {
+		t.Errorf("GroupKey %q truncated %d", n.GroupKey, n.TruncatedAlerts)
 	}
-	r, err = m.Apply([]byte(`{"alerts": [{"status": "resolved"}]}`), nil)
-	if err != nil || r.Status != "resolved" {
-		t.Errorf("all resolved: %+v %v", r, err)
+	n, err = m.Apply([]byte(`{"alerts": [{"status": "resolved"}]}`), nil, testNow)
+	if err != nil || n.Data.Status != "resolved" {
+		t.Errorf("all resolved: %+v %v", n, err)
 	}
 }

@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	amtemplate "github.com/prometheus/alertmanager/template"
+
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 // preset is a built-in mapping: template fields a user may override one by
@@ -179,6 +183,9 @@ func expandGrafana(body map[string]any) (*expansion, error) {
 		groupKey:    text(body["groupKey"]),
 		externalURL: text(body["externalURL"]),
 	}
+	if g, ok := body["groupLabels"]; ok {
+		exp.groupLabels = withoutInternal(stringMap(g))
+	}
 	if n := text(body["truncatedAlerts"]); n != "" {
 		t, err := strconv.Atoi(n)
 		if err != nil || t < 0 {
@@ -194,14 +201,12 @@ func expandGrafana(body map[string]any) (*expansion, error) {
 		if !ok {
 			return nil, &FieldError{Field: field, Err: errors.New("not an object")}
 		}
-		a := Alert{
+		a := amtemplate.Alert{
 			Labels:       stringMap(obj["labels"]),
 			Annotations:  stringMap(obj["annotations"]),
 			GeneratorURL: text(obj["generatorURL"]),
 		}
-		// Grafana marks its internal labels like Prometheus does; they only
-		// make routing and fingerprints noisy.
-		maps.DeleteFunc(a.Labels, func(k, _ string) bool { return strings.HasPrefix(k, "__") })
+		a.Labels = withoutInternal(a.Labels)
 		for key, name := range map[string]string{
 			"silenceURL":   "silence_url",
 			"dashboardURL": "dashboard_url",
@@ -224,9 +229,9 @@ func expandGrafana(body map[string]any) (*expansion, error) {
 			}
 		}
 		if a.Status == "" {
-			a.Status = StatusFiring
+			a.Status = alert.StatusFiring
 		}
-		anyFiring = anyFiring || a.Status == StatusFiring
+		anyFiring = anyFiring || a.Status == alert.StatusFiring
 
 		var err error
 		if a.StartsAt, err = parseTime(obj["startsAt"]); err != nil {
@@ -237,16 +242,16 @@ func expandGrafana(body map[string]any) (*expansion, error) {
 		}
 		// Alertmanager sets endsAt in the future on firing alerts; only a
 		// resolved alert has really ended.
-		if a.Status == StatusFiring {
+		if a.Status == alert.StatusFiring {
 			a.EndsAt = time.Time{}
 		}
 		exp.alerts = append(exp.alerts, a)
 	}
 	exp.status = status
 	if exp.status == "" {
-		exp.status = StatusResolved
+		exp.status = alert.StatusResolved
 		if anyFiring {
-			exp.status = StatusFiring
+			exp.status = alert.StatusFiring
 		}
 	}
 	return exp, nil
@@ -255,7 +260,7 @@ func expandGrafana(body map[string]any) (*expansion, error) {
 // expandPlain maps {"text": ..., "labels": {...}, "annotations": {...},
 // "status": ...}, the shape for curl and scripts, to one alert.
 func expandPlain(body map[string]any) (*expansion, error) {
-	a := Alert{Labels: map[string]string{}, Annotations: map[string]string{}}
+	a := amtemplate.Alert{Labels: amtemplate.KV{}, Annotations: amtemplate.KV{}}
 	for _, f := range []struct {
 		key      string
 		dst      map[string]string
@@ -302,7 +307,7 @@ func expandPlain(body map[string]any) (*expansion, error) {
 		return nil, &FieldError{Field: "text", Err: errors.New(`missing: a plain notification needs "text" or annotations.summary`)}
 	}
 
-	status := StatusFiring
+	status := alert.StatusFiring
 	if v, ok := body["status"]; ok && v != "" {
 		s, isString := v.(string)
 		if !isString {
@@ -314,7 +319,7 @@ func expandPlain(body map[string]any) (*expansion, error) {
 		}
 	}
 	a.Status = status
-	return &expansion{status: status, alerts: []Alert{a}}, nil
+	return &expansion{status: status, alerts: []amtemplate.Alert{a}}, nil
 }
 
 // stringMap turns a JSON object of scalars into labels or annotations,
@@ -331,6 +336,14 @@ func stringMap(v any) map[string]string {
 		}
 	}
 	return out
+}
+
+// withoutInternal drops the labels Grafana marks as internal the way
+// Prometheus does ("__" first); they only make routing and fingerprints
+// noisy.
+func withoutInternal(labels map[string]string) map[string]string {
+	maps.DeleteFunc(labels, func(k, _ string) bool { return strings.HasPrefix(k, "__") })
+	return labels
 }
 
 // formatValues renders Grafana's "values" object as "B=44.2 C=1", sorted.

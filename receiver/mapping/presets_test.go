@@ -1,24 +1,28 @@
 package mapping
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	amtemplate "github.com/prometheus/alertmanager/template"
+
+	"github.com/smsbridge/smsbridge/alert"
 )
 
 var testNow = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
-// compile compiles c for source and pins the clock.
+// compile compiles c for source.
 func compile(t testing.TB, c Config, source string) *Mapping {
 	t.Helper()
 	m, err := c.Compile(source)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	m.now = func() time.Time { return testNow }
 	return m
 }
 
@@ -49,6 +53,7 @@ type wantAlert struct {
 }
 
 func TestPresetFixtures(t *testing.T) {
+	t.Parallel()
 	const (
 		wfURL    = "https://github.com/octo-org/octo-repo/actions/runs/10481234567"
 		glPipe   = "https://gitlab.example.com/platform/billing-api/-/pipelines/2366"
@@ -63,7 +68,7 @@ func TestPresetFixtures(t *testing.T) {
 		status   string
 		groupKey string
 		alerts   []wantAlert
-		extra    func(t *testing.T, r *Result)
+		extra    func(t *testing.T, n *alert.Notification)
 	}{
 		{
 			name: "github workflow_run failure", preset: "github", file: "github/workflow_run_failure.json",
@@ -304,12 +309,16 @@ func TestPresetFixtures(t *testing.T) {
 					generatorURL: "https://grafana.example.com/alerting/grafana/cdeqmlhvflz40f/view?orgId=1",
 				},
 			},
-			extra: func(t *testing.T, r *Result) {
-				if r.ExternalURL != "https://grafana.example.com/" || r.TruncatedAlerts != 0 {
-					t.Errorf("ExternalURL %q TruncatedAlerts %d", r.ExternalURL, r.TruncatedAlerts)
+			extra: func(t *testing.T, n *alert.Notification) {
+				if n.Data.ExternalURL != "https://grafana.example.com/" || n.TruncatedAlerts != 0 {
+					t.Errorf("ExternalURL %q TruncatedAlerts %d", n.Data.ExternalURL, n.TruncatedAlerts)
 				}
-				if r.Alerts[0].Fingerprint == r.Alerts[1].Fingerprint {
+				if n.Data.Alerts[0].Fingerprint == n.Data.Alerts[1].Fingerprint {
 					t.Error("alerts with different labels share a fingerprint")
+				}
+				want := amtemplate.KV{"alertname": "HighMemoryUsage", "grafana_folder": "Infrastructure"}
+				if !reflect.DeepEqual(n.Data.GroupLabels, want) {
+					t.Errorf("GroupLabels = %v, want Grafana's %v", n.Data.GroupLabels, want)
 				}
 			},
 		},
@@ -329,9 +338,9 @@ func TestPresetFixtures(t *testing.T) {
 				endsAt:       time.Date(2026, 3, 2, 7, 21, 3, 157076000, time.UTC),
 				generatorURL: "https://grafana.example.com/alerting/grafana/cdeqmlhvflz40f/view?orgId=1",
 			}},
-			extra: func(t *testing.T, r *Result) {
-				if r.TruncatedAlerts != 3 {
-					t.Errorf("TruncatedAlerts = %d, want 3", r.TruncatedAlerts)
+			extra: func(t *testing.T, n *alert.Notification) {
+				if n.TruncatedAlerts != 3 || n.Data.ExternalURL != "https://grafana.example.com/" {
+					t.Errorf("TruncatedAlerts = %d, ExternalURL %q; want 3 and Grafana's", n.TruncatedAlerts, n.Data.ExternalURL)
 				}
 			},
 		},
@@ -361,37 +370,37 @@ func TestPresetFixtures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compile(t, Config{Preset: tc.preset}, "ci")
-			r, err := m.Apply(fixture(t, tc.file), tc.header)
-			if err != nil {
-				t.Fatalf("apply: %v", err)
-			}
-			if r.Filtered != tc.filtered {
-				t.Fatalf("Filtered = %v, want %v (result %+v)", r.Filtered, tc.filtered, r)
+			n, err := m.Apply(fixture(t, tc.file), tc.header, testNow)
+			if filtered := errors.Is(err, ErrFiltered); filtered != tc.filtered {
+				t.Fatalf("filtered = %v, want %v (%+v, %v)", filtered, tc.filtered, n, err)
 			}
 			if tc.filtered {
-				if r.Status != "" || r.GroupKey != "" || len(r.Alerts) != 0 {
-					t.Errorf("filtered result carries data: %+v", r)
+				if n != nil {
+					t.Errorf("filtered body gave a notification: %+v", n)
 				}
 				return
 			}
-			if r.Status != tc.status {
-				t.Errorf("Status = %q, want %q", r.Status, tc.status)
+			if err != nil {
+				t.Fatalf("apply: %v", err)
 			}
-			if r.GroupKey != tc.groupKey {
-				t.Errorf("GroupKey =\n %s\nwant\n %s", r.GroupKey, tc.groupKey)
+			if n.Data.Status != tc.status {
+				t.Errorf("Status = %q, want %q", n.Data.Status, tc.status)
 			}
-			if len(r.Alerts) != len(tc.alerts) {
-				t.Fatalf("got %d alerts, want %d", len(r.Alerts), len(tc.alerts))
+			if n.GroupKey != tc.groupKey {
+				t.Errorf("GroupKey =\n %s\nwant\n %s", n.GroupKey, tc.groupKey)
+			}
+			if len(n.Data.Alerts) != len(tc.alerts) {
+				t.Fatalf("got %d alerts, want %d", len(n.Data.Alerts), len(tc.alerts))
 			}
 			for i, w := range tc.alerts {
-				a := r.Alerts[i]
+				a := n.Data.Alerts[i]
 				if a.Status != w.status {
 					t.Errorf("alert %d: Status = %q, want %q", i, a.Status, w.status)
 				}
-				if !reflect.DeepEqual(a.Labels, w.labels) {
+				if !reflect.DeepEqual(map[string]string(a.Labels), w.labels) {
 					t.Errorf("alert %d: Labels =\n %v\nwant\n %v", i, a.Labels, w.labels)
 				}
-				if !reflect.DeepEqual(a.Annotations, w.annotations) {
+				if !reflect.DeepEqual(map[string]string(a.Annotations), w.annotations) {
 					t.Errorf("alert %d: Annotations =\n %v\nwant\n %v", i, a.Annotations, w.annotations)
 				}
 				if !a.StartsAt.Equal(w.startsAt) || !a.EndsAt.Equal(w.endsAt) {
@@ -400,12 +409,12 @@ func TestPresetFixtures(t *testing.T) {
 				if a.GeneratorURL != w.generatorURL {
 					t.Errorf("alert %d: GeneratorURL = %q, want %q", i, a.GeneratorURL, w.generatorURL)
 				}
-				if a.Fingerprint != fingerprint(w.labels) || len(a.Fingerprint) != 16 {
-					t.Errorf("alert %d: Fingerprint = %q, want %q", i, a.Fingerprint, fingerprint(w.labels))
+				if a.Fingerprint != alert.Fingerprint(w.labels) || len(a.Fingerprint) != 16 {
+					t.Errorf("alert %d: Fingerprint = %q, want %q", i, a.Fingerprint, alert.Fingerprint(w.labels))
 				}
 			}
 			if tc.extra != nil {
-				tc.extra(t, r)
+				tc.extra(t, n)
 			}
 		})
 	}
@@ -415,6 +424,7 @@ func TestPresetFixtures(t *testing.T) {
 // resolves a failure, share a group key and fingerprint, while another branch
 // does not.
 func TestGroupKeyStability(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		preset            string
 		header            http.Header
@@ -427,21 +437,22 @@ func TestGroupKeyStability(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.preset, func(t *testing.T) {
 			m := compile(t, Config{Preset: tc.preset}, "ci")
-			apply := func(file string) *Result {
-				r, err := m.Apply(fixture(t, file), tc.header)
-				if err != nil || r.Filtered {
-					t.Fatalf("%s: %+v %v", file, r, err)
+			apply := func(file string) *alert.Notification {
+				n, err := m.Apply(fixture(t, file), tc.header, testNow)
+				if err != nil {
+					t.Fatalf("%s: %v", file, err)
 				}
-				return r
+				return n
 			}
+			fp := func(n *alert.Notification) string { return n.Data.Alerts[0].Fingerprint }
 			fail, again, pass, other := apply(tc.fail), apply(tc.again), apply(tc.pass), apply(tc.otherBranch)
-			if fail.GroupKey != again.GroupKey || fail.Alerts[0].Fingerprint != again.Alerts[0].Fingerprint {
+			if fail.GroupKey != again.GroupKey || fp(fail) != fp(again) {
 				t.Errorf("same event twice: %q vs %q", fail.GroupKey, again.GroupKey)
 			}
-			if fail.GroupKey != pass.GroupKey || fail.Alerts[0].Fingerprint != pass.Alerts[0].Fingerprint {
+			if fail.GroupKey != pass.GroupKey || fp(fail) != fp(pass) {
 				t.Errorf("failure and its resolution differ: %q vs %q", fail.GroupKey, pass.GroupKey)
 			}
-			if fail.GroupKey == other.GroupKey || fail.Alerts[0].Fingerprint == other.Alerts[0].Fingerprint {
+			if fail.GroupKey == other.GroupKey || fp(fail) == fp(other) {
 				t.Errorf("another branch shares the key %q", other.GroupKey)
 			}
 		})
@@ -449,6 +460,7 @@ func TestGroupKeyStability(t *testing.T) {
 }
 
 func TestPresetOverrides(t *testing.T) {
+	t.Parallel()
 	wf := fixture(t, "github/workflow_run_failure.json")
 	ghHeader := hdr("X-GitHub-Event", "workflow_run")
 	tests := []struct {
@@ -456,7 +468,7 @@ func TestPresetOverrides(t *testing.T) {
 		cfg    Config
 		body   []byte
 		header http.Header
-		check  func(t *testing.T, r *Result)
+		check  func(t *testing.T, n *alert.Notification)
 	}{
 		{
 			name: "one label added, one removed, one replaced, others kept",
@@ -466,13 +478,13 @@ func TestPresetOverrides(t *testing.T) {
 				"branch":   `{{ get "workflow_run.head_branch" . | toUpper }}`,
 			}},
 			body: wf, header: ghHeader,
-			check: func(t *testing.T, r *Result) {
+			check: func(t *testing.T, n *alert.Notification) {
 				want := map[string]string{"alertname": "GitHubWorkflowFailed", "repository": "octo-org/octo-repo", "branch": "MAIN", "team": "octo-org", "source": "ci"}
-				if !reflect.DeepEqual(r.Alerts[0].Labels, want) {
-					t.Errorf("labels = %v, want %v", r.Alerts[0].Labels, want)
+				if !reflect.DeepEqual(map[string]string(n.Data.Alerts[0].Labels), want) {
+					t.Errorf("labels = %v, want %v", n.Data.Alerts[0].Labels, want)
 				}
-				if r.Alerts[0].Annotations["summary"] != "CI failed: octo-org/octo-repo CI on main (failure)" {
-					t.Errorf("preset annotation lost: %v", r.Alerts[0].Annotations)
+				if n.Data.Alerts[0].Annotations["summary"] != "CI failed: octo-org/octo-repo CI on main (failure)" {
+					t.Errorf("preset annotation lost: %v", n.Data.Alerts[0].Annotations)
 				}
 			},
 		},
@@ -480,9 +492,9 @@ func TestPresetOverrides(t *testing.T) {
 			name: "when widened to page on cancelled runs too",
 			cfg:  Config{Preset: "github", When: `{{ match "^(failure|cancelled)$" .workflow_run.conclusion }}`},
 			body: fixture(t, "github/workflow_run_cancelled.json"), header: ghHeader,
-			check: func(t *testing.T, r *Result) {
-				if r.Filtered || r.Status != "firing" || r.Alerts[0].Annotations["conclusion"] != "cancelled" {
-					t.Errorf("got %+v", r)
+			check: func(t *testing.T, n *alert.Notification) {
+				if n.Data.Status != "firing" || n.Data.Alerts[0].Annotations["conclusion"] != "cancelled" {
+					t.Errorf("got %+v", n)
 				}
 			},
 		},
@@ -490,15 +502,15 @@ func TestPresetOverrides(t *testing.T) {
 			name: "status, group key and generator URL overridden",
 			cfg:  Config{Preset: "github", Status: "resolved", GroupKey: "{{ .repository.full_name }}", GeneratorURL: "https://ci.example.com/{{ .workflow_run.id }}"},
 			body: wf, header: ghHeader,
-			check: func(t *testing.T, r *Result) {
-				if r.Status != "resolved" || r.Alerts[0].Status != "resolved" || r.Alerts[0].EndsAt.IsZero() {
-					t.Errorf("status not overridden: %+v", r)
+			check: func(t *testing.T, n *alert.Notification) {
+				if n.Data.Status != "resolved" || n.Data.Alerts[0].Status != "resolved" || n.Data.Alerts[0].EndsAt.IsZero() {
+					t.Errorf("status not overridden: %+v", n)
 				}
-				if r.GroupKey != "ci:octo-org/octo-repo" {
-					t.Errorf("GroupKey = %q", r.GroupKey)
+				if n.GroupKey != "ci:octo-org/octo-repo" {
+					t.Errorf("GroupKey = %q", n.GroupKey)
 				}
-				if r.Alerts[0].GeneratorURL != "https://ci.example.com/10481234567" {
-					t.Errorf("GeneratorURL = %q", r.Alerts[0].GeneratorURL)
+				if n.Data.Alerts[0].GeneratorURL != "https://ci.example.com/10481234567" {
+					t.Errorf("GeneratorURL = %q", n.Data.Alerts[0].GeneratorURL)
 				}
 			},
 		},
@@ -506,11 +518,11 @@ func TestPresetOverrides(t *testing.T) {
 			name: "grafana: overrides rendered over the whole body and applied to every alert",
 			cfg:  Config{Preset: "grafana", Labels: map[string]string{"org": "{{ .orgId }}", "grafana_folder": ""}, Annotations: map[string]string{"summary": "{{ .title }}"}, Status: "resolved"},
 			body: fixture(t, "grafana/firing.json"),
-			check: func(t *testing.T, r *Result) {
-				if r.Status != "resolved" {
-					t.Errorf("Status = %q", r.Status)
+			check: func(t *testing.T, n *alert.Notification) {
+				if n.Data.Status != "resolved" {
+					t.Errorf("Status = %q", n.Data.Status)
 				}
-				for i, a := range r.Alerts {
+				for i, a := range n.Data.Alerts {
 					if a.Labels["org"] != "1" || a.Labels["grafana_folder"] != "" || a.Labels["instance"] == "" {
 						t.Errorf("alert %d labels %v", i, a.Labels)
 					}
@@ -520,7 +532,7 @@ func TestPresetOverrides(t *testing.T) {
 					if a.Status != "resolved" || !a.EndsAt.Equal(testNow) {
 						t.Errorf("alert %d status %q ends %v", i, a.Status, a.EndsAt)
 					}
-					if a.Fingerprint != fingerprint(a.Labels) {
+					if a.Fingerprint != alert.Fingerprint(a.Labels) {
 						t.Errorf("alert %d fingerprint not recomputed", i)
 					}
 				}
@@ -530,12 +542,12 @@ func TestPresetOverrides(t *testing.T) {
 			name: "plain: the mapping's source and alertname win over the defaults",
 			cfg:  Config{Preset: "plain", Labels: map[string]string{"alertname": "BackupFailed", "source": "cron"}},
 			body: fixture(t, "plain/disk_full.json"),
-			check: func(t *testing.T, r *Result) {
-				if l := r.Alerts[0].Labels; l["alertname"] != "BackupFailed" || l["source"] != "cron" || l["host"] != "nas-1" {
+			check: func(t *testing.T, n *alert.Notification) {
+				if l := n.Data.Alerts[0].Labels; l["alertname"] != "BackupFailed" || l["source"] != "cron" || l["host"] != "nas-1" {
 					t.Errorf("labels %v", l)
 				}
-				if r.GroupKey != `ci:{alertname="BackupFailed",host="nas-1",severity="critical",source="cron",team="storage"}` {
-					t.Errorf("GroupKey = %q", r.GroupKey)
+				if n.GroupKey != `ci:{alertname="BackupFailed",host="nas-1",severity="critical",source="cron",team="storage"}` {
+					t.Errorf("GroupKey = %q", n.GroupKey)
 				}
 			},
 		},
@@ -543,11 +555,11 @@ func TestPresetOverrides(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compile(t, tc.cfg, "ci")
-			r, err := m.Apply(tc.body, tc.header)
+			n, err := m.Apply(tc.body, tc.header, testNow)
 			if err != nil {
 				t.Fatalf("apply: %v", err)
 			}
-			tc.check(t, r)
+			tc.check(t, n)
 		})
 	}
 }
@@ -555,18 +567,20 @@ func TestPresetOverrides(t *testing.T) {
 // TestPresetsDoNotMutateEachOther guards the merge: a user's override must
 // not leak into the next Compile of the same preset.
 func TestPresetsDoNotMutateEachOther(t *testing.T) {
+	t.Parallel()
 	compile(t, Config{Preset: "github", Labels: map[string]string{"repository": "x"}}, "a")
 	m := compile(t, Config{Preset: "github"}, "b")
-	r, err := m.Apply(fixture(t, "github/workflow_run_failure.json"), hdr("X-GitHub-Event", "workflow_run"))
+	n, err := m.Apply(fixture(t, "github/workflow_run_failure.json"), hdr("X-GitHub-Event", "workflow_run"), testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Alerts[0].Labels["repository"]; got != "octo-org/octo-repo" {
+	if got := n.Data.Alerts[0].Labels["repository"]; got != "octo-org/octo-repo" {
 		t.Errorf("repository = %q", got)
 	}
 }
 
 func TestPresets(t *testing.T) {
+	t.Parallel()
 	for _, name := range Presets() {
 		if _, err := (Config{Preset: name}).Compile("x"); err != nil {
 			t.Errorf("preset %s: %v", name, err)
@@ -579,7 +593,7 @@ func BenchmarkApplyGitHub(b *testing.B) {
 	body := fixture(b, "github/workflow_run_failure.json")
 	h := hdr("X-GitHub-Event", "workflow_run")
 	for b.Loop() {
-		if _, err := m.Apply(body, h); err != nil {
+		if _, err := m.Apply(body, h, testNow); err != nil {
 			b.Fatal(err)
 		}
 	}

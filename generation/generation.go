@@ -1,0 +1,284 @@
+// Package generation compiles a loaded configuration into one immutable
+// Generation: the intake sources, the router, the renderer and the provider
+// accounts one running configuration needs. Everything is built before any
+// of it is used, so a reload that fails leaves the running generation
+// untouched; main publishes a new one with a single atomic swap, and every
+// reader (intake, pipeline, dispatcher, status page) reads it once per
+// request or step.
+//
+// Build reads every file the configuration names (API keys, secrets,
+// templates) and reports each problem as a *config.Error with the file and
+// line of the key it concerns, found from structured positions: a
+// routing.Error's path, a mapping.FieldError's field, an auth.ConfigError's
+// key, a templates.FileError's index.
+package generation
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/config"
+	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/receiver/auth"
+	"github.com/smsbridge/smsbridge/receiver/mapping"
+	"github.com/smsbridge/smsbridge/routing"
+	"github.com/smsbridge/smsbridge/sms"
+	"github.com/smsbridge/smsbridge/templates"
+)
+
+// Options tunes Build.
+type Options struct {
+	// DryRun skips the API keys: a dry run sends to an in-process fake.
+	DryRun bool
+	// Logger receives the renderer's warnings; nil discards them. The
+	// caller names the component.
+	Logger *slog.Logger
+	// TemplateMetrics counts template failures; nil counts nothing.
+	TemplateMetrics *templates.Metrics
+}
+
+// Names of the provider accounts, the values of the account label.
+const (
+	AccountPrimary  = "primary"
+	AccountFallback = "fallback"
+)
+
+// Account is one provider account as plain data; the dispatcher builds its
+// client from it.
+type Account struct {
+	// Name is AccountPrimary or AccountFallback.
+	Name string
+	URL  string
+	// APIKey is empty in a dry run unless given inline.
+	APIKey    secret.Secret
+	Timeout   time.Duration
+	RateLimit float64
+}
+
+// Generation is one configuration, compiled. Nothing in it changes after
+// Build returns; a reload builds a new one.
+type Generation struct {
+	// File is the loaded configuration, for settings taken as they are.
+	File *config.File
+	// Intake is the Alertmanager and webhook sources.
+	Intake *receiver.Sources
+	// Router routes alerts to receivers, each with its numbers and its
+	// effective max segments.
+	Router *routing.Router
+	// Renderer renders texts with the configured templates.
+	Renderer *templates.Renderer
+	// Accounts are the provider accounts, the primary first.
+	Accounts []Account
+}
+
+// Build compiles f. Every problem found is a *config.Error with file and
+// line; several are joined (errors.Join) in file order.
+func Build(f *config.File, opts Options) (*Generation, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := &builder{f: f, c: f.Config, opts: opts}
+	g := &Generation{File: f}
+	g.Accounts = b.accounts()
+	g.Renderer = b.renderer(logger)
+	g.Router = b.router()
+	g.Intake = b.intake()
+	if len(b.errs) > 0 {
+		slices.SortStableFunc(b.errs, func(x, y *config.Error) int { return cmp.Compare(x.Line, y.Line) })
+		errs := make([]error, len(b.errs))
+		for i, e := range b.errs {
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
+	}
+	return g, nil
+}
+
+// builder collects Build's problems, so that one check-config run shows
+// them all.
+type builder struct {
+	f    *config.File
+	c    *config.Config
+	opts Options
+	errs []*config.Error
+}
+
+func (b *builder) errorf(path, format string, args ...any) {
+	b.errs = append(b.errs, b.f.Errorf(path, format, args...))
+}
+
+func (b *builder) accounts() []Account {
+	s := b.c.SMS
+	primary := Account{Name: AccountPrimary, URL: s.URL, APIKey: s.APIKey, Timeout: time.Duration(s.Timeout), RateLimit: s.RateLimit}
+	if !b.opts.DryRun {
+		if s.APIKey == "" && s.APIKeyFile == "" {
+			b.errorf("sms", "sms: no API key; set api_key_file (or api_key), or run with --sms.dry-run")
+		} else if key, err := secret.Load(s.APIKey, b.f.Resolve(s.APIKeyFile)); err != nil {
+			b.errorf("sms.api_key_file", "sms: %w", err)
+		} else {
+			primary.APIKey = key
+		}
+	}
+	accounts := []Account{primary}
+	if fb := s.Fallback; fb != nil {
+		// config checked that exactly one of api_key and api_key_file is set.
+		a := Account{Name: AccountFallback, URL: fb.URL, APIKey: fb.APIKey, Timeout: time.Duration(fb.Timeout), RateLimit: fb.RateLimit}
+		if !b.opts.DryRun {
+			if key, err := secret.Load(fb.APIKey, b.f.Resolve(fb.APIKeyFile)); err != nil {
+				b.errorf("sms.fallback.api_key_file", "sms.fallback: %w", err)
+			} else {
+				a.APIKey = key
+			}
+		}
+		accounts = append(accounts, a)
+	}
+	return accounts
+}
+
+func (b *builder) renderer(logger *slog.Logger) *templates.Renderer {
+	files := make([]string, len(b.c.Templates.Files))
+	for i, g := range b.c.Templates.Files {
+		files[i] = b.f.Resolve(g)
+	}
+	names := make([]string, 0, len(b.c.Receivers))
+	for _, rc := range b.c.Receivers {
+		names = append(names, rc.Name)
+	}
+	r, err := templates.New(templates.Options{Files: files, Logger: logger, Metrics: b.opts.TemplateMetrics, Receivers: names})
+	if err != nil {
+		path := "templates.files"
+		var fe *templates.FileError
+		if errors.As(err, &fe) {
+			path = fmt.Sprintf("templates.files[%d]", fe.Index)
+		}
+		b.errorf(path, "templates: %w", err)
+		return nil
+	}
+	for i, rc := range b.c.Receivers {
+		if rc.Template == "" {
+			continue
+		}
+		if err := r.Check(rc.Template); err != nil {
+			b.errorf(fmt.Sprintf("receivers[%d].template", i), "receiver %q: template: %w", rc.Name, err)
+		}
+	}
+	return r
+}
+
+func (b *builder) router() *routing.Router {
+	r, err := routing.New(b.c.Route, b.c.Receivers, b.c.Oncall, routing.Options{
+		Normalize:   sms.NormalizeNumber,
+		MaxSegments: b.c.SMS.MaxSegments,
+	})
+	if err == nil {
+		return r
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		path := ""
+		var re *routing.Error
+		if errors.As(e, &re) {
+			path = re.Path
+		}
+		b.errorf(path, "%w", e)
+	}
+	return nil
+}
+
+func (b *builder) intake() *receiver.Sources {
+	c := b.c
+	s := &receiver.Sources{Webhooks: make(map[string]*receiver.Source, len(c.Webhooks))}
+	s.Alertmanager = b.source(alert.SourceAlertmanager, "alertmanager", "alertmanager", c.Alertmanager.Auth, c.Alertmanager.BodyLimit, c.Alertmanager.RateLimit)
+	for i, w := range c.Webhooks {
+		at := fmt.Sprintf("webhooks[%d]", i)
+		what := fmt.Sprintf("webhooks %q", w.Name)
+		src := b.source(w.Name, what, at, w.Auth, w.BodyLimit, w.RateLimit)
+		m, err := w.Config.Compile(w.Name)
+		if err != nil {
+			path := at
+			var fe *mapping.FieldError
+			if errors.As(err, &fe) {
+				path = at + "." + fe.Field
+			}
+			b.errorf(path, "%s: %w", what, err)
+			continue
+		}
+		src.Mapping = m
+		s.Webhooks[w.Name] = src
+	}
+	if len(b.errs) > 0 {
+		return nil
+	}
+	// config's validation makes this hold; a failure is a bug here.
+	if err := s.Validate(); err != nil {
+		b.errorf("", "%w", err)
+		return nil
+	}
+	return s
+}
+
+// source builds one intake source; what names it in errors and at is its
+// config path.
+func (b *builder) source(name, what, at string, ac *auth.Config, limit config.ByteSize, rl *config.RateLimit) *receiver.Source {
+	src := &receiver.Source{Name: name, BodyLimit: int64(limit)}
+	if ac != nil {
+		resolved := *ac
+		resolved.SecretFile = b.f.Resolve(ac.SecretFile)
+		resolved.PasswordFile = b.f.Resolve(ac.PasswordFile)
+		v, err := resolved.Build()
+		if err != nil {
+			path := at + ".auth"
+			var ce *auth.ConfigError
+			if errors.As(err, &ce) {
+				path += "." + ce.Field
+			}
+			b.errorf(path, "%s: %w", what, err)
+		} else {
+			src.Verifier = v
+		}
+	}
+	if rl != nil {
+		src.Limiter = rate.NewLimiter(rate.Limit(rl.PerSecond), rl.Burst)
+	}
+	return src
+}
+
+// Summary is a short description of g, for check-config and the status
+// page. It names no secret and no number.
+func (g *Generation) Summary() string {
+	var b strings.Builder
+	recv := g.Router.Receivers()
+	fmt.Fprintf(&b, "receivers: %d\n", len(recv))
+	for _, r := range recv {
+		fmt.Fprintf(&b, "  %s: %d numbers, send_resolved=%t\n", r.Name, len(r.Numbers), r.SendResolved)
+	}
+	routes := 0
+	g.Router.Tree().Walk(func(*routing.Node, int) { routes++ })
+	fmt.Fprintf(&b, "routes: %d (the root included)\n", routes)
+	b.WriteString("sources: " + alert.SourceAlertmanager)
+	for _, n := range g.Intake.SourceNames() {
+		b.WriteString(", " + n)
+	}
+	b.WriteString("\naccounts: ")
+	for i, a := range g.Accounts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.Name)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
