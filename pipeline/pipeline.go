@@ -1,0 +1,140 @@
+// Package pipeline turns one notification into what the outbox stores:
+// Plan routes it and renders one text per receiver, then an ordered list of
+// stages (as Alertmanager's notify.Stage) may drop, hold or annotate it,
+// and the result is written to the store in one durable commit.
+//
+// Intake, `smsbridge routes test`, the status page's routes test and the
+// test send all go through Plan, so what they show is what is sent.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/routing"
+	"github.com/smsbridge/smsbridge/templates"
+)
+
+// Store is the part of the outbox the pipeline writes to.
+type Store interface {
+	Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqueued, error)
+}
+
+// Stage is one step between Plan and the store. Exec may drop the whole
+// notification or some of its entries (recorded and counted, nothing
+// sent), hold entries, or annotate the record (a guard the store
+// evaluates atomically with the write). An error means the notification
+// cannot be judged now (the store is unreachable): nothing is written and
+// the caller answers 503 so the sender retries.
+type Stage interface {
+	Name() string
+	Exec(ctx context.Context, e *Envelope) error
+}
+
+// Options configure a Pipeline: one configuration generation's routing,
+// rendering and stages, writing to the process's store.
+type Options struct {
+	Router   *routing.Router
+	Renderer *templates.Renderer
+	// Stages run in order after Plan.
+	Stages []Stage
+	Store  Store
+	Logger *slog.Logger
+	// Now is the clock of the test send; default time.Now.
+	Now func() time.Time
+}
+
+// Pipeline is immutable and safe for concurrent use.
+type Pipeline struct {
+	router   *routing.Router
+	renderer *templates.Renderer
+	stages   []Stage
+	store    Store
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a Pipeline for opts.
+func New(opts Options) (*Pipeline, error) {
+	if opts.Router == nil || opts.Renderer == nil {
+		return nil, errors.New("pipeline: a router and a renderer are required")
+	}
+	p := &Pipeline{router: opts.Router, renderer: opts.Renderer,
+		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now}
+	if p.logger == nil {
+		p.logger = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// Result is what Accept recorded.
+type Result struct {
+	// ID is the stored notification's id.
+	ID int64
+	// Outcome is the notification's recorded outcome: accepted,
+	// unrouted, filtered, or the outcome of the stage that dropped it.
+	Outcome string
+	// Recipients counts the deliveries written.
+	Recipients int
+}
+
+// Accept plans n, runs the stages and writes the result durably. A
+// notification is recorded even when nothing is sent for it; an error
+// means nothing was recorded and the sender should retry.
+func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, error) {
+	if p.store == nil {
+		return Result{}, errors.New("pipeline: no store to write to")
+	}
+	e := &Envelope{Notification: n, Plan: p.Plan(n),
+		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status}}
+	for _, st := range p.stages {
+		if e.outcome != "" {
+			break
+		}
+		if err := st.Exec(ctx, e); err != nil {
+			return Result{}, fmt.Errorf("stage %s: %w", st.Name(), err)
+		}
+	}
+	rec := e.Record
+	if e.outcome != "" {
+		rec.Outcome = e.outcome
+	} else {
+		rec.Messages = e.Plan.Messages()
+		rec.Outcome = outbox.OutcomeAccepted
+		if len(rec.Messages) == 0 {
+			rec.Outcome = outbox.OutcomeUnrouted
+		}
+	}
+	res, err := p.store.Enqueue(ctx, rec)
+	if err != nil {
+		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
+	}
+	return Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}, nil
+}
+
+// Envelope is a notification on its way to the store: its plan, and what
+// the stages decided so far.
+type Envelope struct {
+	Notification *alert.Notification
+	Plan         *Plan
+	// Record is what will be stored; stages may set its guards.
+	Record outbox.Notification
+	// outcome, once set by Drop, ends the stages: the notification is
+	// recorded with it and sends nothing.
+	outcome string
+}
+
+// Drop records the whole notification with outcome (duplicate, muted...)
+// and sends nothing for it; the stages after this one do not run.
+func (e *Envelope) Drop(outcome string) { e.outcome = outcome }
+
+// Dropped returns the outcome Drop set, or "".
+func (e *Envelope) Dropped() string { return e.outcome }

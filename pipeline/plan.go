@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/routing"
+	"github.com/smsbridge/smsbridge/templates"
+)
+
+// Reasons an entry of a plan sends nothing.
+const (
+	SkipNoNumbers = "the receiver has no numbers"
+	SkipResolved  = "its alerts are resolved and the receiver has send_resolved: false"
+)
+
+// Plan is every receiver a notification reaches, in routing order, with
+// its numbers and exact text, or why it gets nothing.
+type Plan struct {
+	Entries []Entry
+}
+
+// Entry is what one receiver gets.
+type Entry struct {
+	Receiver *routing.ResolvedReceiver
+	// Routes are the routes that reached the receiver.
+	Routes []*routing.Node
+	// Alerts counts the alerts the text is about.
+	Alerts   int
+	Text     string
+	Segments int
+	// Numbers are the receiver's numbers, in full.
+	Numbers []string
+	// Skipped says why the receiver gets nothing; empty when it gets Text.
+	Skipped string
+}
+
+// Plan routes every alert of n and renders one text per receiver, with the
+// alerts that reached that receiver, as Alertmanager would notify it.
+// Nothing is sent or stored.
+func (p *Pipeline) Plan(n *alert.Notification) *Plan {
+	pl := &Plan{}
+	for _, t := range p.router.Route(n.RouteLabels()) {
+		rcv := t.Receiver
+		e := Entry{Receiver: rcv, Routes: t.Nodes}
+		var alerts template.Alerts
+		for _, i := range t.Alerts {
+			a := n.Data.Alerts[i]
+			if a.Status == alert.StatusResolved && !rcv.SendResolved {
+				continue
+			}
+			alerts = append(alerts, a)
+		}
+		switch {
+		case len(rcv.Numbers) == 0:
+			e.Skipped = SkipNoNumbers
+		case len(alerts) == 0:
+			e.Skipped = SkipResolved
+		default:
+			e.Alerts = len(alerts)
+			e.Numbers = rcv.Numbers
+			e.Text, e.Segments = p.render(rcv, n.Subset(alerts))
+		}
+		pl.Entries = append(pl.Entries, e)
+	}
+	return pl
+}
+
+func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) (string, int) {
+	maxSeg := rcv.MaxSegments
+	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, templates.NewData(n), maxSeg)
+	if err != nil {
+		// Even the default template failed: the page still goes out, plainly.
+		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
+		return p.renderer.Plain(fmt.Sprintf("%s:%d alerts from %s", n.Data.Status, len(n.Data.Alerts), n.Source), maxSeg)
+	}
+	return text, segs
+}
+
+// Messages folds the entries that send something into outbox messages.
+// Receivers that render the same text have their numbers merged, so no one
+// gets the same page twice; a number that two receivers reach with
+// different texts gets both, since they say different things.
+func (pl *Plan) Messages() []outbox.Message {
+	var out []outbox.Message
+	byText := map[string]int{}
+	for _, e := range pl.Entries {
+		if e.Skipped != "" {
+			continue
+		}
+		i, ok := byText[e.Text]
+		if !ok {
+			byText[e.Text] = len(out)
+			out = append(out, outbox.Message{Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers)})
+			continue
+		}
+		for _, num := range e.Numbers {
+			if !slices.Contains(out[i].Numbers, num) {
+				out[i].Numbers = append(out[i].Numbers, num)
+			}
+		}
+	}
+	return out
+}
+
+// Recipients counts the deliveries Messages would write.
+func (pl *Plan) Recipients() int {
+	n := 0
+	for _, m := range pl.Messages() {
+		n += len(m.Numbers)
+	}
+	return n
+}

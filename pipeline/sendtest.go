@@ -1,0 +1,54 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/smsbridge/smsbridge/outbox"
+)
+
+// Errors of SendTest.
+var (
+	ErrUnknownReceiver = errors.New("no such receiver")
+	ErrNoNumbers       = errors.New("receiver has no numbers")
+)
+
+// TestSource is the source of test SMS in the outbox and on the page.
+const TestSource = "send-test"
+
+// TestResult is a queued test SMS.
+type TestResult struct {
+	ID       int64
+	Receiver string
+	Text     string
+	// Numbers are the full numbers; callers mask them.
+	Numbers []string
+}
+
+// SendTest queues one test SMS to every number of the receiver called
+// name, fitted to its text budget like any page: it proves the store, the
+// dispatcher, the key and the provider. It skips the stages: an operator
+// asked for it.
+func (p *Pipeline) SendTest(ctx context.Context, name string) (TestResult, error) {
+	rcv, ok := p.router.Receiver(name)
+	if !ok {
+		return TestResult{}, fmt.Errorf("send test to %q: %w", name, ErrUnknownReceiver)
+	}
+	if len(rcv.Numbers) == 0 {
+		return TestResult{}, fmt.Errorf("send test to %q: %w", name, ErrNoNumbers)
+	}
+	if p.store == nil {
+		return TestResult{}, errors.New("pipeline: no store to write to")
+	}
+	text, segs := p.renderer.Plain(fmt.Sprintf("smsbridge test to %s at %s: if you read this, paging works.",
+		rcv.Name, p.now().UTC().Format("2006-01-02 15:04:05Z")), rcv.MaxSegments)
+	res, err := p.store.Enqueue(ctx, outbox.Notification{
+		Source: TestSource, GroupKey: TestSource + ":" + rcv.Name, Status: "firing", Outcome: outbox.OutcomeAccepted,
+		Messages: []outbox.Message{{Receiver: rcv.Name, Text: text, Segments: segs, Numbers: rcv.Numbers}},
+	})
+	if err != nil {
+		return TestResult{}, fmt.Errorf("send test to %q: %w", name, err)
+	}
+	return TestResult{ID: res.ID, Receiver: rcv.Name, Text: text, Numbers: rcv.Numbers}, nil
+}
