@@ -13,9 +13,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/alertmanager/template"
 
+	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
+	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/receiver"
-	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/status"
 )
 
@@ -58,12 +59,12 @@ func runRoutesTest(configFile string, rf *routesTestFlags, stdout, stderr io.Wri
 		return 1
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rt, err := config.Compile(file, config.Options{DryRun: true, Logger: logger})
+	g, err := generation.Build(file, generation.Options{DryRun: true, Logger: logger})
 	if err != nil {
-		fmt.Fprintln(stderr, withFile(file.Path, err))
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	res := routesTest(rt, n, logger)
+	res := status.FromPlan(g.Pipeline.Plan(n))
 	fmt.Fprintf(stdout, "%s\nconfig %s (%s)\n\n", what, file.Path, file.Hash[:12])
 	if err := status.WriteRouteTest(stdout, res, rf.showNumbers); err != nil {
 		fmt.Fprintf(stderr, "smsbridge routes test: %v\n", err)
@@ -74,7 +75,7 @@ func runRoutesTest(configFile string, rf *routesTestFlags, stdout, stderr io.Wri
 
 // routesTestInput builds the notification to test from the labels or the
 // payload file, and a line saying what it is.
-func routesTestInput(rf *routesTestFlags, now time.Time) (*receiver.Notification, string, error) {
+func routesTestInput(rf *routesTestFlags, now time.Time) (*alert.Notification, string, error) {
 	switch {
 	case rf.payload != "" && len(rf.labels) > 0:
 		return nil, "", errors.New("give labels or --payload, not both")
@@ -106,55 +107,19 @@ func routesTestInput(rf *routesTestFlags, now time.Time) (*receiver.Notification
 
 // labelNotification is one firing alert with labels, as Alertmanager would
 // send it alone in its group.
-func labelNotification(labels, annotations map[string]string, now time.Time) *receiver.Notification {
+func labelNotification(labels, annotations map[string]string, now time.Time) *alert.Notification {
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	a := template.Alert{Status: "firing", Labels: template.KV(labels), Annotations: template.KV(annotations), StartsAt: now}
-	return &receiver.Notification{
-		Source: receiver.SourceAlertmanager,
+	a := template.Alert{Status: alert.StatusFiring, Labels: template.KV(labels), Annotations: template.KV(annotations),
+		StartsAt: now, Fingerprint: alert.Fingerprint(labels)}
+	return &alert.Notification{
+		Source: alert.SourceAlertmanager,
 		Data: template.Data{
-			Receiver: "smsbridge", Status: "firing", Alerts: template.Alerts{a},
+			Receiver: "smsbridge", Status: alert.StatusFiring, Alerts: template.Alerts{a},
 			GroupLabels: template.KV{}, CommonLabels: template.KV(labels), CommonAnnotations: template.KV(annotations),
 		},
 		GroupKey:   "{}:{" + strings.Join(status.FormatLabels(labels), ", ") + "}",
 		ReceivedAt: now,
 	}
-}
-
-// routesTest routes and renders n against rt exactly as the intake does
-// (pipeline.plan), and says what would be queued. Nothing is sent or
-// stored.
-func routesTest(rt *config.Runtime, n *receiver.Notification, logger *slog.Logger) status.RouteTest {
-	p := &pipeline{runtime: func() *config.Runtime { return rt }, logger: logger}
-	plans := p.plan(rt, n)
-	var res status.RouteTest
-	for _, m := range merge(plans) {
-		res.Messages++
-		res.Recipients += len(m.Numbers)
-	}
-	// Route again for the receivers the plan leaves out, to say why they
-	// get nothing.
-	labels := make([]map[string]string, len(n.Data.Alerts))
-	for i, a := range n.Data.Alerts {
-		labels[i] = routing.MergeLabels(n.Data.CommonLabels, a.Labels)
-	}
-	for _, t := range rt.Router.Route(labels) {
-		sp := status.Plan{Receiver: t.Receiver.Name}
-		for _, node := range t.Nodes {
-			sp.Routes = append(sp.Routes, status.Route{Path: node.Path, Key: node.Key})
-		}
-		i := slices.IndexFunc(plans, func(p planned) bool { return p.Receiver.Name == t.Receiver.Name })
-		switch {
-		case i >= 0:
-			pl := plans[i]
-			sp.Alerts, sp.Numbers, sp.Text, sp.Segments = pl.Alerts, pl.Numbers, pl.Text, pl.Segments
-		case len(t.Receiver.Numbers) == 0:
-			sp.Skipped = "the receiver has no numbers"
-		default:
-			sp.Skipped = "its alerts are resolved and the receiver has send_resolved: false"
-		}
-		res.Plans = append(res.Plans, sp)
-	}
-	return res
 }

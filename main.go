@@ -35,15 +35,14 @@ import (
 
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/outbox/sqlite"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/templates"
 )
-
-// dryRunKey is the fake's API key in a dry run; it guards nothing.
-const dryRunKey = "dry-run"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -108,21 +107,13 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	rt, err := config.Compile(file, config.Options{DryRun: f.dryRun})
+	g, err := generation.Build(file, generation.Options{DryRun: f.dryRun})
 	if err != nil {
-		fmt.Fprintln(stderr, withFile(file.Path, err))
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok\n%s", file.Path, rt.Summary())
+	fmt.Fprintf(stdout, "%s: ok\n%s", file.Path, g.Summary())
 	return 0
-}
-
-func withFile(path string, err error) error {
-	var ce *config.Error
-	if errors.As(err, &ce) && ce.File == "" {
-		ce.File = path
-	}
-	return err
 }
 
 // reloadMetrics report the last configuration reload.
@@ -147,28 +138,25 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 
 // bridge is one running daemon: everything main wires together.
 type bridge struct {
-	flags   *flags
-	logger  *slog.Logger
-	reg     *prometheus.Registry
-	runtime atomic.Pointer[config.Runtime]
-	intake  *receiver.Handler
-	sender  *swapSender
-	store   *outbox.Store
-	reloadM *reloadMetrics
-	tmplM   *templates.Metrics
-	smsM    *sms.Metrics
-	// dispatchM is kept to start each new receiver's counters at zero.
-	dispatchM *dispatch.Metrics
-	fake      *smsfake.Server
-	started   time.Time
-	reloadMu  sync.Mutex
-	ready     atomic.Bool
-	// lastReload is the result of the last reload, and loadedAt when the
-	// running configuration was applied (unix nanoseconds), for the status
-	// page.
-	lastReload atomic.Pointer[reloadResult]
-	loadedAt   atomic.Int64
+	flags  *flags
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	// gen is the configuration generation in force; every reader loads it
+	// once per request or step.
+	gen        atomic.Pointer[generation.Generation]
+	store      *sqlite.Store
+	intake     *receiver.Handler
 	dispatcher *dispatch.Dispatcher
+	fake       *smsfake.Server
+	reloadM    *reloadMetrics
+	tmplM      *templates.Metrics
+	smsM       *sms.Metrics
+	dispatchM  *dispatch.Metrics
+	started    time.Time
+	reloadMu   sync.Mutex
+	ready      atomic.Bool
+	// lastReload is the result of the last (re)load, for the status page.
+	lastReload atomic.Pointer[reloadResult]
 }
 
 type reloadResult struct {
@@ -206,124 +194,119 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.reloadM = newReloadMetrics(b.reg)
 	b.tmplM = templates.NewMetrics(b.reg)
 	b.smsM = sms.NewMetrics(b.reg)
+	b.dispatchM = dispatch.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
-	rt, err := b.compile()
+	file, err := config.LoadFile(f.configFile)
 	if err != nil {
 		b.reloadM.success.Set(0)
 		return nil, err
 	}
 	if f.dryRun {
 		b.fake = smsfake.NewServer(smsfake.Options{
-			APIKey: dryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
+			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
-	client, err := b.newClient(rt)
-	if err != nil {
-		b.closeFake()
-		return nil, err
-	}
-	b.sender = &swapSender{}
-	b.sender.c.Store(client)
-
-	store, err := outbox.Open(f.storagePath, outbox.Options{
+	store, err := sqlite.Open(f.storagePath, sqlite.Options{
 		Logger:    logger.With("component", "outbox"),
 		Metrics:   outbox.NewMetrics(b.reg),
-		Retention: time.Duration(rt.File.Config.Storage.Retention),
+		Retention: time.Duration(file.Config.Storage.Retention),
 	})
 	if err != nil {
 		b.closeFake()
-		return nil, fmt.Errorf("open outbox in %s: %w", f.storagePath, err)
+		return nil, err
 	}
 	b.store = store
-	b.intake = receiver.New(&pipeline{runtime: b.runtime.Load, store: store, logger: logger}, logger, receiver.NewMetrics(b.reg))
-	b.dispatchM = dispatch.NewMetrics(b.reg)
-	b.apply(rt)
-	b.dispatcher = dispatch.New(store, b.sender, dispatchConfig(rt.File.Config), logger.With("component", "dispatch"), b.dispatchM)
+	g, err := b.build(file)
+	if err != nil {
+		b.reloadM.success.Set(0)
+		b.close()
+		return nil, err
+	}
+	b.intake = receiver.New(func() receiver.Intake { return b.gen.Load().Intake() }, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
+	b.apply(g)
+	b.dispatcher, err = dispatch.New(dispatch.Options{
+		Store:    store,
+		Settings: func() dispatch.Settings { return b.gen.Load().Dispatch },
+		Logger:   logger.With("component", "dispatch"),
+		Metrics:  b.dispatchM,
+	})
+	if err != nil {
+		b.close()
+		return nil, err
+	}
 	return b, nil
 }
 
-func dispatchConfig(c *config.Config) dispatch.Config {
-	return dispatch.Config{
-		Workers:    c.Delivery.Workers,
-		BatchSize:  c.SMS.BatchSize,
-		RateLimit:  c.SMS.RateLimit,
-		MinBackoff: time.Duration(c.Delivery.MinBackoff),
-		MaxBackoff: time.Duration(c.Delivery.MaxBackoff),
-		MaxAge:     time.Duration(c.Delivery.MaxAge),
-		HoldRetry:  time.Duration(c.Delivery.HoldRetry),
-		// A lease outlives the client's timeout so a slow request is never
-		// leased twice; a crash frees it at the next start.
-		LeaseFor: 2*time.Duration(c.SMS.Timeout) + 10*time.Second,
+// build compiles a loaded configuration into a generation against the
+// running store.
+func (b *bridge) build(file *config.File) (*generation.Generation, error) {
+	opts := generation.Options{
+		DryRun:          b.flags.dryRun,
+		Logger:          b.logger.With("component", "pipeline"),
+		TemplateMetrics: b.tmplM,
+		SMSMetrics:      b.smsM,
+		Store:           b.store,
 	}
-}
-
-func (b *bridge) compile() (*config.Runtime, error) {
-	file, err := config.LoadFile(b.flags.configFile)
-	if err != nil {
-		return nil, err
-	}
-	rt, err := config.Compile(file, config.Options{DryRun: b.flags.dryRun, Logger: b.logger.With("component", "templates"), TemplateMetrics: b.tmplM})
-	if err != nil {
-		return nil, withFile(file.Path, err)
-	}
-	return rt, nil
-}
-
-func (b *bridge) newClient(rt *config.Runtime) (*sms.Client, error) {
-	cfg := rt.SMS
 	if b.fake != nil {
-		cfg.URL = b.fake.URL
-		cfg.APIKey = dryRunKey
+		opts.DryRunURL = b.fake.URL
 	}
-	c, err := sms.New(cfg, b.smsM)
-	if err != nil {
-		return nil, fmt.Errorf("sms client: %w", err)
-	}
-	return c, nil
+	return generation.Build(file, opts)
 }
 
-// apply makes rt the running configuration.
-func (b *bridge) apply(rt *config.Runtime) {
-	b.intake.SetState(rt.Intake)
-	for _, r := range rt.Router.Receivers() {
+// apply makes g the running generation.
+func (b *bridge) apply(g *generation.Generation) *generation.Generation {
+	b.intake.Precreate(g.Sources)
+	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 	}
-	b.runtime.Store(rt)
+	prev := b.gen.Swap(g)
 	b.reloadM.success.Set(1)
 	b.reloadM.timestamp.SetToCurrentTime()
-	now := time.Now()
-	b.loadedAt.Store(now.UnixNano())
-	b.lastReload.Store(&reloadResult{At: now})
-	b.logger.Info("configuration loaded", "file", rt.File.Path, "hash", rt.File.Hash[:12])
+	b.lastReload.Store(&reloadResult{At: time.Now()})
+	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
+	return prev
 }
 
 // reload builds everything of the new configuration first and swaps only
 // when all of it succeeded; on failure the old configuration keeps serving.
+// State that outlives a generation (the provider's pause and hold, the
+// store) is not part of it.
 func (b *bridge) reload() error {
 	b.reloadMu.Lock()
 	defer b.reloadMu.Unlock()
-	rt, err := b.compile()
+	file, err := config.LoadFile(b.flags.configFile)
+	var g *generation.Generation
 	if err == nil {
-		var c *sms.Client
-		if c, err = b.newClient(rt); err == nil {
-			// The provider's 429 pause holds for the account, whichever
-			// client sends next.
-			prev := b.sender.c.Swap(c)
-			c.PauseUntil(prev.PausedUntil())
-			prev.CloseIdleConnections()
-			b.dispatcher.SetConfig(dispatchConfig(rt.File.Config))
-			b.apply(rt)
-			return nil
-		}
+		g, err = b.build(file)
 	}
-	b.reloadM.success.Set(0)
-	b.lastReload.Store(&reloadResult{At: time.Now(), Err: err.Error()})
-	b.logger.Error("configuration reload failed; the previous configuration keeps serving", "err", err)
-	return err
+	if err != nil {
+		b.reloadM.success.Set(0)
+		b.lastReload.Store(&reloadResult{At: time.Now(), Err: err.Error()})
+		b.logger.Error("configuration reload failed; the previous configuration keeps serving", "err", err)
+		return err
+	}
+	prev := b.apply(g)
+	if prev != nil {
+		for _, key := range notLive(prev.File.Config, file.Config) {
+			b.logger.Warn("a changed setting cannot be applied while running; it takes effect at the next start", "key", key)
+		}
+		prev.Close()
+	}
+	return nil
+}
+
+// notLive lists the keys that differ between two configurations and that
+// a reload cannot apply: the store is opened once.
+func notLive(old, cur *config.Config) []string {
+	var keys []string
+	if old.Storage.Retention != cur.Storage.Retention {
+		keys = append(keys, "storage.retention")
+	}
+	return keys
 }
 
 func (b *bridge) handler() http.Handler {
@@ -409,6 +392,9 @@ loop:
 }
 
 func (b *bridge) close() {
+	if g := b.gen.Load(); g != nil {
+		g.Close()
+	}
 	if b.store != nil {
 		if err := b.store.Close(); err != nil {
 			b.logger.Warn("close outbox", "err", err)
@@ -421,14 +407,4 @@ func (b *bridge) closeFake() {
 	if b.fake != nil {
 		b.fake.Close()
 	}
-}
-
-// swapSender lets a reload replace the SMS client (a new key, a new URL)
-// under a running dispatcher.
-type swapSender struct {
-	c atomic.Pointer[sms.Client]
-}
-
-func (s *swapSender) Send(ctx context.Context, text string, numbers []string) (sms.Result, error) {
-	return s.c.Load().Send(ctx, text, numbers)
 }

@@ -134,7 +134,7 @@ func statusList(t *testing.T, tb *testBridge, query string) statusDeliveries {
 func TestStatusWiring(t *testing.T) {
 	tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
 	statusAlert(t, tb, "Delivered", "ops")
-	waitFor(t, "two delivered", func() bool { return len(statusList(t, tb, "?status=delivered").Deliveries) == 2 })
+	waitFor(t, "two delivered", func() bool { return len(statusList(t, tb, "?status=accepted").Deliveries) == 2 })
 	// A 400 fails the whole request for good.
 	tb.fake.FailNext(1, smsfake.Fault{Status: http.StatusBadRequest})
 	statusAlert(t, tb, "Refused", "db")
@@ -144,7 +144,7 @@ func TestStatusWiring(t *testing.T) {
 	if failed.Receiver != "db" || failed.Number != "+2783****003" || !strings.Contains(failed.Text, "Refused") {
 		t.Errorf("failed delivery %+v", failed)
 	}
-	for _, d := range statusList(t, tb, "?status=delivered").Deliveries {
+	for _, d := range statusList(t, tb, "?status=accepted").Deliveries {
 		if d.ProviderMessageID == "" || d.Receiver != "ops" {
 			t.Errorf("delivered %+v", d)
 		}
@@ -157,7 +157,7 @@ func TestStatusWiring(t *testing.T) {
 	}
 	for _, want := range []string{
 		rt.File.Path, ">" + rt.File.Hash[:12] + "<", `<span class="badge ok">success</span>`,
-		`data-status="delivered"`, `data-status="failed"`, "&#43;2783****003",
+		`data-status="accepted"`, `data-status="failed"`, "&#43;2783****003",
 		"default-route  receiver: ops\n└── {team=&#34;db&#34;}  receiver: db", "alertmanager, ci, gh",
 	} {
 		if !strings.Contains(page, want) {
@@ -175,7 +175,7 @@ func TestStatusWiring(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("retry: %d %s", code, body)
 	}
-	waitFor(t, "retried delivery delivered", func() bool { return len(statusList(t, tb, "?status=delivered").Deliveries) == 3 })
+	waitFor(t, "retried delivery delivered", func() bool { return len(statusList(t, tb, "?status=accepted").Deliveries) == 3 })
 	code, body = statusRequest(t, "POST", fmt.Sprintf("%s/api/v1/deliveries/%d/retry", tb.srv.URL, failed.ID), "")
 	if code != http.StatusConflict || !strings.Contains(body, "has not failed") {
 		t.Errorf("retry of a delivered row: %d %s", code, body)
@@ -202,7 +202,7 @@ func TestStatusWiring(t *testing.T) {
 	// kind configured: no secret, no full number.
 	var all strings.Builder
 	for _, r := range []struct{ method, path, body string }{
-		{"GET", "/", ""}, {"GET", "/?status=failed", ""}, {"GET", "/?status=delivered", ""}, {"GET", "/?status=bogus", ""},
+		{"GET", "/", ""}, {"GET", "/?status=failed", ""}, {"GET", "/?status=accepted", ""}, {"GET", "/?status=bogus", ""},
 		{"GET", "/routes-test?labels=team%3Ddb", ""}, {"GET", "/routes-test?labels=team", ""},
 		{"GET", "/api/v1/status", ""}, {"GET", "/api/v1/deliveries", ""}, {"GET", "/api/v1/deliveries?since=bogus", ""},
 		{"POST", "/api/v1/test", `{"receiver":"ops"}`}, {"POST", "/api/v1/test", `{"receiver":"nope"}`},

@@ -83,8 +83,10 @@ type Delivery struct {
 	MaxAge     Duration `yaml:"max_age"`
 	// HoldRetry is how often a held queue (401, 403, 405) probes the API.
 	HoldRetry Duration `yaml:"hold_retry"`
-	// Workers is the most API requests in flight; 0 (written out) lets the
-	// dispatcher size it from the rate limit. Unset means DefaultWorkers.
+	// Workers is the most API requests in flight at once. 0, the default,
+	// lets the dispatcher size it from the rate limit, so the provider is
+	// used at its full rate whatever its latency; no request starts after a
+	// 429 arrived, however many are in flight.
 	Workers int `yaml:"workers"`
 }
 
@@ -195,7 +197,7 @@ const (
 	DefaultMaxBackoff    = 5 * time.Minute
 	DefaultMaxAge        = 6 * time.Hour
 	DefaultHoldRetry     = time.Minute
-	DefaultWorkers       = 1
+	DefaultWorkers       = 0 // automatic: dispatch.AutoInFlight
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultBodyLimit     = 1 << 20
 )
@@ -214,9 +216,8 @@ const (
 	minFallbackAfter   = time.Second
 )
 
-// setDefaults fills what the file leaves unset. present reports whether
-// the file sets a key, for the one setting whose zero is a choice.
-func (c *Config) setDefaults(present func(path string) bool) {
+// setDefaults fills what the file leaves unset.
+func (c *Config) setDefaults() {
 	s := &c.SMS
 	if s.URL == "" {
 		s.URL = DefaultURL
@@ -248,9 +249,6 @@ func (c *Config) setDefaults(present func(path string) bool) {
 	setDuration(&d.MaxBackoff, DefaultMaxBackoff)
 	setDuration(&d.MaxAge, DefaultMaxAge)
 	setDuration(&d.HoldRetry, DefaultHoldRetry)
-	if d.Workers == 0 && !present("delivery.workers") {
-		d.Workers = DefaultWorkers
-	}
 	setDuration(&c.Storage.Retention, DefaultRetention)
 	if c.Alertmanager.BodyLimit == 0 {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
@@ -355,7 +353,7 @@ func load(data []byte, path, dir string) (*File, error) {
 	if err := dec.Decode(f.Config); err != nil {
 		return fail(yamlError(err))
 	}
-	f.Config.setDefaults(func(p string) bool { return f.node(p) != nil })
+	f.Config.setDefaults()
 	if err := f.validate(); err != nil {
 		return nil, err
 	}

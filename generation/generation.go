@@ -26,12 +26,15 @@ import (
 
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
+	"github.com/smsbridge/smsbridge/dispatch"
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/receiver/auth"
 	"github.com/smsbridge/smsbridge/receiver/mapping"
 	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/sms"
+	"github.com/smsbridge/smsbridge/sms/touchbase"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -44,6 +47,15 @@ type Options struct {
 	Logger *slog.Logger
 	// TemplateMetrics counts template failures; nil counts nothing.
 	TemplateMetrics *templates.Metrics
+	// SMSMetrics receives the provider clients' metrics; nil records
+	// nothing.
+	SMSMetrics *sms.Metrics
+	// DryRunURL is the fake provider every account sends to in a dry run;
+	// empty in check-config, which builds no client then.
+	DryRunURL string
+	// Store is where the pipeline writes; nil for a generation that only
+	// plans (check-config, routes test).
+	Store pipeline.Store
 }
 
 // Names of the provider accounts, the values of the account label.
@@ -69,8 +81,10 @@ type Account struct {
 type Generation struct {
 	// File is the loaded configuration, for settings taken as they are.
 	File *config.File
-	// Intake is the Alertmanager and webhook sources.
-	Intake *receiver.Sources
+	// LoadedAt is when Build compiled it.
+	LoadedAt time.Time
+	// Sources are the Alertmanager and webhook intake sources.
+	Sources *receiver.Sources
 	// Router routes alerts to receivers, each with its numbers and its
 	// effective max segments.
 	Router *routing.Router
@@ -78,6 +92,13 @@ type Generation struct {
 	Renderer *templates.Renderer
 	// Accounts are the provider accounts, the primary first.
 	Accounts []Account
+	// Pipeline plans and enqueues notifications.
+	Pipeline *pipeline.Pipeline
+	// Dispatch are the dispatcher's settings, with a client per account.
+	Dispatch dispatch.Settings
+
+	clients    []*touchbase.Client
+	intakeView receiver.Intake
 }
 
 // Build compiles f. Every problem found is a *config.Error with file and
@@ -87,12 +108,16 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Logger = logger
 	b := &builder{f: f, c: f.Config, opts: opts}
-	g := &Generation{File: f}
+	g := &Generation{File: f, LoadedAt: time.Now()}
 	g.Accounts = b.accounts()
 	g.Renderer = b.renderer(logger)
 	g.Router = b.router()
-	g.Intake = b.intake()
+	g.Sources = b.intake()
+	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
+	g.Pipeline = b.pipeline(g)
+	g.intakeView = g.intake()
 	if len(b.errs) > 0 {
 		slices.SortStableFunc(b.errs, func(x, y *config.Error) int { return cmp.Compare(x.Line, y.Line) })
 		errs := make([]error, len(b.errs))
@@ -269,7 +294,7 @@ func (g *Generation) Summary() string {
 	g.Router.Tree().Walk(func(*routing.Node, int) { routes++ })
 	fmt.Fprintf(&b, "routes: %d (the root included)\n", routes)
 	b.WriteString("sources: " + alert.SourceAlertmanager)
-	for _, n := range g.Intake.SourceNames() {
+	for _, n := range g.Sources.SourceNames() {
 		b.WriteString(", " + n)
 	}
 	b.WriteString("\naccounts: ")

@@ -64,7 +64,7 @@ func TestBuildGoodConfig(t *testing.T) {
 	if err := g.Renderer.Check(`{{ template "custom" . }}`); err != nil {
 		t.Errorf("custom template: %v", err)
 	}
-	in := g.Intake
+	in := g.Sources
 	if in.Alertmanager.Verifier == nil || in.Alertmanager.BodyLimit != 512<<10 || in.Alertmanager.Name != "alertmanager" {
 		t.Errorf("alertmanager source %+v", in.Alertmanager)
 	}

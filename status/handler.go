@@ -33,7 +33,7 @@ const pageLimit = 50
 const maxLimit = 1000
 
 // states are the delivery states a filter may name, in display order.
-var states = []outbox.State{outbox.StatePending, outbox.StateSending, outbox.StateDelivered, outbox.StateFailed}
+var states = outbox.States
 
 // Handler serves the status page and the admin API.
 type Handler struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/sms"
 )
 
@@ -141,4 +142,18 @@ func WriteRouteTest(w io.Writer, rt RouteTest, showNumbers bool) error {
 	fmt.Fprintf(&b, "would queue %s to %s\n", plural(rt.Messages, "message", "messages"), plural(rt.Recipients, "number", "numbers"))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// FromPlan is what a plan would send, as the page and `smsbridge routes
+// test` show it.
+func FromPlan(pl *pipeline.Plan) RouteTest {
+	res := RouteTest{Recipients: pl.Recipients(), Messages: len(pl.Messages())}
+	for _, e := range pl.Entries {
+		sp := Plan{Receiver: e.Receiver.Name, Alerts: e.Alerts, Numbers: e.Numbers, Text: e.Text, Segments: e.Segments, Skipped: e.Skipped}
+		for _, n := range e.Routes {
+			sp.Routes = append(sp.Routes, Route{Path: n.Path, Key: n.Key})
+		}
+		res.Plans = append(res.Plans, sp)
+	}
+	return res
 }

@@ -122,7 +122,7 @@ func sampleRecords() []outbox.Record {
 	at := testNow.Add(-10 * time.Minute)
 	return []outbox.Record{
 		{ID: 1, NotificationID: 1, ReceivedAt: at, UpdatedAt: at, Source: "alertmanager", Status: "firing", Receiver: "ops",
-			Number: "+27831110001", Text: "[FIRING:1] HighLatency", Segments: 1, State: outbox.StateDelivered, Attempts: 1, APIMessageID: "af750c2dc53e4e4c"},
+			Number: "+27831110001", Text: "[FIRING:1] HighLatency", Segments: 1, State: outbox.StateAccepted, Attempts: 1, APIMessageID: "af750c2dc53e4e4c"},
 		{ID: 2, NotificationID: 2, ReceivedAt: at, UpdatedAt: at.Add(time.Minute), Source: "github", Status: "firing", Receiver: "db",
 			Number: "+27831110002", Text: "<script>alert(1)</script>", Segments: 2, State: outbox.StateFailed, Attempts: 1,
 			ErrorCode: "E101", Error: "InvalidNumber"},
@@ -186,7 +186,7 @@ func TestStatusPage(t *testing.T) {
 				"up <span id=\"uptime\">1d 2h</span>", "/etc/smsbridge/smsbridge.yml", ">0123456789ab<", "success",
 				`<span class="badge ok">ok</span> sending`,
 				`class="big">1`, "8m 0s old",
-				`id="delivery-1" class="row-delivered"`, `id="delivery-2" class="row-failed"`, `id="delivery-3" class="row-pending"`,
+				`id="delivery-1" class="row-accepted"`, `id="delivery-2" class="row-failed"`, `id="delivery-3" class="row-pending"`,
 				"af750c2dc53e4e4c", "E101: InvalidNumber", "&#43;2783****001", "&#43;2783****002", // html/template escapes +
 				`action="/deliveries/2/retry"`,
 				"&lt;script&gt;alert(1)&lt;/script&gt;",
@@ -220,7 +220,7 @@ func TestStatusPage(t *testing.T) {
 		},
 		{
 			name: "bad filter", provider: Provider{State: ProviderOK}, query: "?status=lost", code: 400,
-			want:    []string{`id="deliveries-error"`, `status &#34;lost&#34; is not one of pending, sending, delivered, failed`},
+			want:    []string{`id="deliveries-error"`, `status &#34;lost&#34; is not one of pending, sending, accepted, failed`},
 			notWant: []string{`id="delivery-1"`},
 		},
 		{
@@ -291,7 +291,7 @@ func TestStatusDeliveriesAPI(t *testing.T) {
 		{query: "?since=2026-11-26T02:50:30Z", code: 200, filter: outbox.Filter{Since: time.Date(2026, 11, 26, 2, 50, 30, 0, time.UTC), Limit: 100}, ids: []int64{2, 3}},
 		{query: "?since=1h&status=pending", code: 200, filter: outbox.Filter{State: outbox.StatePending, Since: testNow.Add(-time.Hour), Limit: 100}, ids: []int64{3}},
 		{query: "?since=2d", code: 200, filter: outbox.Filter{Since: testNow.Add(-48 * time.Hour), Limit: 100}, ids: []int64{1, 2, 3}},
-		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, sending, delivered, failed`},
+		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, sending, accepted, failed`},
 		{query: "?since=soon", code: 400, wantErr: `since "soon" is neither an RFC 3339 time`},
 		{query: "?since=-1h", code: 400, wantErr: "neither an RFC 3339 time"},
 		{query: "?limit=0", code: 400, wantErr: `limit "0" is not a whole number from 1 to 1000`},

@@ -2,7 +2,7 @@
 // address, for the status page's browser test (.ci/browser-test.sh). On
 // top of the fake it rejects chosen numbers the way the provider rejects a
 // number on its suppression list, and lets the script take the account's
-// credits away, so one bridge shows delivered, failed and pending rows.
+// credits away, so one bridge shows accepted, failed and pending rows.
 //
 //	fakeapi -listen 127.0.0.1:0 -addr-file F -key K -reject +27830000099
 //	curl -X POST http://ADDR/control/credits?n=0
