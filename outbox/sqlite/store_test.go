@@ -263,22 +263,21 @@ func TestRecoverAtOpen(t *testing.T) {
 	}
 }
 
-// TestGroupCommit holds the writer inside its first commit until every
-// caller not in it is queued, so the second commit must carry all of them:
+// TestGroupCommit holds the writer inside a first commit until every
+// other caller is queued, so the second commit must carry all of them:
 // exactly two commits for many Enqueue calls, independent of scheduling.
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	const callers = 50
 	reg := prometheus.NewRegistry()
 	s := mustOpen(t, t.TempDir(), Options{Retention: week, Metrics: outbox.NewMetrics(reg)})
-	var once sync.Once
-	s.beforeCommit = func(n int) {
-		once.Do(func() {
-			for n+len(s.reqs) < callers {
-				time.Sleep(time.Millisecond)
-			}
-		})
-	}
+	held, release := holdWriter(s)
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Enqueue(context.Background(), note("first"))
+		first <- err
+	}()
+	<-held
 	ids := make(chan int64, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
@@ -292,6 +291,11 @@ func TestGroupCommit(t *testing.T) {
 			ids <- e.ID
 		}()
 	}
+	waitQueued(t, s, callers)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
 	close(ids)
 	seen := map[int64]bool{}
@@ -302,14 +306,14 @@ func TestGroupCommit(t *testing.T) {
 		seen[id] = true
 	}
 	h := metric(t, reg, "smsbridge_outbox_commit_batch_size").GetHistogram()
-	if h.GetSampleCount() != 2 || h.GetSampleSum() != callers {
-		t.Errorf("commits = %d carrying %v notifications; want 2 carrying %d", h.GetSampleCount(), h.GetSampleSum(), callers)
+	if h.GetSampleCount() != 2 || h.GetSampleSum() != callers+1 {
+		t.Errorf("commits = %d carrying %v notifications; want 2 carrying %d", h.GetSampleCount(), h.GetSampleSum(), callers+1)
 	}
 	if c := metric(t, reg, "smsbridge_outbox_commit_duration_seconds").GetHistogram().GetSampleCount(); c != 2 {
 		t.Errorf("commit duration observations = %d, want 2", c)
 	}
-	if st, _ := s.Stats(context.Background()); st.Pending != 2*callers {
-		t.Errorf("pending = %d, want %d", st.Pending, 2*callers)
+	if st, _ := s.Stats(context.Background()); st.Pending != 2*(callers+1) {
+		t.Errorf("pending = %d, want %d", st.Pending, 2*(callers+1))
 	}
 }
 
