@@ -28,8 +28,8 @@
 // Open takes an exclusive flock on <dir>/lock (LOCK_EX|LOCK_NB) before it
 // touches the database, writes its pid there, and holds the lock until
 // Close. A second store on the same directory, in this process or another,
-// fails at once with an error naming the directory and that pid (it wraps
-// ErrInUse): two bridges on one outbox would both dispatch, and between
+// fails within a quarter of a second (it does not wait for the holder)
+// with an error naming the directory and that pid (it wraps ErrInUse): two bridges on one outbox would both dispatch, and between
 // them break the provider's rate limits and pauses. The kernel drops the
 // lock when its holder exits, cleanly or not, so a stale lock file never
 // blocks a restart. Replicas need a shared backend (outbox/postgres), not

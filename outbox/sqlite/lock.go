@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockFileName is the name of the lock file inside the storage directory.
@@ -37,15 +38,15 @@ type dirLock struct {
 	f *os.File
 }
 
-// lockDir takes dir's lock without waiting and writes this process's pid
-// into the lock file, for the error a second opener reports.
+// lockDir takes dir's lock without waiting for its holder and writes this
+// process's pid into the lock file, for the error a second opener reports.
 func lockDir(dir string) (*dirLock, error) {
 	path := filepath.Join(dir, LockFileName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: lock %s: %w", path, err)
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		defer f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, &inUseError{dir: dir, pid: holder(f)}
@@ -64,13 +65,30 @@ func lockDir(dir string) (*dirLock, error) {
 	return &dirLock{f: f}, nil
 }
 
-// flock retries a lock call interrupted by a signal.
-func flock(f *os.File, how int) error {
+// lockGrace is how long a taken lock is retried before Open reports the
+// directory in use. Another smsbridge holds its lock for as long as it
+// runs, so the grace only delays that answer a little; what it rides out
+// is a lock that outlives its Close for an instant: a child forked by this
+// process shares every open file until its exec closes them, so a store
+// closed (or an Open refused) while another goroutine starts a process
+// leaves the lock held by that child for that instant.
+const lockGrace = 250 * time.Millisecond
+
+// tryLock takes f's exclusive lock without blocking in the kernel,
+// retrying for lockGrace while it is taken; the error wraps
+// syscall.EWOULDBLOCK when it stays taken.
+func tryLock(f *os.File) error {
+	deadline := time.Now().Add(lockGrace)
 	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EWOULDBLOCK) && time.Now().Before(deadline):
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
+		return err
 	}
 }
 
