@@ -38,16 +38,16 @@ type Config struct {
 
 // Opener opens a store on one backing with cfg. The suite calls it again
 // on the same backing to reopen a store after closing it, and, when the
-// harness is Concurrent, while another store is still open on it. An
-// error returns a nil store.
+// harness is Concurrent, while another store is still open on it. With an
+// error it returns a nil interface, not a typed nil.
 type Opener func(cfg Config) (outbox.Store, error)
 
 // Harness opens stores of one driver for the suite.
 type Harness interface {
 	// Backing creates fresh, empty backing (a directory, a database
 	// schema) that t's cleanup removes, and returns the function that
-	// opens stores on it. The suite closes every store it opens before
-	// t's cleanup runs.
+	// opens stores on it. The suite closes every store it opens in
+	// cleanups registered after Backing returns, which run first.
 	Backing(t testing.TB) Opener
 	// Concurrent reports whether several stores may be open on one
 	// backing at once (PostgreSQL: replicas). When false, a second Open
@@ -136,7 +136,6 @@ func (c *Clock) Advance(d time.Duration) {
 // env is one test's backing, clock, logs and metrics.
 type env struct {
 	t       *testing.T
-	h       Harness
 	open    Opener
 	clock   *Clock
 	logs    *recorder
@@ -149,7 +148,6 @@ func newEnv(t *testing.T, h Harness) *env {
 	reg := prometheus.NewRegistry()
 	return &env{
 		t:       t,
-		h:       h,
 		open:    h.Backing(t),
 		clock:   NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)),
 		logs:    &recorder{},

@@ -27,7 +27,7 @@ import (
 
 const week = 7 * 24 * time.Hour
 
-func start() time.Time { return time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC) }
+func epoch() time.Time { return time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC) }
 
 func mustOpen(t testing.TB, dir string, opts Options) *Store {
 	t.Helper()
@@ -229,7 +229,7 @@ func TestOwner(t *testing.T) {
 func TestRecoverAtOpen(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	clk := outboxtest.NewClock(start())
+	clk := outboxtest.NewClock(epoch())
 	s, err := Open(dir, Options{Retention: week, Clock: clk.Now, Owner: "gone-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -580,7 +580,7 @@ func TestWriteFailures(t *testing.T) {
 // none may pretend, and each works again once writes are possible.
 func TestReadOnlyWrites(t *testing.T) {
 	t.Parallel()
-	clk := outboxtest.NewClock(start())
+	clk := outboxtest.NewClock(epoch())
 	s := mustOpen(t, t.TempDir(), Options{Retention: week, Clock: clk.Now})
 	enqueue(t, s, note("x"))
 	bs := lease(t, s, clk.Now(), 1, 1)
@@ -622,7 +622,7 @@ func TestReadOnlyWrites(t *testing.T) {
 // deliveries with it (the foreign keys cascade).
 func TestPruneCascades(t *testing.T) {
 	t.Parallel()
-	clk := outboxtest.NewClock(start())
+	clk := outboxtest.NewClock(epoch())
 	s := mustOpen(t, t.TempDir(), Options{Retention: week, Clock: clk.Now})
 	enqueue(t, s, note("done"))
 	enqueue(t, s, note("open"))
@@ -651,7 +651,7 @@ func TestPruneCascades(t *testing.T) {
 
 func TestBackgroundPrune(t *testing.T) {
 	t.Parallel()
-	clk := outboxtest.NewClock(start())
+	clk := outboxtest.NewClock(epoch())
 	var logs syncBuffer
 	s := mustOpen(t, t.TempDir(), Options{Clock: clk.Now, Retention: time.Hour, PruneInterval: 5 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -674,7 +674,7 @@ func TestBackgroundPrune(t *testing.T) {
 // up), and an empty state value is an empty blob, not NULL.
 func TestStoredValues(t *testing.T) {
 	t.Parallel()
-	clk := outboxtest.NewClock(start())
+	clk := outboxtest.NewClock(epoch())
 	s := mustOpen(t, t.TempDir(), Options{Retention: week, Clock: clk.Now})
 	ctx := context.Background()
 	enqueue(t, s, note("x"))
