@@ -100,9 +100,10 @@ type Store struct {
 var _ outbox.Store = (*Store)(nil)
 
 // Open opens or creates the outbox in dir, creating dir if needed. It
-// takes the directory's lock first, failing at once if another store
-// holds it, and then returns every delivery still leased to the queue:
-// with the lock held, no process that leased them is alive.
+// takes the directory's lock first, failing within a quarter second if
+// another store holds it (the error wraps ErrInUse), and then returns
+// every delivery still leased to the queue: with the lock held, no
+// process that leased them is alive.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.check(); err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
