@@ -22,22 +22,34 @@ type Store interface {
 	// Enqueue records n durably and returns its id and the outcome the
 	// store settled on: when it returns nil, the notification and its
 	// deliveries are committed (fsync'd). Guards on n (RequireFiring) are
-	// evaluated atomically with the write. Concurrent calls may share one
-	// commit. An error means nothing was recorded (answer 503);
-	// ErrInvalid wraps a notification that can never be recorded.
+	// evaluated atomically with the write, in the order notifications are
+	// recorded (ascending ids). Concurrent calls may share one commit. An
+	// error means nothing was recorded (answer 503); ErrInvalid wraps a
+	// notification that can never be recorded. A ctx that ends before the
+	// write starts abandons the call; once the write started, the call
+	// waits for it.
 	Enqueue(ctx context.Context, n Notification) (Enqueued, error)
 
 	// Wake receives a value after a commit (by this process or, where
-	// the driver can tell, another) adds work that is due now. It holds
-	// at most one value: a reader should lease until nothing is due.
+	// the driver can tell, another) adds work that is due now: an
+	// Enqueue with deliveries, a Retry, a Complete that returns rows due
+	// now, and an Open that finds due work. For this store's own calls the
+	// value is sent before the call returns. It holds at most one value:
+	// a reader should lease until nothing is due.
 	Wake() <-chan struct{}
 	// Lease takes up to maxBatches batches of due deliveries, each at most
 	// maxNumbers numbers of one text, oldest due first, and marks them
-	// sending, owned by Owner, until now+leaseFor. A number appears at
-	// most once per batch. Rows whose lease lapsed are due again.
+	// sending, owned by Owner, until now+leaseFor, under a lease token no
+	// other Lease call (in any process, before or after a restart) ever
+	// returns. A number appears at most once per batch. Rows whose lease
+	// lapsed are due again, whoever held them. Nothing is leased when
+	// maxBatches or maxNumbers is not positive.
 	Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) ([]Batch, error)
 	// Complete records outcomes in one transaction. An outcome whose lease
-	// is no longer held is skipped (and logged): the current holder decides.
+	// token no longer matches the row (the lease lapsed and the row was
+	// leased again, failed for max age, or recovered at Open) is skipped
+	// and logged: the current holder decides. An outcome with a state other
+	// than accepted, failed or pending is an error, and nothing is recorded.
 	Complete(ctx context.Context, outcomes []Outcome) error
 	// FailExpired fails every queued delivery that entered the queue
 	// maxAge or more before now, and returns how many.
@@ -46,7 +58,8 @@ type Store interface {
 	// waiting row is.
 	Schedule(ctx context.Context, now time.Time) (Schedule, error)
 
-	// Stats counts the undelivered rows and finds the oldest.
+	// Stats counts the rows not yet accepted or failed and finds the
+	// oldest.
 	Stats(ctx context.Context) (Stats, error)
 	// Deliveries returns the rows f selects, most recently updated first.
 	Deliveries(ctx context.Context, f Filter) ([]Record, error)
@@ -57,19 +70,27 @@ type Store interface {
 	// attempts and max age counted afresh. Errors wrap ErrNotFound or
 	// ErrNotFailed.
 	Retry(ctx context.Context, id int64) error
-	// Prune deletes finished notifications older than retention and
-	// returns how many.
+	// Prune deletes notifications received more than retention ago whose
+	// deliveries are all finished (accepted or failed) and were last
+	// updated more than retention ago, with their messages and
+	// deliveries, and returns how many notifications it deleted.
+	// Unfinished work is never pruned.
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// GetState and PutState are a small durable key-value map for state
 	// that must survive a restart and be shared by replicas (the
-	// provider's pause and hold). PutState overwrites; GetState reports
-	// ok false for a key never put.
+	// provider's pause and hold). PutState overwrites, durably; GetState
+	// reports ok false for a key never put. A nil value is stored as an
+	// empty one. Keys must not be empty.
 	GetState(ctx context.Context, key string) (value []byte, ok bool, err error)
 	PutState(ctx context.Context, key string, value []byte) error
 
-	// Close stops background work after the current commit and releases
-	// the backend (and, for SQLite, the directory lock).
+	// Close stops background work after the current commit, fails calls
+	// still waiting with ErrClosed, and releases the backend (and, for
+	// SQLite, the directory lock). Leases this store holds are left to
+	// lapse (or, for SQLite, to be recovered at the next Open): stop the
+	// dispatcher first, so it records or releases what it leased. A
+	// second Close returns nil.
 	Close() error
 }
 
@@ -81,12 +102,15 @@ var (
 	// ErrNotFailed is returned by Retry for a delivery that is not in the
 	// failed state.
 	ErrNotFailed = errors.New("the delivery has not failed")
-	// ErrNotFound is returned when no delivery has the id.
+	// ErrNotFound is returned when no delivery has the id (Retry) or the
+	// provider's message id (DeliveryByProviderID).
 	ErrNotFound = errors.New("no delivery with that id")
 )
 
 // Outcomes a notification is recorded with. The pipeline sets one; a guard
 // evaluated by the store may replace it (RequireFiring: OutcomeFiltered).
+// Only an accepted notification has messages and deliveries; the pipeline
+// may record others (duplicate, muted...) under names of its own.
 const (
 	OutcomeAccepted = "accepted"
 	OutcomeUnrouted = "unrouted"
@@ -103,12 +127,15 @@ type Notification struct {
 	GroupKey string
 	// Status is "firing" or "resolved".
 	Status string
-	// Outcome is what the pipeline decided (OutcomeAccepted when empty).
+	// Outcome is what the pipeline decided. Empty means OutcomeAccepted,
+	// or OutcomeUnrouted when there are no Messages. Any outcome other
+	// than OutcomeAccepted must come without Messages (ErrInvalid).
 	Outcome string
 	// RequireFiring is the resolved rule of generic webhooks, evaluated
 	// atomically with the write: unless the newest notification stored
-	// with the same GroupKey has status "firing", n is recorded with
-	// OutcomeFiltered and without its messages.
+	// with the same GroupKey (whatever its outcome) has status "firing",
+	// n is recorded with OutcomeFiltered and without its messages. It
+	// needs a GroupKey (ErrInvalid without one).
 	RequireFiring bool
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
@@ -185,8 +212,8 @@ type Delivery struct {
 	// QueuedAt is when the row entered the queue (receipt, or a manual
 	// Retry); max age counts from it.
 	QueuedAt time.Time
-	// Lease identifies the lease (unique across processes and restarts);
-	// only its holder can record a result.
+	// Lease is the lease token (unique across processes and restarts);
+	// Complete records a result only while the row still carries it.
 	Lease string
 }
 
@@ -294,6 +321,10 @@ type Record struct {
 	APIMessageID string
 	ErrorCode    string
 	Error        string
-	// NextAttemptAt is when a pending row is next due.
+	// NextAttemptAt is when a pending row is next due; zero for rows in
+	// other states.
 	NextAttemptAt time.Time
+	// LeaseOwner is the Owner of the store that leased the row last
+	// (holding it while State is sending); empty before any lease.
+	LeaseOwner string
 }

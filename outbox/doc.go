@@ -1,36 +1,74 @@
-// Package outbox is smsbridge's durable store: the commit point between
-// answering a notification with 202 and sending it as SMS.
+// Package outbox is the contract of smsbridge's durable store: the commit
+// point between answering a notification with 202 and sending it as SMS.
+// It holds the types the intake, the dispatcher, the status page and the
+// CLI share, the Store interface every driver implements (outbox/sqlite,
+// the embedded default; outbox/postgres for replicas), and the metrics
+// every driver reports. It imports no driver: a consumer depends on this
+// package and declares the subset of Store it needs; main wires a driver
+// in. Package outbox/outboxtest pins the semantics below with one
+// conformance suite that every driver runs; a driver that does not pass it
+// is not done.
 //
-// # Durability
+// # Durability before the 202
 //
-// The store is one SQLite file, <dir>/smsbridge.db, in WAL mode with
-// synchronous=FULL. In WAL mode synchronous=NORMAL syncs the WAL only at
-// checkpoints, so a power loss or kernel crash can roll back the last
-// transactions although their COMMIT returned; that would silently lose
-// notifications the bridge already answered 202 for. FULL syncs the WAL on
-// every commit, so a commit that returned survives power loss. EXTRA adds a
-// directory sync that only matters for rollback journals, not WAL.
+// When Enqueue returns nil, the notification, its messages and one
+// delivery row per number are committed and synced to stable storage: a
+// power loss afterwards loses none of it. The intake answers 202 only
+// then; when Enqueue fails, nothing was recorded and the intake answers
+// 503, which Alertmanager and most webhook senders retry. A driver may
+// share one commit (and one sync) between concurrent calls; it must not
+// answer any call in it before the commit is durable.
 //
-// An fsync per webhook would make the disk the bottleneck, so Enqueue does
-// not commit by itself: one writer goroutine takes every Enqueue call that is
-// waiting, writes them in one transaction and pays one fsync for all of them
-// (group commit). Under load a batch forms while the previous commit syncs;
-// an idle store commits a lone call at once, without waiting for company.
+// Guards that decide whether to send at all are evaluated in the same
+// transaction as the write, so two intakes (two requests, or two replicas)
+// cannot both act on the same check. RequireFiring is the first: a
+// generic webhook's "resolved" is sent only if the newest stored
+// notification of its group is firing; otherwise it is recorded as
+// filtered, without messages, and the next resolution of the group is
+// quiet too.
 //
-// # Delivery semantics
+// # At-least-once delivery
 //
-// Delivery is at-least-once. A delivery row is pending until the dispatcher
-// leases it (state sending, with a lease token and a deadline), and leaves
-// the lease as delivered, failed, or pending again. A lease whose deadline
-// passes returns to the queue, and Open returns every row still sending from
-// an earlier run to pending: the process that held those leases is gone. A
-// crash between the provider accepting a request and the store recording it
-// therefore sends that one batch again; nothing else repeats, and nothing
-// accepted is lost.
+// A delivery (one text to one number) is pending until a dispatcher
+// leases it, sending while leased, and leaves the lease accepted (the
+// provider took it), failed, or pending again (rescheduled, deferred or
+// released). "Accepted" is the provider's answer to the request, not a
+// handset receipt: receipts ("delivered") are recorded beside the state.
+// A crash between the provider accepting a request and Complete
+// recording it sends that one batch again when the lease is recovered;
+// nothing else repeats, and nothing accepted is lost. Rows that stay
+// undeliverable for max age are failed by FailExpired, visibly, with the
+// last error kept; Retry puts a failed row back.
 //
-// # Concurrency
+// # Leases: owners, tokens and deadlines
 //
-// One process owns the file. All writes go through a single connection,
-// so writers queue in Go rather than meeting SQLITE_BUSY; reads use a
-// separate read-only pool, which WAL lets run beside the writer.
+// Every open Store has an owner id (Owner), unique per process. Every
+// Lease call marks its rows with the owner, a deadline and a token that
+// no other Lease call, in any process, before or after a restart, ever
+// returns. Complete records an outcome only while the row still carries
+// the outcome's token: when a lease lapsed and the row went to another
+// holder (or was failed, or recovered), the late result is ignored and
+// logged, and the current holder decides. A row whose deadline passed is
+// due again for any store, so a holder that hangs or dies delays its rows
+// by at most the lease time. A driver that can prove a holder dead may
+// recover its leases sooner: the SQLite driver, which holds an exclusive
+// lock on its directory, returns every leased row to the queue at Open.
+//
+// # Wake-ups
+//
+// The driver supplies wake-ups (Wake): a value after a commit that adds
+// work due now, so the dispatcher sleeps until there is work instead of
+// polling. For the store's own calls the value is sent before the call
+// returns; a driver shared by replicas also wakes for other replicas'
+// commits where its backend can tell (PostgreSQL LISTEN/NOTIFY). The
+// channel holds one value for any number of commits, so a reader leases
+// until nothing is due, and keeps a timer for work that becomes due later
+// (Schedule).
+//
+// # Small durable state
+//
+// GetState and PutState keep the little state that must survive a restart
+// and be shared by replicas, such as the provider's pause and hold, in the
+// same store as the queue, so one backup and one durability promise cover
+// both.
 package outbox

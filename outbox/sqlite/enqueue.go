@@ -3,48 +3,22 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/smsbridge/smsbridge/outbox"
 )
-
-// Notification is one accepted webhook as rendered for sending: one Message
-// per receiver it was routed to.
-type Notification struct {
-	// Source names where it came from: "alertmanager" or a webhook name.
-	Source string
-	// GroupKey is Alertmanager's group key, or the webhook's equivalent.
-	GroupKey string
-	// Status is "firing" or "resolved" (free text for other sources).
-	Status string
-	// DedupKey, when set, identifies repeats of the same notification
-	// (group key, status and alert fingerprints). It is stored and indexed
-	// for duplicate suppression; the store does not act on it yet.
-	DedupKey string
-	// Messages are the rendered texts; none means the notification was
-	// not routed anywhere, which is still recorded.
-	Messages []Message
-}
-
-// Message is one rendered text for one receiver and the numbers to send it
-// to.
-type Message struct {
-	Receiver string
-	Text     string
-	// Segments is the number of SMS segments Text takes.
-	Segments int
-	// Numbers are E.164 numbers; duplicates are stored once.
-	Numbers []string
-}
 
 // enqueueReq is one Enqueue call waiting for the writer.
 type enqueueReq struct {
-	n Notification
+	n outbox.Notification
 	// claim settles a race: the writer takes a request (0→1) or the caller
 	// abandons it (0→2), never both, so a request the writer took is always
 	// answered and one the caller gave up on is never written.
 	claim atomic.Int32
-	id    int64
+	res   outbox.Enqueued
 	err   error
 	done  chan struct{}
 }
@@ -57,59 +31,70 @@ const (
 
 // Enqueue records n durably: when it returns nil, the notification and its
 // deliveries are committed and synced to disk. Concurrent calls share one
-// commit. An error means nothing was recorded, and the caller should answer
-// 503 so the sender retries; ErrInvalid wraps a notification that can never
-// be recorded. A ctx that ends before the writer takes the call abandons it;
-// once taken, the call waits for its commit.
-func (s *Store) Enqueue(ctx context.Context, n Notification) (int64, error) {
+// commit, and RequireFiring is evaluated inside it, in the order the calls
+// are written. An error means nothing was recorded, and the caller should
+// answer 503 so the sender retries; outbox.ErrInvalid wraps a notification
+// that can never be recorded. A ctx that ends before the writer takes the
+// call abandons it; once taken, the call waits for its commit.
+func (s *Store) Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqueued, error) {
+	if err := s.closed(); err != nil {
+		return outbox.Enqueued{}, err
+	}
 	n, err := clean(n)
 	if err != nil {
-		return 0, err
+		return outbox.Enqueued{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("enqueue: %w", err)
+		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", err)
 	}
 	r := &enqueueReq{n: n, done: make(chan struct{})}
 	select {
-	case <-s.done:
-		return 0, ErrClosed
-	default:
-	}
-	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("enqueue: %w", ctx.Err())
+		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
 	case <-s.done:
-		return 0, ErrClosed
+		return outbox.Enqueued{}, outbox.ErrClosed
 	}
 	select {
 	case <-r.done:
-		return r.id, r.err
+		return r.res, r.err
 	case <-ctx.Done():
 		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return 0, fmt.Errorf("enqueue: %w", ctx.Err())
+			return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
 		}
 	case <-s.done:
 		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return 0, ErrClosed
+			return outbox.Enqueued{}, outbox.ErrClosed
 		}
 	}
 	<-r.done
-	return r.id, r.err
+	return r.res, r.err
 }
 
-// clean validates n and drops duplicate numbers within each message.
-func clean(n Notification) (Notification, error) {
-	msgs := make([]Message, 0, len(n.Messages))
+// clean validates n, settles its outcome and drops duplicate numbers within
+// each message.
+func clean(n outbox.Notification) (outbox.Notification, error) {
+	if n.RequireFiring && n.GroupKey == "" {
+		return n, fmt.Errorf("%w: the resolved rule needs a group key", outbox.ErrInvalid)
+	}
+	switch {
+	case n.Outcome == "" && len(n.Messages) == 0:
+		n.Outcome = outbox.OutcomeUnrouted
+	case n.Outcome == "":
+		n.Outcome = outbox.OutcomeAccepted
+	case n.Outcome != outbox.OutcomeAccepted && len(n.Messages) > 0:
+		return n, fmt.Errorf("%w: outcome %q with %d messages; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, len(n.Messages))
+	}
+	msgs := make([]outbox.Message, 0, len(n.Messages))
 	for i, m := range n.Messages {
 		if m.Segments < 0 {
-			return n, fmt.Errorf("%w: message %d has %d segments", ErrInvalid, i, m.Segments)
+			return n, fmt.Errorf("%w: message %d has %d segments", outbox.ErrInvalid, i, m.Segments)
 		}
 		seen := make(map[string]bool, len(m.Numbers))
 		nums := make([]string, 0, len(m.Numbers))
 		for _, num := range m.Numbers {
 			if num == "" {
-				return n, fmt.Errorf("%w: message %d has an empty number", ErrInvalid, i)
+				return n, fmt.Errorf("%w: message %d has an empty number", outbox.ErrInvalid, i)
 			}
 			if !seen[num] {
 				seen[num] = true
@@ -117,7 +102,7 @@ func clean(n Notification) (Notification, error) {
 			}
 		}
 		if m.Text == "" && len(nums) > 0 {
-			return n, fmt.Errorf("%w: message %d has numbers but no text", ErrInvalid, i)
+			return n, fmt.Errorf("%w: message %d has numbers but no text", outbox.ErrInvalid, i)
 		}
 		m.Numbers = nums
 		msgs = append(msgs, m)
@@ -130,7 +115,7 @@ func clean(n Notification) (Notification, error) {
 // call queued behind it up to the batch size, and commits them together.
 func (s *Store) writer() {
 	defer s.wg.Done()
-	batch := make([]*enqueueReq, 0, s.batchSize)
+	batch := make([]*enqueueReq, 0, maxBatch)
 	for {
 		select {
 		case <-s.done:
@@ -141,7 +126,7 @@ func (s *Store) writer() {
 				batch = append(batch, r)
 			}
 		drain:
-			for len(batch) < s.batchSize {
+			for len(batch) < maxBatch {
 				select {
 				case r := <-s.reqs:
 					if r.claim.CompareAndSwap(reqWaiting, reqTaken) {
@@ -159,7 +144,7 @@ func (s *Store) writer() {
 }
 
 // commit writes batch in one transaction and answers every call in it: all
-// with their ids, or all with the same error.
+// with what was recorded, or all with the same error.
 func (s *Store) commit(batch []*enqueueReq) {
 	if s.beforeCommit != nil {
 		s.beforeCommit(len(batch))
@@ -169,14 +154,11 @@ func (s *Store) commit(batch []*enqueueReq) {
 	// lock waits, and a stuck disk is not something a deadline can undo.
 	ctx := context.Background()
 	due, err := s.write(ctx, batch)
-	s.metrics.commitDuration.Observe(time.Since(start).Seconds())
+	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
-		s.metrics.commitErrors.Inc()
 		s.resetWriter()
 		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
-	} else {
-		s.metrics.batchSize.Observe(float64(len(batch)))
 	}
 	// Signal before answering: when Enqueue returns, the wake is pending.
 	if err == nil && due {
@@ -184,14 +166,15 @@ func (s *Store) commit(batch []*enqueueReq) {
 	}
 	for _, r := range batch {
 		if err != nil {
-			r.id, r.err = 0, err
+			r.res, r.err = outbox.Enqueued{}, err
 		}
 		close(r.done)
 	}
 }
 
 // write inserts the batch and commits; it reports whether any delivery was
-// added.
+// added. The calls are written in order, each guard reading what the
+// calls before it wrote.
 func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
 	// Before BeginTx: the transaction holds the only writer connection.
 	if s.ins == nil {
@@ -210,6 +193,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
+	lastStatus := tx.StmtContext(ctx, s.ins.lastStatus)
 	insN := tx.StmtContext(ctx, s.ins.notification)
 	insM := tx.StmtContext(ctx, s.ins.message)
 	insD := tx.StmtContext(ctx, s.ins.delivery)
@@ -217,12 +201,24 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	now := ms(s.clock())
 	for _, r := range batch {
 		n := r.n
-		r.id, err = insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.DedupKey)
+		if n.RequireFiring {
+			var last string
+			switch err := lastStatus.QueryRowContext(ctx, n.GroupKey).Scan(&last); {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return false, fmt.Errorf("read the group's last status: %w", err)
+			}
+			if last != "firing" {
+				n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
+			}
+		}
+		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome)
 		if err != nil {
 			return false, fmt.Errorf("insert notification: %w", err)
 		}
+		r.res = outbox.Enqueued{ID: id, Outcome: n.Outcome}
 		for _, m := range n.Messages {
-			mid, err := insertID(ctx, insM, r.id, m.Receiver, m.Text, m.Segments)
+			mid, err := insertID(ctx, insM, id, m.Receiver, m.Text, m.Segments)
 			if err != nil {
 				return false, fmt.Errorf("insert message: %w", err)
 			}
@@ -230,6 +226,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				if _, err := insD.ExecContext(ctx, mid, num, now, now, now); err != nil {
 					return false, fmt.Errorf("insert delivery: %w", err)
 				}
+				r.res.Recipients++
 				due = true
 			}
 		}
@@ -250,7 +247,7 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	notification, message, delivery *sql.Stmt
+	lastStatus, notification, message, delivery *sql.Stmt
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -259,7 +256,12 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		st  **sql.Stmt
 		sql string
 	}{
-		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, dedup_key) VALUES (?, ?, ?, ?, ?)`},
+		// The newest notification of the group, whatever its outcome: a
+		// filtered resolution keeps the next one quiet too. Rows of one
+		// commit share received_at, so the id breaks the tie in the order
+		// they were written.
+		{&ins.lastStatus, `SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`},
+		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`},
 		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
 		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
 	} {
@@ -274,7 +276,7 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 }
 
 func (ins *inserts) close() {
-	for _, st := range []*sql.Stmt{ins.notification, ins.message, ins.delivery} {
+	for _, st := range []*sql.Stmt{ins.lastStatus, ins.notification, ins.message, ins.delivery} {
 		if st != nil {
 			st.Close()
 		}

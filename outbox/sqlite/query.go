@@ -7,22 +7,16 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/smsbridge/smsbridge/outbox"
 )
 
-// Stats is a snapshot of the queue.
-type Stats struct {
-	// Pending counts deliveries not yet delivered or failed: waiting in
-	// the queue or in flight.
-	Pending int
-	// InFlight counts the leased (sending) part of Pending.
-	InFlight int
-	// Oldest is the earliest QueuedAt among Pending; zero when none.
-	Oldest time.Time
-}
-
-// Stats counts the undelivered rows and finds the oldest.
-func (s *Store) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
+// Stats counts the rows not yet accepted or failed and finds the oldest.
+func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
+	if err := s.closed(); err != nil {
+		return outbox.Stats{}, err
+	}
+	var st outbox.Stats
 	var oldP, oldS sql.NullInt64
 	var queued int
 	err := s.rdb.QueryRowContext(ctx, `SELECT
@@ -31,52 +25,43 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending')`).Scan(&queued, &st.InFlight, &oldP, &oldS)
 	if err != nil {
-		return Stats{}, fmt.Errorf("read outbox stats: %w", err)
+		return outbox.Stats{}, fmt.Errorf("read outbox stats: %w", err)
 	}
 	st.Pending = queued + st.InFlight
-	for _, v := range []sql.NullInt64{oldP, oldS} {
-		if v.Valid && (st.Oldest.IsZero() || fromMS(v.Int64).Before(st.Oldest)) {
-			st.Oldest = fromMS(v.Int64)
-		}
-	}
+	earliest(&st.Oldest, oldP, oldS)
 	return st, nil
 }
 
-// Filter selects deliveries for Deliveries.
-type Filter struct {
-	// State selects one state; empty selects all.
-	State State
-	// Since selects rows updated at or after it; zero selects all.
-	Since time.Time
-	// NotificationID selects one notification's rows; zero selects all.
-	NotificationID int64
-	// Limit caps the rows returned; default 100, at most 1000.
-	Limit int
-}
+// selectRecords is the query behind outbox.Record, without its WHERE.
+const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
+		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
+		d.next_attempt_at, d.lease_owner
+	FROM deliveries d
+	JOIN messages m ON m.id = d.message_id
+	JOIN notifications n ON n.id = m.notification_id`
 
-// Record is one delivery as the status page shows it. Number is the full
-// number: mask it before showing it anywhere.
-type Record struct {
-	ID             int64
-	NotificationID int64
-	ReceivedAt     time.Time
-	UpdatedAt      time.Time
-	Source         string
-	GroupKey       string
-	Status         string
-	Receiver       string
-	Number         string
-	Text           string
-	Segments       int
-	State          State
-	Attempts       int
-	APIMessageID   string
-	ErrorCode      string
-	Error          string
+// scanRecord reads one row of selectRecords.
+func scanRecord(sc interface{ Scan(...any) error }) (outbox.Record, error) {
+	var r outbox.Record
+	var received, updated, next int64
+	var state string
+	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
+		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
+		&next, &r.LeaseOwner); err != nil {
+		return outbox.Record{}, err
+	}
+	r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), outbox.State(state)
+	if r.State == outbox.StatePending {
+		r.NextAttemptAt = fromMS(next)
+	}
+	return r, nil
 }
 
 // Deliveries returns the rows f selects, most recently updated first.
-func (s *Store) Deliveries(ctx context.Context, f Filter) ([]Record, error) {
+func (s *Store) Deliveries(ctx context.Context, f outbox.Filter) ([]outbox.Record, error) {
+	if err := s.closed(); err != nil {
+		return nil, err
+	}
 	var where []string
 	var args []any
 	if f.State != "" {
@@ -96,11 +81,7 @@ func (s *Store) Deliveries(ctx context.Context, f Filter) ([]Record, error) {
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q := `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
-			m.text, m.segments, d.state, d.attempts, COALESCE(d.api_message_id, ''), d.error_code, d.error
-		FROM deliveries d
-		JOIN messages m ON m.id = d.message_id
-		JOIN notifications n ON n.id = m.notification_id`
+	q := selectRecords
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -111,16 +92,12 @@ func (s *Store) Deliveries(ctx context.Context, f Filter) ([]Record, error) {
 		return nil, fmt.Errorf("query deliveries: %w", err)
 	}
 	defer rows.Close()
-	var out []Record
+	var out []outbox.Record
 	for rows.Next() {
-		var r Record
-		var received, updated int64
-		var state string
-		if err := rows.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
-			&r.Text, &r.Segments, &state, &r.Attempts, &r.APIMessageID, &r.ErrorCode, &r.Error); err != nil {
+		r, err := scanRecord(rows)
+		if err != nil {
 			return nil, fmt.Errorf("query deliveries: %w", err)
 		}
-		r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), State(state)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -129,10 +106,34 @@ func (s *Store) Deliveries(ctx context.Context, f Filter) ([]Record, error) {
 	return out, nil
 }
 
+// DeliveryByProviderID returns the delivery the provider knows by id. A
+// repeated send (at-least-once) gets a new id from the provider, so an id
+// names one row; should two rows carry it, the one updated last is
+// returned.
+func (s *Store) DeliveryByProviderID(ctx context.Context, id string) (outbox.Record, error) {
+	if err := s.closed(); err != nil {
+		return outbox.Record{}, err
+	}
+	if id == "" {
+		return outbox.Record{}, fmt.Errorf("delivery by provider id: empty id: %w", outbox.ErrNotFound)
+	}
+	r, err := scanRecord(s.rdb.QueryRowContext(ctx, selectRecords+` WHERE d.api_message_id = ? ORDER BY d.updated_at DESC, d.id DESC LIMIT 1`, id))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return outbox.Record{}, fmt.Errorf("delivery by provider id %q: %w", id, outbox.ErrNotFound)
+	case err != nil:
+		return outbox.Record{}, fmt.Errorf("delivery by provider id %q: %w", id, err)
+	}
+	return r, nil
+}
+
 // Retry puts a failed delivery back in the queue, due now, with its
-// attempts and max age counted afresh. It returns an error wrapping
-// ErrNotFailed when id names no failed delivery.
+// attempts and max age counted afresh. Its error wraps outbox.ErrNotFound
+// or outbox.ErrNotFailed when id names no failed delivery.
 func (s *Store) Retry(ctx context.Context, id int64) error {
+	if err := s.closed(); err != nil {
+		return err
+	}
 	now := ms(s.clock())
 	res, err := s.wdb.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = ?, next_attempt_at = ?,
 		updated_at = ? WHERE id = ? AND state = 'failed'`, now, now, now, id)
@@ -149,9 +150,9 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 			return fmt.Errorf("retry delivery %d: %w", id, err)
 		}
 		if !exists {
-			return fmt.Errorf("retry delivery %d: %w", id, ErrNotFound)
+			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFound)
 		}
-		return fmt.Errorf("retry delivery %d: %w", id, ErrNotFailed)
+		return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFailed)
 	}
 	s.signal()
 	return nil
@@ -162,10 +163,13 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 const pruneChunk = 500
 
 // Prune deletes notifications received more than retention ago whose
-// deliveries are all finished (delivered or failed) and were last updated
+// deliveries are all finished (accepted or failed) and were last updated
 // more than retention ago, with their messages and deliveries. It returns
 // the number of notifications deleted. Unfinished work is never pruned.
 func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error) {
+	if err := s.closed(); err != nil {
+		return 0, err
+	}
 	cutoff := ms(s.clock().Add(-retention))
 	total := 0
 	for {
@@ -190,20 +194,4 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 			return total, nil
 		}
 	}
-}
-
-// LastStatus returns the status of the newest notification stored with
-// groupKey ("" and false when there is none), so a sender's "resolved"
-// can be told apart from a resolution of something that never fired.
-func (s *Store) LastStatus(ctx context.Context, groupKey string) (string, bool, error) {
-	var status string
-	err := s.rdb.QueryRowContext(ctx, `SELECT status FROM notifications WHERE group_key = ?
-		ORDER BY received_at DESC, id DESC LIMIT 1`, groupKey).Scan(&status)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return "", false, nil
-	case err != nil:
-		return "", false, fmt.Errorf("last status of group: %w", err)
-	}
-	return status, true, nil
 }

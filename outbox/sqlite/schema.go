@@ -8,10 +8,11 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
-// escalation, delivery callbacks) adds a step instead of rewriting this one.
-const schemaVersion = 1
+// escalation, delivery receipts) adds a step instead of rewriting one.
+const schemaVersion = 2
 
-// migrations[i] upgrades a database from user_version i to i+1.
+// migrations[i] upgrades a database from user_version i to i+1. A step
+// that has shipped is never edited: databases in the field were made by it.
 var migrations = []string{
 	// Version 1. Times are unix milliseconds. The columns beyond what
 	// delivery needs today are the seams for what DESIGN.md plans next:
@@ -70,6 +71,66 @@ CREATE INDEX deliveries_updated ON deliveries(updated_at);
 CREATE INDEX deliveries_number  ON deliveries(number, updated_at);
 CREATE INDEX deliveries_api_id  ON deliveries(api_message_id)      WHERE api_message_id IS NOT NULL;
 `,
+
+	// Version 2: several owners and provider accounts.
+	//   - the state "delivered" becomes "accepted" (the provider took the
+	//     request); "delivered" is kept for handset receipts, which will be
+	//     columns beside the state;
+	//   - deliveries.lease is a random token instead of a counter, and
+	//     deliveries.lease_owner names the store that leased the row;
+	//   - deliveries.account is the provider account of the last request;
+	//   - notifications.outcome is what became of a notification (accepted,
+	//     unrouted, filtered...); rows from version 1 were all recorded
+	//     as accepted;
+	//   - state is the small key-value map the dispatcher keeps its pause
+	//     and hold in.
+	// SQLite cannot change a CHECK constraint or a column's type in place,
+	// so deliveries is rebuilt: a new table, every row copied with its id,
+	// the old table dropped and the new one renamed, its indexes made
+	// again. Nothing references deliveries, so the rebuild breaks no
+	// foreign key; it runs in the migration's one transaction, so a crash
+	// leaves version 1 intact.
+	`
+CREATE TABLE deliveries_v2 (
+	id              INTEGER PRIMARY KEY,
+	message_id      INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+	number          TEXT    NOT NULL,
+	state           TEXT    NOT NULL CHECK (state IN ('pending', 'sending', 'accepted', 'failed')),
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	queued_at       INTEGER NOT NULL,
+	next_attempt_at INTEGER NOT NULL,
+	lease           TEXT    NOT NULL DEFAULT '',
+	lease_owner     TEXT    NOT NULL DEFAULT '',
+	lease_until     INTEGER,
+	account         TEXT    NOT NULL DEFAULT '',
+	api_message_id  TEXT,
+	error_code      TEXT    NOT NULL DEFAULT '',
+	error           TEXT    NOT NULL DEFAULT '',
+	updated_at      INTEGER NOT NULL,
+	UNIQUE (message_id, number)
+);
+INSERT INTO deliveries_v2 (id, message_id, number, state, attempts, queued_at, next_attempt_at,
+		lease, lease_until, api_message_id, error_code, error, updated_at)
+	SELECT id, message_id, number, CASE state WHEN 'delivered' THEN 'accepted' ELSE state END, attempts, queued_at, next_attempt_at,
+		CASE state WHEN 'sending' THEN CAST(lease AS TEXT) ELSE '' END, lease_until, api_message_id, error_code, error, updated_at
+	FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v2 RENAME TO deliveries;
+CREATE INDEX deliveries_due     ON deliveries(next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_age     ON deliveries(queued_at)           WHERE state = 'pending';
+CREATE INDEX deliveries_leased  ON deliveries(lease_until)         WHERE state = 'sending';
+CREATE INDEX deliveries_updated ON deliveries(updated_at);
+CREATE INDEX deliveries_number  ON deliveries(number, updated_at);
+CREATE INDEX deliveries_api_id  ON deliveries(api_message_id)      WHERE api_message_id IS NOT NULL;
+
+ALTER TABLE notifications ADD COLUMN outcome TEXT NOT NULL DEFAULT 'accepted';
+
+CREATE TABLE state (
+	key        TEXT    PRIMARY KEY,
+	value      BLOB    NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+`,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -84,7 +145,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("schema version %d is newer than this build understands (%d)", v, schemaVersion)
+		return fmt.Errorf("schema version %d is newer than this build understands (%d): run the smsbridge release that wrote it, or a later one", v, schemaVersion)
+	}
+	if v == schemaVersion {
+		return nil
 	}
 	for ; v < schemaVersion; v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {

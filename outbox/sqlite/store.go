@@ -1,79 +1,82 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/smsbridge/smsbridge/outbox"
 )
 
 // FileName is the name of the database file inside the storage directory.
 const FileName = "smsbridge.db"
 
-// Defaults for Options.
+// Internal tuning. These are not settings: no operator has a reason to
+// change them, and the tests pin behaviour, not these numbers.
 const (
-	DefaultRetention     = 7 * 24 * time.Hour
-	DefaultBatchSize     = 256
-	DefaultPruneInterval = time.Hour
-	DefaultBusyTimeout   = 10 * time.Second
+	// maxBatch is the most notifications written in one group commit.
+	maxBatch = 256
+	// defaultPruneInterval is how often the background prune runs when
+	// Options.PruneInterval is zero.
+	defaultPruneInterval = time.Hour
+	// defaultBusyTimeout bounds lock waits when Options.BusyTimeout is
+	// zero.
+	defaultBusyTimeout = 10 * time.Second
+	// readConns is the size of the read pool.
+	readConns = 4
 )
 
-var (
-	// ErrClosed is returned by calls on a closed Store.
-	ErrClosed = errors.New("outbox closed")
-	// ErrInvalid marks a notification the store refuses to record.
-	ErrInvalid = errors.New("invalid notification")
-	// ErrNotFailed is returned by Retry for a delivery that is not in the
-	// failed state.
-	ErrNotFailed = errors.New("the delivery has not failed")
-	// ErrNotFound is returned by Retry when no delivery has the id.
-	ErrNotFound = errors.New("no delivery with that id")
-)
-
-// Options configure a Store. The zero value is usable.
+// Options configure a Store. Retention is required while the background
+// prune runs; every other field may be left zero.
 type Options struct {
-	// Logger receives the store's own messages; nil discards them.
+	// Logger receives the store's own messages; nil discards them. The
+	// caller adds the component.
 	Logger *slog.Logger
-	// Metrics, when set, receives the store's metrics; nil records into a
-	// private registry.
-	Metrics *Metrics
-	// Retention is how long delivered and failed notifications are kept
-	// before the periodic prune removes them. Default 7 days.
+	// Metrics receives the store's metrics; nil records into metrics
+	// registered nowhere.
+	Metrics *outbox.Metrics
+	// Retention is how long finished notifications are kept before the
+	// background prune removes them. It must be positive unless
+	// PruneInterval is negative.
 	Retention time.Duration
-	// PruneInterval is how often the store prunes; negative disables the
-	// background prune (Prune can still be called). Default 1h.
+	// PruneInterval is how often the store prunes; zero means hourly,
+	// negative disables the background prune (Prune can still be called).
 	PruneInterval time.Duration
-	// BatchSize is the most notifications written in one group commit.
-	// Default 256.
-	BatchSize int
-	// BusyTimeout bounds how long a statement waits for a lock held by
-	// another connection (a checkpoint, a reader during WAL recovery).
-	// Default 10s.
-	BusyTimeout time.Duration
-	// Clock returns the current time; default time.Now. Tests move it.
+	// Clock returns the current time; nil means time.Now. Tests move it.
 	Clock func() time.Time
+	// Owner is the id recorded with every lease this store takes; empty
+	// means "<hostname>-<pid>-<8 random hex digits>", unique per Open.
+	Owner string
+	// BusyTimeout bounds how long a statement waits for a lock held by
+	// another connection (a checkpoint, a reader during WAL recovery);
+	// zero means 10s, negative is refused.
+	BusyTimeout time.Duration
 }
 
-// Store is the durable outbox. Its methods are safe for concurrent use.
+// Store is the SQLite outbox. Its methods are safe for concurrent use.
 type Store struct {
 	wdb, rdb  *sql.DB
+	lock      *dirLock
 	logger    *slog.Logger
-	metrics   *Metrics
+	metrics   *outbox.Metrics
+	unwatch   func()
 	clock     func() time.Time
+	owner     string
 	retention time.Duration
-	batchSize int
 
 	reqs chan *enqueueReq
 	wake chan struct{}
@@ -84,10 +87,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
-	leaseSeq  atomic.Int64
 
-	// ins are the group commit's insert statements, prepared once by the
-	// writer goroutine (the only one that uses them) on first use.
+	// ins are the group commit's statements, prepared once by the writer
+	// goroutine (the only one that uses them) on first use.
 	ins *inserts
 
 	// beforeCommit, when set by a test, runs in the writer goroutine before
@@ -95,29 +97,34 @@ type Store struct {
 	beforeCommit func(n int)
 }
 
-// Open opens or creates the outbox in dir, creating dir if needed, and
-// returns every delivery left in flight by an earlier run to the queue.
+var _ outbox.Store = (*Store)(nil)
+
+// Open opens or creates the outbox in dir, creating dir if needed. It
+// takes the directory's lock first, failing within a quarter second if
+// another store holds it (the error wraps ErrInUse), and then returns
+// every delivery still leased to the queue: with the lock held, no
+// process that leased them is alive.
 func Open(dir string, opts Options) (*Store, error) {
+	if err := opts.check(); err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics(prometheus.NewRegistry())
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = DefaultRetention
-	}
-	if opts.PruneInterval == 0 {
-		opts.PruneInterval = DefaultPruneInterval
-	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = DefaultBatchSize
-	}
-	if opts.BusyTimeout <= 0 {
-		opts.BusyTimeout = DefaultBusyTimeout
+		opts.Metrics = outbox.NewMetrics(nil)
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
+	}
+	if opts.Owner == "" {
+		opts.Owner = newOwner()
+	}
+	if opts.PruneInterval == 0 {
+		opts.PruneInterval = defaultPruneInterval
+	}
+	if opts.BusyTimeout == 0 {
+		opts.BusyTimeout = defaultBusyTimeout
 	}
 	path := filepath.Join(dir, FileName)
 	// The driver splits its parameters off at the first '?', so a path
@@ -128,7 +135,43 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := open(path, lock, opts)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	return s, nil
+}
 
+// check refuses options that cannot work, instead of replacing them.
+func (o Options) check() error {
+	if o.PruneInterval >= 0 && o.Retention <= 0 {
+		return fmt.Errorf("retention must be positive while the background prune runs, got %s", o.Retention)
+	}
+	if o.BusyTimeout < 0 {
+		return fmt.Errorf("busy timeout must not be negative, got %s", o.BusyTimeout)
+	}
+	return nil
+}
+
+// newOwner returns "<hostname>-<pid>-<8 random hex digits>": readable in
+// a log, and unique even for two stores in one process.
+func newOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// open opens the database at path, with dir's lock held.
+func open(path string, lock *dirLock, opts Options) (*Store, error) {
 	busy := fmt.Sprint(opts.BusyTimeout.Milliseconds())
 	wq := url.Values{}
 	wq.Add("_pragma", "busy_timeout("+busy+")")
@@ -165,60 +208,58 @@ func Open(dir string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	rdb.SetMaxOpenConns(4)
-	rdb.SetMaxIdleConns(4)
+	rdb.SetMaxOpenConns(readConns)
+	rdb.SetMaxIdleConns(readConns)
 
 	s := &Store{
 		wdb:       wdb,
 		rdb:       rdb,
+		lock:      lock,
 		logger:    opts.Logger,
 		metrics:   opts.Metrics,
 		clock:     opts.Clock,
+		owner:     opts.Owner,
 		retention: opts.Retention,
-		batchSize: opts.BatchSize,
-		reqs:      make(chan *enqueueReq, 4*opts.BatchSize),
+		reqs:      make(chan *enqueueReq, 4*maxBatch),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	// Lease tokens only need to differ from those of earlier runs' rows,
-	// which recover() clears anyway; the clock makes them readable.
-	s.leaseSeq.Store(time.Now().UnixNano())
 
-	recovered, err := s.recoverLeases(ctx)
-	if err != nil {
+	if err := s.recoverLeases(ctx); err != nil {
 		s.cancel()
 		s.closeDBs()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	if recovered > 0 {
-		s.logger.Warn("returned deliveries left in flight by the previous run to the queue; they will be sent again (at-least-once)", "deliveries", recovered)
-	}
-	if st, err := s.Stats(ctx); err == nil && st.Pending > 0 {
+	if sc, err := s.Schedule(ctx, s.clock()); err == nil && !sc.NextDue.IsZero() && !sc.NextDue.After(s.clock()) {
 		s.signal()
 	}
 
-	s.metrics.stats.source.Store(s)
+	s.unwatch = s.metrics.Watch(s, s.clock, s.logger)
 	s.wg.Add(1)
 	go s.writer()
 	if opts.PruneInterval > 0 {
 		s.wg.Add(1)
 		go s.pruner(opts.PruneInterval)
 	}
-	s.logger.Info("outbox open", "path", path, "journal_mode", "wal", "synchronous", "full")
+	s.logger.Info("outbox open", "path", path, "owner", s.owner, "journal_mode", "wal", "synchronous", "full")
 	return s, nil
 }
 
+// Owner returns the id this store records with every lease it takes.
+func (s *Store) Owner() string { return s.owner }
+
 // Close stops the writer after its current commit, fails Enqueue calls
-// still waiting with ErrClosed, and closes the database. Stop intake and the
-// dispatcher first, so their last writes land.
+// still waiting with ErrClosed, closes the database and releases the
+// directory lock. Stop intake and the dispatcher first, so their last
+// writes land.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.cancel()
 		s.wg.Wait()
-		s.metrics.stats.source.CompareAndSwap(s, nil)
-		s.closeErr = s.closeDBs()
+		s.unwatch()
+		s.closeErr = errors.Join(s.closeDBs(), s.lock.release())
 	})
 	return s.closeErr
 }
@@ -228,6 +269,18 @@ func (s *Store) closeDBs() error {
 		s.ins.close()
 	}
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// closed returns outbox.ErrClosed once Close has begun. A call that passes
+// it and meets the closing database fails with the driver's error instead;
+// either way it fails.
+func (s *Store) closed() error {
+	select {
+	case <-s.done:
+		return outbox.ErrClosed
+	default:
+		return nil
+	}
 }
 
 // Wake returns a channel that receives a value after a commit adds work
@@ -242,16 +295,52 @@ func (s *Store) signal() {
 	}
 }
 
-// recoverLeases returns every row still sending to pending: the process that
-// leased them is gone (one process owns the file).
-func (s *Store) recoverLeases(ctx context.Context) (int64, error) {
-	res, err := s.wdb.ExecContext(ctx, `UPDATE deliveries
-		SET state = 'pending', lease = 0, lease_until = NULL, updated_at = ?
-		WHERE state = 'sending'`, ms(s.clock()))
+// recoverLeases returns every row still sending to the queue. The directory
+// lock proves that no other process has the database open, and this store
+// has leased nothing yet, so every holder of those leases is gone: waiting
+// for their deadlines would only delay the pages.
+func (s *Store) recoverLeases(ctx context.Context) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("recover leased deliveries: %w", err)
+		return fmt.Errorf("recover leased deliveries: %w", err)
 	}
-	return res.RowsAffected()
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	rows, err := tx.QueryContext(ctx, `SELECT lease_owner, count(*) FROM deliveries WHERE state = 'sending' GROUP BY lease_owner`)
+	if err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	var owners []string
+	total := 0
+	for rows.Next() {
+		var owner string
+		var n int
+		if err := rows.Scan(&owner, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("recover leased deliveries: %w", err)
+		}
+		owners = append(owners, cmp.Or(owner, "unknown"))
+		total += n
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	rows.Close()
+	if total == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE deliveries
+		SET state = 'pending', lease = '', lease_until = NULL, updated_at = ?
+		WHERE state = 'sending'`, ms(s.clock())); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	slices.Sort(owners)
+	s.logger.Warn("returned deliveries leased by a process that is gone to the queue; they will be sent again (at-least-once)",
+		"deliveries", total, "owners", strings.Join(owners, ","))
+	return nil
 }
 
 // resetWriter ends a transaction SQLite may have left open on the write

@@ -1,0 +1,177 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smsbridge/smsbridge/outbox"
+)
+
+// TestMigrateV1 opens a real version-1 database, made by the release
+// before the state "delivered" was renamed, and checks that it was
+// upgraded in place: rows and ids kept, delivered now accepted, the
+// pending row leasable, every index there, the new columns and table
+// usable.
+func TestMigrateV1(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	v1, err := os.ReadFile(filepath.Join("testdata", "v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileName), v1, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	ctx := context.Background()
+
+	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+		t.Errorf("user_version = %d, want 2", v)
+	}
+	type row struct {
+		id                       int64
+		state, apiID, code, lead string
+		attempts                 int
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, state, COALESCE(api_message_id, ''), error_code, lease || '|' || lease_owner || '|' || account, attempts FROM deliveries ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.state, &r.apiID, &r.code, &r.lead, &r.attempts); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	rows.Close()
+	want := []row{
+		{1, "accepted", "api-1", "", "||", 1},
+		{2, "failed", "", "E101", "||", 1},
+		{3, "pending", "", "", "||", 0},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("deliveries after migration:\n got %+v\nwant %+v", got, want)
+	}
+	if n := count(t, s, "SELECT count(*) FROM notifications WHERE id IN (1, 2) AND outcome = 'accepted'"); n != 2 {
+		t.Errorf("%d of the 2 notifications kept with outcome accepted", n)
+	}
+	if n := count(t, s, "SELECT count(*) FROM messages WHERE id IN (1, 2)"); n != 2 {
+		t.Errorf("%d of the 2 messages kept", n)
+	}
+
+	// Every index of the rebuilt table is there again, and the old
+	// tables and indexes are all there too.
+	var names []string
+	rs, err := s.rdb.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rs.Next() {
+		var n string
+		if err := rs.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	rs.Close()
+	wantNames := []string{
+		"deliveries", "deliveries_age", "deliveries_api_id", "deliveries_due", "deliveries_leased", "deliveries_number", "deliveries_updated",
+		"messages", "messages_notification",
+		"notifications", "notifications_dedup", "notifications_group", "notifications_received",
+		"state",
+	}
+	if !slices.Equal(names, wantNames) {
+		t.Errorf("schema objects:\n got %v\nwant %v", names, wantNames)
+	}
+	if n := count(t, s, "SELECT count(*) FROM pragma_foreign_key_check"); n != 0 {
+		t.Errorf("%d foreign key violations after the rebuild", n)
+	}
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'delivered' WHERE id = 1"); err == nil || !strings.Contains(err.Error(), "CHECK") {
+		t.Errorf("the old state is still allowed: %v", err)
+	}
+
+	// Through the contract: the status page sees accepted, the pending
+	// row is leased and completed, the new columns and table work.
+	if r := records(t, s, outbox.Filter{State: outbox.StateAccepted}); len(r) != 1 || r[0].ID != 1 || r[0].APIMessageID != "api-1" {
+		t.Errorf("accepted records %+v", r)
+	}
+	if r, err := s.DeliveryByProviderID(ctx, "api-1"); err != nil || r.ID != 1 || r.Number != "+27830000001" {
+		t.Errorf("by provider id: %+v %v", r, err)
+	}
+	bs := lease(t, s, time.Now(), 10, 10)
+	if len(bs) != 1 || len(bs[0].Deliveries) != 1 {
+		t.Fatalf("leased %+v, want the one pending row", bs)
+	}
+	d := bs[0].Deliveries[0]
+	if d.ID != 3 || d.NotificationID != 2 || d.Number != "+27830000003" || bs[0].Text != "ci: FIRING:1 BuildFailed" {
+		t.Errorf("leased %+v of %q", d, bs[0].Text)
+	}
+	if err := s.Complete(ctx, []outbox.Outcome{outbox.Accepted(d, "fallback", "api-3")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.DeliveryByProviderID(ctx, "api-3"); err != nil || r.ID != 3 || r.Account != "fallback" || r.LeaseOwner != s.Owner() {
+		t.Errorf("the migrated row after sending: %+v %v", r, err)
+	}
+	if err := s.PutState(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	// New ids continue after the old ones.
+	if e := enqueue(t, s, note("new")); e.ID != 3 {
+		t.Errorf("new notification id %d, want 3", e.ID)
+	}
+
+	// Opening the upgraded database again changes nothing.
+	s.Close()
+	s = mustOpen(t, dir, Options{Retention: week})
+	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+		t.Errorf("user_version after reopening = %d", v)
+	}
+	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {
+		t.Errorf("%d deliveries after reopening, want 5", n)
+	}
+}
+
+// TestMigrateV1Leased upgrades a version-1 database with a row still in
+// flight (an integer lease, no owner): Open returns it to the queue like
+// any lease whose holder is gone, and it is leased again under a token.
+func TestMigrateV1Leased(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		migrations[0],
+		"PRAGMA user_version = 1",
+		"INSERT INTO notifications (id, received_at, source) VALUES (7, 1000, 'am')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'in flight', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, lease, lease_until, updated_at) VALUES (9, 8, '+1', 'sending', 1000, 1000, 42, 99999999999999, 1000)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s := mustOpen(t, dir, Options{Retention: week, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if !strings.Contains(logs.String(), "deliveries=1") || !strings.Contains(logs.String(), "owners=unknown") {
+		t.Errorf("the version-1 lease was not recovered at open: %s", logs.String())
+	}
+	bs := lease(t, s, time.Now(), 1, 1)
+	if len(bs) != 1 || bs[0].Deliveries[0].ID != 9 || bs[0].Deliveries[0].Lease == "42" {
+		t.Errorf("leased %+v, want row 9 under a new token", bs)
+	}
+}
