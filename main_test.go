@@ -223,7 +223,7 @@ func TestEndToEndRateLimitPause(t *testing.T) {
 
 func TestReloadKeepsOldConfigOnFailure(t *testing.T) {
 	tb := newTestBridge(t, routedConfig, smsfake.Options{})
-	before := tb.runtime.Load()
+	before := tb.gen.Load()
 	writeFile(t, filepath.Dir(tb.cfg), "smsbridge.yml", "route: {receiver: nobody}\nreceivers: []\n")
 	resp, err := http.Post(tb.srv.URL+"/-/reload", "", nil)
 	if err != nil {
@@ -233,7 +233,7 @@ func TestReloadKeepsOldConfigOnFailure(t *testing.T) {
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Errorf("reload of a broken config answered %d", resp.StatusCode)
 	}
-	if tb.runtime.Load() != before {
+	if tb.gen.Load() != before {
 		t.Error("a failed reload replaced the running config")
 	}
 	if v := testutil.ToFloat64(tb.reloadM.success); v != 0 {
@@ -296,13 +296,13 @@ func TestReloadAppliesDeliverySettings(t *testing.T) {
 	if err := tb.reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got := tb.runtime.Load().File.Config.SMS.RateLimit; got != 7 {
+	if got := tb.gen.Load().File.Config.SMS.RateLimit; got != 7 {
 		t.Fatalf("config rate limit %v after reload", got)
 	}
 	if v := tb.metricValue(t, "smsbridge_config_last_reload_successful", nil); v != 1 {
 		t.Errorf("reload success gauge %v", v)
 	}
-	if got := tb.dispatcher.Config().RateLimit; got != 7 {
+	if got := tb.gen.Load().Dispatch.Accounts[0].RateLimit; got != 7 {
 		t.Errorf("dispatcher rate limit %v after reload, want 7", got)
 	}
 	// A notification still goes out.

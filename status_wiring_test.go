@@ -150,7 +150,7 @@ func TestStatusWiring(t *testing.T) {
 		}
 	}
 
-	rt := tb.runtime.Load()
+	rt := tb.gen.Load()
 	code, page := statusRequest(t, "GET", tb.srv.URL+"/", "")
 	if code != 200 {
 		t.Fatalf("page: %d", code)
@@ -230,8 +230,8 @@ func TestStatusWiring(t *testing.T) {
 // text the bridge then really sends for the same alert.
 func TestRoutesTestMatchesWhatIsSent(t *testing.T) {
 	tb := newTestBridge(t, statusWiringConfig, smsfake.Options{})
-	res := routesTest(tb.runtime.Load(), labelNotification(map[string]string{"alertname": "Twin", "team": "db"},
-		map[string]string{"summary": "status test"}, time.Now()), tb.logger)
+	res := status.FromPlan(tb.gen.Load().Pipeline.Plan(labelNotification(map[string]string{"alertname": "Twin", "team": "db"},
+		map[string]string{"summary": "status test"}, time.Now())))
 	if len(res.Plans) != 1 || res.Plans[0].Receiver != "db" {
 		t.Fatalf("plans %+v", res.Plans)
 	}
@@ -312,14 +312,23 @@ func TestStatusProviderState(t *testing.T) {
 
 func TestStatusProviderStateMapping(t *testing.T) {
 	at := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	hold := &dispatch.Hold{Kind: "suspended", Status: 403, Message: "Your account has been suspended!", Since: at}
 	tests := []struct {
 		in   dispatch.State
 		want status.Provider
 	}{
-		{dispatch.State{Mode: dispatch.ModeOK, InFlight: 2}, status.Provider{State: status.ProviderOK}},
-		{dispatch.State{Mode: dispatch.ModePaused, PausedUntil: at}, status.Provider{State: status.ProviderPaused, Until: at, StatusCode: 429}},
-		{dispatch.State{Mode: dispatch.ModeHeld, HeldKind: "suspended", HeldStatus: 403, HeldMessage: "Your account has been suspended!", HeldSince: at},
+		{dispatch.State{InFlight: 2, Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeOK, Active: true}}},
+			status.Provider{State: status.ProviderOK}},
+		{dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModePaused, PausedUntil: at, Active: true}}},
+			status.Provider{State: status.ProviderPaused, Until: at, StatusCode: 429}},
+		{dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold, Active: true}}},
 			status.Provider{State: status.ProviderHeld, Reason: "suspended", StatusCode: 403, Message: "Your account has been suspended!", Since: at}},
+		// The page shows the account that carries traffic: a held primary
+		// with a working fallback is not a held bridge.
+		{dispatch.State{Accounts: []dispatch.AccountState{
+			{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold},
+			{Name: "fallback", Mode: dispatch.ModeOK, Active: true}}},
+			status.Provider{State: status.ProviderOK}},
 	}
 	for _, tc := range tests {
 		if got := providerState(tc.in); got != tc.want {
