@@ -149,7 +149,7 @@ func TestProviderOutage(t *testing.T) {
 			w.add(name, nums)
 		}
 		eventually(t, 30*time.Second, "failed attempts counted", func() (bool, string) {
-			e := b.metric(`smsbridge_sms_api_requests_total{class="error"}`)
+			e := b.metric(`smsbridge_sms_api_requests_total{account="primary",class="error"}`)
 			return e >= 3*20, fmt.Sprintf("%v failed requests", e)
 		})
 		if p := b.metric("smsbridge_outbox_pending"); p != float64(len(w)) {
@@ -206,8 +206,8 @@ func TestAccountFaults(t *testing.T) {
 				w.add(name, nums)
 			}
 			eventually(t, 30*time.Second, "queue held", func() (bool, string) {
-				h := b.metric("smsbridge_dispatch_held")
-				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{kind=%q}`, tc.kind))
+				h := b.metric(`smsbridge_dispatch_held{account="primary"}`)
+				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{account="primary",kind=%q}`, tc.kind))
 				return h == 1 && r == 1, fmt.Sprintf("held %v, reason %s %v", h, tc.kind, r)
 			})
 			// While held, the bridge only probes: over a few hold_retry
@@ -228,8 +228,8 @@ func TestAccountFaults(t *testing.T) {
 			heal()
 			waitDelivered(t, fake, w, 30*time.Second, b)
 			eventually(t, 10*time.Second, "hold released", func() (bool, string) {
-				h := b.metric("smsbridge_dispatch_held")
-				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{kind=%q}`, tc.kind))
+				h := b.metric(`smsbridge_dispatch_held{account="primary"}`)
+				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{account="primary",kind=%q}`, tc.kind))
 				return h == 0 && r == 0, fmt.Sprintf("held %v, reason %v", h, r)
 			})
 			if f := b.sum("smsbridge_deliveries_failed_total"); f != 0 {
