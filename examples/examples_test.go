@@ -719,7 +719,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Accounts) != 1 || f.Config.Delivery.Workers != 1 {
+	if len(g.Accounts) != 1 || f.Config.Delivery.Workers != 0 {
 		t.Errorf("accounts %v workers %d", g.Accounts, f.Config.Delivery.Workers)
 	}
 
