@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The status page in a real browser: Debian's headless Chromium loads it from a
-# bridge that holds delivered, failed and pending deliveries, the DOM is checked
+# bridge that holds accepted, failed and pending deliveries, the DOM is checked
 # for them, for the provider's state and for the routing tree, and a screenshot
 # is kept as $BUILD_DIR/status-page.png.
 #
@@ -139,9 +139,9 @@ alert() { # ALERTNAME TEAM SUMMARY
 EOF
 }
 
-echo "delivered: an alert to ops"
+echo "accepted: an alert to ops"
 alert HighLatency ops "p99 latency above 2s on checkout" || fail "post alert"
-wait_for "2 delivered" 30 at_least delivered 2
+wait_for "2 accepted" 30 at_least accepted 2
 
 echo "failed: a CI webhook to a number the provider rejects"
 curl -fsS -H "X-CI-Token: $CI_TOKEN" -H 'Content-Type: application/json' "$BRIDGE/api/v1/webhooks/ci" \
@@ -202,7 +202,7 @@ refuse() { # FILE WHAT NEEDLE: the DOM must not hold NEEDLE
 }
 
 page="$OUT/status-page.html"
-check_count "$page" "delivered rows" 'data-status="delivered"' 2
+check_count "$page" "accepted rows" 'data-status="accepted"' 2
 check_count "$page" "failed rows" 'data-status="failed"' 1
 check_count "$page" "pending rows" 'data-status="pending"' 2
 check "$page" "the provider's rejection" "E102: Blacklisted"
