@@ -23,7 +23,16 @@ type Metrics struct {
 	batchSize      prometheus.Histogram
 	commitDuration prometheus.Histogram
 	commitErrors   prometheus.Counter
+	queryDuration  *prometheus.HistogramVec
 	queue          *queueCollector
+}
+
+// QueryOps are the values of the op label of
+// smsbridge_store_query_duration_seconds: the store's calls that a driver
+// times.
+var QueryOps = []string{
+	"lease", "complete", "fail_expired", "schedule", "stats", "deliveries", "delivery_by_provider_id",
+	"retry", "prune", "get_state", "put_state", "ping", "take_over", "leader_check",
 }
 
 // NewMetrics registers the outbox's metrics with reg (nil registers
@@ -46,6 +55,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "smsbridge_outbox_commit_errors_total",
 			Help: "Group commits that failed; every notification in them was refused (503).",
 		}),
+		queryDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "smsbridge_store_query_duration_seconds",
+			Help:    "Time of the store's calls other than the group commit, by call, failed ones included (reported by the PostgreSQL driver).",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10},
+		}, []string{"op"}),
 		queue: &queueCollector{
 			pending: prometheus.NewDesc("smsbridge_outbox_pending",
 				"Deliveries (one text to one number) not yet accepted or failed, including those in flight.", nil, nil),
@@ -53,10 +67,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 				"Age of the oldest delivery not yet accepted or failed; 0 when there is none.", nil, nil),
 		},
 	}
+	for _, op := range QueryOps {
+		m.queryDuration.WithLabelValues(op)
+	}
 	if reg != nil {
 		reg.MustRegister(m.queue)
 	}
 	return m
+}
+
+// ObserveQuery records one call of the store that took d. op is one of
+// QueryOps; err is accepted for symmetry with ObserveCommit (a failed
+// call is timed like any other).
+func (m *Metrics) ObserveQuery(op string, d time.Duration, _ error) {
+	m.queryDuration.WithLabelValues(op).Observe(d.Seconds())
 }
 
 // ObserveCommit records one commit of n notifications that took d. A

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the tests that need one.
+#
+#   eval "$(bash .ci/pg-cluster.sh start)"   # prints exports: SMSBRIDGE_TEST_PG_DSN, SMSBRIDGE_TEST_PG_DIR
+#   bash .ci/pg-cluster.sh stop "$SMSBRIDGE_TEST_PG_DIR"
+#
+# Installs Debian's postgresql if no server binaries are found. The cluster
+# lives in a temporary directory owned by the postgres user (PostgreSQL
+# refuses to run as root), listens on 127.0.0.1 on a free port, and asks for
+# a password (scram-sha-256), so the tests see a DSN with a secret in it.
+set -euo pipefail
+
+bindir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start() {
+  local bin
+  bin=$(bindir)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "pg-cluster: installing postgresql" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >&2 ||
+      { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >&2; }
+    bin=$(bindir)
+  fi
+  local dir port pw
+  dir=$(mktemp -d /tmp/smsbridge-pg.XXXXXX)
+  chmod 755 "$dir"
+  pw="pgtest-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  printf '%s\n' "$pw" >"$dir/pwfile"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$dir"; fi
+  as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 --pwfile="$dir/pwfile" -E UTF8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; exit 1; }
+  for _ in $(seq 1 50); do
+    port=$(( (RANDOM % 20000) + 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  done
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=400" start >&2 ||
+    { cat "$dir/server.log" >&2; exit 1; }
+  echo "export SMSBRIDGE_TEST_PG_DIR='$dir'"
+  echo "export SMSBRIDGE_TEST_PG_BIN='$bin'"
+  echo "export SMSBRIDGE_TEST_PG_DSN='postgres://postgres:$pw@127.0.0.1:$port/postgres?sslmode=disable'"
+}
+
+stop() {
+  local dir=${1:-}
+  [ -n "$dir" ] && [ -d "$dir" ] || return 0
+  local bin
+  bin=$(bindir)
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop "${2:-}" ;;
+  *) echo "usage: $0 start | stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,237 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smsbridge/smsbridge/outbox"
+)
+
+// Leadership tuning.
+const (
+	// leaderRetry is how often a replica that does not lead tries the
+	// dispatch lock. With the server's keepalive settings (sessionParams)
+	// a vanished leader's session ends within about ten seconds, so a
+	// follower takes over within about eleven.
+	leaderRetry = time.Second
+	// leaderCheck is how often the leader checks that its lock session is
+	// alive and still holds the lock.
+	leaderCheck = time.Second
+	// leaderCheckTimeout bounds one check: a check that does not answer
+	// in time counts as lost, so a leader cut off from the database stops
+	// within leaderCheck+leaderCheckTimeout, well before the server ends
+	// its session and frees the lock for another replica.
+	leaderCheckTimeout = 2 * time.Second
+)
+
+// Lead blocks until this store holds the dispatch lock of its backing (a
+// session advisory lock, taken with pg_try_advisory_lock on a connection
+// of its own), or until ctx ends or the store closes. Once it holds the
+// lock, it returns to the queue every delivery still leased (by earlier
+// leaders, which are gone: their sessions ended with the lock) and
+// returns the term. While the term lasts, the store checks every second
+// that the lock's session is alive and holds the lock, and Lease checks
+// it too, in its transaction; when either finds it gone, the term is lost
+// (Lost is closed) and Lease fails with outbox.ErrNotLeader.
+func (s *Store) Lead(ctx context.Context) (outbox.Term, error) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	warned := false
+	for {
+		if err := s.closed(); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var err error
+		if conn == nil {
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			conn, err = pgx.ConnectConfig(cctx, s.connCfg)
+			cancel()
+			if err != nil {
+				conn = nil
+			}
+		}
+		if conn != nil {
+			var got bool
+			qctx, cancel := context.WithTimeout(ctx, leaderCheckTimeout)
+			err = conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1, $2)`, lockSpaceLeader, s.key).Scan(&got)
+			cancel()
+			switch {
+			case err != nil:
+				conn.Close(context.Background())
+				conn = nil
+			case got:
+				t := &term{s: s, conn: conn, pid: conn.PgConn().PID(), lost: make(chan struct{}), stop: make(chan struct{})}
+				conn = nil
+				if err := s.takeOver(ctx, t); err != nil {
+					t.Resign()
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					s.logger.Warn("took the dispatch lock but could not take over; trying again", "err", err)
+					break
+				}
+				return t, nil
+			}
+		}
+		if err != nil && !warned && ctx.Err() == nil {
+			s.logger.Warn("cannot try the dispatch lock; retrying", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, outbox.ErrClosed
+		case <-time.After(leaderRetry):
+		}
+	}
+}
+
+// takeOver returns every leased delivery to the queue and starts the
+// term's watch. Only the leader leases, and no earlier leader still holds
+// a session, so every lease is an earlier leader's: waiting for its
+// deadline would only delay the pages. A leader that lost its session but
+// still runs may be finishing requests it started; those batches can go
+// out twice (at-least-once), and its late results are ignored.
+func (s *Store) takeOver(ctx context.Context, t *term) (err error) {
+	ctx, end := s.op(ctx, "take_over")
+	defer func() { end(err) }()
+	rows, err := s.pool.Query(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = $1
+		WHERE state = 'sending' RETURNING lease_owner`, s.clock())
+	if err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	owners := map[string]int{}
+	total := 0
+	var owner string
+	if _, err := pgx.ForEachRow(rows, []any{&owner}, func() error {
+		owners[cmp.Or(owner, "unknown")]++
+		total++
+		return nil
+	}); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	if total > 0 {
+		names := make([]string, 0, len(owners))
+		for o := range owners {
+			names = append(names, o)
+		}
+		slices.Sort(names)
+		s.logger.Warn("returned deliveries leased by an earlier leader to the queue; they will be sent again (at-least-once)",
+			"deliveries", total, "owners", strings.Join(names, ","))
+	}
+	s.term.Store(t)
+	go t.watch()
+	s.signal()
+	return nil
+}
+
+// term is one stretch of leadership: the lock's connection and its watch.
+type term struct {
+	s    *Store
+	pid  uint32
+	lost chan struct{}
+	stop chan struct{}
+
+	mu     sync.Mutex // guards conn against the watch and Resign at once
+	conn   *pgx.Conn
+	lostMu sync.Once
+	stopMu sync.Once
+}
+
+// Lost is closed when the term ended: the lock's session died or stopped
+// answering, Lease found the lock gone, or Resign was called.
+func (t *term) Lost() <-chan struct{} { return t.lost }
+
+func (t *term) isLost() bool {
+	select {
+	case <-t.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// lose ends the term for why, once.
+func (t *term) lose(why string) {
+	t.lostMu.Do(func() {
+		close(t.lost)
+		if why != "" {
+			t.s.logger.Error("lost the dispatch lock; this replica stops dispatching", "reason", why)
+		}
+	})
+}
+
+// Resign ends the term and closes the lock's connection, which frees the
+// lock at once for another replica.
+func (t *term) Resign() {
+	t.stopMu.Do(func() { close(t.stop) })
+	t.lose("")
+	t.mu.Lock()
+	if t.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		t.conn.Close(ctx)
+		cancel()
+		t.conn = nil
+	}
+	t.mu.Unlock()
+	t.s.term.CompareAndSwap(t, nil)
+}
+
+// watch checks the lock every leaderCheck until the term ends.
+func (t *term) watch() {
+	tick := time.NewTicker(leaderCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-t.lost:
+			t.Resign()
+			return
+		case <-tick.C:
+			if why := t.check(); why != "" {
+				t.lose(why)
+				t.Resign()
+				return
+			}
+		}
+	}
+}
+
+// check asks the lock's own session whether it still holds the lock, and
+// returns why not ("" when it does).
+func (t *term) check() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conn == nil {
+		return "the lock's connection is closed"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaderCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	var held bool
+	err := t.conn.QueryRow(ctx, lockHeld, lockSpaceLeader, t.s.key, int64(t.pid)).Scan(&held)
+	t.s.metrics.ObserveQuery("leader_check", time.Since(start), err)
+	switch {
+	case err != nil:
+		return "the lock's session does not answer: " + err.Error()
+	case !held:
+		return "the lock's session no longer holds the lock"
+	}
+	return ""
+}

@@ -1,0 +1,246 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smsbridge/smsbridge/outbox"
+)
+
+// Stats counts the rows not yet accepted or failed and finds the oldest.
+func (s *Store) Stats(ctx context.Context) (_ outbox.Stats, err error) {
+	if err := s.closed(); err != nil {
+		return outbox.Stats{}, err
+	}
+	ctx, end := s.op(ctx, "stats")
+	defer func() { end(err) }()
+	var st outbox.Stats
+	var oldP, oldS *time.Time
+	var queued int
+	err = s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM deliveries WHERE state = 'pending'),
+		(SELECT count(*) FROM deliveries WHERE state = 'sending'),
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending')`).Scan(&queued, &st.InFlight, &oldP, &oldS)
+	if err != nil {
+		return outbox.Stats{}, fmt.Errorf("read outbox stats: %w", err)
+	}
+	st.Pending = queued + st.InFlight
+	earliest(&st.Oldest, oldP, oldS)
+	return st, nil
+}
+
+// selectRecords is the query behind outbox.Record, without its WHERE.
+const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
+		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
+		d.next_attempt_at, d.lease_owner
+	FROM deliveries d
+	JOIN messages m ON m.id = d.message_id
+	JOIN notifications n ON n.id = m.notification_id`
+
+// scanRecord reads one row of selectRecords.
+func scanRecord(sc pgx.Row) (outbox.Record, error) {
+	var r outbox.Record
+	var next time.Time
+	var state string
+	if err := sc.Scan(&r.ID, &r.NotificationID, &r.ReceivedAt, &r.UpdatedAt, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
+		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
+		&next, &r.LeaseOwner); err != nil {
+		return outbox.Record{}, err
+	}
+	r.State = outbox.State(state)
+	if r.State == outbox.StatePending {
+		r.NextAttemptAt = next
+	}
+	return r, nil
+}
+
+// Deliveries returns the rows f selects, most recently updated first.
+func (s *Store) Deliveries(ctx context.Context, f outbox.Filter) (_ []outbox.Record, err error) {
+	if err := s.closed(); err != nil {
+		return nil, err
+	}
+	ctx, end := s.op(ctx, "deliveries")
+	defer func() { end(err) }()
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.State != "" {
+		where = append(where, "d.state = "+arg(string(f.State)))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "d.updated_at >= "+arg(f.Since))
+	}
+	if f.NotificationID != 0 {
+		where = append(where, "n.id = "+arg(f.NotificationID))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	q := selectRecords
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY d.updated_at DESC, d.id DESC LIMIT " + arg(limit)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []outbox.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("query deliveries: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// DeliveryByProviderID returns the delivery the provider knows by id.
+func (s *Store) DeliveryByProviderID(ctx context.Context, id string) (_ outbox.Record, err error) {
+	if err := s.closed(); err != nil {
+		return outbox.Record{}, err
+	}
+	if id == "" {
+		return outbox.Record{}, fmt.Errorf("delivery by provider id: empty id: %w", outbox.ErrNotFound)
+	}
+	ctx, end := s.op(ctx, "delivery_by_provider_id")
+	defer func() { end(err) }()
+	r, err := scanRecord(s.pool.QueryRow(ctx, selectRecords+` WHERE d.api_message_id = $1 ORDER BY d.updated_at DESC, d.id DESC LIMIT 1`, id))
+	switch {
+	case isNoRows(err):
+		return outbox.Record{}, fmt.Errorf("delivery by provider id %q: %w", id, outbox.ErrNotFound)
+	case err != nil:
+		return outbox.Record{}, fmt.Errorf("delivery by provider id %q: %w", id, err)
+	}
+	return r, nil
+}
+
+// Retry puts a failed delivery back in the queue, due now, with its
+// attempts and max age counted afresh, and tells the other replicas.
+func (s *Store) Retry(ctx context.Context, id int64) (err error) {
+	if err := s.closed(); err != nil {
+		return err
+	}
+	ctx, end := s.op(ctx, "retry")
+	defer func() { end(err) }()
+	now := s.clock()
+	tag, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = $1, next_attempt_at = $1, updated_at = $1
+		WHERE id = $2 AND state = 'failed'`, now, id)
+	if err != nil {
+		return fmt.Errorf("retry delivery %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1)`, id).Scan(&exists); err != nil {
+			return fmt.Errorf("retry delivery %d: %w", id, err)
+		}
+		if !exists {
+			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFound)
+		}
+		return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFailed)
+	}
+	// The leader may be another replica; a lost notification costs at
+	// most a poll interval, so its error does not fail the retry.
+	if _, err := s.pool.Exec(ctx, notify, s.channel, s.owner); err != nil {
+		s.logger.Warn("could not tell other replicas about a retried delivery", "err", err)
+	}
+	s.signal()
+	return nil
+}
+
+// pruneChunk is the most notifications one prune statement deletes, so
+// no delete holds its locks for long.
+const pruneChunk = 500
+
+// Prune deletes notifications received more than retention ago whose
+// deliveries are all finished and were last updated more than retention
+// ago, with their messages and deliveries. Unfinished work is never pruned.
+func (s *Store) Prune(ctx context.Context, retention time.Duration) (total int, err error) {
+	if err := s.closed(); err != nil {
+		return 0, err
+	}
+	cutoff := s.clock().Add(-retention)
+	for {
+		cctx, end := s.op(ctx, "prune")
+		tag, err := s.pool.Exec(cctx, `DELETE FROM notifications WHERE id IN (
+			SELECT n.id FROM notifications n
+			WHERE n.received_at < $1
+			AND NOT EXISTS (
+				SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
+				WHERE m.notification_id = n.id
+				AND (d.state IN ('pending', 'sending') OR d.updated_at >= $1)
+			)
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED)`, cutoff, pruneChunk)
+		end(err)
+		if err != nil {
+			return total, fmt.Errorf("prune outbox: %w", err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}
+
+// GetState returns the value last put under key; ok is false for a key
+// never put.
+func (s *Store) GetState(ctx context.Context, key string) (value []byte, ok bool, err error) {
+	if err := s.closed(); err != nil {
+		return nil, false, err
+	}
+	if key == "" {
+		return nil, false, errors.New("get state: empty key")
+	}
+	ctx, end := s.op(ctx, "get_state")
+	defer func() { end(err) }()
+	err = s.pool.QueryRow(ctx, `SELECT value FROM state WHERE key = $1`, key).Scan(&value)
+	switch {
+	case isNoRows(err):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("get state %q: %w", key, err)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return value, true, nil
+}
+
+// PutState stores value under key, replacing what was there, durably.
+func (s *Store) PutState(ctx context.Context, key string, value []byte) (err error) {
+	if err := s.closed(); err != nil {
+		return err
+	}
+	if key == "" {
+		return errors.New("put state: empty key")
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	ctx, end := s.op(ctx, "put_state")
+	defer func() { end(err) }()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO state (key, value, updated_at) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+		key, value, s.clock()); err != nil {
+		return fmt.Errorf("put state %q: %w", key, err)
+	}
+	return nil
+}
