@@ -106,12 +106,12 @@ type Options struct {
 
 // Store is the PostgreSQL outbox. Its methods are safe for concurrent use.
 type Store struct {
-	pool      *pgxpool.Pool
-	connCfg   *pgx.ConnConfig // for the dedicated connections
-	schema    string
-	key       int32 // this backing's advisory-lock key
+	pool    *pgxpool.Pool
+	connCfg *pgx.ConnConfig // for the dedicated connections
+	schema  string
+	key     int32 // this backing's advisory-lock key
 	// channel is the NOTIFY channel of this backing.
-	channel string
+	channel   string
 	logger    *slog.Logger
 	metrics   *outbox.Metrics
 	unwatch   func()
