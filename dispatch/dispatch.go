@@ -37,6 +37,10 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Leadership, when set, makes Run dispatch only while this process
+	// leads the store's replicas (see RunLeader); nil means this process
+	// is the only dispatcher (SQLite).
+	Leadership outbox.Leadership
 }
 
 // Dispatcher moves deliveries from the Store to the provider accounts.
@@ -46,6 +50,7 @@ type Dispatcher struct {
 	logger   *slog.Logger
 	m        *Metrics
 	now      func() time.Time
+	leader   outbox.Leadership
 	running  atomic.Bool
 
 	// mu guards paces and active.
@@ -66,7 +71,7 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{
 		store: opts.Store, settings: opts.Settings, logger: opts.Logger, m: opts.Metrics, now: opts.Now,
-		paces: map[string]*pace{},
+		leader: opts.Leadership, paces: map[string]*pace{},
 	}
 	if d.logger == nil {
 		d.logger = slog.New(slog.DiscardHandler)
@@ -83,13 +88,28 @@ func New(opts Options) (*Dispatcher, error) {
 // Run dispatches until ctx ends, then lets requests in flight finish within
 // the shutdown grace, returns the rows of every unfinished batch to the
 // queue, and returns nil. Before the first request it restores every
-// account's saved pause and hold from the store. It is an error to call
-// Run twice at once.
+// account's saved pause and hold from the store. With Options.Leadership
+// it dispatches only while this process leads (see lead). It is an error
+// to call Run twice at once.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("dispatcher already running")
 	}
 	defer d.running.Store(false)
+	if err := d.settings().Validate(); err != nil {
+		return err
+	}
+	if d.leader != nil {
+		return d.lead(ctx)
+	}
+	d.m.setLeader(true)
+	defer d.m.setLeader(false)
+	return d.runTerm(ctx)
+}
+
+// runTerm dispatches until ctx ends: one term of leadership, or the whole
+// run of a sole dispatcher.
+func (d *Dispatcher) runTerm(ctx context.Context) error {
 	s := d.settings()
 	if err := s.Validate(); err != nil {
 		return err

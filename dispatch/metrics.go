@@ -41,6 +41,8 @@ type Metrics struct {
 	pausedUntil    *prometheus.GaugeVec
 	active         *prometheus.GaugeVec
 	inflight       prometheus.Gauge
+	leader         prometheus.Gauge
+	leaderChanges  prometheus.Counter
 }
 
 // NewMetrics registers the dispatcher's metrics with reg (nil registers
@@ -83,6 +85,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		inflight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "smsbridge_dispatch_requests_in_flight",
 			Help: "Requests to the SMS API on the wire now.",
+		}),
+		leader: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_dispatch_leader",
+			Help: "1 while this process is the one that dispatches (always, with SQLite; the leader among replicas, with PostgreSQL).",
+		}),
+		leaderChanges: f.NewCounter(prometheus.CounterOpts{
+			Name: "smsbridge_leader_changes_total",
+			Help: "Times this process became the dispatching leader.",
 		}),
 	}
 	for _, r := range Reasons {
@@ -134,4 +144,13 @@ func (m *Metrics) setActive(account string) {
 		}
 		m.active.WithLabelValues(a).Set(v)
 	}
+}
+
+func (m *Metrics) setLeader(on bool) {
+	if on {
+		m.leader.Set(1)
+		m.leaderChanges.Inc()
+		return
+	}
+	m.leader.Set(0)
 }
