@@ -37,7 +37,6 @@ import (
 	"github.com/smsbridge/smsbridge/dispatch"
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
-	"github.com/smsbridge/smsbridge/outbox/sqlite"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
@@ -144,7 +143,8 @@ type bridge struct {
 	// gen is the configuration generation in force; every reader loads it
 	// once per request or step.
 	gen        atomic.Pointer[generation.Generation]
-	store      *sqlite.Store
+	store      outbox.Store
+	readiness  *readiness
 	intake     *receiver.Handler
 	dispatcher *dispatch.Dispatcher
 	fake       *smsfake.Server
@@ -210,16 +210,13 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
-	store, err := sqlite.Open(f.storagePath, sqlite.Options{
-		Logger:    logger.With("component", "outbox"),
-		Metrics:   outbox.NewMetrics(b.reg),
-		Retention: time.Duration(file.Config.Storage.Retention),
-	})
+	store, err := b.openStore(file)
 	if err != nil {
 		b.closeFake()
 		return nil, err
 	}
 	b.store = store
+	b.readiness = newReadiness(store, logger.With("component", "outbox"))
 	g, err := b.build(file)
 	if err != nil {
 		b.reloadM.success.Set(0)
@@ -228,12 +225,16 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	}
 	b.intake = receiver.New(func() receiver.Intake { return b.gen.Load().Intake() }, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
 	b.apply(g)
-	b.dispatcher, err = dispatch.New(dispatch.Options{
+	dopts := dispatch.Options{
 		Store:    store,
 		Settings: func() dispatch.Settings { return b.gen.Load().Dispatch },
 		Logger:   logger.With("component", "dispatch"),
 		Metrics:  b.dispatchM,
-	})
+	}
+	if l, ok := store.(outbox.Leadership); ok {
+		dopts.Leadership = l // one replica dispatches at a time
+	}
+	b.dispatcher, err = dispatch.New(dopts)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -306,6 +307,12 @@ func notLive(old, cur *config.Config) []string {
 	if old.Storage.Retention != cur.Storage.Retention {
 		keys = append(keys, "storage.retention")
 	}
+	if old.Storage.Driver != cur.Storage.Driver || old.Storage.DSN != cur.Storage.DSN || old.Storage.DSNFile != cur.Storage.DSNFile {
+		keys = append(keys, "storage.driver/dsn")
+	}
+	if old.Storage.PollInterval != cur.Storage.PollInterval || *old.Storage.Listen != *cur.Storage.Listen {
+		keys = append(keys, "storage.poll_interval/listen")
+	}
 	return keys
 }
 
@@ -330,6 +337,9 @@ func (b *bridge) handler() http.Handler {
 	e.GET("/-/ready", func(c echo.Context) error {
 		if !b.ready.Load() {
 			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
+		}
+		if err := b.readiness.check(c.Request().Context()); err != nil {
+			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready: the database does not answer.\n")
 		}
 		return c.String(http.StatusOK, "smsbridge is ready.\n")
 	})

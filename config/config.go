@@ -94,7 +94,26 @@ type Delivery struct {
 type Storage struct {
 	// Retention is how long delivered and failed rows are kept.
 	Retention Duration `yaml:"retention"`
+	// Driver is StorageSQLite (a file under --storage.path, one process)
+	// or StoragePostgres (a database several replicas share).
+	Driver string `yaml:"driver"`
+	// DSN and DSNFile name the PostgreSQL database (a postgres:// URL or
+	// key=value pairs); exactly one is set with the postgres driver.
+	DSN     secret.Secret `yaml:"dsn"`
+	DSNFile string        `yaml:"dsn_file"`
+	// PollInterval is how often a replica looks for work that other
+	// replicas committed when it does not hear their notifications.
+	PollInterval Duration `yaml:"poll_interval"`
+	// Listen turns LISTEN/NOTIFY wake-ups on (the default); false polls
+	// only, for a pooler in transaction mode.
+	Listen *bool `yaml:"listen"`
 }
+
+// Storage drivers.
+const (
+	StorageSQLite   = "sqlite"
+	StoragePostgres = "postgres"
+)
 
 // Templates names the user's template files.
 type Templates struct {
@@ -199,6 +218,8 @@ const (
 	DefaultHoldRetry     = time.Minute
 	DefaultWorkers       = 0 // automatic: dispatch.AutoInFlight
 	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultStorageDriver = StorageSQLite
+	DefaultPollInterval  = time.Second
 	DefaultBodyLimit     = 1 << 20
 )
 
@@ -212,6 +233,8 @@ const (
 	maxTimeout         = 5 * time.Minute
 	maxPause           = time.Hour
 	maxHoldRetry       = time.Hour
+	minPollInterval    = 100 * time.Millisecond
+	maxPollInterval    = time.Minute
 	minMaxAge          = time.Minute
 	minFallbackAfter   = time.Second
 )
@@ -250,6 +273,14 @@ func (c *Config) setDefaults() {
 	setDuration(&d.MaxAge, DefaultMaxAge)
 	setDuration(&d.HoldRetry, DefaultHoldRetry)
 	setDuration(&c.Storage.Retention, DefaultRetention)
+	if c.Storage.Driver == "" {
+		c.Storage.Driver = DefaultStorageDriver
+	}
+	setDuration(&c.Storage.PollInterval, DefaultPollInterval)
+	if c.Storage.Listen == nil {
+		listen := true
+		c.Storage.Listen = &listen
+	}
 	if c.Alertmanager.BodyLimit == 0 {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
 	}
@@ -539,6 +570,9 @@ func (f *File) validate() error {
 	if err := inRange(c.Storage.Retention, 1, 0); err != nil {
 		return f.Errorf("storage.retention", "storage.retention %v", err)
 	}
+	if err := f.validateStorage(); err != nil {
+		return err
+	}
 
 	if c.Route == nil {
 		return f.Errorf("", "route: missing; the root route names the receiver that catches every notification")
@@ -569,6 +603,31 @@ func (f *File) validate() error {
 	}
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
+	}
+	return nil
+}
+
+// validateStorage checks the store's driver and its connection settings.
+// Its errors never repeat a DSN.
+func (f *File) validateStorage() error {
+	st := f.Config.Storage
+	switch st.Driver {
+	case StorageSQLite:
+		if st.DSN != "" || st.DSNFile != "" {
+			return f.Errorf("storage.driver", "storage: dsn and dsn_file are for the postgres driver; the sqlite driver keeps its file under --storage.path")
+		}
+	case StoragePostgres:
+		switch {
+		case st.DSN != "" && st.DSNFile != "":
+			return f.Errorf("storage.dsn", "storage: set dsn or dsn_file, not both")
+		case st.DSN == "" && st.DSNFile == "":
+			return f.Errorf("storage", "storage: the postgres driver needs dsn_file (or dsn), the database's connection string")
+		}
+	default:
+		return f.Errorf("storage.driver", "storage.driver %q is not %q or %q", st.Driver, StorageSQLite, StoragePostgres)
+	}
+	if err := inRange(st.PollInterval, minPollInterval, maxPollInterval); err != nil {
+		return f.Errorf("storage.poll_interval", "storage.poll_interval %v", err)
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ func TestGoodConfig(t *testing.T) {
 		time.Duration(fb.Timeout) != DefaultTimeout || fb.APIKey != "fallb4ck-k3y-value" {
 		t.Errorf("fallback: %+v", c.SMS.Fallback)
 	}
+	if st := c.Storage; st.Driver != StoragePostgres || time.Duration(st.PollInterval) != DefaultPollInterval || st.Listen == nil || !*st.Listen {
+		t.Errorf("storage defaults: %+v", st)
+	}
 	if rl := c.Webhooks[0].RateLimit; rl == nil || rl.PerSecond != 2 || rl.Burst != 2 {
 		t.Errorf("webhook rate limit: %+v", rl)
 	}
@@ -54,7 +57,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(out) + fmt.Sprintf("%v %+v %#v", f.Config, f.Config, f.Config.SMS.Fallback)
-	for _, s := range []string{"inline-k3y-value", "fallb4ck-k3y-value", "am-t0ken-value", "hm4c-value"} {
+	for _, s := range []string{"inline-k3y-value", "fallb4ck-k3y-value", "am-t0ken-value", "hm4c-value", "dsn-pa55word"} {
 		if strings.Contains(text, s) {
 			t.Errorf("secret %q printed", s)
 		}
@@ -141,6 +144,11 @@ func TestBadConfigs(t *testing.T) {
 		{"webhook reserved", "webhooks: [{name: unknown, preset: plain}]\n" + base, `line 1: webhooks: name "unknown" is reserved`},
 		{"webhook rate", "webhooks:\n  - name: a\n    preset: plain\n    rate_limit: {per_second: 0}\n" + base, `line 4: webhooks "a": rate_limit.per_second must be above 0`},
 		{"am rate", "alertmanager:\n  rate_limit: {per_second: 1, burst: -1}\n" + base, "line 2: alertmanager: rate_limit.burst must not be negative"},
+		{"storage driver", "storage:\n  driver: mysql\n" + base, `line 2: storage.driver "mysql" is not "sqlite" or "postgres"`},
+		{"postgres without dsn", "storage:\n  driver: postgres\n" + base, "line 1: storage: the postgres driver needs dsn_file (or dsn), the database's connection string"},
+		{"dsn twice", "storage:\n  driver: postgres\n  dsn: 'postgres://u:pa55@db/x'\n  dsn_file: f\n" + base, "line 3: storage: set dsn or dsn_file, not both"},
+		{"dsn with sqlite", "storage:\n  dsn: 'postgres://u:pa55@db/x'\n" + base, "line 1: storage: dsn and dsn_file are for the postgres driver; the sqlite driver keeps its file under --storage.path"},
+		{"poll interval", "storage:\n  driver: postgres\n  dsn_file: f\n  poll_interval: 10ms\n" + base, "line 4: storage.poll_interval 10ms must be at least 100ms"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,7 +162,7 @@ func TestBadConfigs(t *testing.T) {
 				t.Errorf("error is %T, want *config.Error", err)
 			}
 			if strings.Contains(err.Error(), "pa55") {
-				t.Error("error shows the URL's password")
+				t.Error("error shows a URL's or DSN's password")
 			}
 		})
 	}

@@ -112,6 +112,12 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	b := &builder{f: f, c: f.Config, opts: opts}
 	g := &Generation{File: f, LoadedAt: time.Now()}
 	g.Accounts = b.accounts()
+	if _, err := StorageDSN(f); err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			b.errs = append(b.errs, ce)
+		}
+	}
 	g.Renderer = b.renderer(logger)
 	g.Router = b.router()
 	g.Sources = b.intake()
@@ -127,6 +133,22 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 		return nil, errors.Join(errs...)
 	}
 	return g, nil
+}
+
+// StorageDSN loads the PostgreSQL DSN of the postgres storage driver from
+// storage.dsn or the file storage.dsn_file names; it returns "" for the
+// sqlite driver. Its error is a *config.Error that names the file, never
+// its content.
+func StorageDSN(f *config.File) (secret.Secret, error) {
+	st := f.Config.Storage
+	if st.Driver != config.StoragePostgres {
+		return "", nil
+	}
+	dsn, err := secret.Load(st.DSN, f.Resolve(st.DSNFile))
+	if err != nil {
+		return "", f.Errorf("storage.dsn_file", "storage: %w", err)
+	}
+	return dsn, nil
 }
 
 // builder collects Build's problems, so that one check-config run shows

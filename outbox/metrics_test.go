@@ -56,6 +56,8 @@ func TestObserveCommit(t *testing.T) {
 		"smsbridge_outbox_commit_duration_seconds":     0,
 		"smsbridge_outbox_commit_duration_seconds_sum": 0,
 		"smsbridge_outbox_commit_errors_total":         0,
+		"smsbridge_store_query_duration_seconds":       0,
+		"smsbridge_store_query_duration_seconds_sum":   0,
 	}
 	if got := gather(t, reg); !equal(got, want) {
 		t.Errorf("before any commit: %v, want %v", got, want)
@@ -69,9 +71,40 @@ func TestObserveCommit(t *testing.T) {
 		"smsbridge_outbox_commit_duration_seconds":     3,
 		"smsbridge_outbox_commit_duration_seconds_sum": 0.007,
 		"smsbridge_outbox_commit_errors_total":         1,
+		"smsbridge_store_query_duration_seconds":       0,
+		"smsbridge_store_query_duration_seconds_sum":   0,
 	}
 	if got := gather(t, reg); !equal(got, want) {
 		t.Errorf("after commits: %v, want %v", got, want)
+	}
+}
+
+// TestObserveQuery: every op the drivers time exists before its first
+// call, and a call lands under its own op.
+func TestObserveQuery(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.ObserveQuery("lease", 3*time.Millisecond, nil)
+	m.ObserveQuery("lease", time.Millisecond, errors.New("connection refused"))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "smsbridge_store_query_duration_seconds" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			got[s.GetLabel()[0].GetValue()] = s.GetHistogram().GetSampleCount()
+		}
+	}
+	if len(got) != len(QueryOps) {
+		t.Errorf("%d ops exported, want %d: %v", len(got), len(QueryOps), got)
+	}
+	if got["lease"] != 2 || got["complete"] != 0 {
+		t.Errorf("samples by op: %v", got)
 	}
 }
 
