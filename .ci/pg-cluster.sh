@@ -39,8 +39,15 @@ start() {
     port=$(( (RANDOM % 20000) + 20000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
   done
-  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=400" start >&2 ||
+  # In the config file rather than on pg_ctl's command line, so a test can
+  # stop and start the server again (a database restart) with pg_ctl alone.
+  cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 400
+CONF
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >&2 ||
     { cat "$dir/server.log" >&2; exit 1; }
   echo "export SMSBRIDGE_TEST_PG_DIR='$dir'"
   echo "export SMSBRIDGE_TEST_PG_BIN='$bin'"
