@@ -89,10 +89,16 @@ type bridgeParams struct {
 	Numbers     []string
 	// Env is added to the bridge's environment.
 	Env []string
+	// DSNFile, when set, puts the store in that PostgreSQL database.
+	DSNFile string
 }
 
 func (b bridgeParams) yaml() string {
-	return fmt.Sprintf(`# Written by internal/loadgen for one measurement.
+	storage := ""
+	if b.DSNFile != "" {
+		storage = fmt.Sprintf("storage:\n  driver: postgres\n  dsn_file: %s\n", b.DSNFile)
+	}
+	return storage + fmt.Sprintf(`# Written by internal/loadgen for one measurement.
 sms:
   url: %s
   api_key_file: %s

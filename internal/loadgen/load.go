@@ -102,26 +102,31 @@ func (r runResult) failures() string {
 	return string(bytes.TrimSpace(b.Bytes()))
 }
 
-// loader posts payloads to one URL.
+// loader posts payloads to one URL, or in turn to several (replicas).
 type loader struct {
 	client *http.Client
-	url    string
+	urls   []string
 	tag    string
 	seq    atomic.Int64
 }
 
 func newLoader(baseURL, tag string, conns int) *loader {
+	return newSpreadLoader([]string{baseURL}, tag, conns)
+}
+
+// newSpreadLoader posts request n to baseURLs[n % len(baseURLs)].
+func newSpreadLoader(baseURLs []string, tag string, conns int) *loader {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	return &loader{
-		client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		url:    baseURL + "/api/v1/alertmanager",
-		tag:    tag,
+	l := &loader{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, tag: tag}
+	for _, u := range baseURLs {
+		l.urls = append(l.urls, u+"/api/v1/alertmanager")
 	}
+	return l
 }
 
 func (l *loader) close() { l.client.CloseIdleConnections() }
@@ -130,7 +135,7 @@ func (l *loader) close() { l.client.CloseIdleConnections() }
 func (l *loader) post(ctx context.Context, start time.Time) shot {
 	seq := int(l.seq.Add(1))
 	s := shot{Name: alertName(l.tag, seq)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(payload(s.Name, seq)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.urls[seq%len(l.urls)], bytes.NewReader(payload(s.Name, seq)))
 	if err != nil {
 		s.Err = err
 		return s

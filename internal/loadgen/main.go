@@ -69,6 +69,9 @@ type options struct {
 	keep         bool
 	drainTrace   bool
 	bridgeEnv    string
+	store        string
+	replicas     int
+	pgDSN        string
 }
 
 func main() {
@@ -100,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.bridgeEnv, "bridge-env", "", "extra environment of the bridge, comma-separated KEY=VALUE pairs (e.g. GOGC=200)")
 	fs.BoolVar(&o.drainTrace, "drain-trace", false, "print every non-202 answer and every gap over 150ms during the drain")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, stores, bridge logs)")
+	fs.StringVar(&o.store, "store", "sqlite", "the bridge's storage.driver: sqlite, or postgres (a fresh database on the -pg-dsn server for each bridge started)")
+	fs.IntVar(&o.replicas, "replicas", 1, "bridges started on one store, the load spread over them in turn (postgres only)")
+	fs.StringVar(&o.pgDSN, "pg-dsn", os.Getenv("SMSBRIDGE_TEST_PG_DSN"), "postgres:// URL of a PostgreSQL server on this machine, for -store=postgres; default $SMSBRIDGE_TEST_PG_DSN")
 	fs.StringVar(&serve, "serve-minimal", "", "internal: serve the minimal handler on this address")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -154,6 +160,17 @@ func (o *options) validate() error {
 		return fmt.Errorf("-backlog %d must be between 1 and 100000", o.backlog)
 	case o.numbers < 1 || o.numbers > 1000:
 		return fmt.Errorf("-numbers %d must be between 1 and 1000", o.numbers)
+	case o.store != "sqlite" && o.store != "postgres":
+		return fmt.Errorf("-store %q must be sqlite or postgres", o.store)
+	case o.replicas < 1 || o.replicas > 5:
+		return fmt.Errorf("-replicas %d must be between 1 and 5", o.replicas)
+	case o.replicas > 1 && o.store != "postgres":
+		return fmt.Errorf("-replicas %d needs -store=postgres: a SQLite store admits one process", o.replicas)
+	case o.replicas > 1 && o.target != "":
+		return fmt.Errorf("-replicas starts its own bridges and cannot run against -target")
+	}
+	if o.store == "postgres" {
+		return checkPGDSN(o.pgDSN)
 	}
 	return nil
 }
@@ -201,6 +218,11 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 	}
 	r := &report{opts: o, loadBefore: loadAverage(), started: time.Now()}
 	m := &measurer{o: o, tmp: tmp, out: out, r: r}
+	defer func() {
+		for _, drop := range m.drops {
+			drop()
+		}
+	}()
 	if o.target == "" {
 		if o.bin == "" {
 			fmt.Fprintln(out, "building the bridge...")
@@ -245,14 +267,15 @@ type measurer struct {
 	out io.Writer
 	r   *report
 	n   int // bridges started, for directory names
+	// drops remove the databases the run created.
+	drops []func()
 }
 
-// bridge starts a fresh bridge against prov, or returns the -target one
-// (nil, nil) when prov is nil.
-func (m *measurer) bridge(ctx context.Context, prov *provider, timeout time.Duration) (*bridgeProc, error) {
+// bridges starts -replicas fresh bridges on one fresh store against prov;
+// the first is the one whose process and metrics the report reads.
+func (m *measurer) bridges(ctx context.Context, prov *provider, timeout time.Duration) (replicas, error) {
 	m.n++
-	dir := filepath.Join(m.tmp, fmt.Sprintf("bridge-%d", m.n))
-	return startBridge(ctx, m.bin, dir, bridgeParams{
+	params := bridgeParams{
 		ProviderURL: prov.URL,
 		Timeout:     timeout,
 		RateLimit:   m.o.bridgeLimit(),
@@ -260,13 +283,77 @@ func (m *measurer) bridge(ctx context.Context, prov *provider, timeout time.Dura
 		Workers:     m.o.workers,
 		Numbers:     numbers(m.o.numbers),
 		Env:         m.o.env(),
-	}, m.o.pprofDir != "")
+	}
+	var rs replicas
+	if m.o.store == "postgres" {
+		dsn, drop, err := freshDatabase(ctx, m.o.pgDSN, fmt.Sprintf("loadgen_%d_%d", os.Getpid(), m.n))
+		if err != nil {
+			return nil, err
+		}
+		m.drops = append(m.drops, drop)
+		params.DSNFile = filepath.Join(m.tmp, fmt.Sprintf("pg-dsn-%d", m.n))
+		if err := os.WriteFile(params.DSNFile, []byte(dsn), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	for i := range m.o.replicas {
+		dir := filepath.Join(m.tmp, fmt.Sprintf("bridge-%d-%d", m.n, i))
+		b, err := startBridge(ctx, m.bin, dir, params, m.o.pprofDir != "" && i == 0)
+		if err != nil {
+			rs.stop()
+			return nil, err
+		}
+		rs = append(rs, b)
+	}
+	if err := rs.waitLeader(ctx); err != nil {
+		rs.stop()
+		return nil, err
+	}
+	return rs, nil
+}
+
+// waitLeader waits until one replica dispatches, so a phase does not
+// measure the first leader's election.
+func (rs replicas) waitLeader(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		for _, b := range rs {
+			if m, err := scrape(ctx, b.URL); err == nil && m["smsbridge_dispatch_leader"] == 1 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no replica became the dispatching leader: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// replicas are bridges sharing one store.
+type replicas []*bridgeProc
+
+func (rs replicas) urls() []string {
+	out := make([]string, len(rs))
+	for i, b := range rs {
+		out[i] = b.URL
+	}
+	return out
+}
+
+func (rs replicas) stop() {
+	for _, b := range rs {
+		b.stop()
+	}
 }
 
 // intakeTarget is an endpoint under load: the bridge or the minimal
 // handler, with its pid for /proc.
 type intakeTarget struct {
-	url  string
+	url string
+	// urls are every replica's, url's first; nil means url alone.
+	urls []string
 	pid  int
 	stop func()
 	// bridge is set when the target is a bridge this tool started.
@@ -282,20 +369,25 @@ func (m *measurer) startTarget(ctx context.Context) (*intakeTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := m.bridge(ctx, prov, 10*time.Second)
+	rs, err := m.bridges(ctx, prov, 10*time.Second)
 	if err != nil {
 		prov.close()
 		return nil, err
 	}
-	return &intakeTarget{url: b.URL, pid: b.pid(), bridge: b, prov: prov, stop: func() {
-		b.stop()
+	b := rs[0]
+	return &intakeTarget{url: b.URL, urls: rs.urls(), pid: b.pid(), bridge: b, prov: prov, stop: func() {
+		rs.stop()
 		prov.close()
 	}}, nil
 }
 
 // intakeRun loads one target with fn and notes its process statistics.
 func (m *measurer) intakeRun(ctx context.Context, t *intakeTarget, tag string, fn func(*loader) runResult, profile string) (intakeResult, error) {
-	l := newLoader(t.url, tag, max(m.o.concurrency, 64))
+	urls := t.urls
+	if urls == nil {
+		urls = []string{t.url}
+	}
+	l := newSpreadLoader(urls, tag, max(m.o.concurrency, 64))
 	defer l.close()
 	// Warm up: connections, the store's first pages, the Go runtime's
 	// heap; none of it is measured.
@@ -396,12 +488,13 @@ func (m *measurer) phaseE2E(ctx context.Context) error {
 		return err
 	}
 	defer prov.close()
-	b, err := m.bridge(ctx, prov, 10*time.Second)
+	rs, err := m.bridges(ctx, prov, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	defer b.stop()
-	l := newLoader(b.URL, "e", 16)
+	defer rs.stop()
+	b := rs[0]
+	l := newSpreadLoader(rs.urls(), "e", 16)
 	defer l.close()
 	res := l.openLoop(ctx, m.o.lowRate, m.o.duration, 16)
 	ok := res.ok()
@@ -448,12 +541,13 @@ func (m *measurer) phaseDrain(ctx context.Context) error {
 		return err
 	}
 	defer prov.close()
-	b, err := m.bridge(ctx, prov, 10*time.Second)
+	rs, err := m.bridges(ctx, prov, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	defer b.stop()
-	l := newLoader(b.URL, "d", 16)
+	defer rs.stop()
+	b := rs[0]
+	l := newSpreadLoader(rs.urls(), "d", 16)
 	defer l.close()
 	res := l.closedLoop(ctx, 16, 2*time.Minute, m.o.backlog)
 	ok := res.ok()

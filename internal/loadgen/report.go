@@ -97,6 +97,11 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "load average (1, 5, 15 min): before %s; after %s\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(w, "settings: %d numbers per notification, provider latency %s, provider rate limit %d req/s, sms.rate_limit %g, batch_size %d, workers %d\n",
 		o.numbers, o.latency, o.providerRate, o.bridgeLimit(), o.batchSize, o.workers)
+	if o.store == "postgres" {
+		fmt.Fprintf(w, "store: PostgreSQL (%s), %d replica(s) sharing it, the load spread over them in turn; RSS, CPU and commit figures are the first replica's\n", pgServerVersion, o.replicas)
+	} else {
+		fmt.Fprintln(w, "store: SQLite (WAL, synchronous=FULL) under the bridge's --storage.path")
+	}
 	peak := int64(0)
 	panics, errLines := 0, 0
 	note := func(rss int64, p, e int) {
