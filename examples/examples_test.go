@@ -234,7 +234,7 @@ func subset(sub, super map[string]string) bool {
 }
 
 // secretFileRE finds the secret file settings of an smsbridge.yml.
-var secretFileRE = regexp.MustCompile(`(?m)^\s*(?:api_key_file|secret_file|password_file):\s*(\S+)\s*$`)
+var secretFileRE = regexp.MustCompile(`(?m)^\s*(?:api_key_file|secret_file|password_file|dsn_file):\s*(\S+)\s*$`)
 
 // compileConfig loads and builds an smsbridge.yml with the bridge's own
 // config and generation packages, as `smsbridge check-config` would. The secret files it
@@ -760,4 +760,69 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// TestKubernetesHA: the replicas example runs two pods with no volume on
+// one PostgreSQL database whose DSN is a file from the Secret.
+func TestKubernetesHA(t *testing.T) {
+	var (
+		d   deployment
+		cm  dataObject
+		sec dataObject
+		kz  struct {
+			Resources []string `yaml:"resources"`
+		}
+	)
+	readYAML(t, "kubernetes/ha/deployment.yaml", &d)
+	readYAML(t, "kubernetes/ha/configmap.yaml", &cm)
+	readYAML(t, "kubernetes/ha/secret.yaml", &sec)
+	readYAML(t, "kubernetes/ha/kustomization.yaml", &kz)
+	files, err := filepath.Glob("kubernetes/ha/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, f := range files {
+		if base := filepath.Base(f); base != "kustomization.yaml" {
+			listed = append(listed, base)
+		}
+	}
+	slices.Sort(listed)
+	if got := slices.Sorted(slices.Values(kz.Resources)); !slices.Equal(got, listed) {
+		t.Errorf("kustomization lists %v, the directory holds %v", got, listed)
+	}
+	s := d.Spec
+	if s.Replicas < 2 || s.Strategy.Type != "RollingUpdate" {
+		t.Errorf("replicas %d, strategy %q: want at least 2, rolling", s.Replicas, s.Strategy.Type)
+	}
+	pod := s.Template.Spec
+	var dsnItem bool
+	for _, v := range pod.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			t.Errorf("volume %s is a PersistentVolumeClaim: replicas keep their state in the database", v.Name)
+		}
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.Secret != nil && slices.Contains(src.Secret.Items, item{"pg-dsn", "secrets/pg-dsn"}) {
+				dsnItem = true
+			}
+		}
+	}
+	if !dsnItem {
+		t.Error("the Secret's pg-dsn is not projected to secrets/pg-dsn")
+	}
+	for _, arg := range pod.Containers[0].Args {
+		if strings.HasPrefix(arg, "--storage.path") {
+			t.Errorf("arg %s: the postgres driver keeps nothing on disk", arg)
+		}
+	}
+	f, needed := compileConfig(t, []byte(cm.Data["smsbridge.yml"]))
+	if st := f.Config.Storage; st.Driver != config.StoragePostgres || !strings.HasSuffix(st.DSNFile, "/pg-dsn") || st.DSN != "" {
+		t.Errorf("storage %+v: want the postgres driver with dsn_file .../pg-dsn", st)
+	}
+	if keys := slices.Sorted(maps.Keys(sec.StringData)); !slices.Equal(needed, keys) {
+		t.Errorf("smsbridge.yml reads secrets %v, the Secret holds %v", needed, keys)
+	}
 }
