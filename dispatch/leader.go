@@ -47,9 +47,6 @@ func (d *Dispatcher) lead(ctx context.Context) error {
 // runLeaderTerm dispatches for one term and resigns it.
 func (d *Dispatcher) runLeaderTerm(ctx context.Context, t outbox.Term) {
 	defer t.Resign()
-	d.m.setLeader(true)
-	defer d.m.setLeader(false)
-	d.logger.Info("this replica now dispatches (it holds the dispatch lock)")
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -64,6 +61,9 @@ func (d *Dispatcher) runLeaderTerm(ctx context.Context, t outbox.Term) {
 	case <-time.After(handoverGap):
 	}
 	if tctx.Err() == nil {
+		d.m.setLeader(true)
+		defer d.m.setLeader(false)
+		d.logger.Info("this replica now dispatches (it holds the dispatch lock)")
 		d.mu.Lock()
 		d.paces = map[string]*pace{}
 		d.mu.Unlock()

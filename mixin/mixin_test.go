@@ -39,6 +39,8 @@ var metricLabels = map[string][]string{
 	"smsbridge_config_last_reload_success_timestamp_seconds": nil,
 	"smsbridge_build_info":                                   {"version", "revision", "goversion"},
 	"smsbridge_webhook_auth_failures_total":                  {"source", "reason"},
+	"smsbridge_dispatch_leader":                              nil,
+	"smsbridge_leader_changes_total":                         nil,
 	"up":                                                     nil,
 }
 

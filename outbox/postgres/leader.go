@@ -41,6 +41,9 @@ const (
 // it too, in its transaction; when either finds it gone, the term is lost
 // (Lost is closed) and Lease fails with outbox.ErrNotLeader.
 func (s *Store) Lead(ctx context.Context) (outbox.Term, error) {
+	if !s.listen {
+		return s.leadByRow(ctx)
+	}
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -140,17 +143,21 @@ func (s *Store) takeOver(ctx context.Context, t *term) (err error) {
 	return nil
 }
 
-// term is one stretch of leadership: the lock's connection and its watch.
+// term is one stretch of leadership: the lock's connection (or, behind a
+// pooler, the lease row) and its watch.
 type term struct {
-	s    *Store
+	s *Store
+	// row is true for a term held through the lease row (NoListen).
+	row  bool
 	pid  uint32
 	lost chan struct{}
 	stop chan struct{}
 
-	mu     sync.Mutex // guards conn against the watch and Resign at once
-	conn   *pgx.Conn
-	lostMu sync.Once
-	stopMu sync.Once
+	mu       sync.Mutex // guards conn against the watch and Resign at once
+	conn     *pgx.Conn
+	lostMu   sync.Once
+	stopMu   sync.Once
+	resigned bool // the lease row was given up (guarded by mu)
 }
 
 // Lost is closed when the term ended: the lock's session died or stopped
@@ -188,6 +195,12 @@ func (t *term) Resign() {
 		cancel()
 		t.conn = nil
 	}
+	if t.row && !t.resigned {
+		t.resigned = true
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = t.s.pool.Exec(ctx, `DELETE FROM dispatch_leader WHERE name = 'dispatch' AND owner = $1`, t.s.owner)
+		cancel()
+	}
 	t.mu.Unlock()
 	t.s.term.CompareAndSwap(t, nil)
 }
@@ -218,6 +231,20 @@ func (t *term) watch() {
 func (t *term) check() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.row {
+		ctx, cancel := context.WithTimeout(context.Background(), leaderCheckTimeout)
+		defer cancel()
+		start := time.Now()
+		got, err := t.s.claimRow(ctx)
+		t.s.metrics.ObserveQuery("leader_check", time.Since(start), err)
+		switch {
+		case err != nil:
+			return "cannot renew the dispatch lease: " + err.Error()
+		case !got:
+			return "another replica holds the dispatch lease"
+		}
+		return ""
+	}
 	if t.conn == nil {
 		return "the lock's connection is closed"
 	}
@@ -235,3 +262,75 @@ func (t *term) check() string {
 	}
 	return ""
 }
+
+// Leadership through the lease row (NoListen).
+const (
+	// rowTTL is how long a lease row lasts without renewal. The leader
+	// renews it every leaderCheck and stops when a renewal fails
+	// (within leaderCheck+leaderCheckTimeout), well before the row
+	// expires and a follower can take it: takeover within about six
+	// seconds of a leader's death.
+	rowTTL = 5 * time.Second
+)
+
+// leadByRow is Lead through the lease row: a follower claims the row once
+// it has expired.
+func (s *Store) leadByRow(ctx context.Context) (outbox.Term, error) {
+	warned := false
+	for {
+		if err := s.closed(); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		qctx, cancel := context.WithTimeout(ctx, leaderCheckTimeout)
+		got, err := s.claimRow(qctx)
+		cancel()
+		if got {
+			t := &term{s: s, row: true, lost: make(chan struct{}), stop: make(chan struct{})}
+			if err := s.takeOver(ctx, t); err != nil {
+				t.Resign()
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				s.logger.Warn("took the dispatch lease but could not take over; trying again", "err", err)
+			} else {
+				return t, nil
+			}
+		}
+		if err != nil && !warned && ctx.Err() == nil {
+			s.logger.Warn("cannot claim the dispatch lease; retrying", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, outbox.ErrClosed
+		case <-time.After(leaderRetry):
+		}
+	}
+}
+
+// claimRow takes or renews the lease row for this store, and reports
+// whether this store holds it now.
+func (s *Store) claimRow(ctx context.Context) (bool, error) {
+	rows, err := s.pool.Query(ctx, `INSERT INTO dispatch_leader (name, owner, expires_at)
+		VALUES ('dispatch', $1, clock_timestamp() + make_interval(secs => $2))
+		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+		WHERE dispatch_leader.owner = excluded.owner OR dispatch_leader.expires_at < clock_timestamp()
+		RETURNING owner`, s.owner, rowTTL.Seconds())
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	return n == 1, rows.Err()
+}
+
+// rowHeld reports whether owner holds an unexpired lease row.
+const rowHeld = `SELECT EXISTS (SELECT 1 FROM dispatch_leader WHERE name = 'dispatch' AND owner = $1 AND expires_at > clock_timestamp())`

@@ -41,11 +41,17 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
 	if t != nil {
 		var held bool
-		if err := tx.QueryRow(ctx, lockHeld, lockSpaceLeader, s.key, int64(t.pid)).Scan(&held); err != nil {
+		var err error
+		if t.row {
+			err = tx.QueryRow(ctx, rowHeld, s.owner).Scan(&held)
+		} else {
+			err = tx.QueryRow(ctx, lockHeld, lockSpaceLeader, s.key, int64(t.pid)).Scan(&held)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("lease: check the dispatch lock: %w", err)
 		}
 		if !held {
-			t.lose("the dispatch lock's session is gone")
+			t.lose("the dispatch lock (or lease) is no longer this replica's")
 			return nil, outbox.ErrNotLeader
 		}
 	}

@@ -71,6 +71,19 @@ CREATE TABLE state (
 	updated_at timestamptz NOT NULL
 );
 `,
+
+	// Version 2: the dispatch lease row, leadership for replicas behind a
+	// connection pooler in transaction mode, which keeps no session for an
+	// advisory lock. One row per backing; its owner leads until
+	// expires_at, written from the server's clock so replicas whose clocks
+	// differ still agree.
+	`
+CREATE TABLE dispatch_leader (
+	name       text        PRIMARY KEY,
+	owner      text        NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+`,
 }
 
 // schemaVersion is the version this build writes and understands.

@@ -98,9 +98,11 @@ type Options struct {
 	// replicas committed when it cannot hear their notifications (LISTEN
 	// is off or its connection is down); zero means one second.
 	PollInterval time.Duration
-	// NoListen turns LISTEN/NOTIFY wake-ups off, for connection poolers
-	// in transaction mode (PgBouncer), which do not carry them; work
-	// committed by other replicas is then found by polling.
+	// NoListen is the mode for a connection pooler in transaction mode
+	// (PgBouncer), which keeps no server session for a client: the store
+	// never LISTENs (it polls for other replicas' work), leads through a
+	// lease row renewed every second instead of a session advisory lock,
+	// sends no session settings at connect, and uses unnamed statements.
 	NoListen bool
 }
 
@@ -186,9 +188,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = connectTimeout
 	}
-	for k, v := range sessionParams {
-		if _, ok := cc.RuntimeParams[k]; !ok {
-			cc.RuntimeParams[k] = v
+	if opts.NoListen {
+		// A pooler refuses startup parameters it does not know, and a
+		// statement prepared on one server connection is not on the next.
+		if !dsnParams(dsn)["default_query_exec_mode"] {
+			cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
+	} else {
+		for k, v := range sessionParams {
+			if _, ok := cc.RuntimeParams[k]; !ok {
+				cc.RuntimeParams[k] = v
+			}
+		}
+		// Pooled connections hold row locks only inside a transaction:
+		// one left idle in it (a client that froze) is ended by the
+		// server.
+		if _, ok := cc.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+			cc.RuntimeParams["idle_in_transaction_session_timeout"] = "15000"
 		}
 	}
 	if opts.Schema != "" {
@@ -198,11 +214,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// on a connection to a vanished server fails instead of waiting.
 	dialer := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3}}
 	cc.DialFunc = dialer.DialContext
-	// Pooled connections hold row locks only inside a transaction: one
-	// left idle in it (a client that froze) is ended by the server.
-	if _, ok := cc.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
-		cc.RuntimeParams["idle_in_transaction_session_timeout"] = "15000"
-	}
 	s := &Store{
 		connCfg:   cc.Copy(),
 		schema:    opts.Schema,

@@ -314,3 +314,58 @@ func TestLeadership(t *testing.T) {
 	}
 	ta2.Resign()
 }
+
+// TestLeadershipByRow: behind a pooler (NoListen) leadership is a lease
+// row: one store holds it, a store whose row was taken is fenced at once
+// and loses its term, and resigning hands over without waiting for the
+// row to expire.
+func TestLeadershipByRow(t *testing.T) {
+	t.Parallel()
+	dsn, schema := pgtest.DSN(t), pgtest.Schema(t)
+	ctx := context.Background()
+	opts := Options{NoListen: true, PollInterval: 100 * time.Millisecond}
+	a, b := openT(t, dsn, schema, opts), openT(t, dsn, schema, opts)
+	ta, err := a.Lead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	if _, err := b.Lead(wctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a second leader: %v", err)
+	}
+	cancel()
+	if _, err := a.Enqueue(ctx, note("x", "+1")); err != nil {
+		t.Fatal(err)
+	}
+	if bs, err := a.Lease(ctx, time.Now(), 1, 10, time.Hour); err != nil || len(bs) != 1 {
+		t.Fatalf("the leader's lease: %v %v", bs, err)
+	}
+	ta.Resign()
+	wctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	tb, err := b.Lead(wctx)
+	if err != nil {
+		t.Fatalf("no take-over after the leader resigned: %v", err)
+	}
+	if bs, err := b.Lease(ctx, time.Now(), 1, 10, time.Hour); err != nil || len(bs) != 1 {
+		t.Errorf("the new leader did not get the old leader's leased row back: %v %v", bs, err)
+	}
+	// Someone else's row (b froze past its expiry and another replica
+	// claimed it): b's next Lease is refused, and its term ends.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{schema, "dispatch_leader"}.Sanitize()+` SET owner = 'another-replica'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Lease(ctx, time.Now(), 1, 10, time.Hour); !errors.Is(err, outbox.ErrNotLeader) {
+		t.Errorf("lease after the row was taken: %v, want ErrNotLeader", err)
+	}
+	select {
+	case <-tb.Lost():
+	case <-time.After(3 * time.Second):
+		t.Error("the term was not lost")
+	}
+}
