@@ -65,6 +65,21 @@
 // until nothing is due, and keeps a timer for work that becomes due later
 // (Schedule).
 //
+// # Replicas: one dispatcher
+//
+// Every store open on a shared backing takes intake, but the provider's
+// rate limit is per account, so one of them dispatches at a time. A
+// driver whose backing processes share implements Leadership: Lead blocks
+// until this store leads and returns a Term, whose Lost channel closes
+// when leadership ends; while a term is lost, Lease fails with
+// ErrNotLeader, so a leader that was cut off cannot lease after another
+// took over. Taking over, a driver may return every leased delivery to
+// the queue, since only leaders lease and the previous one is provably
+// gone. A Store without Leadership is its backing's only dispatcher (the
+// SQLite driver's directory lock admits one process). The 429 pause and
+// the hold are kept with GetState/PutState, so each new leader reads
+// them when its term starts.
+//
 // # Small durable state
 //
 // GetState and PutState keep the little state that must survive a restart
