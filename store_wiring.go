@@ -80,7 +80,7 @@ func newReadiness(store outbox.Store, logger *slog.Logger) *readiness {
 
 // check returns nil when the store answers.
 func (r *readiness) check(ctx context.Context) error {
-	if r.store == nil {
+	if r == nil || r.store == nil {
 		return nil
 	}
 	r.mu.Lock()
