@@ -370,7 +370,10 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 	d := r.d
 	d.mu.Lock()
 	c.pace.inflight++
-	c.pace.nextStart = now.Add(spacing(c.account.RateLimit))
+	// Spaced from now, not from when the step began: the step's store
+	// queries (a lease from a busy database takes milliseconds) would
+	// otherwise shorten the gap to the next request by their time.
+	c.pace.nextStart = d.now().Add(spacing(c.account.RateLimit))
 	d.mu.Unlock()
 	if c.probe {
 		d.logger.Info("probing whether the sms api accepts the account again", "account", c.account.Name)
