@@ -293,8 +293,8 @@ func (d *Dispatcher) pick(now time.Time, s Settings) (choice, time.Time) {
 		switch {
 		case now.Before(p.PausedUntil):
 			at(p.PausedUntil)
-		case now.Before(p.nextStart):
-			at(p.nextStart)
+		case now.Before(p.nextStart.Add(-lookahead(a.RateLimit))):
+			at(p.nextStart.Add(-lookahead(a.RateLimit)))
 		case probe && p.inflight > 0:
 			// Its end wakes the loop.
 		case probe && now.Before(p.nextProbe(s)):
@@ -370,10 +370,13 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 	d := r.d
 	d.mu.Lock()
 	c.pace.inflight++
-	// Spaced from now, not from when the step began: the step's store
-	// queries (a lease from a busy database takes milliseconds) would
-	// otherwise shorten the gap to the next request by their time.
-	c.pace.nextStart = d.now().Add(spacing(c.account.RateLimit))
+	// The request's slot is a spacing after the previous request's slot,
+	// whatever the step's store queries cost (a lease from a busy database
+	// takes milliseconds): the loop leases up to a lookahead early, so
+	// their time overlaps the wait instead of shortening or lengthening
+	// the gap, and the request waits for its slot.
+	slot := later(d.now(), c.pace.nextStart)
+	c.pace.nextStart = slot.Add(spacing(c.account.RateLimit))
 	d.mu.Unlock()
 	if c.probe {
 		d.logger.Info("probing whether the sms api accepts the account again", "account", c.account.Name)
@@ -384,7 +387,7 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		d.send(r.sendCtx, c, b, s)
+		d.send(r.sendCtx, c, b, s, slot)
 		d.mu.Lock()
 		c.pace.inflight--
 		d.mu.Unlock()
@@ -394,8 +397,23 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 	}()
 }
 
-// send makes one request for b through c and records every row's outcome.
-func (d *Dispatcher) send(ctx context.Context, c choice, b outbox.Batch, s Settings) {
+// send makes one request for b through c at slot and records every row's
+// outcome.
+func (d *Dispatcher) send(ctx context.Context, c choice, b outbox.Batch, s Settings, slot time.Time) {
+	if wait := slot.Sub(d.now()); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			vs := make([]verdict, len(b.Deliveries))
+			for i, dl := range b.Deliveries {
+				vs[i].out = outbox.Released(dl)
+			}
+			d.record(b, c.account.Name, vs)
+			return
+		}
+	}
 	// A 429 or a hold may have arrived since the loop chose: a request
 	// started after it would land inside the pause.
 	d.mu.Lock()

@@ -114,5 +114,12 @@ func spacing(rateLimit float64) time.Duration {
 	return time.Duration(float64(time.Second) / (rateLimit * rateMargin))
 }
 
+// lookahead is how long before a request's slot the loop may lease its
+// batch: the lease's time then overlaps the wait for the slot. At most
+// one spacing, so the loop stays at most one request ahead per account.
+func lookahead(rateLimit float64) time.Duration {
+	return min(spacing(rateLimit), 100*time.Millisecond)
+}
+
 // rateMargin is the share of the rate limit the dispatcher uses.
 const rateMargin = 0.97
