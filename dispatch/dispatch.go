@@ -387,7 +387,7 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		d.send(r.sendCtx, c, b, s, slot)
+		d.send(r.ctx, r.sendCtx, c, b, s, slot)
 		d.mu.Lock()
 		c.pace.inflight--
 		d.mu.Unlock()
@@ -398,13 +398,15 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 }
 
 // send makes one request for b through c at slot and records every row's
-// outcome.
-func (d *Dispatcher) send(ctx context.Context, c choice, b outbox.Batch, s Settings, slot time.Time) {
+// outcome. A request still waiting for its slot when runCtx ends (shutdown,
+// or the end of a leadership term) is not sent: its rows return to the
+// queue. One on the wire has until sendCtx ends.
+func (d *Dispatcher) send(runCtx, ctx context.Context, c choice, b outbox.Batch, s Settings, slot time.Time) {
 	if wait := slot.Sub(d.now()); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-ctx.Done():
+		case <-runCtx.Done():
 			t.Stop()
 			vs := make([]verdict, len(b.Deliveries))
 			for i, dl := range b.Deliveries {

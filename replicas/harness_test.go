@@ -408,4 +408,20 @@ func checkPace(t *testing.T, p *provider) {
 	if n, at := busiestSecond(p.requests()); n > rateLimit {
 		t.Errorf("%d requests within one second from %s; the limit is %d", n, at.Format("15:04:05.000"), rateLimit)
 	}
+	if span, ok := tightestSpan(p.requests(), rateLimit); ok {
+		t.Logf("the closest %d consecutive requests spanned %v (more than 1s keeps every second at %d or fewer)", rateLimit+1, span.Round(time.Millisecond), rateLimit)
+	}
+}
+
+// tightestSpan returns the shortest time from a request to the n-th after
+// it.
+func tightestSpan(ts []time.Time, n int) (time.Duration, bool) {
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	best, ok := time.Duration(0), false
+	for i := 0; i+n < len(ts); i++ {
+		if d := ts[i+n].Sub(ts[i]); !ok || d < best {
+			best, ok = d, true
+		}
+	}
+	return best, ok
 }

@@ -26,7 +26,7 @@
 // (pg_try_advisory_lock) on a connection of its own. The others try the
 // lock every second. The guard against stale leaders has three parts:
 //   - the leader asks its lock session every second whether it still
-//     holds the lock (a query on that very connection, two-second
+//     holds the lock (a query on that very connection, five-second
 //     timeout), and ends its term at the first failure;
 //   - every Lease of a leader checks, in its own transaction, that the
 //     lock session's backend still holds the lock in pg_locks, so a
@@ -42,7 +42,7 @@
 // tcp_keepalives_count 3, tcp_user_timeout 10 s): the session ends, and
 // the lock is free, within about ten seconds, so a follower takes over
 // within about eleven. The old leader, if it is alive but cut off, has
-// stopped long before: its own check fails within three seconds. Pooled
+// stopped before: its own check fails within six seconds. Pooled
 // connections also get idle_in_transaction_session_timeout 15 s, so a
 // frozen client cannot hold row locks. A DSN that sets any of these keeps
 // its own value.

@@ -26,9 +26,10 @@ const (
 	leaderCheck = time.Second
 	// leaderCheckTimeout bounds one check: a check that does not answer
 	// in time counts as lost, so a leader cut off from the database stops
-	// within leaderCheck+leaderCheckTimeout, well before the server ends
-	// its session and frees the lock for another replica.
-	leaderCheckTimeout = 2 * time.Second
+	// within leaderCheck+leaderCheckTimeout (6 s), before the server ends
+	// its session and frees the lock for another replica (about 10 s). Not
+	// shorter: a leader starved of CPU for a moment should not hand over.
+	leaderCheckTimeout = 5 * time.Second
 )
 
 // Lead blocks until this store holds the dispatch lock of its backing (a
@@ -266,11 +267,11 @@ func (t *term) check() string {
 // Leadership through the lease row (NoListen).
 const (
 	// rowTTL is how long a lease row lasts without renewal. The leader
-	// renews it every leaderCheck and stops when a renewal fails
-	// (within leaderCheck+leaderCheckTimeout), well before the row
-	// expires and a follower can take it: takeover within about six
-	// seconds of a leader's death.
-	rowTTL = 5 * time.Second
+	// renews it every leaderCheck and stops when a renewal fails (within
+	// leaderCheck+leaderCheckTimeout), before the row expires and a
+	// follower can take it: takeover within about eleven seconds of a
+	// leader's death.
+	rowTTL = 10 * time.Second
 )
 
 // leadByRow is Lead through the lease row: a follower claims the row once
