@@ -402,18 +402,29 @@ func (r *runner) start(c choice, b outbox.Batch, s Settings, now time.Time) {
 // or the end of a leadership term) is not sent: its rows return to the
 // queue. One on the wire has until sendCtx ends.
 func (d *Dispatcher) send(runCtx, ctx context.Context, c choice, b outbox.Batch, s Settings, slot time.Time) {
-	if wait := slot.Sub(d.now()); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-runCtx.Done():
-			t.Stop()
-			vs := make([]verdict, len(b.Deliveries))
-			for i, dl := range b.Deliveries {
-				vs[i].out = outbox.Released(dl)
+	// Wait for the slot, then for the sliding window: a request whose
+	// goroutine woke late must not bring the next ones closer than the
+	// limit allows (see admit).
+	for wait := slot.Sub(d.now()); ; {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+				t.Stop()
+				vs := make([]verdict, len(b.Deliveries))
+				for i, dl := range b.Deliveries {
+					vs[i].out = outbox.Released(dl)
+				}
+				d.record(b, c.account.Name, vs)
+				return
 			}
-			d.record(b, c.account.Name, vs)
-			return
+		}
+		d.mu.Lock()
+		wait = c.pace.admit(d.now(), c.account.RateLimit)
+		d.mu.Unlock()
+		if wait <= 0 {
+			break
 		}
 	}
 	// A 429 or a hold may have arrived since the loop chose: a request

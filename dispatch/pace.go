@@ -58,6 +58,33 @@ type pace struct {
 	lastError   string
 	lastErrorAt time.Time
 	window      window
+	// sent are the times the latest requests went out, for admit.
+	sent []time.Time
+}
+
+// windowGuard is how much longer than one second the sliding window of
+// admit is: room for the jitter between a request leaving and the
+// provider counting it.
+const windowGuard = 50 * time.Millisecond
+
+// admit records a request going out at now and returns 0, or returns how
+// long to wait first: no more than the rate limit's requests go out
+// within any window of one second and windowGuard. Spacing alone keeps
+// the planned starts apart, but a request whose goroutine woke late
+// arrives closer to the next ones; this counts the times requests really
+// left.
+func (p *pace) admit(now time.Time, rateLimit float64) time.Duration {
+	n := max(1, int(rateLimit))
+	if len(p.sent) >= n {
+		if floor := p.sent[len(p.sent)-n].Add(time.Second + windowGuard); now.Before(floor) {
+			return floor.Sub(now)
+		}
+	}
+	p.sent = append(p.sent, now)
+	if len(p.sent) > 2*n {
+		p.sent = append(p.sent[:0], p.sent[len(p.sent)-n:]...)
+	}
+	return 0
 }
 
 // down reports whether requests should avoid the account: it is held, or

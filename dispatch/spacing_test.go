@@ -40,3 +40,44 @@ func TestPaceFromActualStart(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmit: the sliding window counts when requests really left. Ten go
+// out late and close together; the eleventh waits until a second and the
+// guard after the first, however the planned slots were spaced.
+func TestAdmit(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name string
+		rate float64
+		at   []time.Duration // when each request tries to go, from t0
+		want []time.Duration // the wait admit answers for each
+	}{
+		{"under the limit", 10, []time.Duration{0, 100 * ms, 200 * ms}, []time.Duration{0, 0, 0}},
+		{"eleventh in the window", 10,
+			[]time.Duration{0, 10 * ms, 20 * ms, 30 * ms, 40 * ms, 50 * ms, 60 * ms, 70 * ms, 80 * ms, 90 * ms, 950 * ms},
+			[]time.Duration{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100 * ms}},
+		{"below one a second", 0.5, []time.Duration{0, 500 * ms}, []time.Duration{0, 550 * ms}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pace{}
+			for i, at := range tc.at {
+				if got := p.admit(t0.Add(at), tc.rate); got != tc.want[i] {
+					t.Errorf("request %d at %v: wait %v, want %v", i, at, got, tc.want[i])
+				}
+			}
+		})
+	}
+	// Admitted after the wait, the request counts, and the next waits on.
+	p := &pace{}
+	for i := range 10 {
+		p.admit(t0.Add(time.Duration(i)*ms), 10)
+	}
+	if w := p.admit(t0.Add(time.Second+windowGuard), 10); w != 0 {
+		t.Errorf("at the window's end: wait %v, want 0", w)
+	}
+	if w := p.admit(t0.Add(time.Second+windowGuard), 10); w != ms {
+		t.Errorf("the twelfth: wait %v, want 1ms (a window after the second)", w)
+	}
+}
