@@ -7,7 +7,8 @@
 //   - requests start no closer together than 1/rate_limit (with a small
 //     margin), without waiting for earlier replies: a slow provider does not
 //     slow the pace, and at most Settings.MaxInFlight requests are on the
-//     wire at once;
+//     wire at once; and no more than rate_limit requests leave within any
+//     second and 50 ms, counted when they really left;
 //   - 429: no request starts after the reply arrived until the announced
 //     pause (or the default pause) has run out. A request already on the
 //     wire when the 429 arrives was sent before it and cannot be recalled;
