@@ -74,7 +74,9 @@ type Store interface {
 	// deliveries are all finished (accepted or failed) and were last
 	// updated more than retention ago, with their messages and
 	// deliveries, and returns how many notifications it deleted.
-	// Unfinished work is never pruned.
+	// Unfinished work is never pruned. It also forgets delivery ids
+	// (Notification.DeliveryID) whose expiry has passed; they are not
+	// counted.
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// GetState and PutState are a small durable key-value map for state
@@ -92,6 +94,17 @@ type Store interface {
 	// dispatcher first, so it records or releases what it leased. A
 	// second Close returns nil.
 	Close() error
+}
+
+// HealthChecker is implemented by a Store that can tell whether it can
+// write durably right now. The daemon calls Health about once a second in
+// the background and caches the answer for its readiness and its intake,
+// so one call may cost a small write but no more. A nil error means a
+// notification enqueued now would be durable; otherwise the error says why
+// not in words an operator can act on (the storage directory was removed,
+// the disk is nearly full, a write failed), and never holds a secret.
+type HealthChecker interface {
+	Health(ctx context.Context) error
 }
 
 var (
@@ -115,6 +128,9 @@ const (
 	OutcomeAccepted = "accepted"
 	OutcomeUnrouted = "unrouted"
 	OutcomeFiltered = "filtered"
+	// OutcomeDuplicate is Enqueue's answer for a notification whose
+	// DeliveryID the store has already recorded; nothing was written.
+	OutcomeDuplicate = "duplicate"
 )
 
 // Notification is one accepted notification as rendered for sending: one
@@ -137,6 +153,20 @@ type Notification struct {
 	// n is recorded with OutcomeFiltered and without its messages. It
 	// needs a GroupKey (ErrInvalid without one).
 	RequireFiring bool
+	// DeliveryID, when not empty, is the sender's id of this delivery (a
+	// webhook delivery header, namespaced by source), the guard against
+	// replays and retries of something already accepted. It is evaluated
+	// before every other guard, atomically with the write: when the store
+	// holds the same id with an expiry after its clock's now, nothing is
+	// written and Enqueue returns the id of the notification recorded with
+	// it and OutcomeDuplicate. Otherwise the id is recorded with n, until
+	// DeliveryIDExpires (replacing an expired record of it), whatever
+	// outcome n is recorded with. When Enqueue fails the id is not
+	// recorded, so the sender's retry of a request answered 503 is taken.
+	DeliveryID string
+	// DeliveryIDExpires is when the store may forget DeliveryID. An id
+	// whose expiry has passed protects nothing.
+	DeliveryIDExpires time.Time
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
@@ -144,6 +174,8 @@ type Notification struct {
 
 // Enqueued is what Enqueue recorded.
 type Enqueued struct {
+	// ID is the recorded notification's id; for OutcomeDuplicate, the id
+	// of the notification first recorded with the DeliveryID.
 	ID int64
 	// Outcome is the notification's recorded outcome.
 	Outcome string

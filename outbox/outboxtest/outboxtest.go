@@ -83,6 +83,11 @@ func Run(t *testing.T, h Harness) {
 		{"DeliveriesFilter", testDeliveriesFilter},
 		{"DeliveryByProviderID", testDeliveryByProviderID},
 		{"State", testState},
+		{"DeliveryID", testDeliveryID},
+		{"DeliveryIDGuards", testDeliveryIDGuards},
+		{"DeliveryIDConcurrent", testDeliveryIDConcurrent},
+		{"DeliveryIDPrune", testDeliveryIDPrune},
+		{"Health", testHealth},
 		{"Metrics", testMetrics},
 		{"ClosedStore", testClosedStore},
 	}

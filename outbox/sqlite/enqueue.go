@@ -157,6 +157,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
+		s.noteFull(err)
 		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
@@ -198,9 +199,21 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	insM := tx.StmtContext(ctx, s.ins.message)
 	insD := tx.StmtContext(ctx, s.ins.delivery)
 
+	seenID := tx.StmtContext(ctx, s.ins.seenID)
+	insID := tx.StmtContext(ctx, s.ins.deliveryID)
 	now := ms(s.clock())
 	for _, r := range batch {
 		n := r.n
+		if n.DeliveryID != "" {
+			var first int64
+			switch err := seenID.QueryRowContext(ctx, n.DeliveryID, now).Scan(&first); {
+			case err == nil:
+				r.res = outbox.Enqueued{ID: first, Outcome: outbox.OutcomeDuplicate}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return false, fmt.Errorf("read delivery id: %w", err)
+			}
+		}
 		if n.RequireFiring {
 			var last string
 			switch err := lastStatus.QueryRowContext(ctx, n.GroupKey).Scan(&last); {
@@ -217,6 +230,11 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			return false, fmt.Errorf("insert notification: %w", err)
 		}
 		r.res = outbox.Enqueued{ID: id, Outcome: n.Outcome}
+		if n.DeliveryID != "" {
+			if _, err := insID.ExecContext(ctx, n.DeliveryID, id, ms(n.DeliveryIDExpires)); err != nil {
+				return false, fmt.Errorf("record delivery id: %w", err)
+			}
+		}
 		for _, m := range n.Messages {
 			mid, err := insertID(ctx, insM, id, m.Receiver, m.Text, m.Segments)
 			if err != nil {
@@ -230,6 +248,12 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				due = true
 			}
 		}
+	}
+	// A store whose directory was removed or replaced would commit to a
+	// file nobody will open again: refuse, so the caller hears 503 rather
+	// than a 202 that a restart loses.
+	if err := s.checkDir(); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
@@ -247,7 +271,7 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	lastStatus, notification, message, delivery *sql.Stmt
+	lastStatus, notification, message, delivery, seenID, deliveryID *sql.Stmt
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -264,6 +288,10 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`},
 		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
 		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
+		{&ins.seenID, `SELECT notification_id FROM delivery_ids WHERE id = ? AND expires_at > ?`},
+		// An expired record of the id is replaced: the sender may reuse it.
+		{&ins.deliveryID, `INSERT INTO delivery_ids (id, notification_id, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET notification_id = excluded.notification_id, expires_at = excluded.expires_at`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -276,7 +304,7 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 }
 
 func (ins *inserts) close() {
-	for _, st := range []*sql.Stmt{ins.lastStatus, ins.notification, ins.message, ins.delivery} {
+	for _, st := range []*sql.Stmt{ins.lastStatus, ins.notification, ins.message, ins.delivery, ins.seenID, ins.deliveryID} {
 		if st != nil {
 			st.Close()
 		}

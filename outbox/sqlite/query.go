@@ -130,7 +130,8 @@ func (s *Store) DeliveryByProviderID(ctx context.Context, id string) (outbox.Rec
 // Retry puts a failed delivery back in the queue, due now, with its
 // attempts and max age counted afresh. Its error wraps outbox.ErrNotFound
 // or outbox.ErrNotFailed when id names no failed delivery.
-func (s *Store) Retry(ctx context.Context, id int64) error {
+func (s *Store) Retry(ctx context.Context, id int64) (err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return err
 	}
@@ -166,7 +167,9 @@ const pruneChunk = 500
 // deliveries are all finished (accepted or failed) and were last updated
 // more than retention ago, with their messages and deliveries. It returns
 // the number of notifications deleted. Unfinished work is never pruned.
-func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error) {
+// Delivery ids whose expiry has passed are forgotten too.
+func (s *Store) Prune(ctx context.Context, retention time.Duration) (_ int, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return 0, err
 	}
@@ -191,7 +194,18 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 		}
 		total += int(n)
 		if n < pruneChunk {
-			return total, nil
+			break
+		}
+	}
+	now := ms(s.clock())
+	for {
+		res, err := s.wdb.ExecContext(ctx, `DELETE FROM delivery_ids WHERE id IN (
+			SELECT id FROM delivery_ids WHERE expires_at <= ? LIMIT ?)`, now, pruneChunk)
+		if err != nil {
+			return total, fmt.Errorf("prune delivery ids: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n < pruneChunk {
+			return total, err
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -130,6 +130,21 @@ CREATE TABLE state (
 	value      BLOB    NOT NULL,
 	updated_at INTEGER NOT NULL
 );
+`,
+
+	// Version 3: the delivery ids senders put on their requests
+	// (Notification.DeliveryID), kept until they expire so that a replay
+	// or a retry of something already accepted, after a reload or a
+	// restart, sends nothing. notification_id is the notification first
+	// recorded with the id; it is no foreign key, since the id may outlive
+	// the notification's retention. The expiry index serves the prune.
+	`
+CREATE TABLE delivery_ids (
+	id              TEXT    PRIMARY KEY,
+	notification_id INTEGER NOT NULL,
+	expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX delivery_ids_expiry ON delivery_ids(expires_at);
 `,
 }
 
