@@ -22,7 +22,7 @@ import (
 func TestStorageGone(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(dir string) error
 	}{
 		{"removed", os.RemoveAll},
