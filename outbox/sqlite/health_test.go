@@ -22,8 +22,8 @@ import (
 func TestStorageGone(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name   string
-		break_ func(dir string) error
+		name  string
+		spoil func(dir string) error
 	}{
 		{"removed", os.RemoveAll},
 		{"replaced", func(dir string) error {
@@ -42,7 +42,7 @@ func TestStorageGone(t *testing.T) {
 				t.Fatalf("health before: %v", err)
 			}
 			enqueue(t, s, withID(note("before"), "x:1"))
-			if err := tc.break_(dir); err != nil {
+			if err := tc.spoil(dir); err != nil {
 				t.Fatal(err)
 			}
 			err := s.Health(ctx)
