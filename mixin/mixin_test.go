@@ -34,7 +34,7 @@ var metricLabels = map[string][]string{
 	"smsbridge_dispatch_held":                                nil,
 	"smsbridge_dispatch_held_reason":                         {"kind"},
 	"smsbridge_dispatch_paused_until_timestamp_seconds":      nil,
-	"smsbridge_template_errors_total":                        {"receiver"},
+	"smsbridge_template_errors_total":                        {"receiver", "reason"},
 	"smsbridge_config_last_reload_successful":                nil,
 	"smsbridge_config_last_reload_success_timestamp_seconds": nil,
 	"smsbridge_build_info":                                   {"version", "revision", "goversion"},

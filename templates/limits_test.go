@@ -1,0 +1,187 @@
+package templates
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// explosive is the issue's template: three nested ranges over the alerts,
+// 64 million lines for a group of 400. Unbounded it took 19 s and 2.5 GB.
+const explosive = `{{ range .Alerts }}{{ range $.Alerts }}{{ range $.Alerts }}{{ .Labels.instance }} {{ end }}{{ end }}{{ end }}`
+
+// silent loops as long but writes nothing, so only the time limit stops
+// the caller waiting for it.
+const silent = `{{ range .Alerts }}{{ range $.Alerts }}{{ range $.Alerts }}{{ end }}{{ end }}{{ end }}`
+
+// TestRenderLimits: a template over the output cap or the time limit
+// yields the default text, within the limit, counted by reason and
+// logged; a template within them is untouched.
+func TestRenderLimits(t *testing.T) {
+	t.Parallel()
+	storm, _ := bigSampleData(400)
+	// The silent loop over 100 alerts ends by itself within a second or
+	// so, rather than burning a core for the rest of the test run.
+	group, _ := bigSampleData(100)
+	tests := []struct {
+		name    string
+		tmpl    string
+		data    *Data
+		limits  Limits
+		reason  string
+		within  time.Duration
+		wantLog string
+	}{
+		{"explosive output", explosive, storm, Limits{}, ReasonTooLarge, 2 * time.Second, "render limit"},
+		{"small cap", `{{ range .Alerts }}{{ .Labels.instance }} {{ end }}`, storm, Limits{Output: 1024}, ReasonTooLarge, time.Second, "1024 bytes"},
+		{"silent loop", silent, group, Limits{Time: 10 * time.Millisecond}, ReasonTimeout, time.Second, "time limit of 10ms"},
+		{"within the limits", `{{ len .Alerts }} alerts firing`, storm, Limits{}, "", time.Second, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := prometheus.NewRegistry()
+			var logs bytes.Buffer
+			r := newRenderer(t, Options{Metrics: NewMetrics(reg), Receivers: []string{"ops"},
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			// Set after New, whose checks of the default templates must not
+			// race a tight limit on a loaded machine.
+			r.limits = tc.limits.withDefaults()
+			start := time.Now()
+			text, segs, err := r.Render("ops", tc.tmpl, tc.data, 3)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took > tc.within {
+				t.Errorf("render took %s, want under %s", took, tc.within)
+			}
+			counts := reasonCounts(t, reg, "ops")
+			if tc.reason == "" {
+				if text != "400 alerts firing" || counts[ReasonTooLarge]+counts[ReasonTimeout]+counts[ReasonError] != 0 {
+					t.Errorf("text %q, errors %v", text, counts)
+				}
+				return
+			}
+			if !strings.HasPrefix(text, fmt.Sprintf("FIRING:%d ", len(tc.data.Alerts))) || segs < 1 || segs > 3 {
+				t.Errorf("text %q (%d segments), want the default text for 400 alerts", text, segs)
+			}
+			for _, reason := range Reasons {
+				want := 0.0
+				if reason == tc.reason {
+					want = 1
+				}
+				if counts[reason] != want {
+					t.Errorf("errors{reason=%q} = %v, want %v", reason, counts[reason], want)
+				}
+			}
+			if !strings.Contains(logs.String(), "reason="+tc.reason) || !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log lacks reason %s and %q:\n%s", tc.reason, tc.wantLog, logs.String())
+			}
+		})
+	}
+}
+
+// TestRenderRunaway: text/template cannot be stopped, so executions
+// abandoned at the time limit that still run are counted; at the cap, user
+// templates are not started at all (the default text goes out at once)
+// until they end, so a template cannot pile up goroutines burning CPU.
+func TestRenderRunaway(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	r := newRenderer(t, Options{Metrics: NewMetrics(reg), Receivers: []string{"ops"}})
+	r.limits = Limits{Time: 10 * time.Millisecond}.withDefaults()
+	d, _ := bigSampleData(100)
+	for range maxRunaway {
+		if _, _, err := r.Render("ops", silent, d, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.runaway.Load(); n != maxRunaway {
+		t.Fatalf("runaway = %d, want %d", n, maxRunaway)
+	}
+	text, _, err := r.Render("ops", `{{ len .Alerts }} alerts`, d, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text, "FIRING:100 ") {
+		t.Errorf("text %q, want the default text: no user template runs while %d runaways do", text, maxRunaway)
+	}
+	if got := reasonCounts(t, reg, "ops")[ReasonTimeout]; got != maxRunaway+1 {
+		t.Errorf("timeouts = %v, want %d", got, maxRunaway+1)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for r.runaway.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned executions never ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.limits = Limits{}.withDefaults() // a loaded machine may take 10ms to schedule it
+	if text, _, _ := r.Render("ops", `{{ len .Alerts }} alerts`, d, 3); text != "100 alerts" {
+		t.Errorf("after the runaways ended: %q, want the user template again", text)
+	}
+}
+
+// TestCheckLimits: what check-config and a reload report about a
+// template for a storm.
+func TestCheckLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tmpl   string
+		limits Limits
+		want   string
+	}{
+		{"default templates", "", Limits{}, ""},
+		{"a short custom template", `{{ .Status }} {{ .CommonLabels.alertname }} ({{ len .Alerts }})`, Limits{}, ""},
+		{"one line per alert fits", `{{ range .Alerts }}{{ .Labels.instance }} {{ end }}`, Limits{}, ""},
+		{"explosive", explosive, Limits{}, "for a group of 400 alerts it writes more than 64 KiB, the render limit"},
+		// Quadratic, silent, and over in well under a second on its own.
+		{"slow", `{{ range .Alerts }}{{ range $.Alerts }}{{ range .Labels.SortedPairs }}{{ end }}{{ end }}{{ end }}`,
+			Limits{Time: 5 * time.Millisecond}, "for a group of 400 alerts it runs longer than 5ms, the render limit"},
+		{"a failing template is Check's business", `{{ index .Alerts 1000 }}`, Limits{}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRenderer(t, Options{})
+			// Set after New, whose own checks are not under test here.
+			r.limits = tc.limits.withDefaults()
+			err := r.CheckLimits(tc.tmpl)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("CheckLimits: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("CheckLimits: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRedefinedDefaultBounded: a user file that redefines the default
+// template as an endless recursion is refused at load within the limits,
+// instead of hanging the load or reload.
+func TestRedefinedDefaultBounded(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	// 2^40 calls of an empty template: no output, no data, hours of CPU.
+	for i := range 40 {
+		b.WriteString(fmt.Sprintf(`{{ define "t%d" }}{{ template "t%d" . }}{{ template "t%d" . }}{{ end }}`, i, i+1, i+1))
+	}
+	b.WriteString(`{{ define "t40" }}{{ end }}{{ define "sms.default" }}{{ template "t0" . }}x{{ end }}`)
+	path := writeFile(t, t.TempDir(), "bomb.tmpl", b.String())
+	start := time.Now()
+	_, err := New(Options{Files: []string{path}, Limits: Limits{Time: 100 * time.Millisecond}})
+	if err == nil || !strings.Contains(err.Error(), "time limit") {
+		t.Errorf("New: %v, want a time limit error", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("New took %s", took)
+	}
+}
