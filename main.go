@@ -41,6 +41,7 @@ import (
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
+	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -54,8 +55,19 @@ type flags struct {
 	storagePath string
 	dryRun      bool
 	pprof       bool
-	web         *web.FlagConfig
-	log         *promslog.Config
+	// lifecycle opens POST /-/reload, adminAPI the admin API's writes.
+	lifecycle bool
+	adminAPI  bool
+	web       *web.FlagConfig
+	log       *promslog.Config
+}
+
+// webConfigFile is --web.config.file, empty when not given.
+func (f *flags) webConfigFile() string {
+	if f.web == nil || f.web.WebConfigFile == nil {
+		return ""
+	}
+	return *f.web.WebConfigFile
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -71,6 +83,8 @@ func run(args []string, stdout, stderr *os.File) int {
 	serve.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
 	serve.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network.").BoolVar(&f.dryRun)
 	serve.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
+	serve.Flag("web.enable-lifecycle", "Allow POST /-/reload (SIGHUP reloads regardless).").BoolVar(&f.lifecycle)
+	serve.Flag("web.enable-admin-api", "Allow the admin API's endpoints that change state: retry a delivery, send a test SMS, on-call overrides.").BoolVar(&f.adminAPI)
 	f.web = kingpinflag.AddFlags(serve, ":9754")
 	promslogflag.AddFlags(app, f.log)
 
@@ -111,6 +125,9 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, w := range g.Warnings {
+		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n%s", file.Path, g.Summary())
 	return 0
@@ -154,7 +171,7 @@ type bridge struct {
 	dispatchM  *dispatch.Metrics
 	started    time.Time
 	reloadMu   sync.Mutex
-	ready      atomic.Bool
+	readiness  *readiness
 	// lastReload is the result of the last (re)load, for the status page.
 	lastReload atomic.Pointer[reloadResult]
 }
@@ -214,19 +231,26 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		Logger:    logger.With("component", "outbox"),
 		Metrics:   outbox.NewMetrics(b.reg),
 		Retention: time.Duration(file.Config.Storage.Retention),
+		MinFree:   int64(file.Config.Storage.MinFree),
 	})
 	if err != nil {
 		b.closeFake()
 		return nil, err
 	}
 	b.store = store
+	b.readiness = newReadiness(store, b.reg, logger.With("component", "readiness"))
+	b.readiness.check(context.Background())
 	g, err := b.build(file)
 	if err != nil {
 		b.reloadM.success.Set(0)
 		b.close()
 		return nil, err
 	}
-	b.intake = receiver.New(func() receiver.Intake { return b.gen.Load().Intake() }, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
+	b.intake = receiver.New(func() receiver.Intake {
+		in := b.gen.Load().Intake()
+		in.Health = b.readiness.storeHealth
+		return in
+	}, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
 	b.apply(g)
 	b.dispatcher, err = dispatch.New(dispatch.Options{
 		Store:    store,
@@ -264,11 +288,35 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 		b.dispatchM.InitReceivers(r.Name)
 	}
 	prev := b.gen.Swap(g)
+	b.readiness.setLoaded()
 	b.reloadM.success.Set(1)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
+	for _, w := range g.Warnings {
+		b.logger.Warn("configuration warning", "warning", w.Error())
+	}
+	b.warnExposure(g)
 	return prev
+}
+
+// warnExposure warns about what anyone who reaches the port can do:
+// without --web.config.file the status page, the admin API, the metrics
+// and (with the flags) reloads and test sends are open, whatever the
+// intake's own auth.
+func (b *bridge) warnExposure(g *generation.Generation) {
+	if b.flags.webConfigFile() != "" {
+		return
+	}
+	if g.Sources.Authenticated() {
+		b.logger.Warn("the intake requires credentials but --web.config.file is not set: the status page, the deliveries API (alert texts, masked numbers) and /metrics are open to anyone who can reach the port; see docs/security.md")
+	}
+	if b.flags.adminAPI {
+		b.logger.Warn("--web.enable-admin-api without --web.config.file: anyone who can reach the port can send test SMS and resend deliveries; see docs/security.md")
+	}
+	if b.flags.lifecycle {
+		b.logger.Warn("--web.enable-lifecycle without --web.config.file: anyone who can reach the port can reload the configuration; see docs/security.md")
+	}
 }
 
 // reload builds everything of the new configuration first and swaps only
@@ -306,6 +354,9 @@ func notLive(old, cur *config.Config) []string {
 	if old.Storage.Retention != cur.Storage.Retention {
 		keys = append(keys, "storage.retention")
 	}
+	if old.Storage.MinFree != cur.Storage.MinFree {
+		keys = append(keys, "storage.min_free")
+	}
 	return keys
 }
 
@@ -315,6 +366,7 @@ func (b *bridge) handler() http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
+	e.Use(refuseCrossOrigin(b.logger))
 	b.intake.Register(e)
 	b.registerStatus(e)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg})))
@@ -327,19 +379,42 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	e.GET("/-/ready", func(c echo.Context) error {
-		if !b.ready.Load() {
-			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
-		}
-		return c.String(http.StatusOK, "smsbridge is ready.\n")
-	})
+	e.GET("/-/ready", b.ready)
+	e.HEAD("/-/ready", b.ready)
 	e.POST("/-/reload", func(c echo.Context) error {
 		if err := b.reload(); err != nil {
 			return echo.NewHTTPError(http.StatusInternalServerError, "reload failed: "+err.Error())
 		}
 		return c.String(http.StatusOK, "configuration reloaded\n")
-	})
+	}, status.NewGate(status.FlagLifecycle, b.flags.lifecycle, b.logger.With("component", "web")).Middleware)
 	return e
+}
+
+// ready is /-/ready: 200 when a configuration is loaded and the store can
+// write durably, else 503 with the reason.
+func (b *bridge) ready(c echo.Context) error {
+	if why := b.readiness.reason(); why != "" {
+		return c.String(http.StatusServiceUnavailable, "smsbridge is not ready: "+why+"\n")
+	}
+	return c.String(http.StatusOK, "smsbridge is ready.\n")
+}
+
+// refuseCrossOrigin refuses, on every path, a state-changing request a
+// browser sends from another site: with basic auth from --web.config.file
+// the browser would attach the credentials by itself. Senders that are no
+// browser (Alertmanager, CI systems, the provider) send no Sec-Fetch-Site
+// or Origin header and pass.
+func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
+	csrf := http.NewCrossOriginProtection()
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := csrf.Check(c.Request()); err != nil {
+				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", c.Request().URL.Path)...)
+				return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
+			}
+			return next(c)
+		}
+	}
 }
 
 // serve runs until ctx ends, reloading on each value from hup.
@@ -358,7 +433,10 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
-	b.ready.Store(true)
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	go b.readiness.run(hctx)
+	b.readiness.setServing(true)
 
 	var err error
 loop:
@@ -376,7 +454,7 @@ loop:
 			break loop
 		}
 	}
-	b.ready.Store(false)
+	b.readiness.setServing(false)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {

@@ -19,10 +19,11 @@ import (
 // registerStatus adds the status page and the admin API to e.
 func (b *bridge) registerStatus(e *echo.Echo) {
 	h, err := status.New(status.Options{
-		Store:   b.store,
-		Bridge:  statusBridge{b},
-		Started: b.started,
-		Logger:  b.logger.With("component", "status"),
+		Store:    b.store,
+		Bridge:   statusBridge{b},
+		Started:  b.started,
+		Logger:   b.logger.With("component", "status"),
+		AdminAPI: b.flags.adminAPI,
 	})
 	if err != nil {
 		// The templates are embedded: this is a broken build, not a
@@ -37,7 +38,7 @@ type statusBridge struct{ b *bridge }
 
 // Info implements status.Bridge.
 func (s statusBridge) Info() status.Info {
-	var info status.Info
+	info := status.Info{NotReady: s.b.readiness.reason()}
 	if lr := s.b.lastReload.Load(); lr != nil {
 		info.LastReload = status.Reload{At: lr.At, Err: lr.Err}
 	}

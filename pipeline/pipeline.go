@@ -80,7 +80,9 @@ type Result struct {
 	// ID is the stored notification's id.
 	ID int64
 	// Outcome is the notification's recorded outcome: accepted,
-	// unrouted, filtered, or the outcome of the stage that dropped it.
+	// unrouted, filtered, or the outcome of the stage that dropped it; or
+	// duplicate, when the store had its delivery id already (ID is then
+	// the first notification's).
 	Outcome string
 	// Recipients counts the deliveries written.
 	Recipients int
@@ -94,7 +96,8 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, errors.New("pipeline: no store to write to")
 	}
 	e := &Envelope{Notification: n, Plan: p.Plan(n),
-		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status}}
+		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status,
+			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
 			break

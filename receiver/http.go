@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,7 +132,7 @@ func (h *Handler) alertmanager(c echo.Context) error {
 	if err != nil {
 		return h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // DecodeAlertmanager decodes and checks an Alertmanager webhook body
@@ -210,7 +212,7 @@ func (h *Handler) webhook(c echo.Context) error {
 		// fitting the mapping: 422, and never the body itself in the log.
 		return h.refuse(src.Name, OutcomeInvalid, http.StatusUnprocessableEntity, err.Error())
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // intake applies what every endpoint checks before decoding: rate limit,
@@ -273,18 +275,22 @@ func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte, now ti
 }
 
 // accept hands n to the sink and answers the caller.
-func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notification) error {
+func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notification) error {
+	if in.Health != nil {
+		if err := in.Health(); err != nil {
+			h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: "+err.Error()+"; retry later")
+		}
+	}
+	header := ""
+	n.DeliveryID, n.DeliveryIDExpires, header = deliveryID(src, c.Request().Header, n.ReceivedAt)
 	// The write must complete even if the caller hangs up: once it starts,
 	// abandoning it halfway would leave the caller unsure and retrying.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 30*time.Second)
 	defer cancel()
-	res, err := sink.Accept(ctx, n)
+	res, err := in.Sink.Accept(ctx, n)
 	if err != nil {
 		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
-		if src.Verifier != nil {
-			// The sender will retry this very message: it is no replay.
-			src.Verifier.Release(c.Request().Header)
-		}
 		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
@@ -297,6 +303,9 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
+	if outcome == OutcomeDuplicate {
+		h.logger.Info("delivery already accepted; nothing sent", "source", src.Name, "header", header, "notification", res.ID)
+	}
 	// An unrouted notification was still accepted; recipients 0 says the
 	// rest.
 	status := outcome
@@ -304,6 +313,38 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 		status = OutcomeAccepted
 	}
 	return c.JSON(http.StatusAccepted, accepted{Status: status, ID: res.ID, Recipients: res.Recipients})
+}
+
+// deliveryID returns the request's delivery id, namespaced by the source,
+// when it is remembered until, and the header it came from. A Standard
+// Webhooks id signed under the source's auth comes first and lasts its
+// tolerance window; then the source's own header and the well-known ones,
+// remembered for the source's TTL. The id is stored hashed: a header can
+// be long, and what it says is the sender's business.
+func deliveryID(src *Source, hdr http.Header, now time.Time) (id string, until time.Time, header string) {
+	if src.Verifier != nil {
+		if v, exp, ok := src.Verifier.DeliveryID(hdr); ok {
+			return namespaced(src.Name, v), exp, auth.HeaderWebhookID
+		}
+	}
+	if src.DeliveryIDTTL <= 0 {
+		return "", time.Time{}, ""
+	}
+	names := DeliveryIDHeaders
+	if src.DeliveryIDHeader != "" {
+		names = append([]string{src.DeliveryIDHeader}, names...)
+	}
+	for _, name := range names {
+		if v := strings.TrimSpace(hdr.Get(name)); v != "" {
+			return namespaced(src.Name, v), now.Add(src.DeliveryIDTTL), http.CanonicalHeaderKey(name)
+		}
+	}
+	return "", time.Time{}, ""
+}
+
+func namespaced(source, id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return source + ":" + hex.EncodeToString(sum[:])
 }
 
 func (h *Handler) refuse(source, outcome string, code int, msg string) error {

@@ -70,8 +70,14 @@ type harness struct {
 	e    *echo.Echo
 	sink *fakeSink
 	reg  *prometheus.Registry
+	m    *Metrics
 	logs *bytes.Buffer
+	// intake is what the handler serves each request with; tests may
+	// replace it before sending.
+	intake func() Intake
 }
+
+func (h *harness) metricsVec() *prometheus.CounterVec { return h.m.received }
 
 func newHarness(t testing.TB, st *Sources) *harness {
 	t.Helper()
@@ -79,8 +85,10 @@ func newHarness(t testing.TB, st *Sources) *harness {
 		t.Fatalf("sources: %v", err)
 	}
 	h := &harness{e: echo.New(), sink: &fakeSink{recipients: 2}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
+	h.m = NewMetrics(h.reg)
+	h.intake = func() Intake { return Intake{Sources: st, Sink: h.sink} }
 	logger := slog.New(slog.NewTextHandler(h.logs, nil))
-	rh := New(func() Intake { return Intake{Sources: st, Sink: h.sink} }, logger, NewMetrics(h.reg))
+	rh := New(func() Intake { return h.intake() }, logger, h.m)
 	rh.now = func() time.Time { return testNow }
 	rh.Precreate(st)
 	rh.Register(h.e)

@@ -2,7 +2,6 @@ package status
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -45,9 +44,10 @@ type Handler struct {
 	index   *template.Template
 	routes  *template.Template
 	css     []byte
-	// csrf refuses state-changing requests a browser sends from another
-	// site: with basic auth the browser would add the credentials itself.
-	csrf *http.CrossOriginProtection
+	// admin guards every endpoint that changes state.
+	admin *Gate
+	// tests limits test SMS per receiver.
+	tests testLimiter
 }
 
 // New returns a Handler; it fails only if the embedded templates do.
@@ -55,14 +55,14 @@ func New(o Options) (*Handler, error) {
 	if o.Store == nil || o.Bridge == nil {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
-	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		csrf: http.NewCrossOriginProtection()}
+	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	h.admin = NewGate(FlagAdminAPI, o.AdminAPI, h.logger)
 	var err error
 	if h.index, err = h.parse("index.html"); err != nil {
 		return nil, err
@@ -85,26 +85,22 @@ func (h *Handler) parse(page string) (*template.Template, error) {
 }
 
 // Register adds the page and the admin API to e. They sit behind whatever
-// authentication serves e (the --web.config.file basic auth).
+// authentication serves e (the --web.config.file basic auth); every
+// endpoint that changes state sits behind the admin gate too.
 func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/", h.page)
 	e.GET("/routes-test", h.routesTest)
 	e.GET("/static/status.css", h.stylesheet)
-	e.POST("/deliveries/:id/retry", h.retryForm, h.sameOrigin)
+	e.POST("/deliveries/:id/retry", h.retryForm, h.admin.Middleware)
 	e.GET("/api/v1/status", h.apiStatus)
 	e.GET("/api/v1/deliveries", h.apiDeliveries)
-	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.sameOrigin)
-	e.POST("/api/v1/test", h.apiTest, h.sameOrigin)
+	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
+	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
 }
 
-func (h *Handler) sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if err := h.csrf.Check(c.Request()); err != nil {
-			return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
-		}
-		return next(c)
-	}
-}
+// Admin is the gate of --web.enable-admin-api: every endpoint that changes
+// state, wherever it is registered, takes its Middleware.
+func (h *Handler) Admin() *Gate { return h.admin }
 
 // filterFrom reads status, since and limit from the query.
 func (h *Handler) filterFrom(c echo.Context, defaultLimit int) (outbox.Filter, error) {
@@ -216,10 +212,11 @@ func parseID(c echo.Context) (int64, error) {
 }
 
 // retry re-queues delivery id and maps the store's refusal to a status code.
-func (h *Handler) retry(ctx context.Context, id int64) error {
-	err := h.store.Retry(ctx, id)
+func (h *Handler) retry(c echo.Context, id int64) error {
+	err := h.store.Retry(c.Request().Context(), id)
 	switch {
 	case err == nil:
+		h.logger.Info("failed delivery re-queued", append(Caller(c), "id", id)...)
 		return nil
 	case errors.Is(err, ErrUnknownDelivery):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no delivery with id %d", id))
@@ -235,7 +232,7 @@ func (h *Handler) apiRetry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.retry(c.Request().Context(), id); err != nil {
+	if err := h.retry(c, id); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"status": "queued", "id": id})
@@ -248,7 +245,7 @@ func (h *Handler) retryForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.retry(c.Request().Context(), id); err != nil {
+	if err := h.retry(c, id); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/?status=pending")
@@ -271,7 +268,18 @@ func (h *Handler) apiTest(c echo.Context) error {
 	if strings.TrimSpace(req.Receiver) == "" {
 		return echo.NewHTTPError(http.StatusBadRequest, `"receiver" is missing: name the receiver to send a test SMS to`)
 	}
+	now := h.now()
+	if wait, ok := h.tests.reserve(req.Receiver, now); !ok {
+		h.logger.Warn("test sms refused: over the limit", append(Caller(c), "receiver", truncate(req.Receiver, 64), "retry_after", wait.Round(time.Second))...)
+		c.Response().Header().Set("Retry-After", retryAfter(wait))
+		return echo.NewHTTPError(http.StatusTooManyRequests, fmt.Sprintf(
+			"test sms to %q refused: at most one per %s and %d a day per receiver; retry after %s",
+			truncate(req.Receiver, 64), TestSendInterval, TestSendDailyCap, wait.Round(time.Second)))
+	}
 	res, err := h.bridge.SendTest(c.Request().Context(), req.Receiver)
+	if err != nil {
+		h.tests.release(req.Receiver, now)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownReceiver):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no receiver named %q is configured", truncate(req.Receiver, 64)))
@@ -284,7 +292,7 @@ func (h *Handler) apiTest(c echo.Context) error {
 	for i, n := range res.Numbers {
 		masked[i] = sms.MaskNumber(n)
 	}
-	h.logger.Info("test sms queued", "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))
+	h.logger.Info("test sms queued", append(Caller(c), "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))...)
 	return c.JSON(http.StatusAccepted, map[string]any{
 		"status": "accepted", "id": res.ID, "receiver": res.Receiver, "recipients": len(res.Numbers),
 		"numbers": masked, "text": res.Text,
@@ -304,6 +312,9 @@ type statusJSON struct {
 	Revision      string       `json:"revision"`
 	StartedAt     time.Time    `json:"started_at"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
+	Ready         bool         `json:"ready"`
+	NotReady      string       `json:"not_ready_reason,omitempty"`
+	AdminAPI      bool         `json:"admin_api"`
 	Config        configJSON   `json:"config"`
 	Provider      providerJSON `json:"provider"`
 	Outbox        *outboxJSON  `json:"outbox,omitempty"`
@@ -348,6 +359,7 @@ func (h *Handler) apiStatus(c echo.Context) error {
 	out := statusJSON{
 		Version: version.Version, Revision: version.Revision,
 		StartedAt: h.started.UTC(), UptimeSeconds: now.Sub(h.started).Seconds(),
+		Ready: info.NotReady == "", NotReady: info.NotReady, AdminAPI: h.admin.Enabled(),
 		Config: configJSON{
 			File: info.ConfigFile, Hash: info.ConfigHash, LoadedAt: info.LoadedAt.UTC(),
 			LastReloadAt: info.LastReload.At.UTC(), LastReloadResult: "success", LastReloadError: info.LastReload.Err,

@@ -52,6 +52,8 @@ type indexData struct {
 	Deliveries []outbox.Record
 	// DeliveriesErr is set when the filter is wrong or the outbox failed.
 	DeliveriesErr string
+	// AdminAPI says the page may offer what changes state (retry).
+	AdminAPI bool
 }
 
 type filterLink struct {
@@ -61,7 +63,8 @@ type filterLink struct {
 
 func (h *Handler) page(c echo.Context) error {
 	ctx := c.Request().Context()
-	d := indexData{pageData: h.header("smsbridge status", "status"), Info: h.bridge.Info(), Provider: h.bridge.Provider()}
+	d := indexData{pageData: h.header("smsbridge status", "status"), Info: h.bridge.Info(), Provider: h.bridge.Provider(),
+		AdminAPI: h.admin.Enabled()}
 	code := http.StatusOK
 	if st, err := h.store.Stats(ctx); err != nil {
 		h.logger.Error("read outbox stats", "err", err)

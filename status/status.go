@@ -75,6 +75,9 @@ type Info struct {
 	Receivers []Receiver
 	// Sources are the intake sources: "alertmanager" and webhook names.
 	Sources []string
+	// NotReady says why the bridge is not ready (/-/ready answers 503 and
+	// the intake refuses new notifications); empty when it is.
+	NotReady string
 }
 
 // Reload is the result of one configuration (re)load.
@@ -171,4 +174,7 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives errors the caller is not shown; nil discards them.
 	Logger *slog.Logger
+	// AdminAPI opens the endpoints that change state (--web.enable-admin-api);
+	// without it they answer 403 and the page hides them.
+	AdminAPI bool
 }

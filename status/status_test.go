@@ -135,7 +135,7 @@ func newTestServer(t *testing.T, b *fakeBridge) (*httptest.Server, *fakeStore) {
 	t.Helper()
 	st := &fakeStore{records: sampleRecords(), stats: outbox.Stats{Pending: 1, Oldest: testNow.Add(-8 * time.Minute)}}
 	h, err := New(Options{Store: st, Bridge: b, Started: testNow.Add(-26 * time.Hour), Now: func() time.Time { return testNow },
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), AdminAPI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
