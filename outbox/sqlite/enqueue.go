@@ -177,6 +177,10 @@ func (s *Store) commit(batch []*enqueueReq) {
 // added. The calls are written in order, each guard reading what the
 // calls before it wrote.
 func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+	// What space is left is kept for sending what was accepted.
+	if s.low.Load() {
+		return false, fmt.Errorf("%w: new notifications are refused until space is freed; see the log for the free space", ErrLowSpace)
+	}
 	// Before BeginTx: the transaction holds the only writer connection.
 	if s.ins == nil {
 		if s.ins, err = prepareInserts(ctx, s.wdb); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	sqlite3 "modernc.org/sqlite"
 )
@@ -22,6 +23,17 @@ const maxReserve = 4 << 20
 
 // healthKey is the state row the write probe updates.
 const healthKey = "smsbridge.health_probe"
+
+// WAL checkpoint thresholds, in pages. SQLite's default lets the WAL grow
+// to about 4 MiB before it is folded into the database and reused from its
+// start; while space is low the store checkpoints after every few pages,
+// so the WAL reuses the space it has instead of growing into the little
+// that is left. Normal operation keeps the default: checkpoints cost
+// syncs of the database file.
+const (
+	walCheckpointPages    = 1000
+	lowWALCheckpointPages = 16
+)
 
 // ErrStorageGone is wrapped by the errors of Enqueue and Health once the
 // storage directory the store opened was removed or replaced: the database
@@ -86,7 +98,7 @@ func (s *Store) keepReserve(ctx context.Context) error {
 	present := s.reservePresent()
 	switch {
 	case present && free < s.reserveSize:
-		s.releaseReserve("less free space than the reserve")
+		s.makeRoom(ctx, "less free space than the reserve")
 		present = false
 	case !present && free >= s.minFree+s.reserveSize:
 		if err := s.makeReserve(); err != nil {
@@ -102,15 +114,35 @@ func (s *Store) keepReserve(ctx context.Context) error {
 			s.logger.Info("free space returned: reserve restored and WAL checkpointed", "free_bytes", free)
 		}
 	}
+	var low error
 	switch {
 	case free < s.minFree:
-		return fmt.Errorf("%w: %s free on %s, below storage.min_free (%s); new notifications are refused until space is freed",
+		low = fmt.Errorf("%w: %s free on %s, below storage.min_free (%s); new notifications are refused until space is freed",
 			ErrLowSpace, formatBytes(free), s.dir, formatBytes(s.minFree))
 	case !present:
-		return fmt.Errorf("%w: no reserve file on %s (the disk filled, or there was no room for it); new notifications are refused until %s is free",
+		low = fmt.Errorf("%w: no reserve file on %s (the disk filled, or there was no room for it); new notifications are refused until %s is free",
 			ErrLowSpace, s.dir, formatBytes(s.minFree+s.reserveSize))
 	}
-	return nil
+	s.setLow(ctx, low != nil)
+	return low
+}
+
+// setLow enters or leaves the low-space mode: Enqueue refuses at once
+// (the health check's answer is cached for a while), and the WAL is
+// checkpointed often so that it stops growing.
+func (s *Store) setLow(ctx context.Context, on bool) {
+	if s.low.Swap(on) == on {
+		return
+	}
+	pages := walCheckpointPages
+	if on {
+		pages = lowWALCheckpointPages
+	}
+	// The writer pool holds one connection for the store's life, so the
+	// setting stays with it.
+	if _, err := s.wdb.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", pages)); err != nil {
+		s.logger.Warn("set the WAL checkpoint threshold", "pages", pages, "err", err)
+	}
 }
 
 func (s *Store) reservePath() string { return filepath.Join(s.dir, ReserveFileName) }
@@ -120,18 +152,26 @@ func (s *Store) reservePresent() bool {
 	return err == nil && fi.Size() >= s.reserveSize
 }
 
-// releaseReserve deletes the reserve file; s.reserveMu is held.
-func (s *Store) releaseReserve(why string) {
+// makeRoom gives back the reserve file, if it is still there, and
+// checkpoints the WAL so that the next writes reuse it from its start
+// instead of growing it; s.reserveMu is held. What the dispatcher records
+// (leases, results) then fits in the space freed.
+func (s *Store) makeRoom(ctx context.Context, why string) {
 	err := os.Remove(s.reservePath())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return
 	case err != nil:
 		s.logger.Error("cannot release the reserve file", "path", s.reservePath(), "err", err)
-		return
+	default:
+		s.logger.Error("disk nearly full: released the reserve file so that accepted notifications can still be sent; new ones are refused",
+			"reason", why, "reserve_bytes", s.reserveSize, "path", s.dir)
 	}
-	s.logger.Error("disk nearly full: released the reserve file so that accepted notifications can still be sent; new ones are refused",
-		"reason", why, "reserve_bytes", s.reserveSize, "path", s.dir)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s.setLow(cctx, true)
+	if _, err := s.wdb.ExecContext(cctx, "PRAGMA wal_checkpoint(RESTART)"); err != nil {
+		s.logger.Warn("checkpoint on a full disk", "err", err)
+	}
 }
 
 // makeReserve writes the reserve file with real blocks (zeros written, not
@@ -164,16 +204,16 @@ func (s *Store) makeReserve() (err error) {
 	return os.Rename(tmp, path)
 }
 
-// noteFull releases the reserve at once when err says the disk is full,
-// so that the caller's retry (the dispatcher's, recording what the
-// provider accepted) finds room.
+// noteFull makes room at once when err says the disk is full, so that the
+// caller's retry (the dispatcher's, recording what the provider accepted)
+// finds some. Call it once the failed transaction has ended.
 func (s *Store) noteFull(err error) {
 	if err == nil || s.minFree <= 0 || !isDiskFull(err) {
 		return
 	}
 	s.reserveMu.Lock()
 	defer s.reserveMu.Unlock()
-	s.releaseReserve("a write failed: disk full")
+	s.makeRoom(context.Background(), "a write failed: disk full")
 }
 
 // noteFullp is noteFull for a deferred call on a named error result.

@@ -149,6 +149,22 @@ func TestReserve(t *testing.T) {
 	for _, st := range steps {
 		free.Store(st.free)
 		err := s.Health(ctx)
+		// While space is low, Enqueue refuses at once (not only once the
+		// cached health answer turns), and the WAL is checkpointed often
+		// so that it stops growing.
+		_, enqErr := s.Enqueue(ctx, note("x"))
+		wantPages := walCheckpointPages
+		if st.err != nil {
+			wantPages = lowWALCheckpointPages
+			if !errors.Is(enqErr, ErrLowSpace) {
+				t.Errorf("%s: enqueue err = %v, want ErrLowSpace", st.name, enqErr)
+			}
+		} else if enqErr != nil {
+			t.Errorf("%s: enqueue: %v", st.name, enqErr)
+		}
+		if got := s.wdbAutocheckpoint(t); got != wantPages {
+			t.Errorf("%s: wal_autocheckpoint = %d, want %d", st.name, got, wantPages)
+		}
 		switch {
 		case st.err == nil && err != nil:
 			t.Errorf("%s: health %v", st.name, err)
@@ -211,4 +227,14 @@ func TestNoReserveWithoutMinFree(t *testing.T) {
 	if _, err := Open(t.TempDir(), Options{Retention: week, MinFree: -1}); err == nil {
 		t.Error("negative MinFree accepted")
 	}
+}
+
+// wdbAutocheckpoint reads the writer connection's WAL checkpoint threshold.
+func (s *Store) wdbAutocheckpoint(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := s.wdb.QueryRow("PRAGMA wal_autocheckpoint").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -107,6 +108,8 @@ type Store struct {
 	// size; reserveMu serialises releasing and restoring the reserve.
 	minFree, reserveSize int64
 	reserveMu            sync.Mutex
+	// low is set while space is low (see setLow): Enqueue refuses.
+	low atomic.Bool
 	// freeSpace measures the free bytes under dir; tests replace it.
 	freeSpace func(dir string) (int64, error)
 
