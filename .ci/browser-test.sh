@@ -120,8 +120,9 @@ EOF
 
 PORT="$("$WORK/fakeapi" -free-port)"
 BRIDGE="http://127.0.0.1:$PORT"
+# --web.enable-admin-api: send-test below, and the page's retry button.
 setsid "$WORK/smsbridge" --config.file="$WORK/smsbridge.yml" --storage.path="$WORK/data" \
-  --web.listen-address="127.0.0.1:$PORT" --log.level=debug >"$OUT/bridge.log" 2>&1 &
+  --web.listen-address="127.0.0.1:$PORT" --web.enable-admin-api --log.level=debug >"$OUT/bridge.log" 2>&1 &
 PIDS+=($!)
 wait_for "the bridge to be ready" 30 curl -fsS "$BRIDGE/-/ready"
 

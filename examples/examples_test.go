@@ -387,7 +387,9 @@ func TestKubernetesDeployment(t *testing.T) {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	c := pod.Containers[0]
-	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml"} {
+	// The README and the ConfigMap reload with POST /-/reload, which
+	// answers 403 without --web.enable-lifecycle.
+	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml", "--web.enable-lifecycle"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}

@@ -36,6 +36,7 @@ var metricLabels = map[string][]string{
 	"smsbridge_dispatch_paused_until_timestamp_seconds":      nil,
 	"smsbridge_template_errors_total":                        {"receiver", "reason"},
 	"smsbridge_config_last_reload_successful":                nil,
+	"smsbridge_ready":                                        nil,
 	"smsbridge_config_last_reload_success_timestamp_seconds": nil,
 	"smsbridge_build_info":                                   {"version", "revision", "goversion"},
 	"smsbridge_webhook_auth_failures_total":                  {"source", "reason"},
@@ -360,6 +361,7 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeAPIErrors", "smsbridge_sms_api_requests_total", "warning", ""},
 		{"SmsbridgeIntakeRejected", "smsbridge_notifications_received_total", "warning", ""},
 		{"SmsbridgeStoreErrors", "smsbridge_notifications_received_total", "critical", ""},
+		{"SmsbridgeNotReady", "smsbridge_ready", "critical", "1m"},
 	}
 	for _, req := range required {
 		r, ok := seen[req.alert]
