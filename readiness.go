@@ -39,13 +39,13 @@ type readiness struct {
 	reported atomic.Pointer[string]
 }
 
-func newReadiness(store outbox.Store, reg prometheus.Registerer, logger *slog.Logger) *readiness {
-	r := &readiness{logger: logger, ready: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+// newReadiness checks store's health; a nil store is taken as healthy (a
+// driver without a health check: its write errors still answer 503).
+func newReadiness(store outbox.HealthChecker, reg prometheus.Registerer, logger *slog.Logger) *readiness {
+	return &readiness{store: store, logger: logger, ready: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "smsbridge_ready",
 		Help: "Whether the bridge is ready: a configuration is loaded and the store can write durably (1), or not, and new notifications are answered 503 (0). /-/ready says why.",
 	})}
-	r.store, _ = store.(outbox.HealthChecker)
-	return r
 }
 
 // check asks the store once and records the answer.
