@@ -157,7 +157,7 @@ func (d *Dispatcher) record(b outbox.Batch, account string, vs []verdict) {
 	}
 	if len(failed) > 0 {
 		d.logger.Error("sms failed for good", "account", account, "receivers", receivers(failed), "notifications", notifications(failed),
-			"failures", failures, "reasons", reasons, "error", failedError(vs))
+			"failures", failures, "reasons", reasons, "err", failedError(vs))
 	}
 }
 
