@@ -59,8 +59,10 @@ type Pipeline struct {
 	renderer *templates.Renderer
 	stages   []Stage
 	store    Store
-	logger    *slog.Logger
-	now       func() time.Time
+	logger   *slog.Logger
+	now      func() time.Time
+
+	// overrides are the on-call overrides added at run time.
 	overrides routing.OverridesFunc
 }
 
