@@ -105,12 +105,14 @@ type Roster struct {
 	// sent are the notices already in the store, by once key, with their
 	// handoff instant, so a check does not write them again every tick.
 	sent map[string]time.Time
+	// kick asks Run to check now: an override was added or deleted.
+	kick chan struct{}
 }
 
 // New returns a Roster; call Load before serving.
 func New(o Options) *Roster {
 	r := &Roster{store: o.Store, view: o.View, now: o.Now, logger: o.Logger, metrics: o.Metrics,
-		tick: o.Tick, refresh: o.Refresh, sent: map[string]time.Time{}}
+		tick: o.Tick, refresh: o.Refresh, sent: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -207,6 +209,7 @@ func (r *Roster) Add(ctx context.Context, list string, req AddRequest) (outbox.O
 		slices.SortFunc(r.overrides, func(a, b outbox.Override) int { return int(a.ID - b.ID) })
 	}
 	r.mu.Unlock()
+	r.checkSoon()
 	members, _ := v.Directory.LookupAll(stored.Members)
 	r.logger.Info("on-call override added", "oncall", list, "id", stored.ID, "members", oncall.FormatMembers(members, sms.MaskNumber),
 		"start", stored.Start.In(s.Location).Format(time.RFC3339), "end", stored.End.In(s.Location).Format(time.RFC3339))
@@ -289,10 +292,20 @@ func (r *Roster) Delete(ctx context.Context, list string, id int64) error {
 	r.mu.Lock()
 	r.overrides = slices.DeleteFunc(r.overrides, func(o outbox.Override) bool { return o.ID == id })
 	r.mu.Unlock()
+	r.checkSoon()
 	if err == nil {
 		r.logger.Info("on-call override deleted", "oncall", list, "id", id)
 	}
 	return err
+}
+
+// checkSoon makes Run check for handoffs now rather than at the next
+// tick, so whoever an override puts on call is told at once.
+func (r *Roster) checkSoon() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Run checks for handoffs every Tick and rereads the overrides every
@@ -309,6 +322,7 @@ func (r *Roster) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-r.kick:
 		}
 		if now := r.now(); now.Sub(lastLoad) >= r.refresh {
 			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
