@@ -349,14 +349,21 @@ func describeList(s *oncall.Schedule) string {
 		parts = append(parts, fmt.Sprintf("%d numbers", len(s.Fixed())))
 	}
 	if n := len(s.Layers()); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d layers", n))
+		parts = append(parts, plural(n, "layer", "layers"))
 	}
 	if n := len(s.Overrides()); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d overrides", n))
+		parts = append(parts, plural(n, "override", "overrides"))
 	}
 	parts = append(parts, "time zone "+s.Location.String())
 	if s.NotifyHandoff {
 		parts = append(parts, "handoff notices")
 	}
 	return strings.Join(parts, ", ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
