@@ -214,3 +214,53 @@ func TestOncallCLIWithBridge(t *testing.T) {
 		t.Errorf("add without the admin API: %d %q", code, stderr)
 	}
 }
+
+// TestRoutesTestAt: `routes test --at` resolves the on-call list then and
+// shows what the time intervals mute.
+func TestRoutesTestAt(t *testing.T) {
+	cfg := writeFile(t, t.TempDir(), "smsbridge.yml", `
+sms:
+  url: http://127.0.0.1:1/sms/messages
+  api_key_file: /nonexistent/key
+time_intervals:
+  - name: business-hours
+    time_intervals:
+      - weekdays: [monday:friday]
+        times: [{start_time: "09:00", end_time: "17:00"}]
+        location: Europe/Berlin
+people:
+  - {name: alice, number: "+27830000001"}
+  - {name: bob, number: "+27830000002"}
+route:
+  receiver: ops
+  routes:
+    - matchers: ['team="db"']
+      receiver: db
+      active_time_intervals: [business-hours]
+receivers:
+  - name: ops
+    numbers: ["+27830000009"]
+  - name: db
+    oncall: [db-primary]
+oncall:
+  - name: db-primary
+    time_zone: Europe/Berlin
+    rotation: {members: [alice, bob], shift: 1w, start: "2026-01-05T09:00"}
+`)
+	for _, tc := range []struct {
+		at   string
+		want string
+	}{
+		{"2026-03-30T09:00:00+02:00", "  numbers:  alice (+2783****001)\n"},
+		{"2026-03-27T10:00:00+01:00", "  numbers:  bob (+2783****002)\n"},
+		{"2026-03-30T08:59:00+02:00", "  nothing sent: muted outside business-hours (active_time_intervals of route.routes[0])\n"},
+	} {
+		code, stdout, stderr := runCLI(t, "routes", "test", "--config.file="+cfg, "--at", tc.at, "alertname=Disk", "team=db")
+		if code != 0 || !strings.Contains(stdout, tc.want) || !strings.Contains(stdout, " at "+tc.at) {
+			t.Errorf("--at %s: %d\n%s%s\nwant %q", tc.at, code, stdout, stderr, tc.want)
+		}
+	}
+	if code, _, stderr := runCLI(t, "routes", "test", "--config.file="+cfg, "--at", "monday", "team=db"); code != 2 || !strings.Contains(stderr, "is not an RFC 3339 time") {
+		t.Errorf("bad --at: %d %s", code, stderr)
+	}
+}
