@@ -14,7 +14,7 @@ var fuzzZones = []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Ho
 // after it; handoffs keep their order; "until" is after t, the members
 // change there and not a second before.
 func FuzzRotation(f *testing.F) {
-	f.Add(uint8(0), uint16(7*24*60), int64(0), int64(12*24*60), uint8(3))     // weekly, Berlin
+	f.Add(uint8(0), uint16(7*24*60), int64(0), int64(12*24*60), uint8(3))      // weekly, Berlin
 	f.Add(uint8(0), uint16(60), int64(87*24*60), int64(87*24*60+90), uint8(3)) // hourly on the spring change
 	f.Add(uint8(1), uint16(12*60), int64(66*24*60), int64(304*24*60), uint8(3))
 	f.Add(uint8(2), uint16(30), int64(276*24*60), int64(276*24*60+120), uint8(2))
