@@ -243,6 +243,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		View:    b.rosterView,
 		Logger:  logger.With("component", "oncall"),
 		Metrics: b.rosterM,
+		// A notice is its own guard only while the store keeps it.
+		MaxLate: time.Duration(file.Config.Storage.Retention),
 	})
 	if err := b.roster.Load(context.Background()); err != nil {
 		b.close()

@@ -21,7 +21,8 @@ const NoticeSource = "oncall"
 func NoticeReceiver(list string) string { return "handoff:" + list }
 
 // CheckHandoffs queues a notice for each member who came on call, on a
-// list with notify_handoff, at the last handoff before now (within a day).
+// list with notify_handoff, at the last handoff before now (within
+// MaxLate).
 // Each notice is stored once whatever happens: its once key is the list,
 // the handoff instant and the number.
 func (r *Roster) CheckHandoffs(ctx context.Context, now time.Time) error {
@@ -32,7 +33,7 @@ func (r *Roster) CheckHandoffs(ctx context.Context, now time.Time) error {
 			continue
 		}
 		rt := r.For(s.Name, v.Directory)
-		hs := s.Handoffs(now.Add(-lookback), now, rt)
+		hs := s.Handoffs(now.Add(-r.maxLate), now, rt)
 		if len(hs) == 0 {
 			continue
 		}
@@ -86,7 +87,7 @@ func (r *Roster) forget(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, at := range r.sent {
-		if at.Before(now.Add(-2 * lookback)) {
+		if at.Before(now.Add(-2 * r.maxLate)) {
 			delete(r.sent, k)
 		}
 	}

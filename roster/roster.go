@@ -69,6 +69,11 @@ type Options struct {
 	// Refresh is how often Run rereads the overrides from the store, for
 	// the ones another replica added; default 30s.
 	Refresh time.Duration
+	// MaxLate is how late a handoff notice may still be sent, for a
+	// bridge that was down at the handoff; default (and at most) a day.
+	// It must not exceed the store's retention: a notice pruned from the
+	// store no longer guards against being sent again.
+	MaxLate time.Duration
 }
 
 // Limits of an override added at run time.
@@ -77,10 +82,10 @@ const (
 	MaxOverride = 90 * 24 * time.Hour
 	// MaxOverrideMembers is the most people one override puts on call.
 	MaxOverrideMembers = 10
-	// lookback is how late a handoff notice may still be sent: a bridge
-	// that was down at a handoff tells the newcomer when it is back, as
-	// long as that is within a day and they are still on call.
-	lookback = 24 * time.Hour
+	// maxLate is how late a handoff notice may still be sent by default:
+	// a bridge that was down at a handoff tells the newcomer when it is
+	// back, as long as that is within a day and they are still on call.
+	maxLate = 24 * time.Hour
 )
 
 // Errors of Add and Delete, for the admin API to map to status codes.
@@ -99,6 +104,7 @@ type Roster struct {
 	metrics *Metrics
 	tick    time.Duration
 	refresh time.Duration
+	maxLate time.Duration
 
 	mu        sync.RWMutex
 	overrides []outbox.Override
@@ -112,7 +118,7 @@ type Roster struct {
 // New returns a Roster; call Load before serving.
 func New(o Options) *Roster {
 	r := &Roster{store: o.Store, view: o.View, now: o.Now, logger: o.Logger, metrics: o.Metrics,
-		tick: o.Tick, refresh: o.Refresh, sent: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+		tick: o.Tick, refresh: o.Refresh, maxLate: o.MaxLate, sent: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -124,6 +130,9 @@ func New(o Options) *Roster {
 	}
 	if r.refresh <= 0 {
 		r.refresh = 30 * time.Second
+	}
+	if r.maxLate <= 0 || r.maxLate > maxLate {
+		r.maxLate = maxLate
 	}
 	return r
 }

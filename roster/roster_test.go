@@ -226,6 +226,15 @@ func TestHandoffNoticeLate(t *testing.T) {
 			t.Errorf("at %s: %d notices, want %d", tc.at, got, tc.want)
 		}
 	}
+	// With a store that keeps notices only an hour, a notice is not sent
+	// later than that: the store could no longer tell it was sent.
+	e := newEnv(t, "2026-03-30T08:01:00Z")
+	e.r.view = func() View { v := view(t); v.Lists = v.Lists[:1]; return v }
+	e.r.maxLate = time.Hour
+	e.check()
+	if got := len(e.notices()); got != 0 {
+		t.Errorf("%d notices 61 minutes late with an hour's retention, want 0", got)
+	}
 }
 
 // failingStore refuses to write.
