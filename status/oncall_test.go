@@ -185,3 +185,18 @@ func TestOncallOnPage(t *testing.T) {
 		t.Errorf("the on-call API without lists: %d", code)
 	}
 }
+
+func TestMaskPeople(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		numbers, people []string
+		want            string
+	}{
+		{[]string{"+27830000001", "+27830000005"}, []string{"alice", ""}, "alice (+2783****001), +2783****005"},
+		{[]string{"+27830000001"}, nil, "+2783****001"},
+	} {
+		if got := maskPeople(tc.numbers, tc.people); got != tc.want {
+			t.Errorf("maskPeople(%v, %v) = %q, want %q", tc.numbers, tc.people, got, tc.want)
+		}
+	}
+}

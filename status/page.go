@@ -126,6 +126,7 @@ func (h *Handler) funcs() template.FuncMap {
 	return template.FuncMap{
 		"mask":     sms.MaskNumber,
 		"who":      func(person, number string) string { return Person{Name: person, Number: number}.String() },
+		"people":   maskPeople,
 		"masks":    maskAll,
 		"short":    func(s string) string { return s[:min(len(s), 12)] },
 		"ts":       formatTime,
@@ -136,6 +137,20 @@ func (h *Handler) funcs() template.FuncMap {
 		"reason":   reasonText,
 		"join":     strings.Join,
 	}
+}
+
+// maskPeople writes numbers masked, each after the name of the person on
+// call there when people names one: "alice (+2783****001), +2783****005".
+func maskPeople(numbers, people []string) string {
+	m := make([]string, len(numbers))
+	for i, n := range numbers {
+		p := Person{Number: n}
+		if i < len(people) {
+			p.Name = people[i]
+		}
+		m[i] = p.String()
+	}
+	return strings.Join(m, ", ")
 }
 
 func maskAll(numbers []string) string {
