@@ -204,7 +204,10 @@ func (s *Schedule) next(t time.Time, runtime []Override, changed func(State) boo
 // answers the same.
 func (s *Schedule) boundaries(from, to time.Time, runtime []Override) []time.Time {
 	var out []time.Time
-	if r := s.rotation; r != nil {
+	// A rotation of one person never changes who is on call: its
+	// handoffs are no boundaries (with a short shift, a year of them
+	// would only cost time).
+	if r := s.rotation; r != nil && r.varies() {
 		for k := r.turn(from, s.Location) + 1; ; k++ {
 			h := r.handoff(k, s.Location)
 			if h.After(to) {
@@ -286,6 +289,16 @@ func (r *rotation) turn(t time.Time, loc *time.Location) int64 {
 // handoff returns the instant turn k begins.
 func (r *rotation) handoff(k int64, loc *time.Location) time.Time {
 	return resolve(r.start.Add(time.Duration(k)*r.shift), loc)
+}
+
+// varies reports whether the rotation has two or more different members.
+func (r *rotation) varies() bool {
+	for _, m := range r.members[1:] {
+		if m.Number != r.members[0].Number {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *rotation) member(k int64) Member {
