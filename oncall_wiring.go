@@ -48,6 +48,7 @@ func (o oncallBridge) Lists(now time.Time) []status.OncallList {
 		l := status.OncallList{
 			Name: s.Name, TimeZone: s.Location.String(), Now: persons(oc.Members), Source: sourceText(oc.State, s),
 			Until: oc.Until, Next: persons(oc.Next.Members), Schedule: describeSchedule(s), NotifyHandoff: s.NotifyHandoff,
+			Location: s.Location,
 		}
 		for _, ov := range s.Overrides() {
 			if ov.End.After(now) {
@@ -59,7 +60,7 @@ func (o oncallBridge) Lists(now time.Time) []status.OncallList {
 				l.Overrides = append(l.Overrides, statusOverride(ov, dir))
 			}
 		}
-		out = append(out, l.WithLocation(s.Location))
+		out = append(out, l)
 	}
 	return out
 }

@@ -63,14 +63,9 @@ type OncallList struct {
 	// Overrides are the configuration's and the run-time ones that have
 	// not ended.
 	Overrides []Override
-	location  *time.Location
-}
-
-// WithLocation sets the list's time zone, in which the page writes its
-// times.
-func (l OncallList) WithLocation(loc *time.Location) OncallList {
-	l.location = loc
-	return l
+	// Location is the list's time zone, in which times are written; nil
+	// is UTC.
+	Location *time.Location
 }
 
 // Person is one member on call. Number is empty for a name the
@@ -196,10 +191,10 @@ func toOverrideJSON(o Override, loc *time.Location) overrideJSON {
 
 func toOncallJSON(l OncallList) oncallJSON {
 	j := oncallJSON{Name: l.Name, TimeZone: l.TimeZone, OnCall: peopleJSON(l.Now), Source: l.Source,
-		Until: rfc3339(l.Until, l.location), Next: peopleJSON(l.Next), Schedule: l.Schedule, Notify: l.NotifyHandoff,
+		Until: rfc3339(l.Until, l.Location), Next: peopleJSON(l.Next), Schedule: l.Schedule, Notify: l.NotifyHandoff,
 		Overrides: []overrideJSON{}}
 	for _, o := range l.Overrides {
-		j.Overrides = append(j.Overrides, toOverrideJSON(o, l.location))
+		j.Overrides = append(j.Overrides, toOverrideJSON(o, l.Location))
 	}
 	return j
 }
@@ -234,7 +229,7 @@ func (h *Handler) apiOverrides(c echo.Context) error {
 		Overrides []overrideJSON `json:"overrides"`
 	}{Overrides: []overrideJSON{}}
 	for _, o := range l.Overrides {
-		out.Overrides = append(out.Overrides, toOverrideJSON(o, l.location))
+		out.Overrides = append(out.Overrides, toOverrideJSON(o, l.Location))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -263,7 +258,7 @@ func (h *Handler) apiAddOverride(c echo.Context) error {
 	case err != nil:
 		return h.unavailable("add override", err)
 	}
-	return c.JSON(http.StatusCreated, toOverrideJSON(o, l.location))
+	return c.JSON(http.StatusCreated, toOverrideJSON(o, l.Location))
 }
 
 func (h *Handler) apiDeleteOverride(c echo.Context) error {
@@ -309,7 +304,7 @@ func (h *Handler) oncallSection() []oncallRow {
 	now := h.now()
 	rows := []oncallRow{}
 	for _, l := range h.oncall.Lists(now) {
-		loc := l.location
+		loc := l.Location
 		if loc == nil {
 			loc = time.UTC
 		}

@@ -26,7 +26,7 @@ type fakeOncall struct {
 
 func (f *fakeOncall) Lists(now time.Time) []OncallList {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
-	return []OncallList{(OncallList{
+	return []OncallList{{
 		Name: "db-primary", TimeZone: "Europe/Berlin", Source: "rotation",
 		Now:   []Person{{Name: "alice", Number: "+27830000001"}},
 		Until: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC), Next: []Person{{Name: "bob", Number: "+27830000002"}, {Number: "+27830000009"}},
@@ -35,7 +35,8 @@ func (f *fakeOncall) Lists(now time.Time) []OncallList {
 			{List: "db-primary", Members: []Person{{Name: "erin", Number: "+27830000005"}}, Start: now.Add(-time.Hour), End: now.Add(time.Hour)},
 			{ID: 4, List: "db-primary", Members: []Person{{Name: "gone"}}, Start: now.Add(time.Hour), End: now.Add(2 * time.Hour), CreatedAt: now},
 		},
-	}).WithLocation(berlin)}
+		Location: berlin,
+	}}
 }
 
 func (f *fakeOncall) AddOverride(_ context.Context, list string, req OverrideRequest) (Override, error) {
