@@ -129,7 +129,7 @@ func (m *Mute) mark(e *Envelope) []int {
 		case len(keep) == 0:
 			en.Skipped = reason
 			muted = append(muted, i)
-		default:
+		case e.p != nil:
 			e.p.narrow(e.Notification, en, keep)
 		}
 	}
