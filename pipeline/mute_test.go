@@ -92,7 +92,7 @@ func (c *clock) set(s string) {
 	c.t = t
 }
 
-func timedPipeline(t *testing.T, store Store, c *clock) (*Pipeline, *prometheus.Registry, *bytes.Buffer) {
+func timedPipeline(t testing.TB, store Store, c *clock) (*Pipeline, *prometheus.Registry, *bytes.Buffer) {
 	t.Helper()
 	var f timedFile
 	dec := yaml.NewDecoder(strings.NewReader(timedConfig))
@@ -333,5 +333,19 @@ func TestPlanResolvesOnCall(t *testing.T) {
 	}
 	if e := p.Plan(n).Entries[0]; e.People[0] != "bob" {
 		t.Errorf("with an override for bob: %v", e.People)
+	}
+}
+
+// BenchmarkPlanOnCall is Plan and the mute stage's judgement for one
+// alert routed to a receiver with an on-call rotation and a route with
+// active_time_intervals: the work added to each request.
+func BenchmarkPlanOnCall(b *testing.B) {
+	c := &clock{}
+	c.set("2026-04-01T08:00:00Z")
+	p, _, _ := timedPipeline(b, &recordingStore{}, c)
+	n := notification("alertmanager", "firing", map[string]string{"alertname": "Disk", "team": "db"})
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Preview(n, c.t)
 	}
 }
