@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/receiver/auth"
 	"github.com/smsbridge/smsbridge/receiver/mapping"
 	"github.com/smsbridge/smsbridge/routing"
@@ -40,6 +41,10 @@ type Config struct {
 	Route        *routing.Route     `yaml:"route"`
 	Receivers    []routing.Receiver `yaml:"receivers"`
 	Oncall       []routing.Oncall   `yaml:"oncall"`
+	// TimeIntervals are named for routes and on-call layers.
+	TimeIntervals []TimeInterval `yaml:"time_intervals"`
+	// People are whom on-call lists and receivers may name.
+	People []oncall.Person `yaml:"people"`
 }
 
 // SMS is the provider's API: the primary account and, optionally, a
@@ -570,7 +575,7 @@ func (f *File) validate() error {
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
 	}
-	return nil
+	return f.validateTimeIntervals()
 }
 
 // validateFallback checks the second account: a key of its own, a URL, and

@@ -52,6 +52,8 @@ type indexData struct {
 	Deliveries []outbox.Record
 	// DeliveriesErr is set when the filter is wrong or the outbox failed.
 	DeliveriesErr string
+	// OnCall are the on-call lists; nil when the bridge has none to show.
+	OnCall []oncallRow
 }
 
 type filterLink struct {
@@ -61,7 +63,8 @@ type filterLink struct {
 
 func (h *Handler) page(c echo.Context) error {
 	ctx := c.Request().Context()
-	d := indexData{pageData: h.header("smsbridge status", "status"), Info: h.bridge.Info(), Provider: h.bridge.Provider()}
+	d := indexData{pageData: h.header("smsbridge status", "status"), Info: h.bridge.Info(), Provider: h.bridge.Provider(),
+		OnCall: h.oncallSection()}
 	code := http.StatusOK
 	if st, err := h.store.Stats(ctx); err != nil {
 		h.logger.Error("read outbox stats", "err", err)
@@ -122,6 +125,8 @@ func (h *Handler) routesTest(c echo.Context) error {
 func (h *Handler) funcs() template.FuncMap {
 	return template.FuncMap{
 		"mask":     sms.MaskNumber,
+		"who":      func(person, number string) string { return Person{Name: person, Number: number}.String() },
+		"people":   maskPeople,
 		"masks":    maskAll,
 		"short":    func(s string) string { return s[:min(len(s), 12)] },
 		"ts":       formatTime,
@@ -132,6 +137,20 @@ func (h *Handler) funcs() template.FuncMap {
 		"reason":   reasonText,
 		"join":     strings.Join,
 	}
+}
+
+// maskPeople writes numbers masked, each after the name of the person on
+// call there when people names one: "alice (+2783****001), +2783****005".
+func maskPeople(numbers, people []string) string {
+	m := make([]string, len(numbers))
+	for i, n := range numbers {
+		p := Person{Number: n}
+		if i < len(people) {
+			p.Name = people[i]
+		}
+		m[i] = p.String()
+	}
+	return strings.Join(m, ", ")
 }
 
 func maskAll(numbers []string) string {

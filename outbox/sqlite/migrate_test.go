@@ -33,8 +33,8 @@ func TestMigrateV1(t *testing.T) {
 	s := mustOpen(t, dir, Options{Retention: week})
 	ctx := context.Background()
 
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
-		t.Errorf("user_version = %d, want 2", v)
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
 	type row struct {
 		id                       int64
@@ -87,7 +87,8 @@ func TestMigrateV1(t *testing.T) {
 	wantNames := []string{
 		"deliveries", "deliveries_age", "deliveries_api_id", "deliveries_due", "deliveries_leased", "deliveries_number", "deliveries_updated",
 		"messages", "messages_notification",
-		"notifications", "notifications_dedup", "notifications_group", "notifications_received",
+		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
+		"oncall_overrides", "oncall_overrides_end",
 		"state",
 	}
 	if !slices.Equal(names, wantNames) {
@@ -133,7 +134,7 @@ func TestMigrateV1(t *testing.T) {
 	// Opening the upgraded database again changes nothing.
 	s.Close()
 	s = mustOpen(t, dir, Options{Retention: week})
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
 		t.Errorf("user_version after reopening = %d", v)
 	}
 	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {
