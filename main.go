@@ -38,7 +38,9 @@ import (
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/outbox/sqlite"
+	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/roster"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/status"
@@ -92,6 +94,7 @@ func run(args []string, stdout, stderr *os.File) int {
 	checkCmd.Flag("sms.dry-run", "Do not require the API key.").BoolVar(&f.dryRun)
 	routesTestCmd, routesFlags := addRoutesCommand(app)
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
+	oncallCmds := addOncallCommands(app)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -106,6 +109,10 @@ func run(args []string, stdout, stderr *os.File) int {
 		return runRoutesTest(f.configFile, routesFlags, stdout, stderr)
 	case sendTestCmd.FullCommand():
 		return runSendTest(sendTestFlags, stdout, stderr)
+	case oncallCmds.who.FullCommand():
+		return runOncallWho(f.configFile, oncallCmds.flags, stdout, stderr)
+	case oncallCmds.add.FullCommand(), oncallCmds.list.FullCommand(), oncallCmds.del.FullCommand():
+		return runOverrideCommand(cmd, oncallCmds, stdout, stderr)
 	default:
 		if err := serveBridge(f, logger); err != nil {
 			logger.Error("smsbridge stopped", "err", err)
@@ -174,6 +181,12 @@ type bridge struct {
 	readiness  *readiness
 	// lastReload is the result of the last (re)load, for the status page.
 	lastReload atomic.Pointer[reloadResult]
+
+	// roster keeps the on-call overrides and sends handoff notices; it
+	// outlives generations.
+	roster  *roster.Roster
+	rosterM *roster.Metrics
+	muteM   *pipeline.MuteMetrics
 }
 
 type reloadResult struct {
@@ -212,6 +225,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.tmplM = templates.NewMetrics(b.reg)
 	b.smsM = sms.NewMetrics(b.reg)
 	b.dispatchM = dispatch.NewMetrics(b.reg)
+	b.muteM = pipeline.NewMuteMetrics(b.reg)
+	b.rosterM = roster.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -240,6 +255,19 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.store = store
 	b.readiness = newReadiness(store, b.reg, logger.With("component", "readiness"))
 	b.readiness.check(context.Background())
+	b.roster = roster.New(roster.Options{
+		Store:   store,
+		View:    b.rosterView,
+		Logger:  logger.With("component", "oncall"),
+		Metrics: b.rosterM,
+		// A notice is its own guard only while the store keeps it.
+		MaxLate: time.Duration(file.Config.Storage.Retention),
+	})
+	if err := b.roster.Load(context.Background()); err != nil {
+		b.close()
+		return nil, err
+	}
+	b.reg.MustRegister(b.roster.Collector())
 	g, err := b.build(file)
 	if err != nil {
 		b.reloadM.success.Set(0)
@@ -274,6 +302,8 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 		TemplateMetrics: b.tmplM,
 		SMSMetrics:      b.smsM,
 		Store:           b.store,
+		Overrides:       b.roster,
+		MuteMetrics:     b.muteM,
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
@@ -286,6 +316,13 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
+		b.muteM.Init(r.Name)
+	}
+	for _, s := range g.Router.Lists() {
+		if s.NotifyHandoff {
+			b.dispatchM.InitReceivers(roster.NoticeReceiver(s.Name))
+			b.rosterM.Init(s.Name)
+		}
 	}
 	prev := b.gen.Swap(g)
 	b.readiness.setLoaded()
@@ -422,6 +459,9 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	dctx, dcancel := context.WithCancel(context.Background())
 	ddone := make(chan error, 1)
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() { _ = b.roster.Run(rctx); close(rdone) }()
 
 	srv := &http.Server{
 		Handler: b.handler(),
@@ -462,6 +502,9 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
+	// The roster stops first: a notice it queues must still be sent.
+	rcancel()
+	<-rdone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)

@@ -23,6 +23,7 @@ func (b *bridge) registerStatus(e *echo.Echo) {
 		Bridge:   statusBridge{b},
 		Started:  b.started,
 		Logger:   b.logger.With("component", "status"),
+		Oncall:   oncallBridge{b},
 		AdminAPI: b.flags.adminAPI,
 	})
 	if err != nil {
@@ -52,8 +53,14 @@ func (s statusBridge) Info() status.Info {
 	if err := g.Router.WriteTree(&tree); err == nil {
 		info.Tree = tree.String()
 	}
+	now := time.Now()
 	for _, r := range g.Router.Receivers() {
-		info.Receivers = append(info.Receivers, status.Receiver{Name: r.Name, Numbers: r.Numbers, SendResolved: r.SendResolved})
+		// Who the receiver pages now: its own numbers and who is on call.
+		var nums []string
+		for _, m := range r.Recipients(now, s.b.overridesFor(g)) {
+			nums = append(nums, m.Number)
+		}
+		info.Receivers = append(info.Receivers, status.Receiver{Name: r.Name, Numbers: nums, SendResolved: r.SendResolved})
 	}
 	info.Sources = append([]string{alert.SourceAlertmanager}, g.Sources.SourceNames()...)
 	return info
@@ -89,7 +96,8 @@ func (s statusBridge) RoutesTest(labels map[string]string) (status.RouteTest, er
 	if g == nil {
 		return status.RouteTest{}, errors.New("routes test: no configuration loaded")
 	}
-	return status.FromPlan(g.Pipeline.Plan(labelNotification(labels, nil, time.Now()))), nil
+	now := time.Now()
+	return status.FromPlan(g.Pipeline.Preview(labelNotification(labels, nil, now), now)), nil
 }
 
 // SendTest implements status.Bridge: one SMS to every number of the

@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/receiver/auth"
 	"github.com/smsbridge/smsbridge/receiver/mapping"
 	"github.com/smsbridge/smsbridge/routing"
@@ -40,6 +41,10 @@ type Config struct {
 	Route        *routing.Route     `yaml:"route"`
 	Receivers    []routing.Receiver `yaml:"receivers"`
 	Oncall       []routing.Oncall   `yaml:"oncall"`
+	// TimeIntervals are named for routes and on-call layers.
+	TimeIntervals []TimeInterval `yaml:"time_intervals"`
+	// People are whom on-call lists and receivers may name.
+	People []oncall.Person `yaml:"people"`
 }
 
 // SMS is the provider's API: the primary account and, optionally, a
@@ -615,7 +620,10 @@ func (f *File) validate() error {
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
 	}
-	return f.validDeliveryID(c.Alertmanager.DeliveryID, "alertmanager", "alertmanager")
+	if err := f.validDeliveryID(c.Alertmanager.DeliveryID, "alertmanager", "alertmanager"); err != nil {
+		return err
+	}
+	return f.validateTimeIntervals()
 }
 
 // validDeliveryID checks a source's delivery id settings; at is the

@@ -7,8 +7,10 @@ import (
 
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
 )
@@ -141,12 +143,20 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 	if g.Router == nil || g.Renderer == nil {
 		return nil
 	}
+	var overrides routing.OverridesFunc
+	if src := b.opts.Overrides; src != nil {
+		dir := g.Router.Directory()
+		overrides = func(list string) []oncall.Override { return src.For(list, dir) }
+	}
+	mute := pipeline.NewMute(b.c.Intervals(), b.opts.MuteMetrics, b.opts.Logger)
 	p, err := pipeline.New(pipeline.Options{
-		Router:   g.Router,
-		Renderer: g.Renderer,
-		Stages:   []pipeline.Stage{pipeline.ResolvedRule{}},
-		Store:    b.opts.Store,
-		Logger:   b.opts.Logger,
+		Router:    g.Router,
+		Renderer:  g.Renderer,
+		Stages:    []pipeline.Stage{pipeline.ResolvedRule{}, mute},
+		Store:     b.opts.Store,
+		Logger:    b.opts.Logger,
+		Now:       b.opts.Now,
+		Overrides: overrides,
 	})
 	if err != nil {
 		b.errorf("", "%w", err)

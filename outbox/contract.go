@@ -74,10 +74,23 @@ type Store interface {
 	// deliveries are all finished (accepted or failed) and were last
 	// updated more than retention ago, with their messages and
 	// deliveries, and returns how many notifications it deleted.
-	// Unfinished work is never pruned. It also forgets delivery ids
-	// (Notification.DeliveryID) whose expiry has passed; they are not
-	// counted.
+	// Unfinished work is never pruned. It also deletes the on-call
+	// overrides that ended more than retention ago, and forgets delivery
+	// ids (Notification.DeliveryID) whose expiry has passed (neither
+	// counted).
 	Prune(ctx context.Context, retention time.Duration) (int, error)
+
+	// AddOverride stores an on-call override added at run time and
+	// returns it with its id (unique, ascending in the order added) and
+	// CreatedAt set. ErrInvalid wraps one without a list or members, or
+	// whose End is not after its Start.
+	AddOverride(ctx context.Context, o Override) (Override, error)
+	// Overrides returns every stored override, in the order added
+	// (ascending id). Prune removes those that ended long ago.
+	Overrides(ctx context.Context) ([]Override, error)
+	// DeleteOverride removes the override with id; the error wraps
+	// ErrNotFound when there is none.
+	DeleteOverride(ctx context.Context, id int64) error
 
 	// GetState and PutState are a small durable key-value map for state
 	// that must survive a restart and be shared by replicas (the
@@ -116,7 +129,8 @@ var (
 	// failed state.
 	ErrNotFailed = errors.New("the delivery has not failed")
 	// ErrNotFound is returned when no delivery has the id (Retry) or the
-	// provider's message id (DeliveryByProviderID).
+	// provider's message id (DeliveryByProviderID), or no override the id
+	// (DeleteOverride).
 	ErrNotFound = errors.New("no delivery with that id")
 )
 
@@ -128,8 +142,9 @@ const (
 	OutcomeAccepted = "accepted"
 	OutcomeUnrouted = "unrouted"
 	OutcomeFiltered = "filtered"
-	// OutcomeDuplicate is Enqueue's answer for a notification whose
-	// DeliveryID the store has already recorded; nothing was written.
+	// OutcomeDuplicate is what Enqueue reports for a notification whose
+	// DeliveryID (unexpired) or OnceKey a recorded notification carries
+	// already; nothing was written.
 	OutcomeDuplicate = "duplicate"
 )
 
@@ -167,6 +182,13 @@ type Notification struct {
 	// DeliveryIDExpires is when the store may forget DeliveryID. An id
 	// whose expiry has passed protects nothing.
 	DeliveryIDExpires time.Time
+	// OnceKey, when not empty, makes the notification happen once: if a
+	// recorded notification carries the same key, nothing is written and
+	// Enqueue returns that notification's id with OutcomeDuplicate. The
+	// check is atomic with the write (a unique key, in a shared database
+	// too), so a retry after a crash, or two replicas, cannot record it
+	// twice. The key lives as long as its notification (see Prune).
+	OnceKey string
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
@@ -175,7 +197,7 @@ type Notification struct {
 // Enqueued is what Enqueue recorded.
 type Enqueued struct {
 	// ID is the recorded notification's id; for OutcomeDuplicate, the id
-	// of the notification first recorded with the DeliveryID.
+	// of the notification first recorded with the DeliveryID or OnceKey.
 	ID int64
 	// Outcome is the notification's recorded outcome.
 	Outcome string
@@ -193,6 +215,10 @@ type Message struct {
 	Segments int
 	// Numbers are E.164 numbers; duplicates are stored once.
 	Numbers []string
+	// People are, for each of Numbers, the name of the person on call at
+	// that number when the notification was routed, or "". Nil or empty
+	// means no names; otherwise it has one entry per number (ErrInvalid).
+	People []string
 }
 
 // State is the state of one delivery (one text to one number).
@@ -247,6 +273,9 @@ type Delivery struct {
 	// Lease is the lease token (unique across processes and restarts);
 	// Complete records a result only while the row still carries it.
 	Lease string
+	// Person is who was on call at Number when the notification was
+	// routed (Message.People), or "".
+	Person string
 }
 
 // Outcome is what became of one leased delivery. Build it with Accepted,
@@ -359,4 +388,20 @@ type Record struct {
 	// LeaseOwner is the Owner of the store that leased the row last
 	// (holding it while State is sending); empty before any lease.
 	LeaseOwner string
+	// Person is who was on call at Number when the notification was
+	// routed, or "".
+	Person string
+}
+
+// Override is an on-call override added at run time: Members are on call
+// for List from Start (inclusive) to End (exclusive). Members are as the
+// operator wrote them, people's names or numbers; they are resolved
+// against the configuration in force whenever the list is read.
+type Override struct {
+	ID        int64
+	List      string
+	Members   []string
+	Start     time.Time
+	End       time.Time
+	CreatedAt time.Time
 }

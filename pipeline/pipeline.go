@@ -45,8 +45,12 @@ type Options struct {
 	Stages []Stage
 	Store  Store
 	Logger *slog.Logger
-	// Now is the clock of the test send; default time.Now.
+	// Now is the pipeline's clock: on-call lists are resolved and time
+	// intervals judged at it; default time.Now.
 	Now func() time.Time
+	// Overrides are the on-call overrides added at run time; nil for
+	// none.
+	Overrides routing.OverridesFunc
 }
 
 // Pipeline is immutable and safe for concurrent use.
@@ -57,6 +61,9 @@ type Pipeline struct {
 	store    Store
 	logger   *slog.Logger
 	now      func() time.Time
+
+	// overrides are the on-call overrides added at run time.
+	overrides routing.OverridesFunc
 }
 
 // New returns a Pipeline for opts.
@@ -65,7 +72,7 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, errors.New("pipeline: a router and a renderer are required")
 	}
 	p := &Pipeline{router: opts.Router, renderer: opts.Renderer,
-		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now}
+		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now, overrides: opts.Overrides}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -95,7 +102,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if p.store == nil {
 		return Result{}, errors.New("pipeline: no store to write to")
 	}
-	e := &Envelope{Notification: n, Plan: p.Plan(n),
+	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
 		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status,
 			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires}}
 	for _, st := range p.stages {
@@ -133,6 +140,28 @@ type Envelope struct {
 	// outcome, once set by Drop, ends the stages: the notification is
 	// recorded with it and sends nothing.
 	outcome string
+	p       *Pipeline
+}
+
+// Previewer is a stage whose judgement needs no store and changes
+// nothing outside the envelope: Preview marks the plan's entries as Exec
+// would, without dropping, counting or logging, so that a routes test
+// shows it (muted by a time interval, say).
+type Previewer interface {
+	Preview(e *Envelope)
+}
+
+// Preview plans n at at and applies the stages that are Previewers, for
+// the routes test: what would be sent, and what the stages would hold
+// back and why. Nothing is stored.
+func (p *Pipeline) Preview(n *alert.Notification, at time.Time) *Plan {
+	e := &Envelope{Notification: n, Plan: p.PlanAt(n, at), p: p}
+	for _, st := range p.stages {
+		if pv, ok := st.(Previewer); ok {
+			pv.Preview(e)
+		}
+	}
+	return e.Plan
 }
 
 // Drop records the whole notification with outcome (duplicate, muted...)

@@ -421,6 +421,7 @@ func TestSinkOutcomes(t *testing.T) {
 		{OutcomeAccepted, 2, OutcomeAccepted, "accepted"},
 		{OutcomeUnrouted, 0, OutcomeUnrouted, "accepted"},
 		{OutcomeFiltered, 0, OutcomeFiltered, "filtered"},
+		{OutcomeMuted, 0, OutcomeMuted, "muted"},
 		{"bogus", 2, OutcomeAccepted, "accepted"},
 		{"", 2, OutcomeAccepted, "accepted"},
 	}

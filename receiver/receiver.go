@@ -59,6 +59,7 @@ const (
 	OutcomeAccepted = "accepted" // stored, with deliveries
 	OutcomeUnrouted = "unrouted" // stored, but no receiver with numbers matched
 	OutcomeFiltered = "filtered" // stored or dropped by design, sends nothing
+	OutcomeMuted    = "muted"    // stored; its routes' time intervals muted it for every receiver
 	// A delivery id the store had seen: a replay, or a retry of something
 	// already accepted. Nothing is stored or sent; the answer is 202.
 	OutcomeDuplicate = "duplicate"
@@ -76,7 +77,7 @@ const (
 // new one (duplicate, stale, muted) adds its value here and nowhere else:
 // its series are then created at zero for every source, and the handler
 // counts it and answers it as the 202's status.
-var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeDuplicate}
+var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeMuted, OutcomeDuplicate}
 
 // refusalOutcomes are the outcomes of requests the handler answers itself.
 var refusalOutcomes = []string{

@@ -48,6 +48,8 @@ type Handler struct {
 	admin *Gate
 	// tests limits test SMS per receiver.
 	tests testLimiter
+	// oncall are the on-call lists (nil: none).
+	oncall Oncall
 }
 
 // New returns a Handler; it fails only if the embedded templates do.
@@ -55,7 +57,7 @@ func New(o Options) (*Handler, error) {
 	if o.Store == nil || o.Bridge == nil {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
-	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger}
+	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger, oncall: o.Oncall}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -77,7 +79,7 @@ func New(o Options) (*Handler, error) {
 }
 
 func (h *Handler) parse(page string) (*template.Template, error) {
-	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/"+page)
+	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/oncall.html", "templates/"+page)
 	if err != nil {
 		return nil, fmt.Errorf("status: parse %s: %w", page, err)
 	}
@@ -96,6 +98,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/api/v1/deliveries", h.apiDeliveries)
 	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
 	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
+	h.registerOncall(e)
 }
 
 // Admin is the gate of --web.enable-admin-api: every endpoint that changes
@@ -174,6 +177,8 @@ type deliveryJSON struct {
 	ProviderMessageID string `json:"provider_message_id,omitempty"`
 	ErrorCode         string `json:"error_code,omitempty"`
 	Error             string `json:"error,omitempty"`
+	// Person is who was on call at the number when it was routed.
+	Person string `json:"person,omitempty"`
 }
 
 func toJSON(r outbox.Record) deliveryJSON {
@@ -181,7 +186,7 @@ func toJSON(r outbox.Record) deliveryJSON {
 		ID: r.ID, NotificationID: r.NotificationID, ReceivedAt: r.ReceivedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, Receiver: r.Receiver,
 		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
-		Text: r.Text, ProviderMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error,
+		Text: r.Text, ProviderMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error, Person: r.Person,
 	}
 }
 

@@ -54,6 +54,8 @@ type indexData struct {
 	DeliveriesErr string
 	// AdminAPI says the page may offer what changes state (retry).
 	AdminAPI bool
+	// OnCall are the on-call lists; nil when the bridge has none to show.
+	OnCall []oncallRow
 }
 
 type filterLink struct {
@@ -64,7 +66,7 @@ type filterLink struct {
 func (h *Handler) page(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := indexData{pageData: h.header("smsbridge status", "status"), Info: h.bridge.Info(), Provider: h.bridge.Provider(),
-		AdminAPI: h.admin.Enabled()}
+		AdminAPI: h.admin.Enabled(), OnCall: h.oncallSection()}
 	code := http.StatusOK
 	if st, err := h.store.Stats(ctx); err != nil {
 		h.logger.Error("read outbox stats", "err", err)
@@ -125,6 +127,8 @@ func (h *Handler) routesTest(c echo.Context) error {
 func (h *Handler) funcs() template.FuncMap {
 	return template.FuncMap{
 		"mask":     sms.MaskNumber,
+		"who":      func(person, number string) string { return Person{Name: person, Number: number}.String() },
+		"people":   maskPeople,
 		"masks":    maskAll,
 		"short":    func(s string) string { return s[:min(len(s), 12)] },
 		"ts":       formatTime,
@@ -135,6 +139,20 @@ func (h *Handler) funcs() template.FuncMap {
 		"reason":   reasonText,
 		"join":     strings.Join,
 	}
+}
+
+// maskPeople writes numbers masked, each after the name of the person on
+// call there when people names one: "alice (+2783****001), +2783****005".
+func maskPeople(numbers, people []string) string {
+	m := make([]string, len(numbers))
+	for i, n := range numbers {
+		p := Person{Number: n}
+		if i < len(people) {
+			p.Name = people[i]
+		}
+		m[i] = p.String()
+	}
+	return strings.Join(m, ", ")
 }
 
 func maskAll(numbers []string) string {

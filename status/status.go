@@ -139,7 +139,9 @@ type Plan struct {
 	// Alerts counts the alerts the text is about.
 	Alerts int
 	// Numbers are the full numbers; callers mask them for display.
+	// People are, for each, the name of the person on call there, or "".
 	Numbers  []string
+	People   []string
 	Text     string
 	Segments int
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
@@ -174,6 +176,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives errors the caller is not shown; nil discards them.
 	Logger *slog.Logger
+	// Oncall are the on-call lists; nil hides them and their API.
+	Oncall Oncall
 	// AdminAPI opens the endpoints that change state (--web.enable-admin-api);
 	// without it they answer 403 and the page hides them.
 	AdminAPI bool

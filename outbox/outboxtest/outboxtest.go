@@ -90,11 +90,15 @@ func Run(t *testing.T, h Harness) {
 		{"Health", testHealth},
 		{"Metrics", testMetrics},
 		{"ClosedStore", testClosedStore},
+		{"People", testPeople},
+		{"OnceKey", testOnceKey},
+		{"Overrides", testOverrides},
 	}
 	if h.Concurrent() {
 		tests = append(tests,
 			suiteTest{"ConcurrentOwners", testConcurrentOwners},
 			suiteTest{"ConcurrentShared", testConcurrentShared},
+			suiteTest{"ConcurrentOnceKey", testConcurrentOnceKey},
 		)
 	} else {
 		t.Log("the harness is exclusive (one store per backing): checking that a second Open fails, instead of the concurrent-owner tests")

@@ -90,21 +90,30 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 		if m.Segments < 0 {
 			return n, fmt.Errorf("%w: message %d has %d segments", outbox.ErrInvalid, i, m.Segments)
 		}
+		if len(m.People) > 0 && len(m.People) != len(m.Numbers) {
+			return n, fmt.Errorf("%w: message %d has %d people for %d numbers", outbox.ErrInvalid, i, len(m.People), len(m.Numbers))
+		}
 		seen := make(map[string]bool, len(m.Numbers))
 		nums := make([]string, 0, len(m.Numbers))
-		for _, num := range m.Numbers {
+		people := make([]string, 0, len(m.Numbers))
+		for k, num := range m.Numbers {
 			if num == "" {
 				return n, fmt.Errorf("%w: message %d has an empty number", outbox.ErrInvalid, i)
 			}
 			if !seen[num] {
 				seen[num] = true
 				nums = append(nums, num)
+				person := ""
+				if len(m.People) > 0 {
+					person = m.People[k]
+				}
+				people = append(people, person)
 			}
 		}
 		if m.Text == "" && len(nums) > 0 {
 			return n, fmt.Errorf("%w: message %d has numbers but no text", outbox.ErrInvalid, i)
 		}
-		m.Numbers = nums
+		m.Numbers, m.People = nums, people
 		msgs = append(msgs, m)
 	}
 	n.Messages = msgs
@@ -199,15 +208,18 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
 	lastStatus := tx.StmtContext(ctx, s.ins.lastStatus)
+	onceKey := tx.StmtContext(ctx, s.ins.onceKey)
 	insN := tx.StmtContext(ctx, s.ins.notification)
 	insM := tx.StmtContext(ctx, s.ins.message)
 	insD := tx.StmtContext(ctx, s.ins.delivery)
-
 	seenID := tx.StmtContext(ctx, s.ins.seenID)
 	insID := tx.StmtContext(ctx, s.ins.deliveryID)
+
 	now := ms(s.clock())
 	for _, r := range batch {
 		n := r.n
+		// The sender's delivery id first: a repeat of a delivery writes
+		// nothing, whatever the other guards would say.
 		if n.DeliveryID != "" {
 			var first int64
 			switch err := seenID.QueryRowContext(ctx, n.DeliveryID, now).Scan(&first); {
@@ -216,6 +228,16 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				continue
 			case !errors.Is(err, sql.ErrNoRows):
 				return false, fmt.Errorf("read delivery id: %w", err)
+			}
+		}
+		if n.OnceKey != "" {
+			var prior int64
+			switch err := onceKey.QueryRowContext(ctx, n.OnceKey).Scan(&prior); {
+			case err == nil:
+				r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return false, fmt.Errorf("read the once key: %w", err)
 			}
 		}
 		if n.RequireFiring {
@@ -229,7 +251,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
 			}
 		}
-		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome)
+		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey)
 		if err != nil {
 			return false, fmt.Errorf("insert notification: %w", err)
 		}
@@ -244,8 +266,8 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			if err != nil {
 				return false, fmt.Errorf("insert message: %w", err)
 			}
-			for _, num := range m.Numbers {
-				if _, err := insD.ExecContext(ctx, mid, num, now, now, now); err != nil {
+			for k, num := range m.Numbers {
+				if _, err := insD.ExecContext(ctx, mid, num, now, now, now, m.People[k]); err != nil {
 					return false, fmt.Errorf("insert delivery: %w", err)
 				}
 				r.res.Recipients++
@@ -275,7 +297,7 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	lastStatus, notification, message, delivery, seenID, deliveryID *sql.Stmt
+	lastStatus, onceKey, notification, message, delivery, seenID, deliveryID *sql.Stmt
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -289,9 +311,10 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		// commit share received_at, so the id breaks the tie in the order
 		// they were written.
 		{&ins.lastStatus, `SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`},
-		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`},
+		{&ins.onceKey, `SELECT id FROM notifications WHERE once_key = ?`},
+		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
-		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
+		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, person) VALUES (?, ?, 'pending', ?, ?, ?, ?)`},
 		{&ins.seenID, `SELECT notification_id FROM delivery_ids WHERE id = ? AND expires_at > ?`},
 		// An expired record of the id is replaced: the sender may reuse it.
 		{&ins.deliveryID, `INSERT INTO delivery_ids (id, notification_id, expires_at) VALUES (?, ?, ?)
@@ -308,7 +331,7 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 }
 
 func (ins *inserts) close() {
-	for _, st := range []*sql.Stmt{ins.lastStatus, ins.notification, ins.message, ins.delivery, ins.seenID, ins.deliveryID} {
+	for _, st := range []*sql.Stmt{ins.lastStatus, ins.onceKey, ins.notification, ins.message, ins.delivery, ins.seenID, ins.deliveryID} {
 		if st != nil {
 			st.Close()
 		}

@@ -88,7 +88,8 @@ func TestMigrateV1(t *testing.T) {
 		"deliveries", "deliveries_age", "deliveries_api_id", "deliveries_due", "deliveries_leased", "deliveries_number", "deliveries_updated",
 		"delivery_ids", "delivery_ids_expiry",
 		"messages", "messages_notification",
-		"notifications", "notifications_dedup", "notifications_group", "notifications_received",
+		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
+		"oncall_overrides", "oncall_overrides_end",
 		"state",
 	}
 	if !slices.Equal(names, wantNames) {

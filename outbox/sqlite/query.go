@@ -35,7 +35,7 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 // selectRecords is the query behind outbox.Record, without its WHERE.
 const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner
+		d.next_attempt_at, d.lease_owner, d.person
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -47,7 +47,7 @@ func scanRecord(sc interface{ Scan(...any) error }) (outbox.Record, error) {
 	var state string
 	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner); err != nil {
+		&next, &r.LeaseOwner, &r.Person); err != nil {
 		return outbox.Record{}, err
 	}
 	r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), outbox.State(state)
@@ -196,6 +196,10 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (_ int, err 
 		if n < pruneChunk {
 			break
 		}
+	}
+	// Overrides are few; the ones long over only clutter the list.
+	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM oncall_overrides WHERE ends_at < ?`, cutoff); err != nil {
+		return total, fmt.Errorf("prune on-call overrides: %w", err)
 	}
 	now := ms(s.clock())
 	for {
