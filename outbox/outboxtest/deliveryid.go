@@ -92,6 +92,24 @@ func testDeliveryIDGuards(t *testing.T, h Harness) {
 		t.Errorf("repeat of a muted notification: %+v, want duplicate of %d", r, m.ID)
 	}
 
+	// The delivery id comes before the once key: a repeat carrying a new
+	// once key is a duplicate, and the once key stays unused.
+	once := withID(note("notice"), "ci:once", exp)
+	once.OnceKey = "notice:1"
+	if r := enqueue(t, s, once); r.Outcome != outbox.OutcomeAccepted {
+		t.Fatalf("first with a once key: %+v", r)
+	}
+	again := withID(note("notice"), "ci:once", exp)
+	again.OnceKey = "notice:2"
+	if r := enqueue(t, s, again); r.Outcome != outbox.OutcomeDuplicate {
+		t.Errorf("repeat with a new once key: %+v, want duplicate", r)
+	}
+	fresh := note("notice")
+	fresh.OnceKey = "notice:2"
+	if r := enqueue(t, s, fresh); r.Outcome != outbox.OutcomeAccepted {
+		t.Errorf("the once key of a duplicate was recorded: %+v", r)
+	}
+
 	// A refused call records nothing: the corrected retry is taken.
 	bad := withID(outbox.Notification{Source: "ci", Status: "resolved", RequireFiring: true}, "ci:bad", exp)
 	if _, err := s.Enqueue(ctx, bad); !errors.Is(err, outbox.ErrInvalid) {
