@@ -21,13 +21,15 @@ type Store interface {
 
 	// Enqueue records n durably and returns its id and the outcome the
 	// store settled on: when it returns nil, the notification and its
-	// deliveries are committed (fsync'd). Guards on n (RequireFiring) are
+	// deliveries are committed (fsync'd). Guards on n (RequireFiring,
+	// DedupWindow with Message.DedupKey, Message.Alerts, CancelHeld) are
 	// evaluated atomically with the write, in the order notifications are
-	// recorded (ascending ids). Concurrent calls may share one commit. An
-	// error means nothing was recorded (answer 503); ErrInvalid wraps a
-	// notification that can never be recorded. A ctx that ends before the
-	// write starts abandons the call; once the write started, the call
-	// waits for it.
+	// recorded (ascending ids). Messages that pass their guards are
+	// merged by text: a number gets each text once per notification (see
+	// Message). Concurrent calls may share one commit. An error means
+	// nothing was recorded (answer 503); ErrInvalid wraps a notification
+	// that can never be recorded. A ctx that ends before the write starts
+	// abandons the call; once the write started, the call waits for it.
 	Enqueue(ctx context.Context, n Notification) (Enqueued, error)
 
 	// Wake receives a value after a commit (by this process or, where
@@ -50,13 +52,62 @@ type Store interface {
 	// leased again, failed for max age, or recovered at Open) is skipped
 	// and logged: the current holder decides. An outcome with a state other
 	// than accepted, failed or pending is an error, and nothing is recorded.
+	// A row that ends failed or pending gives back what Admit counted for
+	// it (its place in the number's throttle windows, its segments in the
+	// day's budget): it was not sent. Rows a lease returns to the queue
+	// otherwise (a lapsed lease taken again, recovery at Open, FailExpired)
+	// give them back too.
 	Complete(ctx context.Context, outcomes []Outcome) error
 	// FailExpired fails every queued delivery that entered the queue
-	// maxAge or more before now, and returns how many.
+	// maxAge or more before now, and returns how many. Held deliveries
+	// wait for their number, not for the provider, and do not expire.
 	FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (int, error)
-	// Schedule reads when the next row is due and how old the oldest
-	// waiting row is.
+	// Schedule reads when the next row is due, when held deliveries are
+	// next due for release, and how old the oldest waiting row is.
 	Schedule(ctx context.Context, now time.Time) (Schedule, error)
+
+	// Admit decides, for deliveries this store leased (ds, each still
+	// carrying its lease token), which may be sent now under limits, and
+	// records the decision in one transaction, atomically with every other
+	// Admit (in any process): two Admit calls never both take a number's
+	// last place in a throttle window or the budget's last segments. A
+	// driver serialises the decisions per number and per budget day
+	// (SQLite: the single writer; PostgreSQL: row locks on the number's
+	// and the day's rows). In the order given, each delivery is:
+	//   - held (Admission.Held), when limits.Throttle applies to it (not
+	//     Unthrottled, not a digest) and its number already had
+	//     Bucket.Count deliveries admitted within Bucket.Per of now for
+	//     some bucket, or has held deliveries or a digest waiting: state
+	//     held, due when the number may receive again (now when only
+	//     joining the others), lease released;
+	//   - deferred (Admission.Deferred), a digest whose number is still
+	//     full: back to pending, due when the number may receive again;
+	//   - failed with code ReasonBudgetExhausted (Admission.Failed), when
+	//     limits.Budget applies, the delivery is not Critical, and its
+	//     segments do not fit in what the day has left;
+	//   - admitted (Admission.Send): counted in its number's windows from
+	//     now and, with a budget, its segments added to the day's (a
+	//     Critical delivery is admitted and counted even past the limit).
+	// Deliveries no longer leased under their token are in no list.
+	Admit(ctx context.Context, now time.Time, ds []Delivery, limits Limits) (Admission, error)
+	// Release ends the hold of every number that has a held delivery due
+	// at now and no digest waiting (pending or sending), at most 100
+	// numbers a call, in one transaction: a number with one held delivery
+	// gets it back in the queue, due now; a number with several gets one
+	// digest, the Message digest returns for them (in id order; its
+	// Numbers are ignored), recorded as a notification from SourceDigest
+	// with one delivery to the number, due now, Critical if any of them
+	// was; each held delivery then ends bundled, pointing at the digest's
+	// delivery (Record.BundledInto). Either way max age counts afresh.
+	// An error from digest rolls the whole call back.
+	Release(ctx context.Context, now time.Time, digest DigestFunc) ([]ReleasedHold, error)
+	// BudgetUsed returns the segments Admit counted for day (0 for a day
+	// never counted).
+	BudgetUsed(ctx context.Context, day string) (int, error)
+	// Numbers reports, for every number with deliveries admitted at or
+	// after since or held now, how many were admitted since then and what
+	// is held, by number.
+	Numbers(ctx context.Context, since time.Time) ([]NumberStats, error)
 
 	// Stats counts the rows not yet accepted or failed and finds the
 	// oldest.
@@ -71,10 +122,12 @@ type Store interface {
 	// ErrNotFailed.
 	Retry(ctx context.Context, id int64) error
 	// Prune deletes notifications received more than retention ago whose
-	// deliveries are all finished (accepted or failed) and were last
-	// updated more than retention ago, with their messages and
-	// deliveries, and returns how many notifications it deleted.
-	// Unfinished work is never pruned.
+	// deliveries are all finished (accepted, failed, bundled or
+	// cancelled) and were last updated more than retention ago, with
+	// their messages and deliveries, and returns how many notifications
+	// it deleted. Unfinished work is never pruned. It also forgets
+	// duplicate keys, resolved alerts and budget days older than
+	// retention.
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// GetState and PutState are a small durable key-value map for state
@@ -115,6 +168,11 @@ const (
 	OutcomeAccepted = "accepted"
 	OutcomeUnrouted = "unrouted"
 	OutcomeFiltered = "filtered"
+	// OutcomeDuplicate: every message was a duplicate (Message.DedupKey),
+	// or some were and the rest stale.
+	OutcomeDuplicate = "duplicate"
+	// OutcomeStale: every message was stale (Message.Alerts).
+	OutcomeStale = "stale"
 )
 
 // Notification is one accepted notification as rendered for sending: one
@@ -137,9 +195,50 @@ type Notification struct {
 	// n is recorded with OutcomeFiltered and without its messages. It
 	// needs a GroupKey (ErrInvalid without one).
 	RequireFiring bool
+	// DedupWindow is duplicate suppression, evaluated atomically with the
+	// write for each message with a DedupKey (it needs a GroupKey): a
+	// message whose DedupKey equals the latest key stored for the same
+	// (Receiver, GroupKey) within DedupWindow of now is dropped
+	// (Enqueued.Suppressed, ReasonDuplicate); any other message that
+	// passes its guards stores its key as the latest, from now. A
+	// dropped message stores nothing, so a stream of duplicates does not
+	// extend the window. Zero turns it off.
+	DedupWindow time.Duration
+	// Resolved are the alerts n reports resolved. They are remembered
+	// (whatever becomes of n, duplicate or not), for Message.Alerts.
+	Resolved []AlertRef
+	// CancelHeld, on a resolved notification with a GroupKey, cancels
+	// what it makes moot: for each number it is written for, every held
+	// firing delivery of the group to that number ends cancelled ("resolved
+	// before sent"), and so does the resolution's own delivery to it,
+	// unless the number had been sent a firing of the group (a delivery
+	// pending, sending, accepted or bundled, newer than the group's last
+	// resolution it was sent), which the resolution must then follow.
+	CancelHeld bool
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
+}
+
+// AlertRef names one alert instance: Alertmanager's fingerprint and when
+// it started (compared to the millisecond). A re-fire of the same labels
+// has a new start, so it is another instance.
+type AlertRef struct {
+	Fingerprint string
+	StartsAt    time.Time
+}
+
+// Reasons a message is dropped by its guards (Enqueued.Suppressed).
+const (
+	ReasonDuplicate = "duplicate"
+	ReasonStale     = "stale"
+)
+
+// Suppressed is one message Enqueue dropped.
+type Suppressed struct {
+	Receiver string
+	// Reason is ReasonDuplicate or ReasonStale.
+	Reason string
 }
 
 // Enqueued is what Enqueue recorded.
@@ -147,13 +246,20 @@ type Enqueued struct {
 	ID int64
 	// Outcome is the notification's recorded outcome.
 	Outcome string
-	// Recipients counts the deliveries (distinct numbers per message)
-	// written.
+	// Recipients counts the deliveries queued to send (each number once
+	// per text).
 	Recipients int
+	// Suppressed are the messages the dedup and stale guards dropped.
+	Suppressed []Suppressed
+	// Cancelled counts deliveries CancelHeld ended: held ones of the
+	// group and n's own.
+	Cancelled int
 }
 
 // Message is one rendered text for one receiver and the numbers to send it
-// to.
+// to. Messages of one notification that pass their guards are merged by
+// text: a number two of them reach with the same text gets one delivery,
+// under the first, Unthrottled or Critical if either is.
 type Message struct {
 	Receiver string
 	Text     string
@@ -161,6 +267,23 @@ type Message struct {
 	Segments int
 	// Numbers are E.164 numbers; duplicates are stored once.
 	Numbers []string
+	// DedupKey is the message's duplicate key (see
+	// Notification.DedupWindow); empty for none.
+	DedupKey string
+	// Alerts are the alert instances the text is about. On a firing
+	// notification, a message whose every one was already remembered
+	// resolved (Notification.Resolved of a notification recorded before)
+	// is dropped as stale (Enqueued.Suppressed, ReasonStale). Empty for
+	// no check.
+	Alerts []AlertRef
+	// Unthrottled exempts the message's deliveries from the per-number
+	// throttle (Admit); they still count in their numbers' windows.
+	Unthrottled bool
+	// Critical sends the message's deliveries past an exhausted budget
+	// (Admit).
+	Critical bool
+	// Summary is one line about the message for a digest (Release).
+	Summary string
 }
 
 // State is the state of one delivery (one text to one number).
@@ -168,17 +291,22 @@ type State string
 
 // Delivery states. A delivery starts pending, is sending while leased, and
 // ends accepted (the provider took it) or failed; Retry moves a failed one
-// back to pending. Handset receipts ("delivered") are recorded beside the
-// state, not as one.
+// back to pending. A delivery its number's throttle holds back (Admit) is
+// held until Release bundles it into a digest (bundled) or returns it to
+// the queue; a resolution can cancel a held firing (cancelled). Handset
+// receipts ("delivered") are recorded beside the state, not as one.
 const (
-	StatePending  State = "pending"
-	StateSending  State = "sending"
-	StateAccepted State = "accepted"
-	StateFailed   State = "failed"
+	StatePending   State = "pending"
+	StateHeld      State = "held"
+	StateSending   State = "sending"
+	StateAccepted  State = "accepted"
+	StateBundled   State = "bundled"
+	StateCancelled State = "cancelled"
+	StateFailed    State = "failed"
 )
 
 // States lists every state, in display order.
-var States = []State{StatePending, StateSending, StateAccepted, StateFailed}
+var States = []State{StatePending, StateHeld, StateSending, StateAccepted, StateBundled, StateCancelled, StateFailed}
 
 // Batch is one request's worth of leased work: one text and the numbers to
 // send it to, none of them twice.
@@ -209,12 +337,14 @@ type Delivery struct {
 	Number         string
 	// Attempts counts the requests already made for this row.
 	Attempts int
-	// QueuedAt is when the row entered the queue (receipt, or a manual
-	// Retry); max age counts from it.
+	// QueuedAt is when the row entered the queue (receipt, a manual
+	// Retry, or a release from hold); max age counts from it.
 	QueuedAt time.Time
 	// Lease is the lease token (unique across processes and restarts);
 	// Complete records a result only while the row still carries it.
 	Lease string
+	// Digest is true for a digest of held deliveries (Release).
+	Digest bool
 }
 
 // Outcome is what became of one leased delivery. Build it with Accepted,
@@ -270,6 +400,9 @@ type Schedule struct {
 	// NextDue is the earliest time a queued row is due or a lease lapses;
 	// zero when nothing is queued or leased.
 	NextDue time.Time
+	// NextHeld is the earliest time a held delivery of a number with no
+	// digest waiting is due for Release; zero when there is none.
+	NextHeld time.Time
 	// OldestQueued is the earliest QueuedAt among rows waiting in the queue
 	// or held by a lapsed lease, i.e. the rows FailExpired would fail; zero
 	// when there are none.
@@ -283,6 +416,9 @@ type Stats struct {
 	Pending int
 	// InFlight counts the leased (sending) part of Pending.
 	InFlight int
+	// Held counts held deliveries (not part of Pending: they wait for
+	// their number, not for the provider).
+	Held int
 	// Oldest is the earliest QueuedAt among Pending; zero when none.
 	Oldest time.Time
 }
@@ -321,9 +457,17 @@ type Record struct {
 	APIMessageID string
 	ErrorCode    string
 	Error        string
-	// NextAttemptAt is when a pending row is next due; zero for rows in
-	// other states.
+	// NextAttemptAt is when a pending row is next due, or a held one
+	// due for release; zero for rows in other states.
 	NextAttemptAt time.Time
+	// BundledInto is, for a bundled row, the id of the digest's
+	// delivery; 0 otherwise.
+	BundledInto int64
+	// Summary is the message's line for a digest.
+	Summary string
+	// Critical is true for a delivery that goes past an exhausted
+	// budget.
+	Critical bool
 	// LeaseOwner is the Owner of the store that leased the row last
 	// (holding it while State is sending); empty before any lease.
 	LeaseOwner string

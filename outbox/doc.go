@@ -27,6 +27,28 @@
 // filtered, without messages, and the next resolution of the group is
 // quiet too.
 //
+// The noise controls are guards of the same kind. A message with a
+// DedupKey is dropped when its receiver stored the same key for the group
+// within the window (an Alertmanager HA pair's second copy); a firing
+// message whose every alert instance was already seen resolved is dropped
+// as stale; a resolution with CancelHeld cancels its group's firing that
+// a number's throttle still holds. Messages that pass are merged by text,
+// so a number gets each text once.
+//
+// # Limits at send time
+//
+// What a number may receive and what a day may cost is decided when a
+// delivery is about to be sent, not when it arrives: Admit, called by the
+// dispatcher for each leased batch, counts the deliveries admitted to the
+// number within each throttle window (in flight or accepted: what the
+// carrier sees) and the segments admitted on the budget's day (what is
+// billed), atomically with every other Admit. A delivery that would
+// exceed a window is held for its number; one the spent budget cannot pay
+// for fails with the reason budget_exhausted, unless it is critical. What
+// was admitted and then not sent (rejected, rescheduled, a lapsed lease)
+// is given back. Release, when a number may receive again, sends its one
+// held delivery as itself or bundles several into one digest.
+//
 // # At-least-once delivery
 //
 // A delivery (one text to one number) is pending until a dispatcher

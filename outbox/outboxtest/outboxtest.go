@@ -84,6 +84,17 @@ func Run(t *testing.T, h Harness) {
 		{"DeliveryByProviderID", testDeliveryByProviderID},
 		{"State", testState},
 		{"Metrics", testMetrics},
+		{"MergeByText", testMergeByText},
+		{"Dedup", testDedup},
+		{"DedupConcurrent", testDedupConcurrent},
+		{"Stale", testStale},
+		{"CancelHeld", testCancelHeld},
+		{"EnqueueGuardValidation", testEnqueueGuardValidation},
+		{"AdmitThrottle", testAdmitThrottle},
+		{"AdmitConcurrent", testAdmitConcurrent},
+		{"Release", testRelease},
+		{"Budget", testBudget},
+		{"PruneNoise", testPruneNoise},
 		{"ClosedStore", testClosedStore},
 	}
 	if h.Concurrent() {
@@ -124,6 +135,13 @@ func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 // Advance moves the clock by d.

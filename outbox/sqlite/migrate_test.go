@@ -33,8 +33,8 @@ func TestMigrateV1(t *testing.T) {
 	s := mustOpen(t, dir, Options{Retention: week})
 	ctx := context.Background()
 
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
-		t.Errorf("user_version = %d, want 2", v)
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
 	type row struct {
 		id                       int64
@@ -85,10 +85,12 @@ func TestMigrateV1(t *testing.T) {
 	}
 	rs.Close()
 	wantNames := []string{
-		"deliveries", "deliveries_age", "deliveries_api_id", "deliveries_due", "deliveries_leased", "deliveries_number", "deliveries_updated",
+		"budget", "dedup", "dedup_at",
+		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_held",
+		"deliveries_leased", "deliveries_number", "deliveries_updated",
 		"messages", "messages_notification",
 		"notifications", "notifications_dedup", "notifications_group", "notifications_received",
-		"state",
+		"resolved_alerts", "resolved_alerts_seen", "state",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("schema objects:\n got %v\nwant %v", names, wantNames)
@@ -98,6 +100,20 @@ func TestMigrateV1(t *testing.T) {
 	}
 	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'delivered' WHERE id = 1"); err == nil || !strings.Contains(err.Error(), "CHECK") {
 		t.Errorf("the old state is still allowed: %v", err)
+	}
+	// Version 3 widened the CHECK in place: the new states are allowed,
+	// nothing else is, and the table is intact.
+	for _, st := range []string{"held", "bundled", "cancelled"} {
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = ? WHERE id = 2", st); err != nil {
+			t.Errorf("state %s refused after the migration: %v", st, err)
+		}
+	}
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'failed' WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	var integrity string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity check after the migration: %q %v", integrity, err)
 	}
 
 	// Through the contract: the status page sees accepted, the pending
@@ -133,7 +149,7 @@ func TestMigrateV1(t *testing.T) {
 	// Opening the upgraded database again changes nothing.
 	s.Close()
 	s = mustOpen(t, dir, Options{Retention: week})
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
 		t.Errorf("user_version after reopening = %d", v)
 	}
 	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {

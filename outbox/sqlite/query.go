@@ -23,7 +23,8 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		(SELECT count(*) FROM deliveries WHERE state = 'pending'),
 		(SELECT count(*) FROM deliveries WHERE state = 'sending'),
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
-		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending')`).Scan(&queued, &st.InFlight, &oldP, &oldS)
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending'),
+		(SELECT count(*) FROM deliveries WHERE state = 'held')`).Scan(&queued, &st.InFlight, &oldP, &oldS, &st.Held)
 	if err != nil {
 		return outbox.Stats{}, fmt.Errorf("read outbox stats: %w", err)
 	}
@@ -35,7 +36,7 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 // selectRecords is the query behind outbox.Record, without its WHERE.
 const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner
+		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -47,11 +48,11 @@ func scanRecord(sc interface{ Scan(...any) error }) (outbox.Record, error) {
 	var state string
 	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner); err != nil {
+		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical); err != nil {
 		return outbox.Record{}, err
 	}
 	r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), outbox.State(state)
-	if r.State == outbox.StatePending {
+	if r.State == outbox.StatePending || r.State == outbox.StateHeld {
 		r.NextAttemptAt = fromMS(next)
 	}
 	return r, nil
@@ -163,9 +164,11 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 const pruneChunk = 500
 
 // Prune deletes notifications received more than retention ago whose
-// deliveries are all finished (accepted or failed) and were last updated
-// more than retention ago, with their messages and deliveries. It returns
-// the number of notifications deleted. Unfinished work is never pruned.
+// deliveries are all finished (accepted, failed, bundled or cancelled) and
+// were last updated more than retention ago, with their messages and
+// deliveries. It returns the number of notifications deleted. Unfinished
+// work (pending, sending, held) is never pruned. Duplicate keys, resolved
+// alerts and budget days older than retention go too.
 func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error) {
 	if err := s.closed(); err != nil {
 		return 0, err
@@ -179,7 +182,7 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 			AND NOT EXISTS (
 				SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
 				WHERE m.notification_id = n.id
-				AND (d.state IN ('pending', 'sending') OR d.updated_at >= ?)
+				AND (d.state IN ('pending', 'sending', 'held') OR d.updated_at >= ?)
 			)
 			LIMIT ?)`, cutoff, cutoff, pruneChunk)
 		if err != nil {
@@ -191,7 +194,18 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 		}
 		total += int(n)
 		if n < pruneChunk {
-			return total, nil
+			break
 		}
 	}
+	// The noise controls' memory: small tables, one statement each.
+	for _, q := range []string{
+		`DELETE FROM dedup WHERE at < ?`,
+		`DELETE FROM resolved_alerts WHERE seen_at < ?`,
+		`DELETE FROM budget WHERE updated_at < ?`,
+	} {
+		if _, err := s.wdb.ExecContext(ctx, q, cutoff); err != nil {
+			return total, fmt.Errorf("prune outbox: %w", err)
+		}
+	}
+	return total, nil
 }
