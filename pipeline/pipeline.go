@@ -107,7 +107,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if e.outcome != "" {
 		rec.Outcome = e.outcome
 	} else {
-		rec.Messages = e.Plan.Messages()
+		rec.Messages = e.Plan.stored()
 		rec.Outcome = outbox.OutcomeAccepted
 		if len(rec.Messages) == 0 {
 			rec.Outcome = outbox.OutcomeUnrouted
@@ -117,6 +117,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
+	p.logGuards(n, res)
 	return Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}, nil
 }
 

@@ -37,6 +37,23 @@ type Entry struct {
 	Numbers []string
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
 	Skipped string
+	// Notification is the notification as the receiver sees it: only its
+	// own alerts (send_resolved applied), as its text was rendered from;
+	// nil when Skipped.
+	Notification *alert.Notification
+	// Marks are what the stages noted for the entry's stored message.
+	Marks Marks
+}
+
+// Marks are what the stages note about one entry for the store: the
+// guards it evaluates with the write and the flags the dispatcher reads at
+// send time (see outbox.Message).
+type Marks struct {
+	DedupKey    string
+	Alerts      []outbox.AlertRef
+	Unthrottled bool
+	Critical    bool
+	Summary     string
 }
 
 // Plan routes every alert of n and renders one text per receiver, with the
@@ -63,7 +80,8 @@ func (p *Pipeline) Plan(n *alert.Notification) *Plan {
 		default:
 			e.Alerts = len(alerts)
 			e.Numbers = rcv.Numbers
-			e.Text, e.Segments = p.render(rcv, n.Subset(alerts))
+			e.Notification = n.Subset(alerts)
+			e.Text, e.Segments = p.render(rcv, e.Notification)
 		}
 		pl.Entries = append(pl.Entries, e)
 	}
@@ -103,6 +121,24 @@ func (pl *Plan) Messages() []outbox.Message {
 				out[i].Numbers = append(out[i].Numbers, num)
 			}
 		}
+	}
+	return out
+}
+
+// stored returns the messages Accept writes: one per entry that sends,
+// with its marks. The store merges equal texts after evaluating each
+// one's guards, since a guard may drop one receiver and keep another.
+func (pl *Plan) stored() []outbox.Message {
+	var out []outbox.Message
+	for _, e := range pl.Entries {
+		if e.Skipped != "" {
+			continue
+		}
+		out = append(out, outbox.Message{
+			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
+			DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
+			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+		})
 	}
 	return out
 }

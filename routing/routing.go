@@ -64,6 +64,9 @@ type Receiver struct {
 	// MaxSegments caps the text length in SMS segments; 0 means the global
 	// setting (Options.MaxSegments).
 	MaxSegments int `yaml:"max_segments"`
+	// Throttle says whether the per-number throttle applies to this
+	// receiver's messages; nil means true. false is for a last resort.
+	Throttle *bool `yaml:"throttle"`
 }
 
 // Oncall is a named list of phone numbers that receivers can share.
@@ -90,6 +93,8 @@ type ResolvedReceiver struct {
 	// MaxSegments caps the text length in SMS segments: the receiver's
 	// own, or the global Options.MaxSegments. It is always positive.
 	MaxSegments int
+	// Throttle says whether the per-number throttle applies.
+	Throttle bool
 }
 
 // Node is one route of a validated routing tree, for matching and display.
@@ -297,6 +302,7 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 		Template:     rc.Template,
 		SendResolved: sendResolved,
 		MaxSegments:  rc.MaxSegments,
+		Throttle:     rc.Throttle == nil || *rc.Throttle,
 	}
 }
 

@@ -206,6 +206,9 @@ func New(opts Options) (*Renderer, error) {
 	if err := r.check(invoke(WebhookTemplate), hook); err != nil {
 		return nil, fmt.Errorf("template %s: %w", WebhookTemplate, err)
 	}
+	if err := r.checkDigest(am); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -342,8 +345,9 @@ func (c *compiled) lookup(tmpl string) (*tmpltext.Template, error) {
 	return actual.(*tmpltext.Template), nil
 }
 
-// execute runs tmpl against d and returns trimmed GSM text.
-func (c *compiled) execute(tmpl string, d *Data) (string, error) {
+// execute runs tmpl against d (a *Data, or a digest's *DigestData) and
+// returns trimmed GSM text.
+func (c *compiled) execute(tmpl string, d any) (string, error) {
 	t, err := c.lookup(tmpl)
 	if err != nil {
 		return "", err
