@@ -40,6 +40,9 @@ type Config struct {
 	Route        *routing.Route     `yaml:"route"`
 	Receivers    []routing.Receiver `yaml:"receivers"`
 	Oncall       []routing.Oncall   `yaml:"oncall"`
+	Dedup        Dedup              `yaml:"dedup"`
+	Throttle     Throttle           `yaml:"throttle"`
+	Budget       Budget             `yaml:"budget"`
 }
 
 // SMS is the provider's API: the primary account and, optionally, a
@@ -254,6 +257,10 @@ func (c *Config) setDefaults() {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
 	}
 	c.Alertmanager.RateLimit.setDefaults()
+	setDuration(&c.Dedup.Window, DefaultDedupWindow)
+	if c.Budget.TimeZone == "" {
+		c.Budget.TimeZone = DefaultTimeZone
+	}
 	for i := range c.Webhooks {
 		if c.Webhooks[i].BodyLimit == 0 {
 			c.Webhooks[i].BodyLimit = DefaultBodyLimit
@@ -570,7 +577,7 @@ func (f *File) validate() error {
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
 	}
-	return nil
+	return f.validateNoise()
 }
 
 // validateFallback checks the second account: a key of its own, a URL, and

@@ -154,6 +154,7 @@ type harness struct {
 	store    *memStore
 	d        *Dispatcher
 	m        *Metrics
+	reg      *prometheus.Registry
 	logs     *syncBuffer
 	mu       sync.Mutex
 	settings Settings
@@ -166,7 +167,8 @@ func newHarness(t *testing.T, s Settings, store *memStore) *harness {
 	if store == nil {
 		store = newMemStore()
 	}
-	h := &harness{t: t, store: store, settings: s, logs: &syncBuffer{}, m: NewMetrics(prometheus.NewRegistry())}
+	reg := prometheus.NewRegistry()
+	h := &harness{t: t, store: store, settings: s, logs: &syncBuffer{}, m: NewMetrics(reg), reg: reg}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := New(Options{Store: store, Settings: h.current, Logger: logger, Metrics: h.m})
 	if err != nil {

@@ -116,6 +116,7 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g.Router = b.router()
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
+	g.Dispatch.Limits = b.limits(g)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {

@@ -122,9 +122,16 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 	p, err := pipeline.New(pipeline.Options{
 		Router:   g.Router,
 		Renderer: g.Renderer,
-		Stages:   []pipeline.Stage{pipeline.ResolvedRule{}},
-		Store:    b.opts.Store,
-		Logger:   b.opts.Logger,
+		// DESIGN's order: resolved rule, dedup, time intervals,
+		// throttle/digest, budget, escalation timers.
+		Stages: stages(
+			pipeline.ResolvedRule{},
+			b.dedup(),
+			b.throttle(g),
+			b.budget(),
+		),
+		Store:  b.opts.Store,
+		Logger: b.opts.Logger,
 	})
 	if err != nil {
 		b.errorf("", "%w", err)

@@ -75,6 +75,15 @@ func New(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
+// StageNames returns the names of the stages, in the order they run.
+func (p *Pipeline) StageNames() []string {
+	out := make([]string, len(p.stages))
+	for i, st := range p.stages {
+		out[i] = st.Name()
+	}
+	return out
+}
+
 // Result is what Accept recorded.
 type Result struct {
 	// ID is the stored notification's id.

@@ -413,6 +413,8 @@ func TestSinkOutcomes(t *testing.T) {
 		{OutcomeAccepted, 2, OutcomeAccepted, "accepted"},
 		{OutcomeUnrouted, 0, OutcomeUnrouted, "accepted"},
 		{OutcomeFiltered, 0, OutcomeFiltered, "filtered"},
+		{OutcomeDuplicate, 0, OutcomeDuplicate, "duplicate"},
+		{OutcomeStale, 0, OutcomeStale, "stale"},
 		{"bogus", 2, OutcomeAccepted, "accepted"},
 		{"", 2, OutcomeAccepted, "accepted"},
 	}

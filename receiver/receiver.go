@@ -53,6 +53,11 @@ const (
 	OutcomeAccepted = "accepted" // stored, with deliveries
 	OutcomeUnrouted = "unrouted" // stored, but no receiver with numbers matched
 	OutcomeFiltered = "filtered" // stored or dropped by design, sends nothing
+	// Stored, sends nothing: every receiver already got it (an
+	// Alertmanager HA peer's copy), or some did and the rest are stale.
+	OutcomeDuplicate = "duplicate"
+	// Stored, sends nothing: a firing whose alerts all resolved already.
+	OutcomeStale = "stale"
 	// Counted by the handler for the requests it refuses.
 	OutcomeInvalid              = "invalid"
 	OutcomeUnauthorized         = "unauthorized"
@@ -67,7 +72,7 @@ const (
 // new one (duplicate, stale, muted) adds its value here and nowhere else:
 // its series are then created at zero for every source, and the handler
 // counts it and answers it as the 202's status.
-var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered}
+var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeDuplicate, OutcomeStale}
 
 // refusalOutcomes are the outcomes of requests the handler answers itself.
 var refusalOutcomes = []string{

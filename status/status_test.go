@@ -220,7 +220,7 @@ func TestStatusPage(t *testing.T) {
 		},
 		{
 			name: "bad filter", provider: Provider{State: ProviderOK}, query: "?status=lost", code: 400,
-			want:    []string{`id="deliveries-error"`, `status &#34;lost&#34; is not one of pending, sending, accepted, failed`},
+			want:    []string{`id="deliveries-error"`, `status &#34;lost&#34; is not one of pending, held, sending, accepted, bundled, cancelled, failed`},
 			notWant: []string{`id="delivery-1"`},
 		},
 		{
@@ -291,7 +291,7 @@ func TestStatusDeliveriesAPI(t *testing.T) {
 		{query: "?since=2026-11-26T02:50:30Z", code: 200, filter: outbox.Filter{Since: time.Date(2026, 11, 26, 2, 50, 30, 0, time.UTC), Limit: 100}, ids: []int64{2, 3}},
 		{query: "?since=1h&status=pending", code: 200, filter: outbox.Filter{State: outbox.StatePending, Since: testNow.Add(-time.Hour), Limit: 100}, ids: []int64{3}},
 		{query: "?since=2d", code: 200, filter: outbox.Filter{Since: testNow.Add(-48 * time.Hour), Limit: 100}, ids: []int64{1, 2, 3}},
-		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, sending, accepted, failed`},
+		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, held, sending, accepted, bundled, cancelled, failed`},
 		{query: "?since=soon", code: 400, wantErr: `since "soon" is neither an RFC 3339 time`},
 		{query: "?since=-1h", code: 400, wantErr: "neither an RFC 3339 time"},
 		{query: "?limit=0", code: 400, wantErr: `limit "0" is not a whole number from 1 to 1000`},
