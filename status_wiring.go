@@ -23,6 +23,7 @@ func (b *bridge) registerStatus(e *echo.Echo) {
 		Bridge:  statusBridge{b},
 		Started: b.started,
 		Logger:  b.logger.With("component", "status"),
+		Noise:   statusNoise{b},
 	})
 	if err != nil {
 		// The templates are embedded: this is a broken build, not a

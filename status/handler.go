@@ -45,6 +45,8 @@ type Handler struct {
 	index   *template.Template
 	routes  *template.Template
 	css     []byte
+	// noiseSrc reports the throttle and budget; nil hides them.
+	noiseSrc NoiseSource
 	// csrf refuses state-changing requests a browser sends from another
 	// site: with basic auth the browser would add the credentials itself.
 	csrf *http.CrossOriginProtection
@@ -56,7 +58,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
 	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		csrf: http.NewCrossOriginProtection()}
+		noiseSrc: o.Noise, csrf: http.NewCrossOriginProtection()}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -77,7 +79,7 @@ func New(o Options) (*Handler, error) {
 }
 
 func (h *Handler) parse(page string) (*template.Template, error) {
-	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/"+page)
+	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/noise.html", "templates/"+page)
 	if err != nil {
 		return nil, fmt.Errorf("status: parse %s: %w", page, err)
 	}
@@ -178,6 +180,10 @@ type deliveryJSON struct {
 	ProviderMessageID string `json:"provider_message_id,omitempty"`
 	ErrorCode         string `json:"error_code,omitempty"`
 	Error             string `json:"error,omitempty"`
+	// NextAttemptAt is when a pending row is due, or a held one goes.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// BundledInto is the digest's delivery id of a bundled row.
+	BundledInto int64 `json:"bundled_into,omitempty"`
 }
 
 func toJSON(r outbox.Record) deliveryJSON {
@@ -186,6 +192,7 @@ func toJSON(r outbox.Record) deliveryJSON {
 		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, Receiver: r.Receiver,
 		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
 		Text: r.Text, ProviderMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error,
+		NextAttemptAt: optTime(r.NextAttemptAt), BundledInto: r.BundledInto,
 	}
 }
 
@@ -308,6 +315,8 @@ type statusJSON struct {
 	Provider      providerJSON `json:"provider"`
 	Outbox        *outboxJSON  `json:"outbox,omitempty"`
 	OutboxError   string       `json:"outbox_error,omitempty"`
+	Noise         *noiseJSON   `json:"noise,omitempty"`
+	NoiseError    string       `json:"noise_error,omitempty"`
 }
 
 type configJSON struct {
@@ -332,6 +341,8 @@ type outboxJSON struct {
 	Pending                 int     `json:"pending"`
 	InFlight                int     `json:"in_flight"`
 	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+	// Held counts deliveries the throttle holds (not part of Pending).
+	Held int `json:"held,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -363,7 +374,12 @@ func (h *Handler) apiStatus(c echo.Context) error {
 		h.logger.Error("read outbox stats", "err", err)
 		out.OutboxError = "the outbox could not be read; see the bridge's log"
 	} else {
-		out.Outbox = &outboxJSON{Pending: st.Pending, InFlight: st.InFlight, OldestPendingAgeSeconds: age(st.Oldest, now).Seconds()}
+		out.Outbox = &outboxJSON{Pending: st.Pending, InFlight: st.InFlight, Held: st.Held, OldestPendingAgeSeconds: age(st.Oldest, now).Seconds()}
+	}
+	if n, msg := h.noise(c.Request().Context()); n != nil {
+		out.Noise = toNoiseJSON(n)
+	} else {
+		out.NoiseError = msg
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -52,6 +52,9 @@ type indexData struct {
 	Deliveries []outbox.Record
 	// DeliveriesErr is set when the filter is wrong or the outbox failed.
 	DeliveriesErr string
+	// Noise is the throttle and budget; NoiseErr says why it is missing.
+	Noise    *Noise
+	NoiseErr string
 }
 
 type filterLink struct {
@@ -80,6 +83,7 @@ func (h *Handler) page(c echo.Context) error {
 			d.DeliveriesErr = "the deliveries could not be read; see the bridge's log"
 		}
 	}
+	d.Noise, d.NoiseErr = h.noise(ctx)
 	d.Filters = append(d.Filters, filterLink{Name: "all", Href: "/", Active: d.Filter == "" && err == nil})
 	for _, st := range states {
 		d.Filters = append(d.Filters, filterLink{Name: string(st), Href: "/?status=" + string(st), Active: d.Filter == string(st)})

@@ -171,4 +171,6 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives errors the caller is not shown; nil discards them.
 	Logger *slog.Logger
+	// Noise reports the throttle and budget; nil leaves them off the page.
+	Noise NoiseSource
 }
