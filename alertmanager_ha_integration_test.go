@@ -159,4 +159,3 @@ func outcome(t *testing.T, addr, want string) int {
 	}
 	return 0
 }
-
