@@ -39,6 +39,10 @@ var metricLabels = map[string][]string{
 	"smsbridge_config_last_reload_success_timestamp_seconds": nil,
 	"smsbridge_build_info":                                   {"version", "revision", "goversion"},
 	"smsbridge_webhook_auth_failures_total":                  {"source", "reason"},
+	"smsbridge_throttled_total":                              {"receiver"},
+	"smsbridge_digests_sent_total":                           nil,
+	"smsbridge_budget_segments_used":                         nil,
+	"smsbridge_budget_segments_remaining":                    nil,
 	"up":                                                     nil,
 }
 
@@ -48,9 +52,9 @@ var histograms = []string{"smsbridge_sms_api_request_duration_seconds"}
 // labelValues are the bounded label values of the contract; a matcher on
 // a value outside them selects nothing, so an alert on it never fires.
 var labelValues = map[string]map[string][]string{
-	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large", "store_error", "render_error"}},
+	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large", "store_error", "render_error", "duplicate", "stale"}},
 	"smsbridge_sms_api_requests_total":       {"class": {"2xx", "4xx", "5xx", "error"}},
-	"smsbridge_deliveries_failed_total":      {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
+	"smsbridge_deliveries_failed_total":      {"reason": {"rejected", "max_age", "bad_request", "permanent", "budget_exhausted"}},
 	"smsbridge_dispatch_held_reason":         {"kind": {"unauthorized", "suspended", "no_credits"}},
 }
 
@@ -360,6 +364,9 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeAPIErrors", "smsbridge_sms_api_requests_total", "warning", ""},
 		{"SmsbridgeIntakeRejected", "smsbridge_notifications_received_total", "warning", ""},
 		{"SmsbridgeStoreErrors", "smsbridge_notifications_received_total", "critical", ""},
+		{"SmsbridgeBudgetLow", "smsbridge_budget_segments_used", "warning", "1m"},
+		{"SmsbridgeBudgetSpent", "smsbridge_budget_segments_remaining", "critical", "1m"},
+		{"SmsbridgeThrottlingSustained", "smsbridge_throttled_total", "warning", "30m"},
 	}
 	for _, req := range required {
 		r, ok := seen[req.alert]
@@ -478,6 +485,10 @@ func TestDashboard(t *testing.T) {
 		"smsbridge_dispatch_held_reason",                    // and why
 		"smsbridge_deliveries_failed_total",                 // failures by reason
 		"smsbridge_config_last_reload_successful",           // reload status
+		"smsbridge_throttled_total",                         // held by the throttle
+		"smsbridge_digests_sent_total",                      // digests
+		"smsbridge_budget_segments_used",                    // the day's budget
+		"smsbridge_budget_segments_remaining",
 	} {
 		if !used[m] {
 			t.Errorf("no dashboard panel shows %s", m)
