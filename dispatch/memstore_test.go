@@ -172,7 +172,7 @@ func (m *memStore) Complete(_ context.Context, outs []outbox.Outcome) error {
 		}
 		switch o.State {
 		case outbox.StateAccepted:
-			r.apiID, r.code, r.err = o.APIMessageID, "", ""
+			r.apiID, r.code, r.err, r.admitted = o.APIMessageID, "", "", now
 		case outbox.StateFailed:
 			r.code, r.err = o.ErrorCode, o.Error
 		case outbox.StatePending:

@@ -52,9 +52,12 @@ type Store interface {
 	// leased again, failed for max age, or recovered at Open) is skipped
 	// and logged: the current holder decides. An outcome with a state other
 	// than accepted, failed or pending is an error, and nothing is recorded.
-	// A row that ends failed or pending gives back what Admit counted for
-	// it (its place in the number's throttle windows, its segments in the
-	// day's budget): it was not sent. Rows a lease returns to the queue
+	// An accepted row counts in its number's throttle windows from the
+	// time Complete records it (whether or not Admit saw it): later than
+	// the provider took it, so a slow request never shortens a window as
+	// the carrier sees it. A row that ends failed or pending gives back
+	// what Admit counted for it (its place in the number's throttle
+	// windows, its segments in the day's budget): it was not sent. Rows a lease returns to the queue
 	// otherwise (a lapsed lease taken again, recovery at Open, FailExpired)
 	// give them back too.
 	Complete(ctx context.Context, outcomes []Outcome) error
@@ -86,8 +89,9 @@ type Store interface {
 	//     limits.Budget applies, the delivery is not Critical, and its
 	//     segments do not fit in what the day has left;
 	//   - admitted (Admission.Send): counted in its number's windows from
-	//     now and, with a budget, its segments added to the day's (a
-	//     Critical delivery is admitted and counted even past the limit).
+	//     now (until Complete records it accepted, from then on) and,
+	//     with a budget, its segments added to the day's (a Critical
+	//     delivery is admitted and counted even past the limit).
 	// Deliveries no longer leased under their token are in no list.
 	Admit(ctx context.Context, now time.Time, ds []Delivery, limits Limits) (Admission, error)
 	// Release ends the hold of every number that has a held delivery due

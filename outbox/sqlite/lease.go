@@ -155,7 +155,8 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 	stmts := map[outbox.State]*sql.Stmt{}
 	for state, q := range map[outbox.State]string{
 		outbox.StateAccepted: `UPDATE deliveries SET state = 'accepted', attempts = attempts + ?, ` + account + `,
-			api_message_id = NULLIF(?, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = ? ` + held,
+			api_message_id = NULLIF(?, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = ?,
+			admitted_at = ? ` + held,
 		outbox.StateFailed: `UPDATE deliveries SET state = 'failed', attempts = attempts + ?, ` + account + `,
 			error_code = ?, error = ?, lease = '', lease_until = NULL, ` + unadmit + `, updated_at = ? ` + held,
 		outbox.StatePending: `UPDATE deliveries SET state = 'pending', attempts = attempts + ?, ` + account + `,
@@ -190,7 +191,9 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 		dueNow := false
 		switch o.State {
 		case outbox.StateAccepted:
-			args = []any{attempted, o.Account, o.Account, o.APIMessageID, nowMS, d.ID, d.Lease}
+			// The throttle counts an accepted row from now: never earlier
+			// than the provider took it.
+			args = []any{attempted, o.Account, o.Account, o.APIMessageID, nowMS, nowMS, d.ID, d.Lease}
 		case outbox.StateFailed:
 			args = []any{attempted, o.Account, o.Account, o.ErrorCode, o.Error, nowMS, d.ID, d.Lease}
 		case outbox.StatePending:
