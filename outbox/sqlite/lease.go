@@ -30,14 +30,24 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	nowMS := ms(now)
-	// A lapsed lease was not sent as far as anyone knows: what Admit
-	// counted for it goes back.
-	if err := giveBack(ctx, tx, `state = 'sending' AND lease_until <= ?`, nowMS); err != nil {
+	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = ?
+		WHERE state = 'sending' AND lease_until <= ?`, nowMS, nowMS)
+	if err != nil {
 		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, `+unadmit+`, updated_at = ?
-		WHERE state = 'sending' AND lease_until <= ?`, nowMS, nowMS); err != nil {
+	if n, err := res.RowsAffected(); err != nil {
 		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+	} else if n > 0 {
+		// A lapsed lease was not sent as far as anyone knows: what Admit
+		// counted for it goes back. Only a row just reclaimed is pending
+		// and still admitted (every other way back to pending clears it);
+		// this runs only when a lease lapsed, keeping the hot path short.
+		if err := giveBack(ctx, tx, `state = 'pending' AND admitted_at IS NOT NULL`); err != nil {
+			return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET `+unadmit+` WHERE state = 'pending' AND admitted_at IS NOT NULL`); err != nil {
+			return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+		}
 	}
 	// Scan at most what the batches can hold, and stop at the first new
 	// text once every batch is open: this runs on the single writer
@@ -170,15 +180,6 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 		defer st.Close()
 		stmts[state] = st
 	}
-	// A row that was not sent after all gives its segments back to the
-	// day it took them from.
-	refund, err := tx.PrepareContext(ctx, `UPDATE budget SET used = max(0, used - d.charged), updated_at = ?
-		FROM (SELECT charged, charged_day FROM deliveries WHERE id = ? AND state = 'sending' AND lease = ? AND lease <> '' AND charged > 0) AS d
-		WHERE budget.day = d.charged_day`)
-	if err != nil {
-		return fmt.Errorf("complete: prepare: %w", err)
-	}
-	defer refund.Close()
 	var stale int
 	due := false
 	for _, o := range outcomes {
@@ -208,7 +209,11 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 			return fmt.Errorf("complete delivery %d: unknown outcome state %q", d.ID, o.State)
 		}
 		if o.State != outbox.StateAccepted {
-			if _, err := refund.ExecContext(ctx, nowMS, d.ID, d.Lease); err != nil {
+			// Not sent after all: its segments go back to the day it took
+			// them from.
+			if _, err := tx.ExecContext(ctx, `UPDATE budget SET used = max(0, used - d.charged), updated_at = ?
+				FROM (SELECT charged, charged_day FROM deliveries WHERE id = ? AND state = 'sending' AND lease = ? AND lease <> '' AND charged > 0) AS d
+				WHERE budget.day = d.charged_day`, nowMS, d.ID, d.Lease); err != nil {
 				return fmt.Errorf("complete delivery %d: give back budget: %w", d.ID, err)
 			}
 		}
