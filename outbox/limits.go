@@ -3,6 +3,8 @@ package outbox
 import (
 	"fmt"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // Limits are what Admit applies at send time: the per-number throttle and
@@ -24,7 +26,8 @@ type Bucket struct {
 	Per   time.Duration
 }
 
-func (b Bucket) String() string { return fmt.Sprintf("%d per %s", b.Count, b.Per) }
+// String writes b as it is configured: "5 per 15m".
+func (b Bucket) String() string { return fmt.Sprintf("%d per %s", b.Count, model.Duration(b.Per)) }
 
 // Budget is one day's segment budget. The caller names the day (a local
 // date such as "2026-03-29"), so the budget resets whenever the name

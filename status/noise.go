@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/smsbridge/smsbridge/sms"
 )
 
@@ -52,6 +54,23 @@ type BudgetNoise struct {
 	Used     int
 	// Critical are the matchers of the messages that go past it.
 	Critical []string
+}
+
+// WindowText writes the throttle's window as it is configured.
+func (n Noise) WindowText() string { return model.Duration(n.Window).String() }
+
+// DedupText writes the duplicate window as it is configured.
+func (n Noise) DedupText() string { return model.Duration(n.DedupWindow).String() }
+
+// HeldNumbers counts the numbers something is held for.
+func (n Noise) HeldNumbers() int {
+	c := 0
+	for _, nn := range n.Numbers {
+		if len(nn.Held) > 0 {
+			c++
+		}
+	}
+	return c
 }
 
 // Remaining is what the day has left.

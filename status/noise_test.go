@@ -66,16 +66,20 @@ func TestNoiseSection(t *testing.T) {
 		notWant []string
 	}{
 		{"throttle and budget", fakeNoise{n: full}, []string{
-			`id="noise"`, "At most 5 per 15m, 11 per 1h to one number", "Sent (1h 0m)",
+			`id="noise"`, "At most 5 per 15m, 11 per 1h to one number", "Sent (1h)",
 			"&#43;2783****001", "2 held</span> FIRING DiskFull db1; RESOLVED NodeDown n3", "2026-11-26 03:07:00Z (in 7m 0s)",
 			"digest queued", "500 of 500 segments", "(100%, 0 left)", "Spent: only critical messages go", "budget-spent",
 			"Europe/Berlin", "severity=&#34;critical&#34;",
 			`sent in digest <a href="#delivery-9">#9</a>`, "held for the number until 2026-11-26 03:07:00Z",
 			"resolved before sent: the group resolved", "digest of held messages",
 		}, []string{"27830000001", "27830000002", "last attempt: resolved before sent"}},
-		{"off", fakeNoise{n: Noise{DedupWindow: time.Minute}}, []string{
-			"Off: no <code>throttle.per_number</code>", "Off: no <code>budget.daily_segments</code>", "within 1m 0s are not sent",
-		}, []string{"budget-spent"}},
+		{"off", fakeNoise{n: Noise{DedupWindow: time.Minute, Numbers: []NumberNoise{{Number: "+27830000001", Sent: 4}}}}, []string{
+			"Off: no <code>throttle.per_number</code>", "Off: no <code>budget.daily_segments</code>", "within 1m are not sent",
+		}, []string{"budget-spent", "Still held"}},
+		{"off, something still held", fakeNoise{n: Noise{DedupWindow: time.Minute, Numbers: []NumberNoise{{Number: "+27830000001", Sent: 4},
+			{Number: "+27830000002", Held: []string{"FIRING A"}}}}}, []string{
+			"Still held from an earlier configuration, for 1 number; they go out as digests.",
+		}, nil},
 		{"unreadable", fakeNoise{err: errors.New("database is locked")}, []string{
 			"the throttle and budget could not be read; see the bridge&#39;s log",
 		}, []string{"database is locked"}},
