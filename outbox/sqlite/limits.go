@@ -34,11 +34,15 @@ func (s *Store) Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, 
 	if budget.Limit > 0 && budget.Day == "" {
 		return adm, fmt.Errorf("admit: a budget without a day: %w", outbox.ErrInvalid)
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	rawTx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return adm, fmt.Errorf("admit: begin: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	defer rawTx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	// A batch runs the same few statements for each of its rows: parse
+	// each once.
+	tx := &stmtCache{tx: rawTx, stmts: map[string]*sql.Stmt{}}
+	defer tx.close()
 	nowMS := ms(now)
 	used := 0
 	if budget.Limit > 0 {
@@ -126,10 +130,71 @@ func (s *Store) Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, 
 		}
 		adm.BudgetUsed = used
 	}
-	if err := tx.Commit(); err != nil {
+	if err := rawTx.Commit(); err != nil {
 		return adm, fmt.Errorf("admit: commit: %w", err)
 	}
 	return adm, nil
+}
+
+// stmtCache prepares each statement of a transaction once.
+type stmtCache struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (c *stmtCache) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := c.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[q] = st
+	return st, nil
+}
+
+func (c *stmtCache) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := c.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (c *stmtCache) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := c.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// scanRow is QueryRowContext: the error of preparing comes from Scan.
+type scanRow struct {
+	row *sql.Row
+	err error
+}
+
+func (r scanRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.row.Scan(dest...)
+}
+
+func (c *stmtCache) QueryRowContext(ctx context.Context, q string, args ...any) scanRow {
+	st, err := c.stmt(ctx, q)
+	if err != nil {
+		return scanRow{err: err}
+	}
+	return scanRow{row: st.QueryRowContext(ctx, args...)}
+}
+
+func (c *stmtCache) close() {
+	for _, st := range c.stmts {
+		st.Close()
+	}
 }
 
 func budgetDay(charged int, day string) string {
@@ -143,7 +208,7 @@ func budgetDay(charged int, day string) string {
 // and when it may receive again (the latest end among the full buckets).
 // A bucket of Count per Per is full when the Count-th most recent
 // admission is within Per of now; it frees up Per after that admission.
-func windowFull(ctx context.Context, tx *sql.Tx, number string, now time.Time, buckets []outbox.Bucket) (time.Time, bool, error) {
+func windowFull(ctx context.Context, tx *stmtCache, number string, now time.Time, buckets []outbox.Bucket) (time.Time, bool, error) {
 	most, longest := 0, time.Duration(0)
 	for _, b := range buckets {
 		most, longest = max(most, b.Count), max(longest, b.Per)
