@@ -307,21 +307,21 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 	// to one number is judged alike.
 	keep := map[string]bool{}
 	due := false
-	for _, m := range mergeByText(n.Messages) {
-		mid, err := insertID(ctx, w.message, id, m.receiver, m.text, m.segments, m.summary)
+	for _, m := range outbox.MergeByText(n.Messages) {
+		mid, err := insertID(ctx, w.message, id, m.Receiver, m.Text, m.Segments, m.Summary)
 		if err != nil {
 			return false, fmt.Errorf("insert message: %w", err)
 		}
-		for _, num := range m.numbers {
+		for _, num := range m.Numbers {
 			state, code, reason := outbox.StatePending, "", ""
 			if cancelling {
-				k, ok := keep[num.number]
+				k, ok := keep[num.Number]
 				if !ok {
 					var cancelled int
-					if k, cancelled, err = w.cancelHeld(ctx, n.GroupKey, num.number, nowMS); err != nil {
+					if k, cancelled, err = w.cancelHeld(ctx, n.GroupKey, num.Number, nowMS); err != nil {
 						return false, err
 					}
-					keep[num.number] = k
+					keep[num.Number] = k
 					res.Cancelled += cancelled
 				}
 				if !k {
@@ -329,8 +329,8 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 					res.Cancelled++
 				}
 			}
-			if _, err := w.delivery.ExecContext(ctx, mid, num.number, string(state), nowMS, nowMS, nowMS,
-				num.unthrottled, num.critical, code, reason); err != nil {
+			if _, err := w.delivery.ExecContext(ctx, mid, num.Number, string(state), nowMS, nowMS, nowMS,
+				num.Unthrottled, num.Critical, code, reason); err != nil {
 				return false, fmt.Errorf("insert delivery: %w", err)
 			}
 			if state == outbox.StatePending {
@@ -413,47 +413,6 @@ func (w *txInserts) cancelHeld(ctx context.Context, group, number string, nowMS 
 		return false, 0, fmt.Errorf("read what the number was sent: %w", err)
 	}
 	return last == "firing", len(ids), nil
-}
-
-// merged is one message as written: a text, its first receiver, and each
-// number once with the marks of every message that reached it.
-type merged struct {
-	receiver, text, summary string
-	segments                int
-	numbers                 []mergedNumber
-}
-
-type mergedNumber struct {
-	number                string
-	unthrottled, critical bool
-}
-
-// mergeByText folds messages with the same text together, so a number
-// gets each text once; a number reached twice keeps both messages' marks.
-func mergeByText(msgs []outbox.Message) []*merged {
-	var out []*merged
-	byText := map[string]*merged{}
-	for _, m := range msgs {
-		g := byText[m.Text]
-		if g == nil {
-			g = &merged{receiver: m.Receiver, text: m.Text, summary: m.Summary, segments: m.Segments}
-			byText[m.Text] = g
-			out = append(out, g)
-		}
-		g.segments = max(g.segments, m.Segments)
-	next:
-		for _, num := range m.Numbers {
-			for i := range g.numbers {
-				if g.numbers[i].number == num {
-					g.numbers[i].unthrottled = g.numbers[i].unthrottled || m.Unthrottled
-					g.numbers[i].critical = g.numbers[i].critical || m.Critical
-					continue next
-				}
-			}
-			g.numbers = append(g.numbers, mergedNumber{number: num, unthrottled: m.Unthrottled, critical: m.Critical})
-		}
-	}
-	return out
 }
 
 func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
