@@ -127,8 +127,10 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 		Stages: stages(
 			pipeline.ResolvedRule{},
 			b.dedup(),
+			// time intervals (muted) belong here
 			b.throttle(g),
 			b.budget(),
+			// escalation timers belong here
 		),
 		Store:  b.opts.Store,
 		Logger: b.opts.Logger,
