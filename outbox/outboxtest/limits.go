@@ -427,3 +427,57 @@ func numbers(t testing.TB, s outbox.Store, since time.Time) []outbox.NumberStats
 	}
 	return ns
 }
+
+// testReleaseConcurrent: releases racing (two dispatchers, or two
+// replicas) make one digest per number, never two.
+func testReleaseConcurrent(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	stores := []outbox.Store{e.Open()}
+	if h.Concurrent() {
+		stores = append(stores, e.Open())
+	}
+	limits := outbox.Limits{Throttle: []outbox.Bucket{{Count: 1, Per: time.Minute}}}
+	numbers := []string{"+27830000001", "+27830000002", "+27830000003"}
+	for _, num := range numbers {
+		for i := range 4 {
+			one(t, stores[0], fmt.Sprintf("%s-%d", num, i), num)
+		}
+	}
+	adm := admitAll(t, stores[0], e.clock.Now(), limits)
+	if len(adm.Send) != 3 || len(adm.Held) != 9 {
+		t.Fatalf("admitted %d, held %d; want 3 and 9", len(adm.Send), len(adm.Held))
+	}
+	at := e.clock.Now().Add(time.Minute)
+	var mu sync.Mutex
+	digests := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rel, err := stores[w%len(stores)].Release(context.Background(), at, func(held []outbox.Record) (outbox.Message, error) {
+				return outbox.Message{Receiver: "ops", Text: fmt.Sprintf("%d held", len(held)), Segments: 1}, nil
+			})
+			if err != nil {
+				t.Errorf("release: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range rel {
+				if r.Digest != 0 {
+					digests[r.Number]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, num := range numbers {
+		if digests[num] != 1 {
+			t.Errorf("%s: %d digests, want 1", num, digests[num])
+		}
+	}
+	if st := stats(t, stores[0]); st.Held != 0 {
+		t.Errorf("%d still held", st.Held)
+	}
+}

@@ -93,6 +93,7 @@ func Run(t *testing.T, h Harness) {
 		{"AdmitThrottle", testAdmitThrottle},
 		{"AdmitConcurrent", testAdmitConcurrent},
 		{"Release", testRelease},
+		{"ReleaseConcurrent", testReleaseConcurrent},
 		{"Budget", testBudget},
 		{"PruneNoise", testPruneNoise},
 		{"ClosedStore", testClosedStore},
