@@ -212,7 +212,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
 			}
 		}
-		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome)
+		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome, n.AlertName)
 		if err != nil {
 			return false, fmt.Errorf("insert notification: %w", err)
 		}
@@ -261,7 +261,7 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		// commit share received_at, so the id breaks the tie in the order
 		// they were written.
 		{&ins.lastStatus, `SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`},
-		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`},
+		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome, alertname) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
 		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
 	} {

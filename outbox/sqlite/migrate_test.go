@@ -33,8 +33,8 @@ func TestMigrateV1(t *testing.T) {
 	s := mustOpen(t, dir, Options{Retention: week})
 	ctx := context.Background()
 
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
-		t.Errorf("user_version = %d, want 2", v)
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
 	type row struct {
 		id                       int64
@@ -133,7 +133,7 @@ func TestMigrateV1(t *testing.T) {
 	// Opening the upgraded database again changes nothing.
 	s.Close()
 	s = mustOpen(t, dir, Options{Retention: week})
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
 		t.Errorf("user_version after reopening = %d", v)
 	}
 	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {

@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -130,6 +130,13 @@ CREATE TABLE state (
 	value      BLOB    NOT NULL,
 	updated_at INTEGER NOT NULL
 );
+`,
+
+	// Version 3: notifications.alertname, what a notification is about,
+	// for the status page's view grouped by notification. Rows from
+	// earlier versions have none.
+	`
+ALTER TABLE notifications ADD COLUMN alertname TEXT NOT NULL DEFAULT '';
 `,
 }
 
