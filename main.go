@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -56,6 +57,14 @@ type flags struct {
 	pprof       bool
 	web         *web.FlagConfig
 	log         *promslog.Config
+	// externalURL and routePrefix are as given; resolveWeb computes what
+	// the bridge uses from them.
+	externalURL string
+	routePrefix string
+	// external is the URL the bridge is reached at, and prefix the path
+	// every route is served under ("/" for none).
+	external *url.URL
+	prefix   string
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -65,23 +74,29 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.Version(version.Print("smsbridge"))
 	app.HelpFlag.Short('h')
 	f := &flags{log: &promslog.Config{}}
+	// The daemon's flags belong to the application, not to the serve
+	// command, so that `smsbridge --help` lists them: serve is what runs
+	// when no command is named.
 	app.Flag("config.file", "Configuration file.").Default("smsbridge.yml").StringVar(&f.configFile)
-
-	serve := app.Command("serve", "Run the bridge (the default).").Default()
-	serve.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
-	serve.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network.").BoolVar(&f.dryRun)
-	serve.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
-	f.web = kingpinflag.AddFlags(serve, ":9754")
+	app.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
+	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
+		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
+	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
+		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
+	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
+	f.web = kingpinflag.AddFlags(app, ":9754")
 	promslogflag.AddFlags(app, f.log)
 
+	app.Command("serve", "Run the bridge (the default).").Default()
 	checkCmd := app.Command("check-config", "Validate the configuration and print a summary.")
-	checkCmd.Flag("sms.dry-run", "Do not require the API key.").BoolVar(&f.dryRun)
 	routesTestCmd, routesFlags := addRoutesCommand(app)
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "smsbridge: %v\n", err)
+		fmt.Fprintf(stderr, "smsbridge: error: %v, try --help\n", err)
 		return 2
 	}
 	logger := promslog.New(f.log)
@@ -93,6 +108,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	case sendTestCmd.FullCommand():
 		return runSendTest(sendTestFlags, stdout, stderr)
 	default:
+		if err := resolveWeb(f); err != nil {
+			fmt.Fprintf(stderr, "smsbridge: error: %v\n", err)
+			return 2
+		}
 		if err := serveBridge(f, logger); err != nil {
 			logger.Error("smsbridge stopped", "err", err)
 			return 1
@@ -327,12 +346,14 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	e.GET("/-/ready", func(c echo.Context) error {
+	ready := func(c echo.Context) error {
 		if !b.ready.Load() {
 			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
 		}
 		return c.String(http.StatusOK, "smsbridge is ready.\n")
-	})
+	}
+	e.GET("/-/ready", ready)
+	e.HEAD("/-/ready", ready)
 	e.POST("/-/reload", func(c echo.Context) error {
 		if err := b.reload(); err != nil {
 			return echo.NewHTTPError(http.StatusInternalServerError, "reload failed: "+err.Error())
@@ -349,7 +370,7 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
 
 	srv := &http.Server{
-		Handler: b.handler(),
+		Handler: underPrefix(b.flags.prefix, b.handler()),
 		// Slow or stalled bodies must not hold a connection forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -359,6 +380,7 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
 	b.ready.Store(true)
+	b.logReady()
 
 	var err error
 loop:

@@ -104,7 +104,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName()}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle

@@ -45,6 +45,7 @@ func (p *Pipeline) SendTest(ctx context.Context, name string) (TestResult, error
 		rcv.Name, p.now().UTC().Format("2006-01-02 15:04:05Z")), rcv.MaxSegments)
 	res, err := p.store.Enqueue(ctx, outbox.Notification{
 		Source: TestSource, GroupKey: TestSource + ":" + rcv.Name, Status: "firing", Outcome: outbox.OutcomeAccepted,
+		AlertName: "test SMS",
 		Messages: []outbox.Message{{Receiver: rcv.Name, Text: text, Segments: segs, Numbers: rcv.Numbers}},
 	})
 	if err != nil {
