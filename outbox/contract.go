@@ -323,12 +323,12 @@ type Record struct {
 	Status         string
 	// AlertName is the notification's AlertName.
 	AlertName string
-	Receiver       string
-	Number         string
-	Text           string
-	Segments       int
-	State          State
-	Attempts       int
+	Receiver  string
+	Number    string
+	Text      string
+	Segments  int
+	State     State
+	Attempts  int
 	// Account is the provider account of the last request; empty before
 	// any.
 	Account      string

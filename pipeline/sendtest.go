@@ -46,7 +46,7 @@ func (p *Pipeline) SendTest(ctx context.Context, name string) (TestResult, error
 	res, err := p.store.Enqueue(ctx, outbox.Notification{
 		Source: TestSource, GroupKey: TestSource + ":" + rcv.Name, Status: "firing", Outcome: outbox.OutcomeAccepted,
 		AlertName: "test SMS",
-		Messages: []outbox.Message{{Receiver: rcv.Name, Text: text, Segments: segs, Numbers: rcv.Numbers}},
+		Messages:  []outbox.Message{{Receiver: rcv.Name, Text: text, Segments: segs, Numbers: rcv.Numbers}},
 	})
 	if err != nil {
 		return TestResult{}, fmt.Errorf("send test to %q: %w", name, err)
