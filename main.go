@@ -73,6 +73,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("smsbridge"))
 	app.HelpFlag.Short('h')
+	// --help and --version end the run with their code, not the process:
+	// run's caller exits.
+	terminated := -1
+	app.Terminate(func(code int) { terminated = code })
 	f := &flags{log: &promslog.Config{}}
 	// The daemon's flags belong to the application, not to the serve
 	// command, so that `smsbridge --help` lists them: serve is what runs
@@ -95,7 +99,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
 
 	cmd, err := app.Parse(args)
-	if err != nil {
+	switch {
+	case terminated >= 0:
+		return terminated
+	case err != nil:
 		fmt.Fprintf(stderr, "smsbridge: error: %v, try --help\n", err)
 		return 2
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
@@ -288,7 +289,7 @@ func (g *Generation) Summary() string {
 	recv := g.Router.Receivers()
 	fmt.Fprintf(&b, "receivers: %d\n", len(recv))
 	for _, r := range recv {
-		fmt.Fprintf(&b, "  %s: %d numbers, send_resolved=%t\n", r.Name, len(r.Numbers), r.SendResolved)
+		fmt.Fprintf(&b, "  %s: %s, send_resolved=%t\n", r.Name, plural.Count(len(r.Numbers), "number", "numbers"), r.SendResolved)
 	}
 	routes := 0
 	g.Router.Tree().Walk(func(*routing.Node, int) { routes++ })

@@ -178,9 +178,11 @@ func TestBadConfigs(t *testing.T) {
 		{"missing-fallback-key-file", []string{`5: sms.fallback: read secret file: open testdata/bad/missing-fallback-key: no such file or directory`}},
 		{"missing-auth-secret", []string{`5: alertmanager: auth: secret_file: read secret file: open testdata/bad/missing-am-token: no such file or directory`}},
 		{"missing-auth-password", []string{`8: webhooks "ci": auth: password_file: read secret file: open testdata/bad/missing-password: no such file or directory`}},
-		{"template-pattern", []string{`5: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-pattern", []string{`4: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-nomatch", []string{`5: templates: template files "testdata/bad/tmpl-broken/none-*.tmpl" match no file`}},
 		{"template-file", []string{`4: templates: template file testdata/bad/tmpl-broken/broken.tmpl: template: broken.tmpl:3: missing value for if`}},
-		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined`}},
+		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined: ` +
+			`no template named "nosuch" is built in or defined in a template file (templates.files names no file)`}},
 
 		// Intake: auth and mappings.
 		{"auth-type", []string{`6: webhooks "ci": auth: type "magic" unknown; want one of bearer, basic, token, hmac-sha256, standard-webhooks`}},
