@@ -17,11 +17,11 @@ func TestHelp(t *testing.T) {
 		stderr string
 	}{
 		{"help", []string{"--help"}, 0, []string{
-			"--config.file=", "--storage.path=", "--sms.dry-run", "--web.listen-address=", "--web.config.file=",
-			"--web.external-url=URL", "--web.route-prefix=PATH", "--log.level=", "--web.enable-pprof",
+			"--config.file=", "--storage.path=", "--[no-]sms.dry-run", "--web.listen-address=", "--web.config.file=",
+			"--web.external-url=URL", "--web.route-prefix=PATH", "--log.level=", "--[no-]web.enable-pprof",
 			"check-config", "routes test", "send-test", "serve*"}, ""},
 		{"short help", []string{"-h"}, 0, []string{"--storage.path="}, ""},
-		{"help of a command", []string{"send-test", "--help"}, 0, []string{"--receiver=RECEIVER", "--no-wait"}, ""},
+		{"help of a command", []string{"send-test", "--help"}, 0, []string{"--receiver=RECEIVER", "--[no-]wait"}, ""},
 		{"unknown flag", []string{"--foo"}, 2, nil, "smsbridge: error: unknown long flag '--foo', try --help\n"},
 		{"unknown command", []string{"sned-test"}, 2, nil, "try --help"},
 		{"bad route prefix is not a usage error of the parser", []string{"--web.external-url=ftp://x/", "--config.file=/nonexistent"}, 2, nil,

@@ -42,6 +42,7 @@ import (
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
+	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -233,6 +234,9 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
+			// The ids it gives say, in the store and on the page, that
+			// nothing was sent.
+			IDPrefix: status.DryRunIDPrefix,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}

@@ -491,8 +491,22 @@ func TestTransientBackoff(t *testing.T) {
 						t.Errorf("attempts %d, want 3", r.Attempts)
 					}
 				}
-				if !strings.Contains(h.logs.String(), "will retry") || !strings.Contains(h.logs.String(), "receivers=[ops]") {
-					t.Errorf("retry not logged with its receivers:\n%s", h.logs)
+				// Each retry is logged with the receivers, notification ids and
+				// masked numbers it concerns, as the final lines are.
+				retries := 0
+				for _, l := range strings.Split(h.logs.String(), "\n") {
+					if !strings.Contains(l, "will retry") {
+						continue
+					}
+					retries++
+					for _, w := range []string{"receivers=[ops]", "notifications=[1]", "numbers=\"[+2783****001 +2783****002]\"", "retry_in="} {
+						if !strings.Contains(l, w) {
+							t.Errorf("retry line lacks %s: %s", w, l)
+						}
+					}
+				}
+				if retries != 2 {
+					t.Errorf("%d retry lines, want 2:\n%s", retries, h.logs)
 				}
 			})
 		})

@@ -21,8 +21,10 @@ const (
 )
 
 // DryRunKey is the API key every account uses in a dry run; the fake
-// accepts it, and it guards nothing.
-const DryRunKey = "dry-run"
+// accepts it, and it guards nothing. The client scrubs its key from what
+// the provider answers, so it must not be a part of the fake's message
+// ids ("dry-run-..."), or they would read "<secret>-...".
+const DryRunKey = "dry-run-key-guards-nothing"
 
 // dispatchSettings builds one client per account and the dispatcher's
 // settings. In a dry run every account sends to opts.DryRunURL with
