@@ -274,11 +274,11 @@ func (h *Handler) routesTest(c echo.Context) error {
 
 func (h *Handler) funcs() template.FuncMap {
 	return template.FuncMap{
-		"mask":     sms.MaskNumber,
-		"masks":    maskAll,
-		"ts":       formatTime,
-		"ago":      func(t time.Time) string { return humanDuration(age(t, h.now())) + " ago" },
-		"until":    func(t time.Time) string { return humanDuration(age(h.now(), t)) },
+		"mask":  sms.MaskNumber,
+		"masks": maskAll,
+		"ts":    formatTime,
+		"ago":   func(t time.Time) string { return humanDuration(age(t, h.now())) + " ago" },
+		"until": func(t time.Time) string { return humanDuration(age(h.now(), t)) },
 		"in": func(t time.Time) string {
 			if !t.After(h.now()) {
 				return "due now"
