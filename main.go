@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -143,10 +144,13 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 	return 0
 }
 
-// reloadMetrics report the last configuration reload.
+// reloadMetrics report the last configuration reload and the
+// configuration in force.
 type reloadMetrics struct {
 	success   prometheus.Gauge
 	timestamp prometheus.Gauge
+	hash      prometheus.Gauge
+	info      *prometheus.GaugeVec
 }
 
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
@@ -160,7 +164,35 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 			Name: "smsbridge_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
+		hash: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_config_hash",
+			Help: "Hash of the configuration file in force, as a number: the first 48 bits of its SHA-256 (as alertmanager_config_hash). It changes when a reload applies a changed file.",
+		}),
+		info: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smsbridge_config_info",
+			Help: "1 for the configuration in force; hash is the start of its SHA-256, as the status page shows it.",
+		}, []string{"hash"}),
 	}
+}
+
+// configHashValue turns a hex SHA-256 into the value of
+// smsbridge_config_hash: its first 48 bits, which a float64 holds exactly.
+func configHashValue(hexHash string) float64 {
+	if len(hexHash) < 12 {
+		return 0
+	}
+	v, err := strconv.ParseUint(hexHash[:12], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return float64(v)
+}
+
+// setConfig records the configuration in force.
+func (m *reloadMetrics) setConfig(hexHash string) {
+	m.hash.Set(configHashValue(hexHash))
+	m.info.Reset()
+	m.info.WithLabelValues(hexHash[:min(len(hexHash), 12)]).Set(1)
 }
 
 // bridge is one running daemon: everything main wires together.
@@ -295,6 +327,7 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	}
 	prev := b.gen.Swap(g)
 	b.reloadM.success.Set(1)
+	b.reloadM.setConfig(g.File.Hash)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
