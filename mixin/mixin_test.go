@@ -54,9 +54,9 @@ var histograms = []string{"smsbridge_sms_api_request_duration_seconds", "smsbrid
 var labelValues = map[string]map[string][]string{
 	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large",
 		"unsupported_media_type", "unknown_source", "store_error"}},
-	"smsbridge_sms_api_requests_total":       {"class": {"2xx", "4xx", "5xx", "error"}},
-	"smsbridge_deliveries_failed_total":      {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
-	"smsbridge_dispatch_held_reason":         {"kind": {"unauthorized", "suspended", "no_credits"}},
+	"smsbridge_sms_api_requests_total":  {"class": {"2xx", "4xx", "5xx", "error"}},
+	"smsbridge_deliveries_failed_total": {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
+	"smsbridge_dispatch_held_reason":    {"kind": {"unauthorized", "suspended", "no_credits"}},
 }
 
 // The selectors every expression must carry, so that renaming the job
