@@ -75,7 +75,7 @@ func TestBuildGoodConfig(t *testing.T) {
 	if err := in.Validate(); err != nil {
 		t.Error(err)
 	}
-	wantSummary := "receivers: 2\n  ops: 1 numbers, send_resolved=true\n  db: 1 numbers, send_resolved=true\n" +
+	wantSummary := "receivers: 2\n  ops: 1 number, send_resolved=true\n  db: 1 number, send_resolved=true\n" +
 		"routes: 2 (the root included)\nsources: alertmanager, ci\naccounts: primary, fallback\n"
 	if s := g.Summary(); s != wantSummary {
 		t.Errorf("summary:\n%s\nwant:\n%s", s, wantSummary)
