@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -42,5 +44,37 @@ func TestHelp(t *testing.T) {
 				t.Errorf("stderr %q, want it to contain %q", stderr, tc.stderr)
 			}
 		})
+	}
+}
+
+// TestReadmeFirstCommands: the README's first two commands are the ones
+// that work on a fresh machine, and CI runs its test command as written.
+func TestReadmeFirstCommands(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(".ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if c, ok := strings.CutPrefix(l, "    "); ok && strings.HasPrefix(c, "go ") {
+			cmds = append(cmds, strings.TrimSpace(c))
+			if len(cmds) == 2 {
+				break
+			}
+		}
+	}
+	if len(cmds) != 2 || cmds[0] != "go run . --config.file=config.example.yaml --sms.dry-run" || !strings.HasPrefix(cmds[1], "go test ") {
+		t.Fatalf("the README's first commands are %q", cmds)
+	}
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(cmds[1]) + `$`).Match(ci) {
+		t.Errorf(".ci/run does not run the README's test command %q as written", cmds[1])
+	}
+	// The first command's flags exist and its configuration loads.
+	if code, stdout, stderr := runCLI(t, "check-config", "--config.file=config.example.yaml", "--sms.dry-run"); code != 0 {
+		t.Errorf("the README's configuration does not load: %s%s", stdout, stderr)
 	}
 }

@@ -287,7 +287,7 @@ func TestStatusProviderState(t *testing.T) {
 			`<p class="held-reason">the API key is invalid (HTTP 401), since `},
 		{"paused by a 429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 600},
 			[]string{`"state":"paused"`, `"until":"`, `"status_code":429`},
-			`<span class="badge mode-paused">paused</span> paused by the provider&#39;s rate limit (429)`},
+			`<span class="badge mode-paused">paused</span> by the provider&#39;s rate limit (429)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -128,6 +128,26 @@ type chipView struct {
 	APIMessageID string
 	ErrorCode    string
 	Error        string
+	// Waiting says why a pending number is not sent at its next attempt:
+	// the account that would send it is held or paused.
+	Waiting string
+}
+
+// waiting says why nothing pending goes out now, from the provider's
+// summary: "" when the account that carries the traffic can send.
+func waiting(p Provider) string {
+	switch p.State {
+	case ProviderHeld:
+		for _, a := range p.Accounts {
+			if a.Active && !a.NextProbe.IsZero() {
+				return "waits: the account is held (" + reasonText(p.Reason) + "); next probe " + formatTime(a.NextProbe)
+			}
+		}
+		return "waits: the account is held (" + reasonText(p.Reason) + ")"
+	case ProviderPaused:
+		return "waits for the provider's rate-limit pause to end at " + formatTime(p.Until)
+	}
+	return ""
 }
 
 // group turns notification records into the page's view.
@@ -217,6 +237,17 @@ func (h *Handler) page(c echo.Context) error {
 			d.NotificationsErr = "the notifications could not be read; see the bridge's log"
 		}
 		d.Notifications = group(ns)
+		if why := waiting(d.Provider); why != "" {
+			for i := range d.Notifications {
+				for j := range d.Notifications[i].Messages {
+					for k, ch := range d.Notifications[i].Messages[j].Chips {
+						if ch.State == string(outbox.StatePending) {
+							d.Notifications[i].Messages[j].Chips[k].Waiting = why
+						}
+					}
+				}
+			}
+		}
 	}
 	d.Filters = append(d.Filters, filterLink{Name: "all", Href: link(""), Active: d.Filter == "" && err == nil})
 	for _, st := range states {
@@ -296,12 +327,13 @@ func (h *Handler) funcs() template.FuncMap {
 	}
 }
 
-// percent says how large a part of all n is, rounded: "3 of 40 (7.5%)".
+// percent says how many of n requests failed: "3 of 40 requests failed
+// (7.5%)".
 func percent(part, n int) string {
 	if n == 0 {
 		return "no requests"
 	}
-	return fmt.Sprintf("%d of %s (%.3g%%)", part, plural(n, "request", "requests"), 100*float64(part)/float64(n))
+	return fmt.Sprintf("%d of %s failed (%.3g%%)", part, plural(n, "request", "requests"), 100*float64(part)/float64(n))
 }
 
 // modeText says what an account's mode means.
@@ -310,11 +342,11 @@ func modeText(mode string) string {
 	case ModeOK:
 		return "sending"
 	case ModePaused:
-		return "paused by the provider's rate limit (429)"
+		return "by the provider's rate limit (429)"
 	case ModeFailing:
 		return "every recent request failed"
 	case ModeHeld:
-		return "held: the provider refuses the account"
+		return "the provider refuses the account"
 	}
 	return mode
 }

@@ -270,7 +270,7 @@ func TestStatusPage(t *testing.T) {
 				`id="count-pending">1<`, "8m 0s old",
 				// The provider card: mode, error rate, last error, in flight.
 				`id="account-primary" data-mode="ok"`, `<span class="badge mode-ok">ok</span> sending`, "carries traffic",
-				"3 of 40 requests (7.5%) failed", "502 Bad Gateway", "0 requests",
+				"3 of 40 requests failed (7.5%)", "502 Bad Gateway", "0 requests",
 				// Grouped by notification, newest first: alert name, source,
 				// receivers, one chip per masked number.
 				`<tbody id="notification-1" class="notification" data-notification="1">`,
@@ -309,13 +309,16 @@ func TestStatusPage(t *testing.T) {
 			name: "paused", provider: Provider{State: ProviderPaused, Until: testNow.Add(17 * time.Second), StatusCode: 429,
 				Message: "Rate limit is exceeded.  Try again in 17 seconds."},
 			code: 200,
-			want: []string{`<span class="badge mode-paused">paused</span>`, "Nothing starts through it before 2026-11-26 03:00:17Z (<span>17s</span> left)"},
+			want: []string{`<span class="badge mode-paused">paused</span>`, "Nothing starts through it before 2026-11-26 03:00:17Z (<span>17s</span> left)",
+				"waits for the provider&#39;s rate-limit pause to end at 2026-11-26 03:00:17Z"},
 		},
 		{
 			name: "held", provider: Provider{State: ProviderHeld, Reason: "no_credits", StatusCode: 405, Since: testNow.Add(-3 * time.Minute),
 				Message: "You don't have enough credits on your account!"},
 			code: 200,
-			want: []string{`data-mode="held"`, `<span class="badge mode-held">held</span> held: the provider refuses the account`,
+			want: []string{`data-mode="held"`, `<span class="badge mode-held">held</span> the provider refuses the account`,
+				// A pending number says why it waits: the held account.
+				`<span class="warn">waits: the account is held (the account has no credits); next probe 2026-11-26 03:00:45Z</span>, after 2 attempts`,
 				"the account has no credits (HTTP 405), since 2026-11-26 02:57:00Z (3m 0s ago)",
 				"You don&#39;t have enough credits on your account!",
 				`<dd class="next-probe">2026-11-26 03:00:45Z (in 45s)</dd>`},
@@ -323,7 +326,7 @@ func TestStatusPage(t *testing.T) {
 		{
 			name: "dry run", provider: Provider{State: ProviderOK}, dryRun: true, code: 200,
 			want: []string{`<div class="banner dry-run-banner" id="dry-run-banner" role="status">`, "Dry run: nothing is sent.",
-				"<title>[dry run] smsbridge status</title>", `<span class="badge dry">dry run</span>`},
+				"<title>[dry run] smsbridge status</title>", `<span class="badge dry">dry run</span>`, "ok</span> sending to the in-process fake"},
 		},
 		{
 			name: "failed reload", provider: Provider{State: ProviderOK}, reload: Reload{At: testNow, Err: "smsbridge.yml:12: unknown receiver \"nobody\""},
