@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 )
 
@@ -83,7 +84,7 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	case n.Outcome == "":
 		n.Outcome = outbox.OutcomeAccepted
 	case n.Outcome != outbox.OutcomeAccepted && len(n.Messages) > 0:
-		return n, fmt.Errorf("%w: outcome %q with %d messages; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, len(n.Messages))
+		return n, fmt.Errorf("%w: outcome %q with %s; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, plural.Count(len(n.Messages), "message", "messages"))
 	}
 	msgs := make([]outbox.Message, 0, len(n.Messages))
 	for i, m := range n.Messages {
@@ -157,7 +158,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
-		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
+		err = fmt.Errorf("commit %s: %w", plural.Count(len(batch), "notification", "notifications"), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
 	// Signal before answering: when Enqueue returns, the wake is pending.
