@@ -204,9 +204,12 @@ poll:
 			fmt.Fprintf(stdout, "  %s  failed: %s\n", d.Number, reason)
 		default:
 			pending++
-			line := fmt.Sprintf("  %s  still %s after %s", d.Number, d.Status, plural.Count(d.Attempts, "attempt", "attempts"))
+			line := fmt.Sprintf("  %s  still %s, not tried yet", d.Number, d.Status)
+			if d.Attempts > 0 {
+				line = fmt.Sprintf("  %s  still %s after %s", d.Number, d.Status, plural.Count(d.Attempts, "attempt", "attempts"))
+			}
 			if d.NextAttemptAt != nil {
-				line += ", next at " + d.NextAttemptAt.UTC().Format("15:04:05Z")
+				line += ", next attempt due " + d.NextAttemptAt.UTC().Format("15:04:05Z")
 			}
 			if d.Error != "" {
 				line += "; last error: " + d.Error
@@ -219,6 +222,9 @@ poll:
 		fmt.Fprintf(stdout, "the provider accepted the test SMS for %s\n", plural.Count(accepted, "number", "numbers"))
 		return 0
 	case pending > 0:
+		if why := providerProblem(sf, base, password); why != "" {
+			fmt.Fprintln(stdout, why)
+		}
 		fmt.Fprintf(stdout, "%s not settled within %s; follow them at %s/?status=pending\n",
 			plural.Count(pending, "number", "numbers"), sf.timeout, strings.TrimRight(base.Redacted(), "/"))
 	default:
@@ -265,4 +271,51 @@ func fetchDeliveries(ctx context.Context, endpoint, username, password string) (
 		return nil, fmt.Errorf("the bridge's answer is not a list of deliveries: %w", err)
 	}
 	return out.Deliveries, nil
+}
+
+// providerProblem asks the bridge why numbers may be stuck: the provider
+// account that carries the traffic is held or paused. It returns "" when
+// it is not, or when the bridge does not say.
+func providerProblem(sf *sendTestFlags, base *url.URL, password string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base.String(), "/")+"/api/v1/status", nil)
+	if err != nil {
+		return ""
+	}
+	if sf.username != "" {
+		req.SetBasicAuth(sf.username, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Provider struct {
+			State      string     `json:"state"`
+			Until      *time.Time `json:"until"`
+			Reason     string     `json:"reason"`
+			StatusCode int        `json:"status_code"`
+			Message    string     `json:"message"`
+		} `json:"provider"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil {
+		return ""
+	}
+	p := st.Provider
+	switch p.State {
+	case "held":
+		why := fmt.Sprintf("the provider account is held (%s, HTTP %d)", p.Reason, p.StatusCode)
+		if p.Message != "" {
+			why += ": " + p.Message
+		}
+		return why
+	case "paused":
+		if p.Until != nil {
+			return "the provider paused sending (429) until " + p.Until.UTC().Format("15:04:05Z")
+		}
+		return "the provider paused sending (429)"
+	}
+	return ""
 }

@@ -128,8 +128,12 @@ func TestSendTestWaits(t *testing.T) {
 			"  +2783****001  failed: bad_request: ", "  +2783****002  failed: bad_request: ",
 			"the test SMS failed for 2 numbers of 2\n"}},
 		{name: "still pending at the timeout", fault: &smsfake.Fault{Status: 502}, faults: 1000, args: []string{"--timeout=1500ms"}, code: 1, stdout: []string{
-			"  +2783****001  still pending after ", "; last error: ",
+			"  +2783****001  still pending after ", ", next attempt due ", "; last error: ",
 			"2 numbers not settled within 1.5s; follow them at "}},
+		{name: "held account", fault: &smsfake.Fault{Status: 405}, faults: 1000, args: []string{"--timeout=1500ms"}, code: 1, stdout: []string{
+			"  +2783****001  still pending",
+			"the provider account is held (no_credits, HTTP 405): You don't have enough credits on your account!\n",
+			"2 numbers not settled within 1.5s"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -166,7 +166,7 @@ if "$WORK/smsbridge" send-test --receiver ops --web.url "$BRIDGE" --timeout 3s >
   fail "send-test succeeded through a held account: $(cat "$OUT/send-test.out")"
 fi
 grep -q "test SMS queued" "$OUT/send-test.out" || fail "send-test said: $(cat "$OUT/send-test.out")"
-grep -q "still pending after" "$OUT/send-test.out" || fail "send-test did not report the pending numbers: $(cat "$OUT/send-test.out")"
+grep -q "the provider account is held (no_credits, HTTP 405)" "$OUT/send-test.out" || fail "send-test did not report the pending numbers: $(cat "$OUT/send-test.out")"
 
 # chrome URL OUTFILE EXTRA...: one headless Chromium run, bounded, with
 # everything it spawned stopped afterwards.
