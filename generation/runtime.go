@@ -23,8 +23,10 @@ const (
 )
 
 // DryRunKey is the API key every account uses in a dry run; the fake
-// accepts it, and it guards nothing.
-const DryRunKey = "dry-run"
+// accepts it, and it guards nothing. The client scrubs its key from what
+// the provider answers, so it must not be a part of the fake's message
+// ids ("dry-run-..."), or they would read "<secret>-...".
+const DryRunKey = "dry-run-key-guards-nothing"
 
 // dispatchSettings builds one client per account and the dispatcher's
 // settings. In a dry run every account sends to opts.DryRunURL with
@@ -106,7 +108,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName()}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle

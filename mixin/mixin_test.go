@@ -20,6 +20,10 @@ import (
 // a rule left on the old name would never fire.
 var metricLabels = map[string][]string{
 	"smsbridge_notifications_received_total":                 {"source", "outcome"},
+	"smsbridge_intake_duration_seconds":                      {"source", "le"},
+	"smsbridge_sms_failed_total":                             {"receiver"},
+	"smsbridge_config_hash":                                  nil,
+	"smsbridge_config_info":                                  {"hash"},
 	"smsbridge_sms_api_requests_total":                       {"class"},
 	"smsbridge_sms_api_request_duration_seconds":             {"le"},
 	"smsbridge_sms_numbers_accepted_total":                   nil,
@@ -43,15 +47,16 @@ var metricLabels = map[string][]string{
 }
 
 // histograms may be referenced by their _bucket, _sum and _count series.
-var histograms = []string{"smsbridge_sms_api_request_duration_seconds"}
+var histograms = []string{"smsbridge_sms_api_request_duration_seconds", "smsbridge_intake_duration_seconds"}
 
 // labelValues are the bounded label values of the contract; a matcher on
 // a value outside them selects nothing, so an alert on it never fires.
 var labelValues = map[string]map[string][]string{
-	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large", "store_error", "render_error"}},
-	"smsbridge_sms_api_requests_total":       {"class": {"2xx", "4xx", "5xx", "error"}},
-	"smsbridge_deliveries_failed_total":      {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
-	"smsbridge_dispatch_held_reason":         {"kind": {"unauthorized", "suspended", "no_credits"}},
+	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large",
+		"unsupported_media_type", "unknown_source", "store_error"}},
+	"smsbridge_sms_api_requests_total":  {"class": {"2xx", "4xx", "5xx", "error"}},
+	"smsbridge_deliveries_failed_total": {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
+	"smsbridge_dispatch_held_reason":    {"kind": {"unauthorized", "suspended", "no_credits"}},
 }
 
 // The selectors every expression must carry, so that renaming the job
@@ -359,6 +364,7 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeTemplateErrors", "smsbridge_template_errors_total", "warning", ""},
 		{"SmsbridgeAPIErrors", "smsbridge_sms_api_requests_total", "warning", ""},
 		{"SmsbridgeIntakeRejected", "smsbridge_notifications_received_total", "warning", ""},
+		{"SmsbridgeNotificationsUnrouted", "smsbridge_notifications_received_total", "warning", ""},
 		{"SmsbridgeStoreErrors", "smsbridge_notifications_received_total", "critical", ""},
 	}
 	for _, req := range required {
@@ -478,6 +484,8 @@ func TestDashboard(t *testing.T) {
 		"smsbridge_dispatch_held_reason",                    // and why
 		"smsbridge_deliveries_failed_total",                 // failures by reason
 		"smsbridge_config_last_reload_successful",           // reload status
+		"smsbridge_intake_duration_seconds_bucket",          // intake latency
+		"smsbridge_sms_failed_total",                        // failures per receiver
 	} {
 		if !used[m] {
 			t.Errorf("no dashboard panel shows %s", m)

@@ -63,6 +63,15 @@ type Store interface {
 	Stats(ctx context.Context) (Stats, error)
 	// Deliveries returns the rows f selects, most recently updated first.
 	Deliveries(ctx context.Context, f Filter) ([]Record, error)
+	// Notifications returns the notifications f selects, newest (highest
+	// id) first, each with all of its deliveries in the order they were
+	// recorded. Notifications without deliveries (unrouted, filtered)
+	// are included unless f selects a delivery state.
+	Notifications(ctx context.Context, f NotificationFilter) ([]NotificationRecord, error)
+	// Counts counts what happened at or after since: the notifications
+	// received, and the deliveries now accepted or failed that were last
+	// updated then.
+	Counts(ctx context.Context, since time.Time) (Counts, error)
 	// DeliveryByProviderID returns the delivery the provider knows by id
 	// (its apiMessageId); the error wraps ErrNotFound when none has it.
 	DeliveryByProviderID(ctx context.Context, id string) (Record, error)
@@ -144,6 +153,9 @@ type Notification struct {
 	GroupKey string
 	// Status is "firing" or "resolved".
 	Status string
+	// AlertName names what the notification is about, for people: the
+	// alertname its alerts share, or their names joined. It may be empty.
+	AlertName string
 	// Outcome is what the pipeline decided. Empty means OutcomeAccepted,
 	// or OutcomeUnrouted when there are no Messages. Any outcome other
 	// than OutcomeAccepted must come without Messages (ErrInvalid).
@@ -340,12 +352,14 @@ type Record struct {
 	Source         string
 	GroupKey       string
 	Status         string
-	Receiver       string
-	Number         string
-	Text           string
-	Segments       int
-	State          State
-	Attempts       int
+	// AlertName is the notification's AlertName.
+	AlertName string
+	Receiver  string
+	Number    string
+	Text      string
+	Segments  int
+	State     State
+	Attempts  int
 	// Account is the provider account of the last request; empty before
 	// any.
 	Account      string
@@ -374,4 +388,42 @@ type Override struct {
 	Start     time.Time
 	End       time.Time
 	CreatedAt time.Time
+}
+
+// NotificationFilter selects notifications for Notifications.
+type NotificationFilter struct {
+	// State selects the notifications with at least one delivery in that
+	// state; empty selects all, those without deliveries included.
+	State State
+	// Since selects notifications received at or after it; zero selects
+	// all.
+	Since time.Time
+	// Limit caps the notifications returned; default 25, at most 200.
+	Limit int
+}
+
+// NotificationRecord is one notification with its deliveries, as the
+// status page groups them.
+type NotificationRecord struct {
+	ID         int64
+	ReceivedAt time.Time
+	Source     string
+	GroupKey   string
+	Status     string
+	AlertName  string
+	// Outcome is the recorded outcome (accepted, unrouted, filtered...).
+	Outcome string
+	// Deliveries are all of the notification's rows, in the order they
+	// were recorded (by message, then number). Numbers are full.
+	Deliveries []Record
+}
+
+// Counts is what happened over a period (see Store.Counts).
+type Counts struct {
+	// Notifications counts the notifications received, whatever their
+	// outcome.
+	Notifications int
+	// Accepted and Failed count deliveries in those states whose last
+	// update falls in the period.
+	Accepted, Failed int
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
@@ -91,6 +92,9 @@ type Result struct {
 	Outcome string
 	// Recipients counts the deliveries written.
 	Recipients int
+	// Receivers are the receivers a text was written for, in routing
+	// order; none when nothing is sent.
+	Receivers []string
 }
 
 // Accept plans n, runs the stages and writes the result durably. A
@@ -101,7 +105,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, errors.New("pipeline: no store to write to")
 	}
 	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
-		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status}}
+		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status, AlertName: n.AlertName()}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
 			break
@@ -124,7 +128,15 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
-	return Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}, nil
+	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}
+	if res.Recipients > 0 {
+		for _, en := range e.Plan.Entries {
+			if en.Skipped == "" && !slices.Contains(out.Receivers, en.Receiver.Name) {
+				out.Receivers = append(out.Receivers, en.Receiver.Name)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Envelope is a notification on its way to the store: its plan, and what

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/alertmanager/template"
 
 	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/templates"
@@ -117,7 +118,7 @@ func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) 
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
 		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
-		return p.renderer.Plain(fmt.Sprintf("%s:%d alerts from %s", n.Data.Status, len(n.Data.Alerts), n.Source), maxSeg)
+		return p.renderer.Plain(fmt.Sprintf("%s: %s from %s", n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts"), n.Source), maxSeg)
 	}
 	return text, segs
 }

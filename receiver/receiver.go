@@ -45,6 +45,10 @@ type Accepted struct {
 	// Outcome is what became of the notification, one of SinkOutcomes; it
 	// is the outcome label of smsbridge_notifications_received_total.
 	Outcome string
+	// Receivers are the receivers a text was written for, for the log.
+	Receivers []string
+	// AlertName says what the notification is about, for the log.
+	AlertName string
 }
 
 // Values of the outcome label of smsbridge_notifications_received_total.

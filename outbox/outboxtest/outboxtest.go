@@ -82,6 +82,8 @@ func Run(t *testing.T, h Harness) {
 		{"Prune", testPrune},
 		{"DeliveriesFilter", testDeliveriesFilter},
 		{"DeliveryByProviderID", testDeliveryByProviderID},
+		{"Notifications", testNotifications},
+		{"Counts", testCounts},
 		{"State", testState},
 		{"Metrics", testMetrics},
 		{"ClosedStore", testClosedStore},

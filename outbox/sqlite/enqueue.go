@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 )
 
@@ -83,7 +84,7 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	case n.Outcome == "":
 		n.Outcome = outbox.OutcomeAccepted
 	case n.Outcome != outbox.OutcomeAccepted && len(n.Messages) > 0:
-		return n, fmt.Errorf("%w: outcome %q with %d messages; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, len(n.Messages))
+		return n, fmt.Errorf("%w: outcome %q with %s; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, plural.Count(len(n.Messages), "message", "messages"))
 	}
 	msgs := make([]outbox.Message, 0, len(n.Messages))
 	for i, m := range n.Messages {
@@ -166,7 +167,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
-		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
+		err = fmt.Errorf("commit %s: %w", plural.Count(len(batch), "notification", "notifications"), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
 	// Signal before answering: when Enqueue returns, the wake is pending.
@@ -232,7 +233,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 				n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
 			}
 		}
-		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey)
+		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey, n.AlertName)
 		if err != nil {
 			return false, fmt.Errorf("insert notification: %w", err)
 		}
@@ -282,7 +283,7 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		// they were written.
 		{&ins.lastStatus, `SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`},
 		{&ins.onceKey, `SELECT id FROM notifications WHERE once_key = ?`},
-		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key, alertname) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
 		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, person) VALUES (?, ?, 'pending', ?, ?, ?, ?)`},
 	} {

@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -154,6 +154,12 @@ CREATE TABLE oncall_overrides (
 	created_at INTEGER NOT NULL
 );
 CREATE INDEX oncall_overrides_end ON oncall_overrides(ends_at);
+`,
+	// Version 4: notifications.alertname, what a notification is about,
+	// for the status page's view grouped by notification. Rows from
+	// earlier versions have none.
+	`
+ALTER TABLE notifications ADD COLUMN alertname TEXT NOT NULL DEFAULT '';
 `,
 }
 
