@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,9 +40,12 @@ import (
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/outbox/sqlite"
+	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/roster"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
+	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -56,6 +61,16 @@ type flags struct {
 	pprof       bool
 	web         *web.FlagConfig
 	log         *promslog.Config
+	// adminAPI allows the state-changing admin endpoints.
+	adminAPI bool
+	// externalURL and routePrefix are as given; resolveWeb computes what
+	// the bridge uses from them.
+	externalURL string
+	routePrefix string
+	// external is the URL the bridge is reached at, and prefix the path
+	// every route is served under ("/" for none).
+	external *url.URL
+	prefix   string
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -64,24 +79,39 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("smsbridge"))
 	app.HelpFlag.Short('h')
+	// --help and --version end the run with their code, not the process:
+	// run's caller exits.
+	terminated := -1
+	app.Terminate(func(code int) { terminated = code })
 	f := &flags{log: &promslog.Config{}}
+	// The daemon's flags belong to the application, not to the serve
+	// command, so that `smsbridge --help` lists them: serve is what runs
+	// when no command is named.
 	app.Flag("config.file", "Configuration file.").Default("smsbridge.yml").StringVar(&f.configFile)
-
-	serve := app.Command("serve", "Run the bridge (the default).").Default()
-	serve.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
-	serve.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network.").BoolVar(&f.dryRun)
-	serve.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
-	f.web = kingpinflag.AddFlags(serve, ":9754")
+	app.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
+	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
+		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
+	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
+		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
+	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
+	f.web = kingpinflag.AddFlags(app, ":9754")
+	app.Flag("web.enable-admin-api", "Allow the admin API endpoints that change state (on-call overrides).").BoolVar(&f.adminAPI)
 	promslogflag.AddFlags(app, f.log)
 
+	app.Command("serve", "Run the bridge (the default).").Default()
 	checkCmd := app.Command("check-config", "Validate the configuration and print a summary.")
-	checkCmd.Flag("sms.dry-run", "Do not require the API key.").BoolVar(&f.dryRun)
 	routesTestCmd, routesFlags := addRoutesCommand(app)
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
+	oncallCmds := addOncallCommands(app)
 
 	cmd, err := app.Parse(args)
-	if err != nil {
-		fmt.Fprintf(stderr, "smsbridge: %v\n", err)
+	switch {
+	case terminated >= 0:
+		return terminated
+	case err != nil:
+		fmt.Fprintf(stderr, "smsbridge: error: %v, try --help\n", err)
 		return 2
 	}
 	logger := promslog.New(f.log)
@@ -92,7 +122,15 @@ func run(args []string, stdout, stderr *os.File) int {
 		return runRoutesTest(f.configFile, routesFlags, stdout, stderr)
 	case sendTestCmd.FullCommand():
 		return runSendTest(sendTestFlags, stdout, stderr)
+	case oncallCmds.who.FullCommand():
+		return runOncallWho(f.configFile, oncallCmds.flags, stdout, stderr)
+	case oncallCmds.add.FullCommand(), oncallCmds.list.FullCommand(), oncallCmds.del.FullCommand():
+		return runOverrideCommand(cmd, oncallCmds, stdout, stderr)
 	default:
+		if err := resolveWeb(f); err != nil {
+			fmt.Fprintf(stderr, "smsbridge: error: %v\n", err)
+			return 2
+		}
 		if err := serveBridge(f, logger); err != nil {
 			logger.Error("smsbridge stopped", "err", err)
 			return 1
@@ -116,10 +154,13 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 	return 0
 }
 
-// reloadMetrics report the last configuration reload.
+// reloadMetrics report the last configuration reload and the
+// configuration in force.
 type reloadMetrics struct {
 	success   prometheus.Gauge
 	timestamp prometheus.Gauge
+	hash      prometheus.Gauge
+	info      *prometheus.GaugeVec
 }
 
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
@@ -133,7 +174,35 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 			Name: "smsbridge_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
+		hash: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_config_hash",
+			Help: "Hash of the configuration file in force, as a number: the first 48 bits of its SHA-256 (as alertmanager_config_hash). It changes when a reload applies a changed file.",
+		}),
+		info: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smsbridge_config_info",
+			Help: "1 for the configuration in force; hash is the start of its SHA-256, as the status page shows it.",
+		}, []string{"hash"}),
 	}
+}
+
+// configHashValue turns a hex SHA-256 into the value of
+// smsbridge_config_hash: its first 48 bits, which a float64 holds exactly.
+func configHashValue(hexHash string) float64 {
+	if len(hexHash) < 12 {
+		return 0
+	}
+	v, err := strconv.ParseUint(hexHash[:12], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return float64(v)
+}
+
+// setConfig records the configuration in force.
+func (m *reloadMetrics) setConfig(hexHash string) {
+	m.hash.Set(configHashValue(hexHash))
+	m.info.Reset()
+	m.info.WithLabelValues(hexHash[:min(len(hexHash), 12)]).Set(1)
 }
 
 // bridge is one running daemon: everything main wires together.
@@ -157,6 +226,12 @@ type bridge struct {
 	ready      atomic.Bool
 	// lastReload is the result of the last (re)load, for the status page.
 	lastReload atomic.Pointer[reloadResult]
+
+	// roster keeps the on-call overrides and sends handoff notices; it
+	// outlives generations.
+	roster  *roster.Roster
+	rosterM *roster.Metrics
+	muteM   *pipeline.MuteMetrics
 }
 
 type reloadResult struct {
@@ -195,6 +270,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.tmplM = templates.NewMetrics(b.reg)
 	b.smsM = sms.NewMetrics(b.reg)
 	b.dispatchM = dispatch.NewMetrics(b.reg)
+	b.muteM = pipeline.NewMuteMetrics(b.reg)
+	b.rosterM = roster.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -207,6 +284,9 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
+			// The ids it gives say, in the store and on the page, that
+			// nothing was sent.
+			IDPrefix: status.DryRunIDPrefix,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
@@ -220,6 +300,19 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	b.store = store
+	b.roster = roster.New(roster.Options{
+		Store:   store,
+		View:    b.rosterView,
+		Logger:  logger.With("component", "oncall"),
+		Metrics: b.rosterM,
+		// A notice is its own guard only while the store keeps it.
+		MaxLate: time.Duration(file.Config.Storage.Retention),
+	})
+	if err := b.roster.Load(context.Background()); err != nil {
+		b.close()
+		return nil, err
+	}
+	b.reg.MustRegister(b.roster.Collector())
 	g, err := b.build(file)
 	if err != nil {
 		b.reloadM.success.Set(0)
@@ -250,6 +343,8 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 		TemplateMetrics: b.tmplM,
 		SMSMetrics:      b.smsM,
 		Store:           b.store,
+		Overrides:       b.roster,
+		MuteMetrics:     b.muteM,
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
@@ -262,9 +357,17 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
+		b.muteM.Init(r.Name)
+	}
+	for _, s := range g.Router.Lists() {
+		if s.NotifyHandoff {
+			b.dispatchM.InitReceivers(roster.NoticeReceiver(s.Name))
+			b.rosterM.Init(s.Name)
+		}
 	}
 	prev := b.gen.Swap(g)
 	b.reloadM.success.Set(1)
+	b.reloadM.setConfig(g.File.Hash)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
@@ -327,12 +430,14 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	e.GET("/-/ready", func(c echo.Context) error {
+	ready := func(c echo.Context) error {
 		if !b.ready.Load() {
 			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
 		}
 		return c.String(http.StatusOK, "smsbridge is ready.\n")
-	})
+	}
+	e.GET("/-/ready", ready)
+	e.HEAD("/-/ready", ready)
 	e.POST("/-/reload", func(c echo.Context) error {
 		if err := b.reload(); err != nil {
 			return echo.NewHTTPError(http.StatusInternalServerError, "reload failed: "+err.Error())
@@ -347,9 +452,12 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	dctx, dcancel := context.WithCancel(context.Background())
 	ddone := make(chan error, 1)
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() { _ = b.roster.Run(rctx); close(rdone) }()
 
 	srv := &http.Server{
-		Handler: b.handler(),
+		Handler: underPrefix(b.flags.prefix, b.handler()),
 		// Slow or stalled bodies must not hold a connection forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -359,6 +467,7 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
 	b.ready.Store(true)
+	b.logReady()
 
 	var err error
 loop:
@@ -384,6 +493,9 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
+	// The roster stops first: a notice it queues must still be sent.
+	rcancel()
+	<-rdone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -223,24 +221,10 @@ func TestBudgetHolds(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	_, page := get(t, tb.srv.URL+"/")
+	_, page, _ := get(t, "GET", tb.srv.URL+"/")
 	for _, want := range []string{"6 of 4 segments", "Spent: only critical messages go", "budget_exhausted"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
 	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }

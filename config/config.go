@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/receiver/auth"
 	"github.com/smsbridge/smsbridge/receiver/mapping"
 	"github.com/smsbridge/smsbridge/routing"
@@ -43,6 +44,10 @@ type Config struct {
 	Dedup        Dedup              `yaml:"dedup"`
 	Throttle     Throttle           `yaml:"throttle"`
 	Budget       Budget             `yaml:"budget"`
+	// TimeIntervals are named for routes and on-call layers.
+	TimeIntervals []TimeInterval `yaml:"time_intervals"`
+	// People are whom on-call lists and receivers may name.
+	People []oncall.Person `yaml:"people"`
 }
 
 // SMS is the provider's API: the primary account and, optionally, a
@@ -577,7 +582,10 @@ func (f *File) validate() error {
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
 	}
-	return f.validateNoise()
+	if err := f.validateNoise(); err != nil {
+		return err
+	}
+	return f.validateTimeIntervals()
 }
 
 // validateFallback checks the second account: a key of its own, a URL, and

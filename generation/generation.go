@@ -27,7 +27,9 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/receiver/auth"
@@ -56,6 +58,21 @@ type Options struct {
 	// Store is where the pipeline writes; nil for a generation that only
 	// plans (check-config, routes test).
 	Store pipeline.Store
+	// Overrides are the on-call overrides added at run time, which
+	// outlive a generation; nil for none.
+	Overrides OverrideSource
+	// Now is the pipeline's clock; nil means time.Now.
+	Now func() time.Time
+	// MuteMetrics count what the routes' time intervals hold back; nil
+	// counts nothing.
+	MuteMetrics *pipeline.MuteMetrics
+}
+
+// OverrideSource holds the on-call overrides added at run time.
+type OverrideSource interface {
+	// For returns list's overrides in the order they were added, their
+	// members resolved with dir (the generation's people).
+	For(list string, dir *oncall.Directory) []oncall.Override
 }
 
 // Names of the provider accounts, the values of the account label.
@@ -203,8 +220,10 @@ func (b *builder) renderer(logger *slog.Logger) *templates.Renderer {
 
 func (b *builder) router() *routing.Router {
 	r, err := routing.New(b.c.Route, b.c.Receivers, b.c.Oncall, routing.Options{
-		Normalize:   sms.NormalizeNumber,
-		MaxSegments: b.c.SMS.MaxSegments,
+		Normalize:     sms.NormalizeNumber,
+		MaxSegments:   b.c.SMS.MaxSegments,
+		People:        b.c.People,
+		TimeIntervals: b.c.Intervals(),
 	})
 	if err == nil {
 		return r
@@ -289,7 +308,21 @@ func (g *Generation) Summary() string {
 	recv := g.Router.Receivers()
 	fmt.Fprintf(&b, "receivers: %d\n", len(recv))
 	for _, r := range recv {
-		fmt.Fprintf(&b, "  %s: %d numbers, send_resolved=%t\n", r.Name, len(r.Numbers), r.SendResolved)
+		fmt.Fprintf(&b, "  %s: %s", r.Name, plural.Count(len(r.Numbers), "number", "numbers"))
+		if len(r.Oncall) > 0 {
+			names := make([]string, len(r.Oncall))
+			for i, s := range r.Oncall {
+				names[i] = s.Name
+			}
+			fmt.Fprintf(&b, " and oncall %s", strings.Join(names, ", "))
+		}
+		fmt.Fprintf(&b, ", send_resolved=%t\n", r.SendResolved)
+	}
+	if lists := g.Router.Lists(); len(lists) > 0 {
+		fmt.Fprintf(&b, "oncall lists: %d\n", len(lists))
+		for _, s := range lists {
+			fmt.Fprintf(&b, "  %s: %s\n", s.Name, describeList(s))
+		}
 	}
 	routes := 0
 	g.Router.Tree().Walk(func(*routing.Node, int) { routes++ })
@@ -307,4 +340,25 @@ func (g *Generation) Summary() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// describeList says what kind of list s is, for the summary.
+func describeList(s *oncall.Schedule) string {
+	var parts []string
+	if r, ok := s.Rotation(); ok {
+		parts = append(parts, fmt.Sprintf("rotation of %d, shift %s", len(r.Members), r.Shift))
+	} else {
+		parts = append(parts, plural.Count(len(s.Fixed()), "number", "numbers"))
+	}
+	if n := len(s.Layers()); n > 0 {
+		parts = append(parts, plural.Count(n, "layer", "layers"))
+	}
+	if n := len(s.Overrides()); n > 0 {
+		parts = append(parts, plural.Count(n, "override", "overrides"))
+	}
+	parts = append(parts, "time zone "+s.Location.String())
+	if s.NotifyHandoff {
+		parts = append(parts, "handoff notices")
+	}
+	return strings.Join(parts, ", ")
 }

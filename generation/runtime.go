@@ -6,8 +6,10 @@ import (
 
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
 )
@@ -21,8 +23,10 @@ const (
 )
 
 // DryRunKey is the API key every account uses in a dry run; the fake
-// accepts it, and it guards nothing.
-const DryRunKey = "dry-run"
+// accepts it, and it guards nothing. The client scrubs its key from what
+// the provider answers, so it must not be a part of the fake's message
+// ids ("dry-run-..."), or they would read "<secret>-...".
+const DryRunKey = "dry-run-key-guards-nothing"
 
 // dispatchSettings builds one client per account and the dispatcher's
 // settings. In a dry run every account sends to opts.DryRunURL with
@@ -104,7 +108,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName()}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle
@@ -119,6 +123,12 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 	if g.Router == nil || g.Renderer == nil {
 		return nil
 	}
+	var overrides routing.OverridesFunc
+	if src := b.opts.Overrides; src != nil {
+		dir := g.Router.Directory()
+		overrides = func(list string) []oncall.Override { return src.For(list, dir) }
+	}
+	mute := pipeline.NewMute(b.c.Intervals(), b.opts.MuteMetrics, b.opts.Logger)
 	p, err := pipeline.New(pipeline.Options{
 		Router:   g.Router,
 		Renderer: g.Renderer,
@@ -127,13 +137,15 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 		Stages: stages(
 			pipeline.ResolvedRule{},
 			b.dedup(),
-			// time intervals (muted) belong here
+			mute,
 			b.throttle(g),
 			b.budget(),
 			// escalation timers belong here
 		),
-		Store:  b.opts.Store,
-		Logger: b.opts.Logger,
+		Store:     b.opts.Store,
+		Logger:    b.opts.Logger,
+		Now:       b.opts.Now,
+		Overrides: overrides,
 	})
 	if err != nil {
 		b.errorf("", "%w", err)

@@ -101,7 +101,9 @@ type Store interface {
 	// digest, the Message digest returns for them (in id order; its
 	// Numbers are ignored), recorded as a notification from SourceDigest
 	// with one delivery to the number, due now, Critical if any of them
-	// was; each held delivery then ends bundled, pointing at the digest's
+	// was, to the first Person any of them names, the notification's
+	// AlertName their distinct names (at most three, then "+N more");
+	// each held delivery then ends bundled, pointing at the digest's
 	// delivery (Record.BundledInto). Either way max age counts afresh.
 	// An error from digest rolls the whole call back.
 	Release(ctx context.Context, now time.Time, digest DigestFunc) ([]ReleasedHold, error)
@@ -118,6 +120,15 @@ type Store interface {
 	Stats(ctx context.Context) (Stats, error)
 	// Deliveries returns the rows f selects, most recently updated first.
 	Deliveries(ctx context.Context, f Filter) ([]Record, error)
+	// Notifications returns the notifications f selects, newest (highest
+	// id) first, each with all of its deliveries in the order they were
+	// recorded. Notifications without deliveries (unrouted, filtered)
+	// are included unless f selects a delivery state.
+	Notifications(ctx context.Context, f NotificationFilter) ([]NotificationRecord, error)
+	// Counts counts what happened at or after since: the notifications
+	// received, and the deliveries now accepted or failed that were last
+	// updated then.
+	Counts(ctx context.Context, since time.Time) (Counts, error)
 	// DeliveryByProviderID returns the delivery the provider knows by id
 	// (its apiMessageId); the error wraps ErrNotFound when none has it.
 	DeliveryByProviderID(ctx context.Context, id string) (Record, error)
@@ -131,8 +142,21 @@ type Store interface {
 	// their messages and deliveries, and returns how many notifications
 	// it deleted. Unfinished work is never pruned. It also forgets
 	// duplicate keys, resolved alerts and budget days older than
-	// retention.
+	// retention, and deletes the on-call overrides that ended more than
+	// retention ago (not counted).
 	Prune(ctx context.Context, retention time.Duration) (int, error)
+
+	// AddOverride stores an on-call override added at run time and
+	// returns it with its id (unique, ascending in the order added) and
+	// CreatedAt set. ErrInvalid wraps one without a list or members, or
+	// whose End is not after its Start.
+	AddOverride(ctx context.Context, o Override) (Override, error)
+	// Overrides returns every stored override, in the order added
+	// (ascending id). Prune removes those that ended long ago.
+	Overrides(ctx context.Context) ([]Override, error)
+	// DeleteOverride removes the override with id; the error wraps
+	// ErrNotFound when there is none.
+	DeleteOverride(ctx context.Context, id int64) error
 
 	// GetState and PutState are a small durable key-value map for state
 	// that must survive a restart and be shared by replicas (the
@@ -160,7 +184,8 @@ var (
 	// failed state.
 	ErrNotFailed = errors.New("the delivery has not failed")
 	// ErrNotFound is returned when no delivery has the id (Retry) or the
-	// provider's message id (DeliveryByProviderID).
+	// provider's message id (DeliveryByProviderID), or no override the id
+	// (DeleteOverride).
 	ErrNotFound = errors.New("no delivery with that id")
 )
 
@@ -173,7 +198,8 @@ const (
 	OutcomeUnrouted = "unrouted"
 	OutcomeFiltered = "filtered"
 	// OutcomeDuplicate: every message was a duplicate (Message.DedupKey),
-	// or some were and the rest stale.
+	// or some were and the rest stale; also what Enqueue reports for a
+	// notification whose OnceKey a recorded notification carries already.
 	OutcomeDuplicate = "duplicate"
 	// OutcomeStale: every message was stale (Message.Alerts).
 	OutcomeStale = "stale"
@@ -189,6 +215,9 @@ type Notification struct {
 	GroupKey string
 	// Status is "firing" or "resolved".
 	Status string
+	// AlertName names what the notification is about, for people: the
+	// alertname its alerts share, or their names joined. It may be empty.
+	AlertName string
 	// Outcome is what the pipeline decided. Empty means OutcomeAccepted,
 	// or OutcomeUnrouted when there are no Messages. Any outcome other
 	// than OutcomeAccepted must come without Messages (ErrInvalid).
@@ -219,6 +248,13 @@ type Notification struct {
 	// pending, sending, accepted or bundled, newer than the group's last
 	// resolution it was sent), which the resolution must then follow.
 	CancelHeld bool
+	// OnceKey, when not empty, makes the notification happen once: if a
+	// recorded notification carries the same key, nothing is written and
+	// Enqueue returns that notification's id with OutcomeDuplicate. The
+	// check is atomic with the write (a unique key, in a shared database
+	// too), so a retry after a crash, or two replicas, cannot record it
+	// twice. The key lives as long as its notification (see Prune).
+	OnceKey string
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
@@ -288,6 +324,10 @@ type Message struct {
 	Critical bool
 	// Summary is one line about the message for a digest (Release).
 	Summary string
+	// People are, for each of Numbers, the name of the person on call at
+	// that number when the notification was routed, or "". Nil or empty
+	// means no names; otherwise it has one entry per number (ErrInvalid).
+	People []string
 }
 
 // State is the state of one delivery (one text to one number).
@@ -349,6 +389,9 @@ type Delivery struct {
 	Lease string
 	// Digest is true for a digest of held deliveries (Release).
 	Digest bool
+	// Person is who was on call at Number when the notification was
+	// routed (Message.People), or "".
+	Person string
 }
 
 // Outcome is what became of one leased delivery. Build it with Accepted,
@@ -449,12 +492,14 @@ type Record struct {
 	Source         string
 	GroupKey       string
 	Status         string
-	Receiver       string
-	Number         string
-	Text           string
-	Segments       int
-	State          State
-	Attempts       int
+	// AlertName is the notification's AlertName.
+	AlertName string
+	Receiver  string
+	Number    string
+	Text      string
+	Segments  int
+	State     State
+	Attempts  int
 	// Account is the provider account of the last request; empty before
 	// any.
 	Account      string
@@ -475,4 +520,58 @@ type Record struct {
 	// LeaseOwner is the Owner of the store that leased the row last
 	// (holding it while State is sending); empty before any lease.
 	LeaseOwner string
+	// Person is who was on call at Number when the notification was
+	// routed, or "".
+	Person string
+}
+
+// Override is an on-call override added at run time: Members are on call
+// for List from Start (inclusive) to End (exclusive). Members are as the
+// operator wrote them, people's names or numbers; they are resolved
+// against the configuration in force whenever the list is read.
+type Override struct {
+	ID        int64
+	List      string
+	Members   []string
+	Start     time.Time
+	End       time.Time
+	CreatedAt time.Time
+}
+
+// NotificationFilter selects notifications for Notifications.
+type NotificationFilter struct {
+	// State selects the notifications with at least one delivery in that
+	// state; empty selects all, those without deliveries included.
+	State State
+	// Since selects notifications received at or after it; zero selects
+	// all.
+	Since time.Time
+	// Limit caps the notifications returned; default 25, at most 200.
+	Limit int
+}
+
+// NotificationRecord is one notification with its deliveries, as the
+// status page groups them.
+type NotificationRecord struct {
+	ID         int64
+	ReceivedAt time.Time
+	Source     string
+	GroupKey   string
+	Status     string
+	AlertName  string
+	// Outcome is the recorded outcome (accepted, unrouted, filtered...).
+	Outcome string
+	// Deliveries are all of the notification's rows, in the order they
+	// were recorded (by message, then number). Numbers are full.
+	Deliveries []Record
+}
+
+// Counts is what happened over a period (see Store.Counts).
+type Counts struct {
+	// Notifications counts the notifications received, whatever their
+	// outcome.
+	Notifications int
+	// Accepted and Failed count deliveries in those states whose last
+	// update falls in the period.
+	Accepted, Failed int
 }

@@ -16,11 +16,16 @@ func TestMergeByText(t *testing.T) {
 		{"different texts stay apart", []Message{
 			{Receiver: "a", Text: "x", Segments: 1, Numbers: []string{"+1"}},
 			{Receiver: "b", Text: "y", Segments: 2, Numbers: []string{"+1"}},
-		}, "[a x 1 [{+1 false false}] b y 2 [{+1 false false}]]"},
+		}, "[a x 1 [{+1 false false }] b y 2 [{+1 false false }]]"},
 		{"equal texts merge, first receiver, marks of both", []Message{
 			{Receiver: "a", Text: "x", Segments: 1, Numbers: []string{"+1", "+2"}, Summary: "sa"},
 			{Receiver: "b", Text: "x", Segments: 1, Numbers: []string{"+2", "+3"}, Critical: true, Unthrottled: true, Summary: "sb"},
-		}, "[a x 1 [{+1 false false} {+2 true true} {+3 true true}]]"},
+		}, "[a x 1 [{+1 false false } {+2 true true } {+3 true true }]]"},
+		{"people survive the merge, the first name per number", []Message{
+			{Receiver: "a", Text: "x", Segments: 1, Numbers: []string{"+1", "+2"}, People: []string{"alice", ""}},
+			{Receiver: "b", Text: "x", Segments: 1, Numbers: []string{"+2", "+1", "+3"}, People: []string{"bob", "carol", "dave"}},
+			{Receiver: "c", Text: "y", Segments: 1, Numbers: []string{"+1"}},
+		}, "[a x 1 [{+1 false false alice} {+2 false false bob} {+3 false false dave}] c y 1 [{+1 false false }]]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -178,6 +178,44 @@ func TestDedupStage(t *testing.T) {
 	}
 }
 
+// suppressingStore answers like the outbox when its guards dropped the
+// messages of some receivers.
+type suppressingStore struct {
+	recordingStore
+	drop []string
+}
+
+func (s *suppressingStore) Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqueued, error) {
+	var kept []outbox.Message
+	var sup []outbox.Suppressed
+	for _, m := range n.Messages {
+		if slices.Contains(s.drop, m.Receiver) {
+			sup = append(sup, outbox.Suppressed{Receiver: m.Receiver, Reason: outbox.ReasonDuplicate})
+			continue
+		}
+		kept = append(kept, m)
+	}
+	n.Messages = kept
+	res, err := s.recordingStore.Enqueue(ctx, n)
+	res.Suppressed = sup
+	return res, err
+}
+
+// TestReceiversReached: the receivers Accept reports are those a text was
+// written for, not those whose message the store's guards dropped.
+func TestReceiversReached(t *testing.T) {
+	t.Parallel()
+	store := &suppressingStore{drop: []string{"db"}}
+	n := amNotification("firing", amAlert("firing", "aaaa", map[string]string{"alertname": "Disk", "team": "db"}))
+	res, err := noisePipeline(t, store, Dedup{Window: time.Minute}).Accept(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Receivers, []string{"ops", "pager"}) {
+		t.Errorf("receivers %v, want ops and pager (db's copy was a duplicate)", res.Receivers)
+	}
+}
+
 func TestThrottleStage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -45,6 +45,10 @@ type Accepted struct {
 	// Outcome is what became of the notification, one of SinkOutcomes; it
 	// is the outcome label of smsbridge_notifications_received_total.
 	Outcome string
+	// Receivers are the receivers a text was written for, for the log.
+	Receivers []string
+	// AlertName says what the notification is about, for the log.
+	AlertName string
 }
 
 // Values of the outcome label of smsbridge_notifications_received_total.
@@ -58,6 +62,9 @@ const (
 	OutcomeDuplicate = "duplicate"
 	// Stored, sends nothing: a firing whose alerts all resolved already.
 	OutcomeStale = "stale"
+	// Stored, sends nothing: its routes' time intervals muted it for
+	// every receiver.
+	OutcomeMuted = "muted"
 	// Counted by the handler for the requests it refuses.
 	OutcomeInvalid              = "invalid"
 	OutcomeUnauthorized         = "unauthorized"
@@ -72,7 +79,7 @@ const (
 // new one (duplicate, stale, muted) adds its value here and nowhere else:
 // its series are then created at zero for every source, and the handler
 // counts it and answers it as the 202's status.
-var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeDuplicate, OutcomeStale}
+var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeDuplicate, OutcomeStale, OutcomeMuted}
 
 // refusalOutcomes are the outcomes of requests the handler answers itself.
 var refusalOutcomes = []string{

@@ -22,11 +22,11 @@ type fakeNoise struct {
 
 func (f fakeNoise) Noise(context.Context) (Noise, error) { return f.n, f.err }
 
-func newNoiseServer(t *testing.T, src NoiseSource, records []outbox.Record) *httptest.Server {
+func newNoiseServer(t *testing.T, src NoiseSource, records []outbox.Record, prefix string) *httptest.Server {
 	t.Helper()
 	st := &fakeStore{records: records}
 	h, err := New(Options{Store: st, Bridge: &fakeBridge{provider: Provider{State: ProviderOK}}, Started: testNow,
-		Now: func() time.Time { return testNow }, Logger: slog.New(slog.DiscardHandler), Noise: src})
+		Now: func() time.Time { return testNow }, Logger: slog.New(slog.DiscardHandler), Noise: src, PathPrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,32 +62,36 @@ func TestNoiseSection(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		src     NoiseSource
+		prefix  string
 		want    []string
 		notWant []string
 	}{
-		{"throttle and budget", fakeNoise{n: full}, []string{
+		{"throttle and budget", fakeNoise{n: full}, "", []string{
 			`id="noise"`, "At most 5 per 15m, 11 per 1h to one number", "Sent (1h)",
 			"&#43;2783****001", "2 held</span> FIRING DiskFull db1; RESOLVED NodeDown n3", "2026-11-26 03:07:00Z (in 7m 0s)",
 			"digest queued", "500 of 500 segments", "(100%, 0 left)", "Spent: only critical messages go", "budget-spent",
 			"Europe/Berlin", "severity=&#34;critical&#34;",
-			`sent in digest <a href="#delivery-9">#9</a>`, "held for the number until 2026-11-26 03:07:00Z",
-			"resolved before sent: the group resolved", "digest of held messages",
-		}, []string{"27830000001", "27830000002", "last attempt: resolved before sent"}},
-		{"off", fakeNoise{n: Noise{DedupWindow: time.Minute, Numbers: []NumberNoise{{Number: "+27830000001", Sent: 4}}}}, []string{
+			`bundled into digest <a href="/#delivery-9">#9</a>`, "held for the number until 2026-11-26 03:07:00Z",
+			"resolved before sent: the group resolved", "digest of messages the throttle held",
+		}, []string{"27830000001", "27830000002", "last: <span class=\"warn\">resolved before sent"}},
+		{"under a route prefix", fakeNoise{n: full}, "/sms", []string{
+			`bundled into digest <a href="/sms/#delivery-9">#9</a>`,
+		}, []string{`href="/#`, `href="#`}},
+		{"off", fakeNoise{n: Noise{DedupWindow: time.Minute, Numbers: []NumberNoise{{Number: "+27830000001", Sent: 4}}}}, "", []string{
 			"Off: no <code>throttle.per_number</code>", "Off: no <code>budget.daily_segments</code>", "within 1m are not sent",
 		}, []string{"budget-spent", "Still held"}},
 		{"off, something still held", fakeNoise{n: Noise{DedupWindow: time.Minute, Numbers: []NumberNoise{{Number: "+27830000001", Sent: 4},
-			{Number: "+27830000002", Held: []string{"FIRING A"}}}}}, []string{
+			{Number: "+27830000002", Held: []string{"FIRING A"}}}}}, "", []string{
 			"Still held from an earlier configuration, for 1 number; they go out as digests.",
 		}, nil},
-		{"unreadable", fakeNoise{err: errors.New("database is locked")}, []string{
+		{"unreadable", fakeNoise{err: errors.New("database is locked")}, "", []string{
 			"the throttle and budget could not be read; see the bridge&#39;s log",
 		}, []string{"database is locked"}},
-		{"no source", nil, nil, []string{`id="noise"`}},
+		{"no source", nil, "", nil, []string{`id="noise"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newNoiseServer(t, tc.src, records)
+			srv := newNoiseServer(t, tc.src, records, tc.prefix)
 			code, body := do(t, "GET", srv.URL+"/", "")
 			if code != 200 {
 				t.Fatalf("status %d", code)
@@ -113,7 +117,7 @@ func TestNoiseAPI(t *testing.T) {
 		Budget:  &BudgetNoise{Day: "2026-11-26", TimeZone: "UTC", Limit: 10, Used: 4}}}
 	records := []outbox.Record{{ID: 7, NotificationID: 3, Number: "+27830000001", State: outbox.StateBundled, BundledInto: 9, UpdatedAt: testNow},
 		{ID: 8, NotificationID: 3, Number: "+27830000001", State: outbox.StateHeld, NextAttemptAt: testNow.Add(time.Minute), UpdatedAt: testNow}}
-	srv := newNoiseServer(t, src, records)
+	srv := newNoiseServer(t, src, records, "")
 	_, body := do(t, "GET", srv.URL+"/api/v1/status", "")
 	for _, w := range []string{
 		`"noise":{"dedup_window_seconds":300,"throttle":["3 per 10s"],"window_seconds":10,` +

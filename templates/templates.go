@@ -12,6 +12,7 @@ import (
 	tmplhtml "html/template"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -93,6 +94,28 @@ func (d *Data) MoreAlerts(shown int) int {
 	return max(len(d.Alerts)-shown, 0) + max(d.TruncatedAlerts, 0)
 }
 
+// FiringTotal counts the group's firing alerts, those the sender
+// truncated included: the payload does not say what they were, so they
+// count as firing while the group fires. A count that errs is better high
+// than low, and the header then agrees with "+N more".
+func (d *Data) FiringTotal() int {
+	n := len(d.Alerts.Firing())
+	if d.Status == "firing" {
+		n += max(d.TruncatedAlerts, 0)
+	}
+	return n
+}
+
+// ResolvedTotal counts the group's resolved alerts, those the sender
+// truncated included when the whole group is resolved.
+func (d *Data) ResolvedTotal() int {
+	n := len(d.Alerts.Resolved())
+	if d.Status == "resolved" {
+		n += max(d.TruncatedAlerts, 0)
+	}
+	return n
+}
+
 // Metrics counts template failures.
 type Metrics struct {
 	errors *prometheus.CounterVec
@@ -112,7 +135,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Options struct {
 	// Files are globs of user template files, parsed after the default
 	// templates, so that they may redefine sms.default and sms.webhook. A
-	// glob that matches nothing is allowed (and logged).
+	// glob that matches nothing is an error: it is a typo or a missing
+	// mount, and the receivers using its templates would fail.
 	Files []string
 	// Logger receives a warning for each failed template; nil discards.
 	Logger *slog.Logger
@@ -148,6 +172,8 @@ type Renderer struct {
 	all, base compiled
 	logger    *slog.Logger
 	metrics   *Metrics
+	// files are the template files read, for errors.
+	files []string
 }
 
 // New parses the default templates and the user's template files. A parse
@@ -159,6 +185,7 @@ func New(opts Options) (*Renderer, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	var allText, baseText *tmpltext.Template
+	var read []string
 	t, err := template.FromGlobs(nil, captureText(&allText))
 	if err != nil {
 		return nil, fmt.Errorf("load alertmanager default templates: %w", err)
@@ -172,8 +199,9 @@ func New(opts Options) (*Renderer, error) {
 			return nil, &FileError{Index: i, Err: fmt.Errorf("template files %q: %w", glob, err)}
 		}
 		if len(files) == 0 {
-			logger.Warn("template file pattern matches no file", "pattern", glob)
+			return nil, &FileError{Index: i, Err: fmt.Errorf("template files %q match no file", glob)}
 		}
+		read = append(read, files...)
 		// One file at a time, so that an error names the whole path and
 		// not only the base name text/template reports.
 		for _, f := range files {
@@ -191,7 +219,7 @@ func New(opts Options) (*Renderer, error) {
 		return nil, fmt.Errorf("parse default sms templates: %w", err)
 	}
 	r := &Renderer{tmpl: t, logger: logger, metrics: opts.Metrics,
-		all: compiled{set: allText}, base: compiled{set: baseText}}
+		all: compiled{set: allText}, base: compiled{set: baseText}, files: read}
 	if r.metrics != nil {
 		for _, name := range opts.Receivers {
 			r.metrics.errors.WithLabelValues(name)
@@ -200,10 +228,10 @@ func New(opts Options) (*Renderer, error) {
 	// A user file may redefine the default templates; a broken one is a
 	// config error now rather than a fallback at 3 a.m.
 	am, hook := sampleData()
-	if err := r.check(invoke(DefaultTemplate), am); err != nil {
+	if err := r.explainUndefined(r.check(invoke(DefaultTemplate), am)); err != nil {
 		return nil, fmt.Errorf("template %s: %w", DefaultTemplate, err)
 	}
-	if err := r.check(invoke(WebhookTemplate), hook); err != nil {
+	if err := r.explainUndefined(r.check(invoke(WebhookTemplate), hook)); err != nil {
 		return nil, fmt.Errorf("template %s: %w", WebhookTemplate, err)
 	}
 	if err := r.checkDigest(am); err != nil {
@@ -251,7 +279,28 @@ func (r *Renderer) Check(tmpl string) error {
 		return nil
 	}
 	am, _ := sampleData()
-	return r.check(tmpl, am)
+	return r.explainUndefined(r.check(tmpl, am))
+}
+
+// undefinedRE finds the name in text/template's error for a template that
+// was never defined.
+var undefinedRE = regexp.MustCompile(`template "([^"]*)" not defined`)
+
+// explainUndefined adds to an error about an undefined template where the
+// renderer looked for it: the built-in templates and each file it read.
+func (r *Renderer) explainUndefined(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := undefinedRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	where := "templates.files names no file"
+	if len(r.files) > 0 {
+		where = "the template files read are " + strings.Join(r.files, ", ")
+	}
+	return fmt.Errorf("%w: no template named %q is built in or defined in a template file (%s)", err, m[1], where)
 }
 
 // check executes tmpl against d and tells parse errors from execution ones.

@@ -24,12 +24,15 @@ func keyed(group string, window time.Duration, receivers ...string) outbox.Notif
 }
 
 // testMergeByText: messages of one notification with the same text are
-// merged, each number once, with every message's marks.
+// merged, each number once, with every message's marks and the first
+// name on call at it.
 func testMergeByText(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	s := e.Open()
 	a := msg("ops", "same", "+1", "+2")
+	a.People = []string{"alice", ""}
 	b := msg("db", "same", "+2", "+3")
+	b.People = []string{"bob", "carol"}
 	b.Critical = true
 	c := msg("web", "other", "+2")
 	got := enqueue(t, s, outbox.Notification{Source: "am", GroupKey: "g", Status: "firing", Messages: []outbox.Message{a, b, c}})
@@ -39,15 +42,16 @@ func testMergeByText(t *testing.T, h Harness) {
 	type row struct {
 		receiver, text, number string
 		critical               bool
+		person                 string
 	}
 	var rows []row
 	for _, r := range records(t, s, outbox.Filter{NotificationID: got.ID}) {
-		rows = append(rows, row{r.Receiver, r.Text, r.Number, r.Critical})
+		rows = append(rows, row{r.Receiver, r.Text, r.Number, r.Critical, r.Person})
 	}
 	slices.SortFunc(rows, func(x, y row) int {
 		return cmpStrings(x.text+x.number, y.text+y.number)
 	})
-	want := []row{{"web", "other", "+2", false}, {"ops", "same", "+1", false}, {"ops", "same", "+2", true}, {"ops", "same", "+3", true}}
+	want := []row{{"web", "other", "+2", false, ""}, {"ops", "same", "+1", false, "alice"}, {"ops", "same", "+2", true, "bob"}, {"ops", "same", "+3", true, "carol"}}
 	if !slices.Equal(rows, want) {
 		t.Errorf("rows\n got %+v\nwant %+v", rows, want)
 	}

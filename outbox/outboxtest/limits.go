@@ -198,8 +198,12 @@ func testRelease(t *testing.T, h Harness) {
 	adm := admitAll(t, s, t0, limits)
 	complete(t, s, outbox.Accepted(adm.Send[0], "primary", "p1"))
 	var heldIDs []int64
-	for _, text := range []string{"a", "b", "c"} {
-		one(t, s, text, x)
+	// Who was on call and what it is about carry over to the digest: the
+	// first name, the distinct alert names.
+	for i, text := range []string{"a", "b", "c"} {
+		person := []string{"", "alice", "bob"}[i]
+		enqueue(t, s, outbox.Notification{Source: "alertmanager", GroupKey: "g:" + text, Status: "firing", AlertName: "Disk" + map[string]string{"a": "Full", "b": "Full", "c": "Slow"}[text],
+			Messages: []outbox.Message{{Receiver: "ops", Text: text, Segments: 1, Numbers: []string{x}, People: []string{person}, Summary: "FIRING " + text}}})
 	}
 	for _, sa := range admitAll(t, s, t0, limits).Held {
 		heldIDs = append(heldIDs, sa.Delivery.ID)
@@ -243,7 +247,8 @@ func testRelease(t *testing.T, h Harness) {
 		}
 	}
 	dg := record(t, s, rel[0].Digest)
-	if dg.Source != outbox.SourceDigest || dg.State != outbox.StatePending || dg.Text != "3 held" || dg.Number != x || dg.Receiver != "ops" {
+	if dg.Source != outbox.SourceDigest || dg.State != outbox.StatePending || dg.Text != "3 held" || dg.Number != x || dg.Receiver != "ops" ||
+		dg.Person != "alice" || dg.AlertName != "DiskFull, DiskSlow" {
 		t.Errorf("digest record %+v", dg)
 	}
 	if sc := schedule(t, s, e.clock.Now()); !sc.NextHeld.IsZero() {

@@ -82,6 +82,8 @@ func Run(t *testing.T, h Harness) {
 		{"Prune", testPrune},
 		{"DeliveriesFilter", testDeliveriesFilter},
 		{"DeliveryByProviderID", testDeliveryByProviderID},
+		{"Notifications", testNotifications},
+		{"Counts", testCounts},
 		{"State", testState},
 		{"Metrics", testMetrics},
 		{"MergeByText", testMergeByText},
@@ -97,11 +99,15 @@ func Run(t *testing.T, h Harness) {
 		{"Budget", testBudget},
 		{"PruneNoise", testPruneNoise},
 		{"ClosedStore", testClosedStore},
+		{"People", testPeople},
+		{"OnceKey", testOnceKey},
+		{"Overrides", testOverrides},
 	}
 	if h.Concurrent() {
 		tests = append(tests,
 			suiteTest{"ConcurrentOwners", testConcurrentOwners},
 			suiteTest{"ConcurrentShared", testConcurrentShared},
+			suiteTest{"ConcurrentOnceKey", testConcurrentOnceKey},
 		)
 	} else {
 		t.Log("the harness is exclusive (one store per backing): checking that a second Open fails, instead of the concurrent-owner tests")

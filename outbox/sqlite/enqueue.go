@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 )
 
@@ -94,7 +95,7 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	case n.Outcome == "":
 		n.Outcome = outbox.OutcomeAccepted
 	case n.Outcome != outbox.OutcomeAccepted && len(n.Messages) > 0:
-		return n, fmt.Errorf("%w: outcome %q with %d messages; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, len(n.Messages))
+		return n, fmt.Errorf("%w: outcome %q with %s; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, plural.Count(len(n.Messages), "message", "messages"))
 	}
 	msgs := make([]outbox.Message, 0, len(n.Messages))
 	for i, m := range n.Messages {
@@ -109,21 +110,30 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 				return n, fmt.Errorf("%w: message %d alert %d has no fingerprint", outbox.ErrInvalid, i, k)
 			}
 		}
+		if len(m.People) > 0 && len(m.People) != len(m.Numbers) {
+			return n, fmt.Errorf("%w: message %d has %d people for %d numbers", outbox.ErrInvalid, i, len(m.People), len(m.Numbers))
+		}
 		seen := make(map[string]bool, len(m.Numbers))
 		nums := make([]string, 0, len(m.Numbers))
-		for _, num := range m.Numbers {
+		people := make([]string, 0, len(m.Numbers))
+		for k, num := range m.Numbers {
 			if num == "" {
 				return n, fmt.Errorf("%w: message %d has an empty number", outbox.ErrInvalid, i)
 			}
 			if !seen[num] {
 				seen[num] = true
 				nums = append(nums, num)
+				person := ""
+				if len(m.People) > 0 {
+					person = m.People[k]
+				}
+				people = append(people, person)
 			}
 		}
 		if m.Text == "" && len(nums) > 0 {
 			return n, fmt.Errorf("%w: message %d has numbers but no text", outbox.ErrInvalid, i)
 		}
-		m.Numbers = nums
+		m.Numbers, m.People = nums, people
 		msgs = append(msgs, m)
 	}
 	n.Messages = msgs
@@ -176,7 +186,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
-		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
+		err = fmt.Errorf("commit %s: %w", plural.Count(len(batch), "notification", "notifications"), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
 	// Signal before answering: when Enqueue returns, the wake is pending.
@@ -214,10 +224,10 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	// transaction only borrows them.
 	w := &txInserts{}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
-		{&w.lastStatus, &s.ins.lastStatus}, {&w.notification, &s.ins.notification}, {&w.message, &s.ins.message},
-		{&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet}, {&w.dedupPut, &s.ins.dedupPut},
-		{&w.resolvedHas, &s.ins.resolvedHas}, {&w.resolvedPut, &s.ins.resolvedPut}, {&w.heldFiring, &s.ins.heldFiring},
-		{&w.cancel, &s.ins.cancel}, {&w.lastSent, &s.ins.lastSent},
+		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
+		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
+		{&w.dedupPut, &s.ins.dedupPut}, {&w.resolvedHas, &s.ins.resolvedHas}, {&w.resolvedPut, &s.ins.resolvedPut},
+		{&w.heldFiring, &s.ins.heldFiring}, {&w.cancel, &s.ins.cancel}, {&w.lastSent, &s.ins.lastSent},
 	} {
 		*p.dst = tx.StmtContext(ctx, *p.src)
 	}
@@ -238,9 +248,9 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 
 // txInserts are the group commit's statements inside one transaction.
 type txInserts struct {
-	lastStatus, notification, message, delivery  *sql.Stmt
-	dedupGet, dedupPut, resolvedHas, resolvedPut *sql.Stmt
-	heldFiring, cancel, lastSent                 *sql.Stmt
+	lastStatus, onceKey, notification, message, delivery *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
+	heldFiring, cancel, lastSent                         *sql.Stmt
 }
 
 // record writes one call's notification, evaluating its guards, and sets
@@ -248,6 +258,16 @@ type txInserts struct {
 func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (bool, error) {
 	n := r.n
 	nowMS := ms(now)
+	if n.OnceKey != "" {
+		var prior int64
+		switch err := w.onceKey.QueryRowContext(ctx, n.OnceKey).Scan(&prior); {
+		case err == nil:
+			r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+			return false, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("read the once key: %w", err)
+		}
+	}
 	if n.RequireFiring {
 		var last string
 		switch err := w.lastStatus.QueryRowContext(ctx, n.GroupKey).Scan(&last); {
@@ -297,7 +317,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, fmt.Errorf("remember a resolved alert: %w", err)
 		}
 	}
-	id, err := insertID(ctx, w.notification, nowMS, n.Source, n.GroupKey, n.Status, n.Outcome)
+	id, err := insertID(ctx, w.notification, nowMS, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey, n.AlertName)
 	if err != nil {
 		return false, fmt.Errorf("insert notification: %w", err)
 	}
@@ -330,7 +350,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 				}
 			}
 			if _, err := w.delivery.ExecContext(ctx, mid, num.Number, string(state), nowMS, nowMS, nowMS,
-				num.Unthrottled, num.Critical, code, reason); err != nil {
+				num.Unthrottled, num.Critical, code, reason, num.Person); err != nil {
 				return false, fmt.Errorf("insert delivery: %w", err)
 			}
 			if state == outbox.StatePending {
@@ -425,14 +445,14 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	lastStatus, notification, message, delivery  *sql.Stmt
-	dedupGet, dedupPut, resolvedHas, resolvedPut *sql.Stmt
-	heldFiring, cancel, lastSent                 *sql.Stmt
+	lastStatus, onceKey, notification, message, delivery *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
+	heldFiring, cancel, lastSent                         *sql.Stmt
 }
 
 func (ins *inserts) all() []**sql.Stmt {
-	return []**sql.Stmt{&ins.lastStatus, &ins.notification, &ins.message, &ins.delivery, &ins.dedupGet, &ins.dedupPut,
-		&ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent}
+	return []**sql.Stmt{&ins.lastStatus, &ins.onceKey, &ins.notification, &ins.message, &ins.delivery, &ins.dedupGet,
+		&ins.dedupPut, &ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent}
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -443,10 +463,11 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		// commit share received_at, so the id breaks the tie in the order
 		// they were written.
 		`SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`,
-		`INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`,
+		`SELECT id FROM notifications WHERE once_key = ?`,
+		`INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key, alertname) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO messages (notification_id, receiver, text, segments, summary) VALUES (?, ?, ?, ?, ?)`,
-		`INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, unthrottled, critical, error_code, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, unthrottled, critical, error_code, error, person)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`SELECT key, at FROM dedup WHERE receiver = ? AND group_key = ?`,
 		`INSERT INTO dedup (receiver, group_key, key, at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (receiver, group_key) DO UPDATE SET key = excluded.key, at = excluded.at`,

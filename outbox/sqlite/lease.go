@@ -55,7 +55,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 	// Rows of a full batch, a duplicate number or a text beyond the stop
 	// wait for the next Lease.
 	scan := min(maxBatches*maxNumbers, 20000)
-	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, d.digest, m.id, m.notification_id, m.receiver, m.text, m.segments
+	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, d.digest, m.id, m.notification_id, m.receiver, m.text, m.segments, d.person
 		FROM deliveries d JOIN messages m ON m.id = d.message_id
 		WHERE d.state = 'pending' AND d.next_attempt_at <= ?
 		ORDER BY d.next_attempt_at, d.id
@@ -82,7 +82,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 			text     string
 			segments int
 		)
-		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &queued, &d.Digest, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments); err != nil {
+		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &queued, &d.Digest, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments, &d.Person); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("lease: scan: %w", err)
 		}

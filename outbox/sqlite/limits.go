@@ -352,19 +352,26 @@ func writeDigest(ctx context.Context, tx *sql.Tx, nowMS int64, number string, he
 	if m.Text == "" || m.Segments < 0 {
 		return 0, fmt.Errorf("release: the digest has no text: %w", outbox.ErrInvalid)
 	}
-	status, critical := "resolved", false
+	status, critical, person := "resolved", false, ""
+	var names []string
 	for _, r := range held {
 		if r.Status == "firing" {
 			status = "firing"
 		}
 		critical = critical || r.Critical
+		if person == "" {
+			person = r.Person
+		}
+		if r.AlertName != "" && !slices.Contains(names, r.AlertName) {
+			names = append(names, r.AlertName)
+		}
 	}
 	receiver := m.Receiver
 	if receiver == "" {
 		receiver = held[0].Receiver
 	}
-	nid, err := execID(ctx, tx, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`,
-		nowMS, outbox.SourceDigest, outbox.SourceDigest, status, outbox.OutcomeAccepted)
+	nid, err := execID(ctx, tx, `INSERT INTO notifications (received_at, source, group_key, status, outcome, alertname) VALUES (?, ?, ?, ?, ?, ?)`,
+		nowMS, outbox.SourceDigest, outbox.SourceDigest, status, outbox.OutcomeAccepted, digestName(names))
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
@@ -373,12 +380,22 @@ func writeDigest(ctx context.Context, tx *sql.Tx, nowMS int64, number string, he
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
-	did, err := execID(ctx, tx, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, critical, digest)
-		VALUES (?, ?, 'pending', ?, ?, ?, ?, 1)`, mid, number, nowMS, nowMS, nowMS, critical)
+	did, err := execID(ctx, tx, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, critical, digest, person)
+		VALUES (?, ?, 'pending', ?, ?, ?, ?, 1, ?)`, mid, number, nowMS, nowMS, nowMS, critical, person)
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
 	return did, nil
+}
+
+// digestName is a digest's alert name: the distinct names of what it
+// bundles, at most three and then how many more.
+func digestName(names []string) string {
+	const most = 3
+	if len(names) > most {
+		return strings.Join(names[:most], ", ") + fmt.Sprintf(" +%d more", len(names)-most)
+	}
+	return strings.Join(names, ", ")
 }
 
 func execID(ctx context.Context, tx *sql.Tx, q string, args ...any) (int64, error) {

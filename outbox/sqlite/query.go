@@ -34,9 +34,9 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 }
 
 // selectRecords is the query behind outbox.Record, without its WHERE.
-const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
+const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, n.alertname, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical
+		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -46,9 +46,9 @@ func scanRecord(sc interface{ Scan(...any) error }) (outbox.Record, error) {
 	var r outbox.Record
 	var received, updated, next int64
 	var state string
-	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
+	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.AlertName, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical); err != nil {
+		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person); err != nil {
 		return outbox.Record{}, err
 	}
 	r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), outbox.State(state)
@@ -207,5 +207,103 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 			return total, fmt.Errorf("prune outbox: %w", err)
 		}
 	}
+	// Overrides are few; the ones long over only clutter the list.
+	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM oncall_overrides WHERE ends_at < ?`, cutoff); err != nil {
+		return total, fmt.Errorf("prune on-call overrides: %w", err)
+	}
 	return total, nil
+}
+
+// Notifications returns the notifications f selects, newest first, each
+// with all of its deliveries in the order they were recorded.
+func (s *Store) Notifications(ctx context.Context, f outbox.NotificationFilter) ([]outbox.NotificationRecord, error) {
+	if err := s.closed(); err != nil {
+		return nil, err
+	}
+	var where []string
+	var args []any
+	if f.State != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
+			WHERE m.notification_id = n.id AND d.state = ?)`)
+		args = append(args, string(f.State))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "n.received_at >= ?")
+		args = append(args, ms(f.Since))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 25
+	}
+	limit = min(limit, 200)
+	q := `SELECT n.id, n.received_at, n.source, n.group_key, n.status, n.alertname, n.outcome FROM notifications n`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY n.id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query notifications: %w", err)
+	}
+	var out []outbox.NotificationRecord
+	index := map[int64]int{}
+	for rows.Next() {
+		var n outbox.NotificationRecord
+		var received int64
+		if err := rows.Scan(&n.ID, &received, &n.Source, &n.GroupKey, &n.Status, &n.AlertName, &n.Outcome); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("query notifications: %w", err)
+		}
+		n.ReceivedAt = fromMS(received)
+		index[n.ID] = len(out)
+		out = append(out, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query notifications: %w", err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]any, len(out))
+	for i, n := range out {
+		ids[i] = n.ID
+	}
+	placeholders := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+	rows, err = s.rdb.QueryContext(ctx, selectRecords+" WHERE n.id IN ("+placeholders+") ORDER BY m.id, d.id", ids...)
+	if err != nil {
+		return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+		}
+		i := index[r.NotificationID]
+		out[i].Deliveries = append(out[i].Deliveries, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+	}
+	return out, nil
+}
+
+// Counts counts the notifications received at or after since and the
+// deliveries accepted or failed, last updated at or after it.
+func (s *Store) Counts(ctx context.Context, since time.Time) (outbox.Counts, error) {
+	if err := s.closed(); err != nil {
+		return outbox.Counts{}, err
+	}
+	var c outbox.Counts
+	t := ms(since)
+	err := s.rdb.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM notifications WHERE received_at >= ?),
+		(SELECT count(*) FROM deliveries WHERE updated_at >= ? AND state = 'accepted'),
+		(SELECT count(*) FROM deliveries WHERE updated_at >= ? AND state = 'failed')`, t, t, t).Scan(&c.Notifications, &c.Accepted, &c.Failed)
+	if err != nil {
+		return outbox.Counts{}, fmt.Errorf("count the outbox since %s: %w", since.UTC().Format(time.RFC3339), err)
+	}
+	return c, nil
 }

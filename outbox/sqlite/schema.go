@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 3
+const schemaVersion = 5
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -132,7 +132,36 @@ CREATE TABLE state (
 );
 `,
 
-	// Version 3: noise controls (duplicate suppression, per-number
+	// Version 3: on-call schedules.
+	//   - deliveries.person is who was on call at the number when the
+	//     notification was routed;
+	//   - notifications.once_key makes a notification happen once (a
+	//     handoff notice): unique among the rows that have one, so the
+	//     check holds in the write transaction whoever writes;
+	//   - oncall_overrides are the overrides added at run time; members
+	//     is a JSON array of names or numbers, as the operator wrote them.
+	`
+ALTER TABLE deliveries ADD COLUMN person TEXT NOT NULL DEFAULT '';
+ALTER TABLE notifications ADD COLUMN once_key TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX notifications_once ON notifications(once_key) WHERE once_key <> '';
+
+CREATE TABLE oncall_overrides (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	list       TEXT    NOT NULL,
+	members    TEXT    NOT NULL,
+	starts_at  INTEGER NOT NULL,
+	ends_at    INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX oncall_overrides_end ON oncall_overrides(ends_at);
+`,
+	// Version 4: notifications.alertname, what a notification is about,
+	// for the status page's view grouped by notification. Rows from
+	// earlier versions have none.
+	`
+ALTER TABLE notifications ADD COLUMN alertname TEXT NOT NULL DEFAULT '';
+`,
+	// Version 5: noise controls (duplicate suppression, per-number
 	// throttles and digests, the daily segment budget).
 	//   - deliveries get the states held (throttled, waiting for its
 	//     number), bundled (sent inside a digest, bundled_into its
