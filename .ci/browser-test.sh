@@ -4,8 +4,9 @@
 # route prefix (--web.external-url .../sms/), and from a second bridge in a dry
 # run. The DOM is checked for the view grouped by notification (alert names,
 # one chip per number, next attempts), the held provider's card, the 24-hour
-# counts, the self-refresh, the routing tree and the dry-run banner; every
-# link must stay under the prefix. Screenshots are kept as CI artifacts:
+# counts, the self-refresh, the routing tree, the dry-run banner and the noise
+# controls (a throttled number's held, bundled and cancelled messages, its
+# digest, the throttle section); every link must stay under the prefix. Screenshots are kept as CI artifacts:
 # $BUILD_DIR/status-page.png and, with the DOM dumps, $BUILD_DIR/browser-test/.
 #
 # The bridge sends to status/internal/fakeapi: the SMS provider's fake, which
@@ -92,6 +93,10 @@ delivery:
   max_backoff: 1s
   # Long, so the held queue is still held while the browser looks.
   hold_retry: 10m
+# Tight, so one number shows held, bundled and cancelled messages within
+# seconds: one message per 5s, three per hour.
+throttle:
+  per_number: [{count: 1, per: 5s}, {count: 3, per: 1h}]
 alertmanager:
   auth: {type: basic, username: am, password: "$AM_PASS"}
 webhooks:
@@ -109,6 +114,8 @@ route:
       continue: true
     - matchers: ['team="vendor"']
       receiver: vendor
+    - matchers: ['team="noisy"']
+      receiver: noisy
 receivers:
   - name: ops
     numbers: ["+27830000001", "+27830000002"]
@@ -117,6 +124,8 @@ receivers:
     oncall: [dbas]
   - name: vendor
     numbers: ["$REJECTED"]
+  - name: noisy
+    numbers: ["+27830000005"]
 oncall:
   - name: dbas
     numbers: ["+27830000004"]
@@ -145,6 +154,29 @@ alert() { # ALERTNAME TEAM SUMMARY
  "startsAt":"2026-11-26T03:00:00Z","fingerprint":"$1"}]}
 EOF
 }
+
+resolve() { # ALERTNAME TEAM: the resolution of alert's group
+  curl -fsS -u "am:$AM_PASS" -H 'Content-Type: application/json' "$BRIDGE/api/v1/alertmanager" -d @- >/dev/null <<EOF
+{"version":"4","status":"resolved","receiver":"sms","groupKey":"{}:{alertname=\\"$1\\"}","commonLabels":{"alertname":"$1","team":"$2"},
+ "alerts":[{"status":"resolved","labels":{"alertname":"$1","team":"$2","severity":"page"},"annotations":{},
+ "startsAt":"2026-11-26T03:00:00Z","endsAt":"2026-11-26T03:10:00Z","fingerprint":"$1"}]}
+EOF
+}
+
+echo "throttled: one number gets a storm"
+alert Noisy1 noisy "first of a storm" || fail "post alert"
+wait_for "the first of the storm accepted" 30 at_least accepted 1
+alert Noisy2 noisy "second" && alert Noisy3 noisy "third" || fail "post alert"
+wait_for "2 bundled into a digest" 30 at_least bundled 2
+alert Noisy4 noisy "fourth, resolved before sent" || fail "post alert"
+wait_for "1 held" 30 at_least held 1
+resolve Noisy4 noisy || fail "post resolution"
+wait_for "2 cancelled" 30 at_least cancelled 2
+alert Noisy5 noisy "fifth" && alert Noisy6 noisy "sixth" || fail "post alert"
+wait_for "4 bundled" 30 at_least bundled 4
+# The hour's three are spent: this one stays held while the browser looks.
+alert Noisy7 noisy "seventh, held for the hour" || fail "post alert"
+wait_for "1 held" 30 at_least held 1
 
 echo "accepted: an alert to ops"
 alert HighLatency ops "p99 latency above 2s on checkout" || fail "post alert"
@@ -233,7 +265,7 @@ refuse() { # FILE WHAT NEEDLE: the DOM must not hold NEEDLE
 page="$OUT/status-page.html"
 # The view grouped by notification: one block per notification, its alert
 # name, one chip per number with its state, the text in full.
-check_count "$page" "notification blocks" '<tbody id="notification-' 4
+check_count "$page" "notification blocks" '<tbody id="notification-' 12
 check "$page" "an alert name" '<div class="alertname">HighLatency</div>'
 check "$page" "another alert name" '<div class="alertname">DiskFull</div>'
 check "$page" "the receivers reached" 'to db'
@@ -246,6 +278,20 @@ check "$page" "the provider's rejection" "E102: Blacklisted"
 check "$page" "a provider message id" 'provider id <code class="msgid">'
 check "$page" "why a pending number waits" 'waits: the account is held (the account has no credits); next probe'
 check "$page" "a retry button on the failed number" 'action="/sms/deliveries/'
+# The noise controls: a throttled number's held, bundled and cancelled
+# messages, its digests, the throttle section.
+check_count "$page" "held chips" 'data-status="held"' 1
+check_count "$page" "bundled chips" 'data-status="bundled"' 4
+check_count "$page" "cancelled chips" 'data-status="cancelled"' 2
+check "$page" "until when a held one waits" 'held for the number until'
+check "$page" "the digest a bundled one went in" 'bundled into digest <a href="/sms/#delivery-'
+check "$page" "why one was cancelled" 'resolved before sent'
+check "$page" "a digest" 'digest of messages the throttle held'
+check "$page" "the digest's alert names" '<div class="alertname">Noisy2, Noisy3</div>'
+check "$page" "the digest's text" '<div class="sms">2 held: FIRING Noisy2; FIRING Noisy3</div>'
+check "$page" "the throttle section" 'At most 1 per 5s, 3 per 1h to one number'
+check "$page" "what is held for the number" '1 held</span> FIRING Noisy7'
+check "$page" "the held count of the queue" 'id="count-held"'
 # The held provider's card.
 check "$page" "the held account" 'id="account-primary" data-mode="held"'
 check "$page" "why it is held" 'the account has no credits (HTTP 405)'
@@ -262,7 +308,8 @@ check "$page" "the self-refresh" '<meta http-equiv="refresh" content="30">'
 check "$page" "the config hash" "$(sha256sum "$WORK/smsbridge.yml" | cut -c1-12)"
 check "$page" "the last reload" '<span class="badge ok">success</span>'
 check "$page" "the route tree" 'default-route  receiver: ops'
-check "$page" "a route of the tree" '└── {team="vendor"}  receiver: vendor'
+check "$page" "a route of the tree" '├── {team="vendor"}  receiver: vendor'
+check "$page" "the last route of the tree" '└── {team="noisy"}  receiver: noisy'
 check "$page" "the sources" "alertmanager, ci, github"
 check "$page" "masked numbers" "+2783****001"
 check "$page" "the version" 'id="build"'
@@ -305,7 +352,7 @@ for f in "$page" "$rt" "$dry" "$OUT/api-status.json" "$OUT/api-deliveries.json";
   for secret in "$API_KEY" "$AM_PASS" "$CI_TOKEN" "$HMAC_KEY"; do
     refuse "$f" "a secret" "$secret"
   done
-  for n in 27830000001 27830000002 27830000003 27830000004 27830000099; do
+  for n in 27830000001 27830000002 27830000003 27830000004 27830000005 27830000099; do
     refuse "$f" "a full number" "$n"
   done
 done
