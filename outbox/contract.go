@@ -299,7 +299,8 @@ type Enqueued struct {
 // Message is one rendered text for one receiver and the numbers to send it
 // to. Messages of one notification that pass their guards are merged by
 // text: a number two of them reach with the same text gets one delivery,
-// under the first, Unthrottled or Critical if either is.
+// under the first, Unthrottled or Critical if either is, to the first
+// person either names at it (People).
 type Message struct {
 	Receiver string
 	Text     string
