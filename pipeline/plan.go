@@ -47,8 +47,9 @@ type Entry struct {
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
 	Skipped string
 	// Notification is the notification as the receiver sees it: only its
-	// own alerts (send_resolved applied), as its text was rendered from;
-	// nil when Skipped.
+	// own alerts (send_resolved applied, muted ones left out), as its
+	// text was rendered from; nil when the plan itself skipped the
+	// receiver.
 	Notification *alert.Notification
 	// Marks are what the stages noted for the entry's stored message.
 	Marks Marks
