@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -112,8 +113,16 @@ func TestSendTestCommand(t *testing.T) {
 // each number's outcome: accepted, failed with the reason, or still
 // pending at the timeout.
 func TestSendTestWaits(t *testing.T) {
+	// Retries a second apart: at the 1.5s timeout the number waits for its
+	// next attempt instead of being on the wire (as it often was with
+	// retries every 20ms to 200ms).
+	slowRetries := strings.Replace(sendTestConfig, "min_backoff: 20ms\n  max_backoff: 200ms", "min_backoff: 1s\n  max_backoff: 1s", 1)
+	if slowRetries == sendTestConfig {
+		t.Fatal("sendTestConfig's backoff changed: update slowRetries")
+	}
 	tests := []struct {
 		name   string
+		config string
 		fault  *smsfake.Fault
 		faults int
 		args   []string
@@ -127,7 +136,7 @@ func TestSendTestWaits(t *testing.T) {
 		{name: "refused by the provider", fault: &smsfake.Fault{Status: 400}, faults: 1, code: 1, stdout: []string{
 			"  +2783****001  failed: bad_request: ", "  +2783****002  failed: bad_request: ",
 			"the test SMS failed for 2 numbers of 2\n"}},
-		{name: "still pending at the timeout", fault: &smsfake.Fault{Status: 502}, faults: 1000, args: []string{"--timeout=1500ms"}, code: 1, stdout: []string{
+		{name: "still pending at the timeout", config: slowRetries, fault: &smsfake.Fault{Status: 502}, faults: 1000, args: []string{"--timeout=1500ms"}, code: 1, stdout: []string{
 			"  +2783****001  still pending after ", ", next attempt due ", "; last error: ",
 			"2 numbers not settled within 1.5s; follow them at "}},
 		{name: "held account", fault: &smsfake.Fault{Status: 405}, faults: 1000, args: []string{"--timeout=1500ms"}, code: 1, stdout: []string{
@@ -137,7 +146,7 @@ func TestSendTestWaits(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := newTestBridge(t, sendTestConfig, smsfake.Options{})
+			tb := newTestBridge(t, cmp.Or(tc.config, sendTestConfig), smsfake.Options{})
 			if tc.fault != nil {
 				tb.fake.FailNext(tc.faults, *tc.fault)
 			}
