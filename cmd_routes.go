@@ -15,6 +15,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/generation"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/status"
 )
@@ -25,7 +26,6 @@ type routesTestFlags struct {
 	annotations []string
 	payload     string
 	showNumbers bool
-	dryRun      bool
 	// at is the time to route at (on-call lists, time intervals).
 	at string
 }
@@ -40,9 +40,6 @@ func addRoutesCommand(app *kingpin.Application) (*kingpin.CmdClause, *routesTest
 	test.Flag("annotation", "An annotation of the alert, as name=value; repeatable. Only with labels.").PlaceHolder("NAME=VALUE").StringsVar(&rf.annotations)
 	test.Flag("show-numbers", "Print phone numbers in full instead of masked.").BoolVar(&rf.showNumbers)
 	test.Flag("at", "Route as if it were this time (RFC 3339): who is on call then, and which time intervals mute. Default now.").PlaceHolder("TIME").StringVar(&rf.at)
-	// The test never needs the API key; the flag is accepted so that a
-	// command line copied from check-config works.
-	test.Flag("sms.dry-run", "Accepted for symmetry with check-config: routes test never reads the API key.").Hidden().BoolVar(&rf.dryRun)
 	test.Arg("labels", `Labels of one firing alert, as name=value or name="value".`).StringsVar(&rf.labels)
 	return test, rf
 }
@@ -104,7 +101,7 @@ func routesTestInput(rf *routesTestFlags, now time.Time) (*alert.Notification, s
 		if err != nil {
 			return nil, "", fmt.Errorf("payload %s: %w", rf.payload, err)
 		}
-		return n, fmt.Sprintf("payload %s: %s, %d alerts", rf.payload, n.Data.Status, len(n.Data.Alerts)), nil
+		return n, fmt.Sprintf("payload %s: %s, %s", rf.payload, n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts")), nil
 	case len(rf.labels) == 0:
 		return nil, "", errors.New(`no labels: give the labels of an alert (team=db severity="critical") or --payload FILE`)
 	}

@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,11 +59,19 @@ type flags struct {
 	storagePath string
 	dryRun      bool
 	pprof       bool
+	web         *web.FlagConfig
+	log         *promslog.Config
 	// lifecycle opens POST /-/reload, adminAPI the admin API's writes.
 	lifecycle bool
 	adminAPI  bool
-	web       *web.FlagConfig
-	log       *promslog.Config
+	// externalURL and routePrefix are as given; resolveWeb computes what
+	// the bridge uses from them.
+	externalURL string
+	routePrefix string
+	// external is the URL the bridge is reached at, and prefix the path
+	// every route is served under ("/" for none).
+	external *url.URL
+	prefix   string
 }
 
 // webConfigFile is --web.config.file, empty when not given.
@@ -78,27 +88,40 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("smsbridge"))
 	app.HelpFlag.Short('h')
+	// --help and --version end the run with their code, not the process:
+	// run's caller exits.
+	terminated := -1
+	app.Terminate(func(code int) { terminated = code })
 	f := &flags{log: &promslog.Config{}}
+	// The daemon's flags belong to the application, not to the serve
+	// command, so that `smsbridge --help` lists them: serve is what runs
+	// when no command is named.
 	app.Flag("config.file", "Configuration file.").Default("smsbridge.yml").StringVar(&f.configFile)
-
-	serve := app.Command("serve", "Run the bridge (the default).").Default()
-	serve.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
-	serve.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network.").BoolVar(&f.dryRun)
-	serve.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
-	serve.Flag("web.enable-lifecycle", "Allow POST /-/reload (SIGHUP reloads regardless).").BoolVar(&f.lifecycle)
-	serve.Flag("web.enable-admin-api", "Allow the admin API's endpoints that change state: retry a delivery, send a test SMS, on-call overrides.").BoolVar(&f.adminAPI)
-	f.web = kingpinflag.AddFlags(serve, ":9754")
+	app.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
+	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
+		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
+	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
+		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
+	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
+	f.web = kingpinflag.AddFlags(app, ":9754")
+	app.Flag("web.enable-lifecycle", "Allow POST /-/reload (SIGHUP reloads regardless).").BoolVar(&f.lifecycle)
+	app.Flag("web.enable-admin-api", "Allow the admin API's endpoints that change state: retry a delivery, send a test SMS, on-call overrides.").BoolVar(&f.adminAPI)
 	promslogflag.AddFlags(app, f.log)
 
+	app.Command("serve", "Run the bridge (the default).").Default()
 	checkCmd := app.Command("check-config", "Validate the configuration and print a summary.")
-	checkCmd.Flag("sms.dry-run", "Do not require the API key.").BoolVar(&f.dryRun)
 	routesTestCmd, routesFlags := addRoutesCommand(app)
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
 	oncallCmds := addOncallCommands(app)
 
 	cmd, err := app.Parse(args)
-	if err != nil {
-		fmt.Fprintf(stderr, "smsbridge: %v\n", err)
+	switch {
+	case terminated >= 0:
+		return terminated
+	case err != nil:
+		fmt.Fprintf(stderr, "smsbridge: error: %v, try --help\n", err)
 		return 2
 	}
 	logger := promslog.New(f.log)
@@ -114,6 +137,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	case oncallCmds.add.FullCommand(), oncallCmds.list.FullCommand(), oncallCmds.del.FullCommand():
 		return runOverrideCommand(cmd, oncallCmds, stdout, stderr)
 	default:
+		if err := resolveWeb(f); err != nil {
+			fmt.Fprintf(stderr, "smsbridge: error: %v\n", err)
+			return 2
+		}
 		if err := serveBridge(f, logger); err != nil {
 			logger.Error("smsbridge stopped", "err", err)
 			return 1
@@ -140,10 +167,13 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 	return 0
 }
 
-// reloadMetrics report the last configuration reload.
+// reloadMetrics report the last configuration reload and the
+// configuration in force.
 type reloadMetrics struct {
 	success   prometheus.Gauge
 	timestamp prometheus.Gauge
+	hash      prometheus.Gauge
+	info      *prometheus.GaugeVec
 }
 
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
@@ -157,7 +187,35 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 			Name: "smsbridge_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
+		hash: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_config_hash",
+			Help: "Hash of the configuration file in force, as a number: the first 48 bits of its SHA-256 (as alertmanager_config_hash). It changes when a reload applies a changed file.",
+		}),
+		info: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smsbridge_config_info",
+			Help: "1 for the configuration in force; hash is the start of its SHA-256, as the status page shows it.",
+		}, []string{"hash"}),
 	}
+}
+
+// configHashValue turns a hex SHA-256 into the value of
+// smsbridge_config_hash: its first 48 bits, which a float64 holds exactly.
+func configHashValue(hexHash string) float64 {
+	if len(hexHash) < 12 {
+		return 0
+	}
+	v, err := strconv.ParseUint(hexHash[:12], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return float64(v)
+}
+
+// setConfig records the configuration in force.
+func (m *reloadMetrics) setConfig(hexHash string) {
+	m.hash.Set(configHashValue(hexHash))
+	m.info.Reset()
+	m.info.WithLabelValues(hexHash[:min(len(hexHash), 12)]).Set(1)
 }
 
 // bridge is one running daemon: everything main wires together.
@@ -239,6 +297,9 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
+			// The ids it gives say, in the store and on the page, that
+			// nothing was sent.
+			IDPrefix: status.DryRunIDPrefix,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
@@ -327,6 +388,7 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	prev := b.gen.Swap(g)
 	b.readiness.setLoaded()
 	b.reloadM.success.Set(1)
+	b.reloadM.setConfig(g.File.Hash)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
@@ -416,6 +478,8 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
+	// One handler for GET and HEAD: a probe by either gets the same
+	// answer, and a GET's body says why not.
 	e.GET("/-/ready", b.ready)
 	e.HEAD("/-/ready", b.ready)
 	e.POST("/-/reload", func(c echo.Context) error {
@@ -464,7 +528,7 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	go func() { _ = b.roster.Run(rctx); close(rdone) }()
 
 	srv := &http.Server{
-		Handler: b.handler(),
+		Handler: underPrefix(b.flags.prefix, b.handler()),
 		// Slow or stalled bodies must not hold a connection forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -477,6 +541,7 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	defer hcancel()
 	go b.readiness.run(hctx)
 	b.readiness.setServing(true)
+	b.logReady()
 
 	var err error
 loop:

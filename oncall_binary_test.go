@@ -91,7 +91,7 @@ oncall:
 	// provider's answer and the record would send a batch again, by
 	// design).
 	waitFor(t, "two accepted deliveries", func() bool {
-		_, page := get(t, base+"/api/v1/deliveries?status=accepted")
+		_, page := getBody(t, base+"/api/v1/deliveries?status=accepted")
 		return strings.Count(page, `"person":"bob"`) == 2
 	})
 
@@ -143,7 +143,7 @@ oncall:
 	if got := sentTo("You are on call"); !slices.Equal(got, []string{bob, erin}) {
 		t.Errorf("notices went to %v, want bob then erin", got)
 	}
-	code, page := get(t, base+"/")
+	code, page := getBody(t, base+"/")
 	if code != 200 || !strings.Contains(page, "erin (&#43;2783****005)") || !strings.Contains(page, "override 1") {
 		t.Errorf("the status page does not show the override: %d", code)
 	}
@@ -174,7 +174,7 @@ func waitLog(p *proc, s string) bool {
 	return false
 }
 
-func get(t *testing.T, url string) (int, string) {
+func getBody(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

@@ -41,6 +41,9 @@ type Config struct {
 	Route        *routing.Route     `yaml:"route"`
 	Receivers    []routing.Receiver `yaml:"receivers"`
 	Oncall       []routing.Oncall   `yaml:"oncall"`
+	Dedup        Dedup              `yaml:"dedup"`
+	Throttle     Throttle           `yaml:"throttle"`
+	Budget       Budget             `yaml:"budget"`
 	// TimeIntervals are named for routes and on-call layers.
 	TimeIntervals []TimeInterval `yaml:"time_intervals"`
 	// People are whom on-call lists and receivers may name.
@@ -297,6 +300,10 @@ func (c *Config) setDefaults() {
 	}
 	c.Alertmanager.RateLimit.setDefaults()
 	setDuration(&c.Alertmanager.DeliveryID.TTL, DefaultDeliveryIDTTL)
+	setDuration(&c.Dedup.Window, DefaultDedupWindow)
+	if c.Budget.TimeZone == "" {
+		c.Budget.TimeZone = DefaultTimeZone
+	}
 	for i := range c.Webhooks {
 		if c.Webhooks[i].BodyLimit == 0 {
 			c.Webhooks[i].BodyLimit = DefaultBodyLimit
@@ -621,6 +628,9 @@ func (f *File) validate() error {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
 	}
 	if err := f.validDeliveryID(c.Alertmanager.DeliveryID, "alertmanager", "alertmanager"); err != nil {
+		return err
+	}
+	if err := f.validateNoise(); err != nil {
 		return err
 	}
 	return f.validateTimeIntervals()

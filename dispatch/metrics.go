@@ -22,7 +22,7 @@ const (
 )
 
 // Reasons lists every value of the reason label.
-var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent}
+var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent, ReasonBudgetExhausted}
 
 // AccountNames are the values of the account label.
 var AccountNames = []string{sms.AccountPrimary, sms.AccountFallback}
@@ -41,6 +41,9 @@ type Metrics struct {
 	pausedUntil    *prometheus.GaugeVec
 	active         *prometheus.GaugeVec
 	inflight       prometheus.Gauge
+	throttled      *prometheus.CounterVec
+	digests        prometheus.Counter
+	budget         *budgetCollector
 }
 
 // NewMetrics registers the dispatcher's metrics with reg (nil registers
@@ -84,6 +87,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "smsbridge_dispatch_requests_in_flight",
 			Help: "Requests to the SMS API on the wire now.",
 		}),
+		throttled: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "smsbridge_throttled_total",
+			Help: "Deliveries held because their number had its fill of the per-number throttle, by receiver; they go out in a digest.",
+		}, []string{"receiver"}),
+		digests: f.NewCounter(prometheus.CounterOpts{
+			Name: "smsbridge_digests_sent_total",
+			Help: "Digests of held deliveries accepted by the provider (one per number).",
+		}),
+		budget: &budgetCollector{
+			used: prometheus.NewDesc("smsbridge_budget_segments_used",
+				"Segments counted against today's budget (segments times numbers sent, in the budget's time zone); absent without a budget.", nil, nil),
+			remaining: prometheus.NewDesc("smsbridge_budget_segments_remaining",
+				"Segments left in today's budget; 0 once spent (critical messages still go); absent without a budget.", nil, nil),
+		},
+	}
+	if reg != nil {
+		reg.MustRegister(m.budget)
 	}
 	for _, r := range Reasons {
 		m.failed.WithLabelValues(r)
@@ -108,6 +128,7 @@ func (m *Metrics) InitReceivers(names ...string) {
 			m.sent.WithLabelValues(n, a)
 		}
 		m.receiverFailed.WithLabelValues(n)
+		m.throttled.WithLabelValues(n)
 	}
 }
 

@@ -143,6 +143,9 @@ func (d *Dispatcher) record(b outbox.Batch, account string, vs []verdict) {
 			accepted = append(accepted, dl)
 			d.m.sent.WithLabelValues(dl.Receiver, account).Inc()
 			d.m.segments.WithLabelValues(account).Add(float64(segments))
+			if dl.Digest {
+				d.m.digests.Inc()
+			}
 		case outbox.StateFailed:
 			failed = append(failed, dl)
 			failures = append(failures, sms.MaskNumber(dl.Number)+" "+v.out.ErrorCode)

@@ -27,6 +27,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
 	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
@@ -138,6 +139,7 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g.Router = b.router()
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
+	g.Dispatch.Limits = b.limits(g)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {
@@ -334,7 +336,7 @@ func (g *Generation) Summary() string {
 	recv := g.Router.Receivers()
 	fmt.Fprintf(&b, "receivers: %d\n", len(recv))
 	for _, r := range recv {
-		fmt.Fprintf(&b, "  %s: %d numbers", r.Name, len(r.Numbers))
+		fmt.Fprintf(&b, "  %s: %s", r.Name, plural.Count(len(r.Numbers), "number", "numbers"))
 		if len(r.Oncall) > 0 {
 			names := make([]string, len(r.Oncall))
 			for i, s := range r.Oncall {
@@ -374,24 +376,17 @@ func describeList(s *oncall.Schedule) string {
 	if r, ok := s.Rotation(); ok {
 		parts = append(parts, fmt.Sprintf("rotation of %d, shift %s", len(r.Members), r.Shift))
 	} else {
-		parts = append(parts, fmt.Sprintf("%d numbers", len(s.Fixed())))
+		parts = append(parts, plural.Count(len(s.Fixed()), "number", "numbers"))
 	}
 	if n := len(s.Layers()); n > 0 {
-		parts = append(parts, plural(n, "layer", "layers"))
+		parts = append(parts, plural.Count(n, "layer", "layers"))
 	}
 	if n := len(s.Overrides()); n > 0 {
-		parts = append(parts, plural(n, "override", "overrides"))
+		parts = append(parts, plural.Count(n, "override", "overrides"))
 	}
 	parts = append(parts, "time zone "+s.Location.String())
 	if s.NotifyHandoff {
 		parts = append(parts, "handoff notices")
 	}
 	return strings.Join(parts, ", ")
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

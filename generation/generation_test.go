@@ -75,8 +75,8 @@ func TestBuildGoodConfig(t *testing.T) {
 	if err := in.Validate(); err != nil {
 		t.Error(err)
 	}
-	wantSummary := "receivers: 2\n  ops: 1 numbers, send_resolved=true\n  db: 0 numbers and oncall dbas, send_resolved=true\n" +
-		"oncall lists: 1\n  dbas: 1 numbers, time zone UTC\n" +
+	wantSummary := "receivers: 2\n  ops: 1 number, send_resolved=true\n  db: 0 numbers and oncall dbas, send_resolved=true\n" +
+		"oncall lists: 1\n  dbas: 1 number, time zone UTC\n" +
 		"routes: 2 (the root included)\nsources: alertmanager, ci\naccounts: primary, fallback\n"
 	if s := g.Summary(); s != wantSummary {
 		t.Errorf("summary:\n%s\nwant:\n%s", s, wantSummary)
@@ -190,9 +190,11 @@ func TestBadConfigs(t *testing.T) {
 		{"missing-fallback-key-file", []string{`5: sms.fallback: read secret file: open testdata/bad/missing-fallback-key: no such file or directory`}},
 		{"missing-auth-secret", []string{`5: alertmanager: auth: secret_file: read secret file: open testdata/bad/missing-am-token: no such file or directory`}},
 		{"missing-auth-password", []string{`8: webhooks "ci": auth: password_file: read secret file: open testdata/bad/missing-password: no such file or directory`}},
-		{"template-pattern", []string{`5: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-pattern", []string{`4: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-nomatch", []string{`5: templates: template files "testdata/bad/tmpl-broken/none-*.tmpl" match no file`}},
 		{"template-file", []string{`4: templates: template file testdata/bad/tmpl-broken/broken.tmpl: template: broken.tmpl:3: missing value for if`}},
-		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined`}},
+		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined: ` +
+			`no template named "nosuch" is built in or defined in a template file (templates.files names no file)`}},
 
 		// Intake: auth and mappings.
 		{"auth-type", []string{`6: webhooks "ci": auth: type "magic" unknown; want one of bearer, basic, token, hmac-sha256, standard-webhooks`}},

@@ -24,8 +24,10 @@ const (
 )
 
 // DryRunKey is the API key every account uses in a dry run; the fake
-// accepts it, and it guards nothing.
-const DryRunKey = "dry-run"
+// accepts it, and it guards nothing. The client scrubs its key from what
+// the provider answers, so it must not be a part of the fake's message
+// ids ("dry-run-..."), or they would read "<secret>-...".
+const DryRunKey = "dry-run-key-guards-nothing"
 
 // dispatchSettings builds one client per account and the dispatcher's
 // settings. In a dry run every account sends to opts.DryRunURL with
@@ -128,7 +130,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName(), Replayed: r.Replayed}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle
@@ -150,9 +152,18 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 	}
 	mute := pipeline.NewMute(b.c.Intervals(), b.opts.MuteMetrics, b.opts.Logger)
 	p, err := pipeline.New(pipeline.Options{
-		Router:    g.Router,
-		Renderer:  g.Renderer,
-		Stages:    []pipeline.Stage{pipeline.ResolvedRule{}, mute},
+		Router:   g.Router,
+		Renderer: g.Renderer,
+		// DESIGN's order: resolved rule, dedup, time intervals,
+		// throttle/digest, budget, escalation timers.
+		Stages: stages(
+			pipeline.ResolvedRule{},
+			b.dedup(),
+			mute,
+			b.throttle(g),
+			b.budget(),
+			// escalation timers belong here
+		),
 		Store:     b.opts.Store,
 		Logger:    b.opts.Logger,
 		Now:       b.opts.Now,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
+	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/routing"
@@ -94,6 +95,13 @@ func (c *clock) set(s string) {
 
 func timedPipeline(t testing.TB, store Store, c *clock) (*Pipeline, *prometheus.Registry, *bytes.Buffer) {
 	t.Helper()
+	return timedPipelineWith(t, store, c, func(mute Stage) []Stage { return []Stage{ResolvedRule{}, mute} })
+}
+
+// timedPipelineWith is timedPipeline with the stages stages returns
+// around the mute stage.
+func timedPipelineWith(t testing.TB, store Store, c *clock, stages func(mute Stage) []Stage) (*Pipeline, *prometheus.Registry, *bytes.Buffer) {
+	t.Helper()
 	var f timedFile
 	dec := yaml.NewDecoder(strings.NewReader(timedConfig))
 	dec.KnownFields(true)
@@ -117,7 +125,7 @@ func timedPipeline(t testing.TB, store Store, c *clock) (*Pipeline, *prometheus.
 	m := NewMuteMetrics(reg)
 	m.Init("ops", "db", "web")
 	p, err := New(Options{Router: router, Renderer: renderer, Store: store, Now: c.now,
-		Stages: []Stage{ResolvedRule{}, NewMute(intervals, m, slog.New(slog.NewTextHandler(logs, nil)))}})
+		Stages: stages(NewMute(intervals, m, slog.New(slog.NewTextHandler(logs, nil))))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,14 +226,17 @@ func TestTimeIntervals(t *testing.T) {
 			if res.Outcome != tc.outcome {
 				t.Errorf("outcome %s, want %s", res.Outcome, tc.outcome)
 			}
+			// What the store writes: one message per receiver, equal texts
+			// merged, each number with who was on call at it.
 			var sent []string
-			for _, m := range store.got[0].Messages {
+			for _, m := range outbox.MergeByText(store.got[0].Messages) {
 				var who []string
-				for i, num := range m.Numbers {
-					if m.People[i] != "" {
-						num += " (" + m.People[i] + ")"
+				for _, num := range m.Numbers {
+					w := num.Number
+					if num.Person != "" {
+						w += " (" + num.Person + ")"
 					}
-					who = append(who, num)
+					who = append(who, w)
 				}
 				sent = append(sent, m.Receiver+": "+strings.Join(who, ", "))
 			}
@@ -302,6 +313,53 @@ func TestMuteNarrows(t *testing.T) {
 		if m.Receiver == "web" && strings.Contains(m.Text, "Slow") {
 			t.Errorf("the muted alert was sent: %q", m.Text)
 		}
+	}
+}
+
+// TestMuteNarrowsMarks: in the design's order (dedup, then time
+// intervals, then the throttle), a text narrowed by the mute stage carries
+// the duplicate key and stale-check instances of the alerts it is about,
+// not of those muted, its digest line is about them too, and the numbers
+// keep the names of who is on call.
+func TestMuteNarrowsMarks(t *testing.T) {
+	t.Parallel()
+	store := &recordingStore{}
+	c := &clock{}
+	c.set("2026-04-01T21:00:00Z") // night in Berlin
+	p, _, _ := timedPipelineWith(t, store, c, func(mute Stage) []Stage {
+		return []Stage{ResolvedRule{}, Dedup{Window: 5 * time.Minute}, mute, Throttle{Summary: func(_ string, n *alert.Notification) string {
+			var names []string
+			for _, a := range n.Data.Alerts {
+				names = append(names, a.Labels["alertname"])
+			}
+			return strings.Join(names, ",")
+		}}}
+	})
+	slow := map[string]string{"alertname": "Slow", "team": "both"}  // to web through a muted route only
+	down := map[string]string{"alertname": "Down", "team": "mixed"} // to web through an unmuted route
+	n := notification("alertmanager", "firing", slow, down)
+	if _, err := p.Accept(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	web, ok := byReceiver(store.got[0].Messages)["web"]
+	if !ok {
+		t.Fatalf("no message to web: %+v", store.got[0].Messages)
+	}
+	onlyDown := n.Data.Alerts[1:]
+	if want := DedupKey("web", n.GroupKey, "firing", onlyDown); web.DedupKey != want {
+		t.Errorf("dedup key %s, want the key of Down alone %s", web.DedupKey, want)
+	}
+	if DedupKey("web", n.GroupKey, "firing", n.Data.Alerts) == web.DedupKey {
+		t.Error("the dedup key still covers the muted alert")
+	}
+	if len(web.Alerts) != 1 || web.Alerts[0].Fingerprint != alert.Fingerprint(down) {
+		t.Errorf("stale-check instances %+v, want Down's alone", web.Alerts)
+	}
+	if web.Summary != "Down" {
+		t.Errorf("digest line %q, want it about Down alone", web.Summary)
+	}
+	if !slices.Equal(web.Numbers, []string{"+27830000002"}) || !slices.Equal(web.People, []string{"bob"}) {
+		t.Errorf("numbers %v people %v, want bob's", web.Numbers, web.People)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
@@ -82,6 +83,15 @@ func New(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
+// StageNames returns the names of the stages, in the order they run.
+func (p *Pipeline) StageNames() []string {
+	out := make([]string, len(p.stages))
+	for i, st := range p.stages {
+		out[i] = st.Name()
+	}
+	return out
+}
+
 // Result is what Accept recorded.
 type Result struct {
 	// ID is the stored notification's id.
@@ -93,6 +103,12 @@ type Result struct {
 	Outcome string
 	// Recipients counts the deliveries written.
 	Recipients int
+	// Receivers are the receivers a text was written for, in routing
+	// order; none when nothing is sent.
+	Receivers []string
+	// Replayed is set when the store had the delivery id already
+	// (outbox.Enqueued.Replayed): nothing was written.
+	Replayed bool
 }
 
 // Accept plans n, runs the stages and writes the result durably. A
@@ -103,7 +119,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, errors.New("pipeline: no store to write to")
 	}
 	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
-		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status,
+		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status, AlertName: n.AlertName(),
 			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
@@ -117,7 +133,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if e.outcome != "" {
 		rec.Outcome = e.outcome
 	} else {
-		rec.Messages = e.Plan.Messages()
+		rec.Messages = e.Plan.stored()
 		rec.Outcome = outbox.OutcomeAccepted
 		if len(rec.Messages) == 0 {
 			rec.Outcome = outbox.OutcomeUnrouted
@@ -127,7 +143,19 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
-	return Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}, nil
+	p.logGuards(n, res)
+	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients, Replayed: res.Replayed}
+	if res.Recipients > 0 {
+		for _, en := range e.Plan.Entries {
+			if en.Skipped != "" || slices.ContainsFunc(res.Suppressed, func(sp outbox.Suppressed) bool { return sp.Receiver == en.Receiver.Name }) {
+				continue
+			}
+			if !slices.Contains(out.Receivers, en.Receiver.Name) {
+				out.Receivers = append(out.Receivers, en.Receiver.Name)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Envelope is a notification on its way to the store: its plan, and what

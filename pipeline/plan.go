@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/alertmanager/template"
 
 	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/templates"
@@ -45,12 +46,30 @@ type Entry struct {
 	People []string
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
 	Skipped string
+	// Notification is the notification as the receiver sees it: only its
+	// own alerts (send_resolved applied, muted ones left out), as its
+	// text was rendered from; nil when the plan itself skipped the
+	// receiver.
+	Notification *alert.Notification
+	// Marks are what the stages noted for the entry's stored message.
+	Marks Marks
 
 	// alerts are the indexes (into the notification's alerts) of the
 	// alerts the text is about, and alertRoutes the routes that sent each
 	// of them to the receiver, for stages that judge by route.
 	alerts      []int
 	alertRoutes [][]*routing.Node
+}
+
+// Marks are what the stages note about one entry for the store: the
+// guards it evaluates with the write and the flags the dispatcher reads at
+// send time (see outbox.Message).
+type Marks struct {
+	DedupKey    string
+	Alerts      []outbox.AlertRef
+	Unthrottled bool
+	Critical    bool
+	Summary     string
 }
 
 // Plan routes every alert of n and renders one text per receiver, with the
@@ -89,7 +108,8 @@ func (p *Pipeline) PlanAt(n *alert.Notification, at time.Time) *Plan {
 				e.Numbers = append(e.Numbers, m.Number)
 				e.People = append(e.People, m.Name)
 			}
-			e.Text, e.Segments = p.render(rcv, n.Subset(alerts))
+			e.Notification = n.Subset(alerts)
+			e.Text, e.Segments = p.render(rcv, e.Notification)
 		}
 		pl.Entries = append(pl.Entries, e)
 	}
@@ -97,7 +117,10 @@ func (p *Pipeline) PlanAt(n *alert.Notification, at time.Time) *Plan {
 }
 
 // narrow renders entry i again with only the alerts whose positions (in
-// the entry's alerts) are keep, for a stage that drops some of them.
+// the entry's alerts) are keep, for a stage that drops some of them. The
+// marks an earlier stage derived from the alerts (the duplicate key, the
+// instances for the stale check) are derived again from those kept, so
+// they describe what is sent.
 func (p *Pipeline) narrow(n *alert.Notification, e *Entry, keep []int) {
 	var alerts template.Alerts
 	var idx []int
@@ -108,7 +131,17 @@ func (p *Pipeline) narrow(n *alert.Notification, e *Entry, keep []int) {
 		routes = append(routes, e.alertRoutes[k])
 	}
 	e.alerts, e.alertRoutes, e.Alerts = idx, routes, len(alerts)
-	e.Text, e.Segments = p.render(e.Receiver, n.Subset(alerts))
+	e.Notification = n.Subset(alerts)
+	e.Text, e.Segments = p.render(e.Receiver, e.Notification)
+	if e.Marks.DedupKey != "" {
+		e.Marks.DedupKey = DedupKey(e.Receiver.Name, n.GroupKey, e.Notification.Data.Status, alerts)
+	}
+	if e.Marks.Alerts != nil {
+		e.Marks.Alerts = nil
+		if e.Notification.Data.Status == alert.StatusFiring {
+			e.Marks.Alerts = refs(alerts)
+		}
+	}
 }
 
 func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) (string, int) {
@@ -117,7 +150,7 @@ func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) 
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
 		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
-		return p.renderer.Plain(fmt.Sprintf("%s:%d alerts from %s", n.Data.Status, len(n.Data.Alerts), n.Source), maxSeg)
+		return p.renderer.Plain(fmt.Sprintf("%s: %s from %s", n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts"), n.Source), maxSeg)
 	}
 	return text, segs
 }
@@ -150,6 +183,24 @@ func (pl *Plan) Messages() []outbox.Message {
 			}
 			out[i].People = append(out[i].People, person)
 		}
+	}
+	return out
+}
+
+// stored returns the messages Accept writes: one per entry that sends,
+// with its marks. The store merges equal texts after evaluating each
+// one's guards, since a guard may drop one receiver and keep another.
+func (pl *Plan) stored() []outbox.Message {
+	var out []outbox.Message
+	for _, e := range pl.Entries {
+		if e.Skipped != "" {
+			continue
+		}
+		out = append(out, outbox.Message{
+			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
+			People: slices.Clone(e.People), DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
+			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+		})
 	}
 	return out
 }

@@ -83,23 +83,42 @@ func TestDeliveryIDs(t *testing.T) {
 }
 
 // TestDuplicateAnswer: a notification the sink reports as a duplicate is
-// answered 202 {"status":"duplicate"} (so the sender does not retry),
-// counted as outcome duplicate and logged.
+// answered 202 {"status":"duplicate"} (so the sender does not retry) and
+// counted as outcome duplicate, whether the store had its delivery id (a
+// replay: logged as such, with the header) or the noise guards found every
+// receiver had it already (logged as an accepted notification).
 func TestDuplicateAnswer(t *testing.T) {
 	t.Parallel()
-	src := amSource()
-	src.DeliveryIDTTL = time.Hour
-	h := newHarness(t, &Sources{Alertmanager: src})
-	h.sink.outcome, h.sink.exact, h.sink.recipients = OutcomeDuplicate, true, 0
-	rec := h.do("POST", "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"Idempotency-Key": {"k"}})
-	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"status":"duplicate"`) {
-		t.Fatalf("answer %d %s", rec.Code, rec.Body)
-	}
-	if n := testutil.ToFloat64(h.metricsVec().WithLabelValues("alertmanager", OutcomeDuplicate)); n != 1 {
-		t.Errorf("duplicate outcomes %v, want 1", n)
-	}
-	if !strings.Contains(h.logs.String(), "delivery already accepted; nothing sent") || !strings.Contains(h.logs.String(), "header=Idempotency-Key") {
-		t.Errorf("not logged: %s", h.logs)
+	for _, tc := range []struct {
+		name     string
+		replayed bool
+		want     []string
+	}{
+		{"replayed delivery id", true, []string{"delivery already accepted; nothing sent", "header=Idempotency-Key"}},
+		{"duplicate by the noise guards", false, []string{`msg="notification accepted"`, "outcome=duplicate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := amSource()
+			src.DeliveryIDTTL = time.Hour
+			h := newHarness(t, &Sources{Alertmanager: src})
+			h.sink.outcome, h.sink.exact, h.sink.recipients, h.sink.replayed = OutcomeDuplicate, true, 0, tc.replayed
+			rec := h.do("POST", "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"Idempotency-Key": {"k"}})
+			if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"status":"duplicate"`) {
+				t.Fatalf("answer %d %s", rec.Code, rec.Body)
+			}
+			if n := testutil.ToFloat64(h.metricsVec().WithLabelValues("alertmanager", OutcomeDuplicate)); n != 1 {
+				t.Errorf("duplicate outcomes %v, want 1", n)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(h.logs.String(), w) {
+					t.Errorf("log lacks %q: %s", w, h.logs)
+				}
+			}
+			if tc.replayed == strings.Contains(h.logs.String(), "notification accepted") {
+				t.Errorf("replayed=%v logged as: %s", tc.replayed, h.logs)
+			}
+		})
 	}
 }
 

@@ -51,6 +51,13 @@ type Accepted struct {
 	// Outcome is what became of the notification, one of SinkOutcomes; it
 	// is the outcome label of smsbridge_notifications_received_total.
 	Outcome string
+	// Receivers are the receivers a text was written for, for the log.
+	Receivers []string
+	// AlertName says what the notification is about, for the log.
+	AlertName string
+	// Replayed is set when the store had the request's delivery id
+	// already: nothing was stored, ID is the first notification's.
+	Replayed bool
 }
 
 // Values of the outcome label of smsbridge_notifications_received_total.
@@ -59,10 +66,17 @@ const (
 	OutcomeAccepted = "accepted" // stored, with deliveries
 	OutcomeUnrouted = "unrouted" // stored, but no receiver with numbers matched
 	OutcomeFiltered = "filtered" // stored or dropped by design, sends nothing
-	OutcomeMuted    = "muted"    // stored; its routes' time intervals muted it for every receiver
-	// A delivery id the store had seen: a replay, or a retry of something
-	// already accepted. Nothing is stored or sent; the answer is 202.
+	// Stored, sends nothing: every receiver already got it (an
+	// Alertmanager HA peer's copy), or some did and the rest are stale.
+	// Also a delivery id the store had seen (a replay, or a retry of
+	// something already accepted): then nothing is stored or sent. The
+	// answer is 202 either way.
 	OutcomeDuplicate = "duplicate"
+	// Stored, sends nothing: a firing whose alerts all resolved already.
+	OutcomeStale = "stale"
+	// Stored, sends nothing: its routes' time intervals muted it for
+	// every receiver.
+	OutcomeMuted = "muted"
 	// Counted by the handler for the requests it refuses.
 	OutcomeInvalid              = "invalid"
 	OutcomeUnauthorized         = "unauthorized"
@@ -77,7 +91,7 @@ const (
 // new one (duplicate, stale, muted) adds its value here and nowhere else:
 // its series are then created at zero for every source, and the handler
 // counts it and answers it as the 202's status.
-var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeMuted, OutcomeDuplicate}
+var sinkOutcomes = []string{OutcomeAccepted, OutcomeUnrouted, OutcomeFiltered, OutcomeDuplicate, OutcomeStale, OutcomeMuted}
 
 // refusalOutcomes are the outcomes of requests the handler answers itself.
 var refusalOutcomes = []string{

@@ -74,6 +74,9 @@ type Receiver struct {
 	// MaxSegments caps the text length in SMS segments; 0 means the global
 	// setting (Options.MaxSegments).
 	MaxSegments int `yaml:"max_segments"`
+	// Throttle says whether the per-number throttle applies to this
+	// receiver's messages; nil means true. false is for a last resort.
+	Throttle *bool `yaml:"throttle"`
 }
 
 // Oncall is a named on-call list that receivers can share: a fixed list of
@@ -100,6 +103,8 @@ type ResolvedReceiver struct {
 	// MaxSegments caps the text length in SMS segments: the receiver's
 	// own, or the global Options.MaxSegments. It is always positive.
 	MaxSegments int
+	// Throttle says whether the per-number throttle applies.
+	Throttle bool
 }
 
 // OverridesFunc returns the run-time overrides of the on-call list called
@@ -363,6 +368,7 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, dir *onca
 		Template:     rc.Template,
 		SendResolved: sendResolved,
 		MaxSegments:  rc.MaxSegments,
+		Throttle:     rc.Throttle == nil || *rc.Throttle,
 	}
 }
 

@@ -247,6 +247,8 @@ func (h *Handler) apiAddOverride(c echo.Context) error {
 	case err != nil:
 		return h.unavailable("add override", err)
 	}
+	// An override decides who is paged: logged with where it came from.
+	h.logger.Info("on-call override added on request", append([]any{"oncall", l.Name, "id", o.ID}, Caller(c)...)...)
 	return c.JSON(http.StatusCreated, toOverrideJSON(o, l.Location))
 }
 
@@ -266,6 +268,7 @@ func (h *Handler) apiDeleteOverride(c echo.Context) error {
 	case err != nil:
 		return h.unavailable("delete override", err)
 	}
+	h.logger.Info("on-call override deleted on request", append([]any{"oncall", l.Name, "id", id}, Caller(c)...)...)
 	return c.JSON(http.StatusOK, map[string]any{"status": "deleted", "id": id, "oncall": l.Name})
 }
 

@@ -199,3 +199,47 @@ func TestRedefinedDefaultBounded(t *testing.T) {
 		t.Errorf("New took %s", took)
 	}
 }
+
+// TestDigestLimits: the digest templates run under the same limits as any
+// other: a redefinition that writes too much or runs too long gets the
+// built-in digest (or line), counted by reason.
+func TestDigestLimits(t *testing.T) {
+	t.Parallel()
+	items := []DigestItem{{Summary: "FIRING DiskFull db1", Status: "firing"}, {Summary: "FIRING DiskFull db2", Status: "firing"}}
+	tests := []struct {
+		name   string
+		define string
+		limits Limits
+		reason string
+	}{
+		{"digest too large", `{{ define "sms.digest" }}{{ .Count }} held: {{ range .Items }}{{ .Summary }}; {{ end }}` + strings.Repeat("padding ", 20) + `{{ end }}`,
+			Limits{Output: 150}, ReasonTooLarge},
+		{"digest too slow", `{{ define "sms.digest" }}{{ spin }}x{{ end }}`, Limits{Time: 10 * time.Millisecond}, ReasonTimeout},
+		{"item too slow", `{{ define "sms.digest.item" }}{{ spin }}x{{ end }}`, Limits{Time: 10 * time.Millisecond}, ReasonTimeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := prometheus.NewRegistry()
+			r := newRenderer(t, Options{Metrics: NewMetrics(reg), Receivers: []string{"ops"}})
+			// Redefined after New, whose checks would refuse it: what a
+			// template file does for data the sample lacks.
+			spinning(t, r)
+			if _, err := r.all.set.New("redefinition").Parse(tc.define); err != nil {
+				t.Fatal(err)
+			}
+			r.all.cache.Range(func(k, _ any) bool { r.all.cache.Delete(k); return true })
+			r.limits = tc.limits.withDefaults()
+			if tc.name == "item too slow" {
+				if got := r.Summary("ops", loadFixture(t, "firing_1")); !strings.HasPrefix(got, "FIRING") {
+					t.Errorf("summary %q, want the built-in line", got)
+				}
+			} else if text, _ := r.Digest("ops", items, 1); !strings.HasPrefix(text, "2 held: FIRING DiskFull db1") {
+				t.Errorf("digest %q, want the built-in one", text)
+			}
+			if got := reasonCounts(t, reg, "ops")[tc.reason]; got != 1 {
+				t.Errorf("errors{reason=%q} = %v, want 1", tc.reason, got)
+			}
+		})
+	}
+}

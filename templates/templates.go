@@ -12,6 +12,7 @@ import (
 	tmplhtml "html/template"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -94,6 +95,28 @@ func (d *Data) MoreAlerts(shown int) int {
 	return max(len(d.Alerts)-shown, 0) + max(d.TruncatedAlerts, 0)
 }
 
+// FiringTotal counts the group's firing alerts, those the sender
+// truncated included: the payload does not say what they were, so they
+// count as firing while the group fires. A count that errs is better high
+// than low, and the header then agrees with "+N more".
+func (d *Data) FiringTotal() int {
+	n := len(d.Alerts.Firing())
+	if d.Status == "firing" {
+		n += max(d.TruncatedAlerts, 0)
+	}
+	return n
+}
+
+// ResolvedTotal counts the group's resolved alerts, those the sender
+// truncated included when the whole group is resolved.
+func (d *Data) ResolvedTotal() int {
+	n := len(d.Alerts.Resolved())
+	if d.Status == "resolved" {
+		n += max(d.TruncatedAlerts, 0)
+	}
+	return n
+}
+
 // Metrics counts template failures.
 type Metrics struct {
 	errors *prometheus.CounterVec
@@ -165,7 +188,8 @@ func (l Limits) withDefaults() Limits {
 type Options struct {
 	// Files are globs of user template files, parsed after the default
 	// templates, so that they may redefine sms.default and sms.webhook. A
-	// glob that matches nothing is allowed (and logged).
+	// glob that matches nothing is an error: it is a typo or a missing
+	// mount, and the receivers using its templates would fail.
 	Files []string
 	// Logger receives a warning for each failed template; nil discards.
 	Logger *slog.Logger
@@ -210,6 +234,8 @@ type Renderer struct {
 	runaway atomic.Int32
 	// workers run the executions that have a time limit.
 	workers *workers
+	// files are the template files read, for errors.
+	files []string
 }
 
 // New parses the default templates and the user's template files. A parse
@@ -221,6 +247,7 @@ func New(opts Options) (*Renderer, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	var allText, baseText *tmpltext.Template
+	var read []string
 	t, err := template.FromGlobs(nil, captureText(&allText))
 	if err != nil {
 		return nil, fmt.Errorf("load alertmanager default templates: %w", err)
@@ -234,8 +261,9 @@ func New(opts Options) (*Renderer, error) {
 			return nil, &FileError{Index: i, Err: fmt.Errorf("template files %q: %w", glob, err)}
 		}
 		if len(files) == 0 {
-			logger.Warn("template file pattern matches no file", "pattern", glob)
+			return nil, &FileError{Index: i, Err: fmt.Errorf("template files %q match no file", glob)}
 		}
+		read = append(read, files...)
 		// One file at a time, so that an error names the whole path and
 		// not only the base name text/template reports.
 		for _, f := range files {
@@ -254,7 +282,7 @@ func New(opts Options) (*Renderer, error) {
 	}
 	w := &workers{jobs: make(chan func())}
 	r := &Renderer{tmpl: t, logger: logger, metrics: opts.Metrics, limits: opts.Limits.withDefaults(), workers: w,
-		all: compiled{set: allText, workers: w}, base: compiled{set: baseText, workers: w}}
+		all: compiled{set: allText, workers: w}, base: compiled{set: baseText, workers: w}, files: read}
 	if r.metrics != nil {
 		for _, name := range opts.Receivers {
 			for _, reason := range Reasons {
@@ -265,11 +293,14 @@ func New(opts Options) (*Renderer, error) {
 	// A user file may redefine the default templates; a broken one is a
 	// config error now rather than a fallback at 3 a.m.
 	am, hook := sampleData()
-	if err := r.check(invoke(DefaultTemplate), am); err != nil {
+	if err := r.explainUndefined(r.check(invoke(DefaultTemplate), am)); err != nil {
 		return nil, fmt.Errorf("template %s: %w", DefaultTemplate, err)
 	}
-	if err := r.check(invoke(WebhookTemplate), hook); err != nil {
+	if err := r.explainUndefined(r.check(invoke(WebhookTemplate), hook)); err != nil {
 		return nil, fmt.Errorf("template %s: %w", WebhookTemplate, err)
+	}
+	if err := r.checkDigest(am); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -313,7 +344,28 @@ func (r *Renderer) Check(tmpl string) error {
 		return nil
 	}
 	am, _ := sampleData()
-	return r.check(tmpl, am)
+	return r.explainUndefined(r.check(tmpl, am))
+}
+
+// undefinedRE finds the name in text/template's error for a template that
+// was never defined.
+var undefinedRE = regexp.MustCompile(`template "([^"]*)" not defined`)
+
+// explainUndefined adds to an error about an undefined template where the
+// renderer looked for it: the built-in templates and each file it read.
+func (r *Renderer) explainUndefined(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := undefinedRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	where := "templates.files names no file"
+	if len(r.files) > 0 {
+		where = "the template files read are " + strings.Join(r.files, ", ")
+	}
+	return fmt.Errorf("%w: no template named %q is built in or defined in a template file (%s)", err, m[1], where)
 }
 
 // check executes tmpl against d, within the render limits, and tells
@@ -371,11 +423,7 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 	if tmpl == "" {
 		tmpl = defaultFor(&data)
 	}
-	if n := r.runaway.Load(); n >= maxRunaway {
-		err = fmt.Errorf("%w: %d earlier renders that overran %s are still running", errRunaway, n, r.limits.Time)
-	} else {
-		text, err = r.all.execute(tmpl, &data, r.limits, &r.runaway)
-	}
+	text, err = r.user(tmpl, &data)
 	if err != nil {
 		reason := reasonOf(err)
 		if r.metrics != nil {
@@ -386,15 +434,29 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 		r.logger.Warn("template failed, sending the default text instead",
 			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "alerts", len(data.Alerts), "reason", reason, "err", err)
 		var fallbackErr error
-		// The built-in default is ours and bounded: it runs without a
-		// goroutine of its own, under the output cap.
-		text, fallbackErr = r.base.execute(defaultFor(&data), &data, Limits{Output: r.limits.Output}, nil)
+		text, fallbackErr = r.builtin(defaultFor(&data), &data)
 		if fallbackErr != nil {
 			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
 		}
 	}
 	text, segments = r.Plain(text, maxSegments)
 	return text, segments, nil
+}
+
+// user executes tmpl, which a template file may define or redefine,
+// against d within the render limits; while too many earlier executions
+// that overran are still running, it starts none.
+func (r *Renderer) user(tmpl string, d any) (string, error) {
+	if n := r.runaway.Load(); n >= maxRunaway {
+		return "", fmt.Errorf("%w: %d earlier renders that overran %s are still running", errRunaway, n, r.limits.Time)
+	}
+	return r.all.execute(tmpl, d, r.limits, &r.runaway)
+}
+
+// builtin executes tmpl from the built-in templates against d: ours and
+// bounded, it runs without a goroutine of its own, under the output cap.
+func (r *Renderer) builtin(tmpl string, d any) (string, error) {
+	return r.base.execute(tmpl, d, Limits{Output: r.limits.Output}, nil)
 }
 
 // Plain makes a text that no template produced sendable: GSM 03.38, fitted
@@ -527,11 +589,12 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// execute runs tmpl against d within lim and returns trimmed GSM text.
-// With runaway set, the execution runs in a goroutine of its own and is
-// abandoned at lim.Time (counted in runaway until it ends); without, it
-// runs in the caller's and only the output cap applies.
-func (c *compiled) execute(tmpl string, d *Data, lim Limits, runaway *atomic.Int32) (string, error) {
+// execute runs tmpl against d (a *Data, or a digest's *DigestData) within
+// lim and returns trimmed GSM text. With runaway set, the execution runs
+// in a goroutine of its own and is abandoned at lim.Time (counted in
+// runaway until it ends); without, it runs in the caller's and only the
+// output cap applies.
+func (c *compiled) execute(tmpl string, d any, lim Limits, runaway *atomic.Int32) (string, error) {
 	t, err := c.lookup(tmpl)
 	if err != nil {
 		return "", err

@@ -30,8 +30,11 @@ func testDeliveryID(t *testing.T, h Harness) {
 	}
 	drain(s)
 	again := enqueue(t, s, withID(note("deploy failed"), "github:abc", now.Add(time.Hour)))
-	if again.Outcome != outbox.OutcomeDuplicate || again.ID != first.ID || again.Recipients != 0 {
-		t.Errorf("repeat: %+v, want duplicate of notification %d with no recipients", again, first.ID)
+	if again.Outcome != outbox.OutcomeDuplicate || again.ID != first.ID || again.Recipients != 0 || !again.Replayed {
+		t.Errorf("repeat: %+v, want a replayed duplicate of notification %d with no recipients", again, first.ID)
+	}
+	if first.Replayed {
+		t.Errorf("the first delivery is marked replayed: %+v", first)
 	}
 	if woken(s) {
 		t.Error("a duplicate woke the dispatcher")
@@ -126,6 +129,81 @@ func testDeliveryIDGuards(t *testing.T, h Harness) {
 	}
 	if r := enqueue(t, s, withID(note("y"), "ci:gone", exp)); r.Outcome != outbox.OutcomeAccepted {
 		t.Errorf("retry after an abandoned call: %+v, want accepted", r)
+	}
+}
+
+// testDeliveryIDNoise: the delivery id comes before the noise guards. A
+// replay writes nothing at all: no notification, no duplicate key (the
+// dedup window still runs from the first), no resolved alert, no
+// cancellation; it is marked Replayed. A new id with the same content is
+// the noise guards' to judge, and recorded as their duplicate, not
+// replayed.
+func testDeliveryIDNoise(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	s := e.Open()
+	ctx := context.Background()
+	const w = 5 * time.Minute
+	exp := e.clock.Now().Add(time.Hour)
+	notifications := func() int {
+		t.Helper()
+		c, err := s.Counts(ctx, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Notifications
+	}
+
+	first := enqueue(t, s, withID(keyed("g", w, "a"), "am:1", exp))
+	if first.Outcome != outbox.OutcomeAccepted || first.Replayed {
+		t.Fatalf("first: %+v", first)
+	}
+	before := notifications()
+	e.clock.Advance(4 * time.Minute)
+	replay := enqueue(t, s, withID(keyed("g", w, "a"), "am:1", exp))
+	if replay.Outcome != outbox.OutcomeDuplicate || !replay.Replayed || replay.ID != first.ID || len(replay.Suppressed) != 0 {
+		t.Errorf("replay: %+v, want a replayed duplicate of %d, nothing suppressed", replay, first.ID)
+	}
+	if n := notifications(); n != before {
+		t.Errorf("a replay recorded a notification: %d, want %d", n, before)
+	}
+	// Another id, same content: the dedup guard's duplicate, recorded.
+	dup := enqueue(t, s, withID(keyed("g", w, "a"), "am:2", exp))
+	if dup.Outcome != outbox.OutcomeDuplicate || dup.Replayed || dup.ID == first.ID || len(dup.Suppressed) != 1 {
+		t.Errorf("same content under a new id: %+v, want the dedup guard's duplicate", dup)
+	}
+	if r := enqueue(t, s, withID(keyed("g", w, "a"), "am:2", exp)); !r.Replayed || r.ID != dup.ID {
+		t.Errorf("replay of the dedup duplicate: %+v, want replayed of %d", r, dup.ID)
+	}
+	// The window runs from the first: neither the replay nor the
+	// duplicate refreshed the key.
+	e.clock.Advance(90 * time.Second)
+	if r := enqueue(t, s, withID(keyed("g", w, "a"), "am:3", exp)); r.Outcome != outbox.OutcomeAccepted {
+		t.Errorf("after the first's window: %+v, want accepted", r)
+	}
+
+	// A replayed resolution remembers no resolved alert: the replay
+	// carries alerts the first did not, and a firing of those still goes.
+	start := e.clock.Now().Add(-time.Hour)
+	a := outbox.AlertRef{Fingerprint: "aaaa", StartsAt: start}
+	b := outbox.AlertRef{Fingerprint: "bbbb", StartsAt: start}
+	resolved := func(refs ...outbox.AlertRef) outbox.Notification {
+		return outbox.Notification{Source: "ci", GroupKey: "r", Status: "resolved", Resolved: refs,
+			Messages: []outbox.Message{msg("ops", "resolved", "+27830000009")}}
+	}
+	enqueue(t, s, withID(resolved(a), "ci:r", exp))
+	if r := enqueue(t, s, withID(resolved(b), "ci:r", exp)); !r.Replayed {
+		t.Fatalf("replayed resolution: %+v", r)
+	}
+	firing := func(ref outbox.AlertRef) outbox.Notification {
+		m := msg("ops", "firing "+ref.Fingerprint, "+27830000009")
+		m.Alerts = []outbox.AlertRef{ref}
+		return outbox.Notification{Source: "ci", GroupKey: "r", Status: "firing", Messages: []outbox.Message{m}}
+	}
+	if r := enqueue(t, s, firing(a)); r.Outcome != outbox.OutcomeStale {
+		t.Errorf("firing of the first's resolved alert: %s, want stale", r.Outcome)
+	}
+	if r := enqueue(t, s, firing(b)); r.Outcome != outbox.OutcomeAccepted {
+		t.Errorf("firing of an alert only the replay named: %s, want accepted", r.Outcome)
 	}
 }
 

@@ -238,3 +238,71 @@ func (s *Store) wdbAutocheckpoint(t *testing.T) int {
 	}
 	return n
 }
+
+// TestLowSpaceDrains: in the low-space mode new notifications are
+// refused, but what was accepted still goes through the whole send path:
+// leased, admitted under a throttle (some held), completed, the held ones
+// released as a digest (a new notification the store writes itself),
+// leased, admitted and completed in turn.
+func TestLowSpaceDrains(t *testing.T) {
+	t.Parallel()
+	const minFree = 2 << 20
+	s := mustOpen(t, t.TempDir(), Options{Retention: week, MinFree: minFree})
+	var free atomic.Int64
+	free.Store(100 << 20)
+	s.freeSpace = func(string) (int64, error) { return free.Load(), nil }
+	ctx := context.Background()
+	for _, text := range []string{"a", "b", "c"} {
+		enqueue(t, s, note(text))
+	}
+	free.Store(minFree/2 - 1)
+	if err := s.Health(ctx); !errors.Is(err, ErrLowSpace) {
+		t.Fatalf("health on a nearly full disk: %v", err)
+	}
+	if _, err := s.Enqueue(ctx, note("refused")); !errors.Is(err, ErrLowSpace) {
+		t.Fatalf("enqueue in the low-space mode: %v, want ErrLowSpace", err)
+	}
+
+	limits := outbox.Limits{Throttle: []outbox.Bucket{{Count: 1, Per: 10 * time.Second}}}
+	t0 := time.Now()
+	send := func(now time.Time) (sent, held int) {
+		t.Helper()
+		for _, b := range lease(t, s, now, 10, 10) {
+			adm, err := s.Admit(ctx, now, b.Deliveries, limits)
+			if err != nil {
+				t.Fatalf("admit in the low-space mode: %v", err)
+			}
+			var outs []outbox.Outcome
+			for _, d := range adm.Send {
+				outs = append(outs, outbox.Accepted(d, "primary", fmt.Sprint("api-", d.ID)))
+			}
+			if err := s.Complete(ctx, outs); err != nil {
+				t.Fatalf("complete in the low-space mode: %v", err)
+			}
+			sent, held = sent+len(adm.Send), held+len(adm.Held)
+		}
+		return sent, held
+	}
+	if sent, held := send(t0); sent != 2 || held != 4 {
+		t.Fatalf("first pass: %d sent, %d held; want one per number sent, the rest held", sent, held)
+	}
+	rel, err := s.Release(ctx, t0.Add(time.Minute), func(held []outbox.Record) (outbox.Message, error) {
+		return outbox.Message{Receiver: "r0", Text: fmt.Sprintf("%d held", len(held)), Segments: 1}, nil
+	})
+	if err != nil || len(rel) != 2 || rel[0].Digest == 0 {
+		t.Fatalf("release in the low-space mode: %+v %v", rel, err)
+	}
+	if sent, held := send(t0.Add(time.Minute)); sent != 2 || held != 0 {
+		t.Errorf("digests: %d sent, %d held; want one per number", sent, held)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 0 || st.Held != 0 {
+		t.Errorf("left after draining: %+v", st)
+	}
+	if _, err := s.Enqueue(ctx, note("still refused")); !errors.Is(err, ErrLowSpace) {
+		t.Errorf("enqueue after draining: %v, want ErrLowSpace", err)
+	}
+}

@@ -372,8 +372,11 @@ func (s *Store) recoverLeases(ctx context.Context) error {
 	if total == 0 {
 		return nil
 	}
+	if err := giveBack(ctx, tx, `state = 'sending'`); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE deliveries
-		SET state = 'pending', lease = '', lease_until = NULL, updated_at = ?
+		SET state = 'pending', lease = '', lease_until = NULL, `+unadmit+`, updated_at = ?
 		WHERE state = 'sending'`, ms(s.clock())); err != nil {
 		return fmt.Errorf("recover leased deliveries: %w", err)
 	}
