@@ -279,6 +279,7 @@ check "$page" "the provider's rejection" "E102: Blacklisted"
 check "$page" "a provider message id" 'provider id <code class="msgid">'
 check "$page" "why a pending number waits" 'waits: the account is held (the account has no credits); next probe'
 check "$page" "a retry button on the failed number" 'action="/sms/deliveries/'
+refuse "$page" "the admin API said off while it is on" 'id="admin-disabled"'
 # The noise controls: a throttled number's held, bundled and cancelled
 # messages, its digests, the throttle section.
 check_count "$page" "held chips" 'data-status="held"' 1
@@ -344,6 +345,10 @@ check "$dry" "what the banner says" 'Dry run: nothing is sent.'
 check_count "$dry" "chips that say nothing was sent" '<i class="dry">dry run, not sent</i>' 3
 check "$dry" "the dry-run account" '<span class="badge dry">dry run</span>'
 check "$dry" "the grouped notification" '<div class="alertname">DiskFull</div>'
+# The dry run runs without --web.enable-admin-api: no button that would
+# answer 403, and the page says what retrying needs.
+refuse "$dry" "a retry form without the admin API" '/retry'
+check "$dry" "why there is no retry" 'id="admin-disabled"'
 curl -fsS "$DRY/api/v1/status" | grep -q '"dry_run":true' || { echo "MISSING: dry_run in /api/v1/status" >&2; errors=$((errors + 1)); }
 
 # No secret and no full number, on the pages or in the admin API.
