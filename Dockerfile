@@ -1,4 +1,5 @@
 # Build: docker build --build-arg VERSION=$(git describe --tags) --build-arg REVISION=$(git rev-parse HEAD) -t smsbridge .
+# .dockerignore keeps data/, *.db, build/ and .git out of the build context.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -9,6 +10,10 @@ ARG VERSION=dev
 ARG REVISION=unknown
 RUN CGO_ENABLED=0 go build -trimpath -o /out/smsbridge \
       -ldflags="-s -w -X github.com/prometheus/common/version.Version=${VERSION} -X github.com/prometheus/common/version.Revision=${REVISION}" .
+# The outbox directory, owned by distroless's nonroot user (65532): a
+# named volume mounted at /data starts as a copy of it, owner included,
+# so the bridge can write there without running as root.
+RUN mkdir -p /out/data && chown 65532:65532 /out/data && chmod 0700 /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/smsbridge /bin/smsbridge
@@ -17,6 +22,7 @@ COPY --from=build /out/smsbridge /bin/smsbridge
 COPY config.example.yaml /etc/smsbridge/smsbridge.example.yml
 # The outbox: mount a persistent volume here, or accepted pages are lost
 # with the container.
+COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
 WORKDIR /data
 EXPOSE 9754

@@ -15,6 +15,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/generation"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/status"
 )
@@ -25,7 +26,8 @@ type routesTestFlags struct {
 	annotations []string
 	payload     string
 	showNumbers bool
-	dryRun      bool
+	// at is the time to route at (on-call lists, time intervals).
+	at string
 }
 
 // addRoutesCommand adds `routes test` to app.
@@ -37,9 +39,7 @@ func addRoutesCommand(app *kingpin.Application) (*kingpin.CmdClause, *routesTest
 	test.Flag("payload", "Route an Alertmanager webhook payload (JSON, version 4) from this file instead of labels.").PlaceHolder("FILE").StringVar(&rf.payload)
 	test.Flag("annotation", "An annotation of the alert, as name=value; repeatable. Only with labels.").PlaceHolder("NAME=VALUE").StringsVar(&rf.annotations)
 	test.Flag("show-numbers", "Print phone numbers in full instead of masked.").BoolVar(&rf.showNumbers)
-	// The test never needs the API key; the flag is accepted so that a
-	// command line copied from check-config works.
-	test.Flag("sms.dry-run", "Accepted for symmetry with check-config: routes test never reads the API key.").Hidden().BoolVar(&rf.dryRun)
+	test.Flag("at", "Route as if it were this time (RFC 3339): who is on call then, and which time intervals mute. Default now.").PlaceHolder("TIME").StringVar(&rf.at)
 	test.Arg("labels", `Labels of one firing alert, as name=value or name="value".`).StringsVar(&rf.labels)
 	return test, rf
 }
@@ -47,7 +47,16 @@ func addRoutesCommand(app *kingpin.Application) (*kingpin.CmdClause, *routesTest
 // runRoutesTest is `smsbridge routes test`. It exits 0 when the test ran,
 // 1 for a configuration error and 2 for a usage error.
 func runRoutesTest(configFile string, rf *routesTestFlags, stdout, stderr io.Writer) int {
-	n, what, err := routesTestInput(rf, time.Now())
+	at := time.Now()
+	if rf.at != "" {
+		t, err := time.Parse(time.RFC3339, rf.at)
+		if err != nil {
+			fmt.Fprintf(stderr, "smsbridge routes test: --at %q is not an RFC 3339 time such as 2026-03-30T09:00:00+02:00\n", rf.at)
+			return 2
+		}
+		at = t
+	}
+	n, what, err := routesTestInput(rf, at)
 	if err != nil {
 		fmt.Fprintf(stderr, "smsbridge routes test: %v\n", err)
 		return 2
@@ -63,7 +72,10 @@ func runRoutesTest(configFile string, rf *routesTestFlags, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	res := status.FromPlan(g.Pipeline.Plan(n))
+	res := status.FromPlan(g.Pipeline.Preview(n, at))
+	if rf.at != "" {
+		what += " at " + at.Format(time.RFC3339)
+	}
 	fmt.Fprintf(stdout, "%s\nconfig %s (%s)\n\n", what, file.Path, file.Hash[:12])
 	if err := status.WriteRouteTest(stdout, res, rf.showNumbers); err != nil {
 		fmt.Fprintf(stderr, "smsbridge routes test: %v\n", err)
@@ -89,7 +101,7 @@ func routesTestInput(rf *routesTestFlags, now time.Time) (*alert.Notification, s
 		if err != nil {
 			return nil, "", fmt.Errorf("payload %s: %w", rf.payload, err)
 		}
-		return n, fmt.Sprintf("payload %s: %s, %d alerts", rf.payload, n.Data.Status, len(n.Data.Alerts)), nil
+		return n, fmt.Sprintf("payload %s: %s, %s", rf.payload, n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts")), nil
 	case len(rf.labels) == 0:
 		return nil, "", errors.New(`no labels: give the labels of an alert (team=db severity="critical") or --payload FILE`)
 	}

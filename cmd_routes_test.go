@@ -132,7 +132,7 @@ func TestRoutesTestCommand(t *testing.T) {
 		},
 		{
 			name: "resolved payload, send_resolved false", args: []string{"routes", "test", c, "--payload", resolved}, code: 0,
-			exactStart: "payload " + resolved + ": resolved, 1 alerts\n",
+			exactStart: "payload " + resolved + ": resolved, 1 alert\n",
 			stdout:     []string{"receiver: quiet\n", "nothing sent: its alerts are resolved and the receiver has send_resolved: false\n"},
 		},
 		{

@@ -71,6 +71,14 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	}
 	waitFor(t, "the 429", func() bool { return fake.Requests() == 1 })
 	pausedAt := time.Now()
+	// The pause is written to the store before the delivery is returned
+	// to the queue with the 429's code: once the API shows the code, a
+	// kill cannot lose the pause (a kill before it could, and then the
+	// provider's next 429 would be the only guard).
+	waitFor(t, "the 429 recorded", func() bool {
+		_, body, _ := get(t, "GET", "http://"+p.addr+"/api/v1/deliveries")
+		return strings.Contains(body, `"error_code":"`)
+	})
 	p.kill(t)
 
 	p = startBridge(t, args...)

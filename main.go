@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,9 +39,13 @@ import (
 	"github.com/smsbridge/smsbridge/dispatch"
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/outbox/sqlite"
+	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/roster"
 	"github.com/smsbridge/smsbridge/sms"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
+	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
 )
 
@@ -55,6 +61,25 @@ type flags struct {
 	pprof       bool
 	web         *web.FlagConfig
 	log         *promslog.Config
+	// lifecycle opens POST /-/reload, adminAPI the admin API's writes.
+	lifecycle bool
+	adminAPI  bool
+	// externalURL and routePrefix are as given; resolveWeb computes what
+	// the bridge uses from them.
+	externalURL string
+	routePrefix string
+	// external is the URL the bridge is reached at, and prefix the path
+	// every route is served under ("/" for none).
+	external *url.URL
+	prefix   string
+}
+
+// webConfigFile is --web.config.file, empty when not given.
+func (f *flags) webConfigFile() string {
+	if f.web == nil || f.web.WebConfigFile == nil {
+		return ""
+	}
+	return *f.web.WebConfigFile
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -63,24 +88,40 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("smsbridge"))
 	app.HelpFlag.Short('h')
+	// --help and --version end the run with their code, not the process:
+	// run's caller exits.
+	terminated := -1
+	app.Terminate(func(code int) { terminated = code })
 	f := &flags{log: &promslog.Config{}}
+	// The daemon's flags belong to the application, not to the serve
+	// command, so that `smsbridge --help` lists them: serve is what runs
+	// when no command is named.
 	app.Flag("config.file", "Configuration file.").Default("smsbridge.yml").StringVar(&f.configFile)
-
-	serve := app.Command("serve", "Run the bridge (the default).").Default()
-	serve.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
-	serve.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network.").BoolVar(&f.dryRun)
-	serve.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
-	f.web = kingpinflag.AddFlags(serve, ":9754")
+	app.Flag("storage.path", "Directory of the durable outbox.").Default("data/").StringVar(&f.storagePath)
+	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
+		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
+	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
+		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
+	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
+	f.web = kingpinflag.AddFlags(app, ":9754")
+	app.Flag("web.enable-lifecycle", "Allow POST /-/reload (SIGHUP reloads regardless).").BoolVar(&f.lifecycle)
+	app.Flag("web.enable-admin-api", "Allow the admin API's endpoints that change state: retry a delivery, send a test SMS, on-call overrides.").BoolVar(&f.adminAPI)
 	promslogflag.AddFlags(app, f.log)
 
+	app.Command("serve", "Run the bridge (the default).").Default()
 	checkCmd := app.Command("check-config", "Validate the configuration and print a summary.")
-	checkCmd.Flag("sms.dry-run", "Do not require the API key.").BoolVar(&f.dryRun)
 	routesTestCmd, routesFlags := addRoutesCommand(app)
 	sendTestCmd, sendTestFlags := addSendTestCommand(app)
+	oncallCmds := addOncallCommands(app)
 
 	cmd, err := app.Parse(args)
-	if err != nil {
-		fmt.Fprintf(stderr, "smsbridge: %v\n", err)
+	switch {
+	case terminated >= 0:
+		return terminated
+	case err != nil:
+		fmt.Fprintf(stderr, "smsbridge: error: %v, try --help\n", err)
 		return 2
 	}
 	logger := promslog.New(f.log)
@@ -91,7 +132,15 @@ func run(args []string, stdout, stderr *os.File) int {
 		return runRoutesTest(f.configFile, routesFlags, stdout, stderr)
 	case sendTestCmd.FullCommand():
 		return runSendTest(sendTestFlags, stdout, stderr)
+	case oncallCmds.who.FullCommand():
+		return runOncallWho(f.configFile, oncallCmds.flags, stdout, stderr)
+	case oncallCmds.add.FullCommand(), oncallCmds.list.FullCommand(), oncallCmds.del.FullCommand():
+		return runOverrideCommand(cmd, oncallCmds, stdout, stderr)
 	default:
+		if err := resolveWeb(f); err != nil {
+			fmt.Fprintf(stderr, "smsbridge: error: %v\n", err)
+			return 2
+		}
 		if err := serveBridge(f, logger); err != nil {
 			logger.Error("smsbridge stopped", "err", err)
 			return 1
@@ -111,14 +160,20 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, w := range g.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
 	fmt.Fprintf(stdout, "%s: ok\n%s", file.Path, g.Summary())
 	return 0
 }
 
-// reloadMetrics report the last configuration reload.
+// reloadMetrics report the last configuration reload and the
+// configuration in force.
 type reloadMetrics struct {
 	success   prometheus.Gauge
 	timestamp prometheus.Gauge
+	hash      prometheus.Gauge
+	info      *prometheus.GaugeVec
 }
 
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
@@ -132,7 +187,35 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 			Name: "smsbridge_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
+		hash: f.NewGauge(prometheus.GaugeOpts{
+			Name: "smsbridge_config_hash",
+			Help: "Hash of the configuration file in force, as a number: the first 48 bits of its SHA-256 (as alertmanager_config_hash). It changes when a reload applies a changed file.",
+		}),
+		info: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "smsbridge_config_info",
+			Help: "1 for the configuration in force; hash is the start of its SHA-256, as the status page shows it.",
+		}, []string{"hash"}),
 	}
+}
+
+// configHashValue turns a hex SHA-256 into the value of
+// smsbridge_config_hash: its first 48 bits, which a float64 holds exactly.
+func configHashValue(hexHash string) float64 {
+	if len(hexHash) < 12 {
+		return 0
+	}
+	v, err := strconv.ParseUint(hexHash[:12], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return float64(v)
+}
+
+// setConfig records the configuration in force.
+func (m *reloadMetrics) setConfig(hexHash string) {
+	m.hash.Set(configHashValue(hexHash))
+	m.info.Reset()
+	m.info.WithLabelValues(hexHash[:min(len(hexHash), 12)]).Set(1)
 }
 
 // bridge is one running daemon: everything main wires together.
@@ -144,7 +227,6 @@ type bridge struct {
 	// once per request or step.
 	gen        atomic.Pointer[generation.Generation]
 	store      outbox.Store
-	readiness  *readiness
 	intake     *receiver.Handler
 	dispatcher *dispatch.Dispatcher
 	fake       *smsfake.Server
@@ -154,9 +236,15 @@ type bridge struct {
 	dispatchM  *dispatch.Metrics
 	started    time.Time
 	reloadMu   sync.Mutex
-	ready      atomic.Bool
+	readiness  *readiness
 	// lastReload is the result of the last (re)load, for the status page.
 	lastReload atomic.Pointer[reloadResult]
+
+	// roster keeps the on-call overrides and sends handoff notices; it
+	// outlives generations.
+	roster  *roster.Roster
+	rosterM *roster.Metrics
+	muteM   *pipeline.MuteMetrics
 }
 
 type reloadResult struct {
@@ -195,6 +283,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.tmplM = templates.NewMetrics(b.reg)
 	b.smsM = sms.NewMetrics(b.reg)
 	b.dispatchM = dispatch.NewMetrics(b.reg)
+	b.muteM = pipeline.NewMuteMetrics(b.reg)
+	b.rosterM = roster.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -207,6 +297,9 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
 			MaxMessages: 1000,
+			// The ids it gives say, in the store and on the page, that
+			// nothing was sent.
+			IDPrefix: status.DryRunIDPrefix,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
@@ -216,14 +309,33 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	b.store = store
-	b.readiness = newReadiness(store, logger.With("component", "outbox"))
+	hc, _ := store.(outbox.HealthChecker) // nil: no check, write errors still answer 503
+	b.readiness = newReadiness(hc, b.reg, logger.With("component", "readiness"))
+	b.readiness.check(context.Background())
+	b.roster = roster.New(roster.Options{
+		Store:   store,
+		View:    b.rosterView,
+		Logger:  logger.With("component", "oncall"),
+		Metrics: b.rosterM,
+		// A notice is its own guard only while the store keeps it.
+		MaxLate: time.Duration(file.Config.Storage.Retention),
+	})
+	if err := b.roster.Load(context.Background()); err != nil {
+		b.close()
+		return nil, err
+	}
+	b.reg.MustRegister(b.roster.Collector())
 	g, err := b.build(file)
 	if err != nil {
 		b.reloadM.success.Set(0)
 		b.close()
 		return nil, err
 	}
-	b.intake = receiver.New(func() receiver.Intake { return b.gen.Load().Intake() }, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
+	b.intake = receiver.New(func() receiver.Intake {
+		in := b.gen.Load().Intake()
+		in.Health = b.readiness.storeHealth
+		return in
+	}, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
 	b.apply(g)
 	dopts := dispatch.Options{
 		Store:    store,
@@ -251,6 +363,8 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 		TemplateMetrics: b.tmplM,
 		SMSMetrics:      b.smsM,
 		Store:           b.store,
+		Overrides:       b.roster,
+		MuteMetrics:     b.muteM,
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
@@ -263,13 +377,45 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
+		b.muteM.Init(r.Name)
+	}
+	for _, s := range g.Router.Lists() {
+		if s.NotifyHandoff {
+			b.dispatchM.InitReceivers(roster.NoticeReceiver(s.Name))
+			b.rosterM.Init(s.Name)
+		}
 	}
 	prev := b.gen.Swap(g)
+	b.readiness.setLoaded()
 	b.reloadM.success.Set(1)
+	b.reloadM.setConfig(g.File.Hash)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
+	for _, w := range g.Warnings {
+		b.logger.Warn("configuration warning", "warning", w.Error())
+	}
+	b.warnExposure(g)
 	return prev
+}
+
+// warnExposure warns about what anyone who reaches the port can do:
+// without --web.config.file the status page, the admin API, the metrics
+// and (with the flags) reloads and test sends are open, whatever the
+// intake's own auth.
+func (b *bridge) warnExposure(g *generation.Generation) {
+	if b.flags.webConfigFile() != "" {
+		return
+	}
+	if g.Sources.Authenticated() {
+		b.logger.Warn("the intake requires credentials but --web.config.file is not set: the status page, the deliveries API (alert texts, masked numbers) and /metrics are open to anyone who can reach the port; see docs/security.md")
+	}
+	if b.flags.adminAPI {
+		b.logger.Warn("--web.enable-admin-api without --web.config.file: anyone who can reach the port can send test SMS and resend deliveries; see docs/security.md")
+	}
+	if b.flags.lifecycle {
+		b.logger.Warn("--web.enable-lifecycle without --web.config.file: anyone who can reach the port can reload the configuration; see docs/security.md")
+	}
 }
 
 // reload builds everything of the new configuration first and swaps only
@@ -307,6 +453,9 @@ func notLive(old, cur *config.Config) []string {
 	if old.Storage.Retention != cur.Storage.Retention {
 		keys = append(keys, "storage.retention")
 	}
+	if old.Storage.MinFree != cur.Storage.MinFree {
+		keys = append(keys, "storage.min_free")
+	}
 	if old.Storage.Driver != cur.Storage.Driver || old.Storage.DSN != cur.Storage.DSN || old.Storage.DSNFile != cur.Storage.DSNFile {
 		keys = append(keys, "storage.driver/dsn")
 	}
@@ -322,6 +471,7 @@ func (b *bridge) handler() http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
+	e.Use(refuseCrossOrigin(b.logger))
 	b.intake.Register(e)
 	b.registerStatus(e)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg})))
@@ -334,22 +484,44 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	e.GET("/-/ready", func(c echo.Context) error {
-		if !b.ready.Load() {
-			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
-		}
-		if err := b.readiness.check(c.Request().Context()); err != nil {
-			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready: the database does not answer.\n")
-		}
-		return c.String(http.StatusOK, "smsbridge is ready.\n")
-	})
+	// One handler for GET and HEAD: a probe by either gets the same
+	// answer, and a GET's body says why not.
+	e.GET("/-/ready", b.ready)
+	e.HEAD("/-/ready", b.ready)
 	e.POST("/-/reload", func(c echo.Context) error {
 		if err := b.reload(); err != nil {
 			return echo.NewHTTPError(http.StatusInternalServerError, "reload failed: "+err.Error())
 		}
 		return c.String(http.StatusOK, "configuration reloaded\n")
-	})
+	}, status.NewGate(status.FlagLifecycle, b.flags.lifecycle, b.logger.With("component", "web")).Middleware)
 	return e
+}
+
+// ready is /-/ready: 200 when a configuration is loaded and the store can
+// write durably, else 503 with the reason.
+func (b *bridge) ready(c echo.Context) error {
+	if why := b.readiness.reason(); why != "" {
+		return c.String(http.StatusServiceUnavailable, "smsbridge is not ready: "+why+"\n")
+	}
+	return c.String(http.StatusOK, "smsbridge is ready.\n")
+}
+
+// refuseCrossOrigin refuses, on every path, a state-changing request a
+// browser sends from another site: with basic auth from --web.config.file
+// the browser would attach the credentials by itself. Senders that are no
+// browser (Alertmanager, CI systems, the provider) send no Sec-Fetch-Site
+// or Origin header and pass.
+func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
+	csrf := http.NewCrossOriginProtection()
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := csrf.Check(c.Request()); err != nil {
+				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", c.Request().URL.Path)...)
+				return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
+			}
+			return next(c)
+		}
+	}
 }
 
 // serve runs until ctx ends, reloading on each value from hup.
@@ -357,9 +529,12 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	dctx, dcancel := context.WithCancel(context.Background())
 	ddone := make(chan error, 1)
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() { _ = b.roster.Run(rctx); close(rdone) }()
 
 	srv := &http.Server{
-		Handler: b.handler(),
+		Handler: underPrefix(b.flags.prefix, b.handler()),
 		// Slow or stalled bodies must not hold a connection forever.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -368,7 +543,11 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
-	b.ready.Store(true)
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	go b.readiness.run(hctx)
+	b.readiness.setServing(true)
+	b.logReady()
 
 	var err error
 loop:
@@ -386,7 +565,7 @@ loop:
 			break loop
 		}
 	}
-	b.ready.Store(false)
+	b.readiness.setServing(false)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
@@ -394,6 +573,9 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
+	// The roster stops first: a notice it queues must still be sent.
+	rcancel()
+	<-rdone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)

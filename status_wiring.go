@@ -19,10 +19,14 @@ import (
 // registerStatus adds the status page and the admin API to e.
 func (b *bridge) registerStatus(e *echo.Echo) {
 	h, err := status.New(status.Options{
-		Store:   b.store,
-		Bridge:  statusBridge{b},
-		Started: b.started,
-		Logger:  b.logger.With("component", "status"),
+		Store:      b.store,
+		Bridge:     statusBridge{b},
+		Started:    b.started,
+		Logger:     b.logger.With("component", "status"),
+		Noise:      statusNoise{b},
+		Oncall:     oncallBridge{b},
+		AdminAPI:   b.flags.adminAPI,
+		PathPrefix: b.flags.linkPrefix(),
 	})
 	if err != nil {
 		// The templates are embedded: this is a broken build, not a
@@ -37,7 +41,7 @@ type statusBridge struct{ b *bridge }
 
 // Info implements status.Bridge.
 func (s statusBridge) Info() status.Info {
-	var info status.Info
+	info := status.Info{DryRun: s.b.flags.dryRun, NotReady: s.b.readiness.reason()}
 	if lr := s.b.lastReload.Load(); lr != nil {
 		info.LastReload = status.Reload{At: lr.At, Err: lr.Err}
 	}
@@ -51,8 +55,14 @@ func (s statusBridge) Info() status.Info {
 	if err := g.Router.WriteTree(&tree); err == nil {
 		info.Tree = tree.String()
 	}
+	now := time.Now()
 	for _, r := range g.Router.Receivers() {
-		info.Receivers = append(info.Receivers, status.Receiver{Name: r.Name, Numbers: r.Numbers, SendResolved: r.SendResolved})
+		// Who the receiver pages now: its own numbers and who is on call.
+		var nums []string
+		for _, m := range r.Recipients(now, s.b.overridesFor(g)) {
+			nums = append(nums, m.Number)
+		}
+		info.Receivers = append(info.Receivers, status.Receiver{Name: r.Name, Numbers: nums, SendResolved: r.SendResolved})
 	}
 	info.Sources = append([]string{alert.SourceAlertmanager}, g.Sources.SourceNames()...)
 	return info
@@ -63,22 +73,35 @@ func (s statusBridge) Provider() status.Provider {
 	return providerState(s.b.dispatcher.State())
 }
 
-// providerState is the dispatcher's state as the page shows it.
+// providerState is the dispatcher's state as the page shows it: the
+// account new requests go through, summed up, and every account.
 func providerState(st dispatch.State) status.Provider {
+	p := status.Provider{State: status.ProviderOK}
+	summed := false
 	for _, a := range st.Accounts {
-		if !a.Active {
-			continue
+		if a.Active && !summed {
+			summed = true
+			switch {
+			case a.Hold != nil:
+				p = status.Provider{State: status.ProviderHeld, Since: a.Hold.Since, Reason: a.Hold.Kind,
+					StatusCode: a.Hold.Status, Message: a.Hold.Message}
+			case a.Mode == dispatch.ModePaused:
+				// Only a 429 pauses an account.
+				p = status.Provider{State: status.ProviderPaused, Until: a.PausedUntil, StatusCode: http.StatusTooManyRequests}
+			}
 		}
-		switch {
-		case a.Hold != nil:
-			return status.Provider{State: status.ProviderHeld, Since: a.Hold.Since, Reason: a.Hold.Kind,
-				StatusCode: a.Hold.Status, Message: a.Hold.Message}
-		case a.Mode == dispatch.ModePaused:
-			// Only a 429 pauses an account.
-			return status.Provider{State: status.ProviderPaused, Until: a.PausedUntil, StatusCode: http.StatusTooManyRequests}
+		acc := status.Account{
+			Name: a.Name, Mode: string(a.Mode), Active: a.Active, PausedUntil: a.PausedUntil,
+			FailingSince: a.FailingSince, NextProbe: a.NextProbe, LastError: a.LastError, LastErrorAt: a.LastErrorAt,
+			Requests: a.Requests, Errors: a.Errors, InFlight: a.InFlight,
 		}
+		if h := a.Hold; h != nil {
+			acc.HeldSince, acc.HeldReason, acc.HeldStatus, acc.HeldMessage = h.Since, h.Kind, h.Status, h.Message
+		}
+		p.Accounts = append(p.Accounts, acc)
 	}
-	return status.Provider{State: status.ProviderOK}
+	p.InFlight = st.InFlight
+	return p
 }
 
 // RoutesTest implements status.Bridge: the page's routes test, the same
@@ -88,7 +111,8 @@ func (s statusBridge) RoutesTest(labels map[string]string) (status.RouteTest, er
 	if g == nil {
 		return status.RouteTest{}, errors.New("routes test: no configuration loaded")
 	}
-	return status.FromPlan(g.Pipeline.Plan(labelNotification(labels, nil, time.Now()))), nil
+	now := time.Now()
+	return status.FromPlan(g.Pipeline.Preview(labelNotification(labels, nil, now), now)), nil
 }
 
 // SendTest implements status.Bridge: one SMS to every number of the

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -280,13 +281,13 @@ func TestStatusProviderState(t *testing.T) {
 	}{
 		{"held for no credits", smsfake.Fault{Status: http.StatusMethodNotAllowed},
 			[]string{`"state":"held"`, `"reason":"no_credits"`, `"status_code":405`, `"message":"You don't have enough credits on your account!"`},
-			`<span class="badge bad">held</span> the account has no credits (HTTP 405)`},
+			`<p class="held-reason">the account has no credits (HTTP 405), since `},
 		{"held for a bad key", smsfake.Fault{Status: http.StatusUnauthorized},
 			[]string{`"state":"held"`, `"reason":"unauthorized"`, `"status_code":401`, `"message":"API key is invalid."`},
-			`<span class="badge bad">held</span> the API key is invalid (HTTP 401)`},
+			`<p class="held-reason">the API key is invalid (HTTP 401), since `},
 		{"paused by a 429", smsfake.Fault{Status: http.StatusTooManyRequests, RetryAfter: 600},
 			[]string{`"state":"paused"`, `"until":"`, `"status_code":429`},
-			`<span class="badge warn">paused</span> until `},
+			`<span class="badge mode-paused">paused</span> by the provider&#39;s rate limit (429)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,26 +314,38 @@ func TestStatusProviderState(t *testing.T) {
 func TestStatusProviderStateMapping(t *testing.T) {
 	at := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 	hold := &dispatch.Hold{Kind: "suspended", Status: 403, Message: "Your account has been suspended!", Since: at}
+	heldAccount := status.Account{Name: "primary", Mode: "held", HeldSince: at, HeldReason: "suspended", HeldStatus: 403,
+		HeldMessage: "Your account has been suspended!", NextProbe: at.Add(time.Minute), LastError: "403: suspended", LastErrorAt: at,
+		Requests: 4, Errors: 1}
 	tests := []struct {
+		name string
 		in   dispatch.State
 		want status.Provider
 	}{
-		{dispatch.State{InFlight: 2, Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeOK, Active: true}}},
-			status.Provider{State: status.ProviderOK}},
-		{dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModePaused, PausedUntil: at, Active: true}}},
-			status.Provider{State: status.ProviderPaused, Until: at, StatusCode: 429}},
-		{dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold, Active: true}}},
-			status.Provider{State: status.ProviderHeld, Reason: "suspended", StatusCode: 403, Message: "Your account has been suspended!", Since: at}},
-		// The page shows the account that carries traffic: a held primary
-		// with a working fallback is not a held bridge.
-		{dispatch.State{Accounts: []dispatch.AccountState{
-			{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold},
+		{"ok", dispatch.State{InFlight: 2, Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeOK, Active: true, Requests: 9, InFlight: 2}}},
+			status.Provider{State: status.ProviderOK, InFlight: 2, Accounts: []status.Account{{Name: "primary", Mode: "ok", Active: true, Requests: 9, InFlight: 2}}}},
+		{"paused", dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModePaused, PausedUntil: at, Active: true}}},
+			status.Provider{State: status.ProviderPaused, Until: at, StatusCode: 429, Accounts: []status.Account{{Name: "primary", Mode: "paused", Active: true, PausedUntil: at}}}},
+		{"held", dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold, Active: true,
+			NextProbe: at.Add(time.Minute), LastError: "403: suspended", LastErrorAt: at, Requests: 4, Errors: 1}}},
+			status.Provider{State: status.ProviderHeld, Reason: "suspended", StatusCode: 403, Message: "Your account has been suspended!", Since: at,
+				Accounts: []status.Account{func() status.Account { a := heldAccount; a.Active = true; return a }()}}},
+		// The summary is the account that carries traffic: a held primary
+		// with a working fallback is not a held bridge; the cards show both.
+		{"failed over", dispatch.State{Accounts: []dispatch.AccountState{
+			{Name: "primary", Mode: dispatch.ModeHeld, Hold: hold, NextProbe: at.Add(time.Minute), LastError: "403: suspended", LastErrorAt: at, Requests: 4, Errors: 1},
 			{Name: "fallback", Mode: dispatch.ModeOK, Active: true}}},
-			status.Provider{State: status.ProviderOK}},
+			status.Provider{State: status.ProviderOK, Accounts: []status.Account{heldAccount, {Name: "fallback", Mode: "ok", Active: true}}}},
+		{"failing", dispatch.State{Accounts: []dispatch.AccountState{{Name: "primary", Mode: dispatch.ModeFailing, Active: true, FailingSince: at,
+			LastError: "502 Bad Gateway", LastErrorAt: at, Requests: 10, Errors: 10}}},
+			status.Provider{State: status.ProviderOK, Accounts: []status.Account{{Name: "primary", Mode: "failing", Active: true, FailingSince: at,
+				LastError: "502 Bad Gateway", LastErrorAt: at, Requests: 10, Errors: 10}}}},
 	}
 	for _, tc := range tests {
-		if got := providerState(tc.in); got != tc.want {
-			t.Errorf("providerState(%+v) = %+v, want %+v", tc.in, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := providerState(tc.in); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("providerState(%+v)\n= %+v\nwant %+v", tc.in, got, tc.want)
+			}
+		})
 	}
 }

@@ -7,7 +7,9 @@
 package alert
 
 import (
+	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
@@ -39,6 +41,11 @@ type Notification struct {
 	TruncatedAlerts int
 	// ReceivedAt is when the request arrived.
 	ReceivedAt time.Time
+	// DeliveryID is the sender's id of this delivery, namespaced by source
+	// (empty when it sent none): the store answers a repeat of it, until
+	// DeliveryIDExpires, as a duplicate that sends nothing.
+	DeliveryID        string
+	DeliveryIDExpires time.Time
 }
 
 // Common returns the pairs present, with the same value, in every one of
@@ -119,4 +126,32 @@ func Fingerprint(labels map[string]string) string {
 		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
 	return ls.Fingerprint().String()
+}
+
+// maxNames is how many distinct alert names AlertName lists before it
+// says how many more there are.
+const maxNames = 3
+
+// AlertName says, for people, what the notification is about: the
+// alertname its alerts share, or the distinct names of its alerts in
+// payload order, at most three and then "+N more". It is empty when no
+// alert has a name.
+func (n *Notification) AlertName() string {
+	if name := n.Data.CommonLabels["alertname"]; name != "" {
+		return name
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, a := range n.Data.Alerts {
+		name := a.Labels["alertname"]
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		names = append(names, name)
+	}
+	if len(names) > maxNames {
+		return strings.Join(names[:maxNames], ", ") + fmt.Sprintf(" +%d more", len(names)-maxNames)
+	}
+	return strings.Join(names, ", ")
 }

@@ -168,3 +168,42 @@ func TestFingerprint(t *testing.T) {
 		t.Error("different labels, same fingerprint")
 	}
 }
+
+func TestAlertName(t *testing.T) {
+	t.Parallel()
+	named := func(names ...string) template.Alerts {
+		var as template.Alerts
+		for _, n := range names {
+			l := template.KV{"instance": "i"}
+			if n != "" {
+				l["alertname"] = n
+			}
+			as = append(as, template.Alert{Status: StatusFiring, Labels: l})
+		}
+		return as
+	}
+	tests := []struct {
+		name   string
+		common template.KV
+		alerts template.Alerts
+		want   string
+	}{
+		{"common", template.KV{"alertname": "DiskFull"}, named("DiskFull", "DiskFull"), "DiskFull"},
+		{"common wins", template.KV{"alertname": "A"}, named("B"), "A"},
+		{"one alert, no common labels", template.KV{}, named("HighLatency"), "HighLatency"},
+		{"distinct, in order, once each", nil, named("B", "A", "B"), "B, A"},
+		{"more than three", nil, named("A", "B", "C", "D", "E", "D"), "A, B, C +2 more"},
+		{"unnamed alerts skipped", nil, named("", "A", ""), "A"},
+		{"none", nil, named("", ""), ""},
+		{"no alerts", nil, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := &Notification{Data: template.Data{CommonLabels: tc.common, Alerts: tc.alerts}}
+			if got := n.AlertName(); got != tc.want {
+				t.Errorf("AlertName() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -24,6 +24,10 @@ type Store interface {
 	Schedule(ctx context.Context, now time.Time) (outbox.Schedule, error)
 	GetState(ctx context.Context, key string) ([]byte, bool, error)
 	PutState(ctx context.Context, key string, value []byte) error
+	// The noise controls at send time (see Limits).
+	Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, limits outbox.Limits) (outbox.Admission, error)
+	Release(ctx context.Context, now time.Time, digest outbox.DigestFunc) ([]outbox.ReleasedHold, error)
+	BudgetUsed(ctx context.Context, day string) (int, error)
 }
 
 // Options configure a Dispatcher.
@@ -62,6 +66,8 @@ type Dispatcher struct {
 	// persistMu orders writes of saved paces, so an older snapshot never
 	// overwrites a newer one.
 	persistMu sync.Mutex
+	// budgetLog is the share of the day's budget last logged (d.mu).
+	budgetLog budgetLevel
 }
 
 // New returns a dispatcher. It fails if opts lack a store or settings.
@@ -82,6 +88,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.m.budget.source = d.budgetNow
 	return d, nil
 }
 
@@ -222,6 +229,13 @@ func (r *runner) step() time.Duration {
 	}
 	at(r.nextExpiry)
 	at(d.remind(now, s))
+	if !sched.NextHeld.IsZero() {
+		if sched.NextHeld.After(now) {
+			at(sched.NextHeld)
+		} else if err := d.release(r.ctx, now, s.Limits); err != nil {
+			return r.storeFailed(now, err)
+		}
+	}
 
 	due := !sched.NextDue.IsZero() && !sched.NextDue.After(now)
 	if !due {
@@ -245,9 +259,22 @@ func (r *runner) step() time.Duration {
 			if sched.NextDue.After(now) {
 				at(sched.NextDue)
 			}
+			// Admit may have held rows since the step began.
+			at(sched.NextHeld)
 			break
 		}
-		r.start(c, batches[0], s, now)
+		b := batches[0]
+		if lim := s.Limits.at(now); lim.Active() {
+			// Decided now, not at intake: what a number may receive depends
+			// on what it was sent by now, requests in flight included.
+			if b, err = d.admit(r.ctx, now, b, lim); err != nil {
+				return r.storeFailed(now, err)
+			}
+			if len(b.Deliveries) == 0 {
+				continue // nothing of it goes now; the slot is still free
+			}
+		}
+		r.start(c, b, s, now)
 	}
 	r.storeBackoff = 0
 	if next.IsZero() {

@@ -154,6 +154,7 @@ type harness struct {
 	store    *memStore
 	d        *Dispatcher
 	m        *Metrics
+	reg      *prometheus.Registry
 	logs     *syncBuffer
 	mu       sync.Mutex
 	settings Settings
@@ -166,7 +167,8 @@ func newHarness(t *testing.T, s Settings, store *memStore) *harness {
 	if store == nil {
 		store = newMemStore()
 	}
-	h := &harness{t: t, store: store, settings: s, logs: &syncBuffer{}, m: NewMetrics(prometheus.NewRegistry())}
+	reg := prometheus.NewRegistry()
+	h := &harness{t: t, store: store, settings: s, logs: &syncBuffer{}, m: NewMetrics(reg), reg: reg}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := New(Options{Store: store, Settings: h.current, Logger: logger, Metrics: h.m})
 	if err != nil {
@@ -491,8 +493,22 @@ func TestTransientBackoff(t *testing.T) {
 						t.Errorf("attempts %d, want 3", r.Attempts)
 					}
 				}
-				if !strings.Contains(h.logs.String(), "will retry") || !strings.Contains(h.logs.String(), "receivers=[ops]") {
-					t.Errorf("retry not logged with its receivers:\n%s", h.logs)
+				// Each retry is logged with the receivers, notification ids and
+				// masked numbers it concerns, as the final lines are.
+				retries := 0
+				for _, l := range strings.Split(h.logs.String(), "\n") {
+					if !strings.Contains(l, "will retry") {
+						continue
+					}
+					retries++
+					for _, w := range []string{"receivers=[ops]", "notifications=[1]", "numbers=\"[+2783****001 +2783****002]\"", "retry_in="} {
+						if !strings.Contains(l, w) {
+							t.Errorf("retry line lacks %s: %s", w, l)
+						}
+					}
+				}
+				if retries != 2 {
+					t.Errorf("%d retry lines, want 2:\n%s", retries, h.logs)
 				}
 			})
 		})
@@ -883,4 +899,27 @@ func TestSettingsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStateInFlight: the status page's provider card counts each account's
+// requests on the wire.
+func TestStateInFlight(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(accept)
+		p.latency = 5 * time.Second
+		h := newHarness(t, testSettings(primary(p, 100)), nil)
+		h.store.add("ops", "one", 1, "+27830000001")
+		h.store.add("ops", "two", 1, "+27830000002")
+		h.run()
+		until(t, time.Second, "two requests on the wire", func() bool { return len(p.Calls()) == 2 })
+		if st := h.d.State(); st.InFlight != 2 || st.Accounts[0].InFlight != 2 {
+			t.Errorf("in flight %d, account %+v; want 2 and 2", st.InFlight, st.Accounts[0])
+		}
+		until(t, 10*time.Second, "all accepted", func() bool { return h.count(outbox.StateAccepted) == 2 })
+		if st := h.d.State(); st.InFlight != 0 || st.Accounts[0].InFlight != 0 {
+			t.Errorf("after the replies: in flight %d, account %+v", st.InFlight, st.Accounts[0])
+		}
+		h.stop()
+	})
 }

@@ -22,7 +22,7 @@ const (
 )
 
 // Reasons lists every value of the reason label.
-var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent}
+var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent, ReasonBudgetExhausted}
 
 // AccountNames are the values of the account label.
 var AccountNames = []string{sms.AccountPrimary, sms.AccountFallback}
@@ -43,6 +43,9 @@ type Metrics struct {
 	inflight       prometheus.Gauge
 	leader         prometheus.Gauge
 	leaderChanges  prometheus.Counter
+	throttled      *prometheus.CounterVec
+	digests        prometheus.Counter
+	budget         *budgetCollector
 }
 
 // NewMetrics registers the dispatcher's metrics with reg (nil registers
@@ -94,6 +97,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "smsbridge_leader_changes_total",
 			Help: "Times this process became the dispatching leader.",
 		}),
+		throttled: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "smsbridge_throttled_total",
+			Help: "Deliveries held because their number had its fill of the per-number throttle, by receiver; they go out in a digest.",
+		}, []string{"receiver"}),
+		digests: f.NewCounter(prometheus.CounterOpts{
+			Name: "smsbridge_digests_sent_total",
+			Help: "Digests of held deliveries accepted by the provider (one per number).",
+		}),
+		budget: &budgetCollector{
+			used: prometheus.NewDesc("smsbridge_budget_segments_used",
+				"Segments counted against today's budget (segments times numbers sent, in the budget's time zone); absent without a budget.", nil, nil),
+			remaining: prometheus.NewDesc("smsbridge_budget_segments_remaining",
+				"Segments left in today's budget; 0 once spent (critical messages still go); absent without a budget.", nil, nil),
+		},
+	}
+	if reg != nil {
+		reg.MustRegister(m.budget)
 	}
 	for _, r := range Reasons {
 		m.failed.WithLabelValues(r)
@@ -118,6 +138,7 @@ func (m *Metrics) InitReceivers(names ...string) {
 			m.sent.WithLabelValues(n, a)
 		}
 		m.receiverFailed.WithLabelValues(n)
+		m.throttled.WithLabelValues(n)
 	}
 }
 

@@ -143,6 +143,9 @@ func (d *Dispatcher) record(b outbox.Batch, account string, vs []verdict) {
 			accepted = append(accepted, dl)
 			d.m.sent.WithLabelValues(dl.Receiver, account).Inc()
 			d.m.segments.WithLabelValues(account).Add(float64(segments))
+			if dl.Digest {
+				d.m.digests.Inc()
+			}
 		case outbox.StateFailed:
 			failed = append(failed, dl)
 			failures = append(failures, sms.MaskNumber(dl.Number)+" "+v.out.ErrorCode)
@@ -157,7 +160,7 @@ func (d *Dispatcher) record(b outbox.Batch, account string, vs []verdict) {
 	}
 	if len(failed) > 0 {
 		d.logger.Error("sms failed for good", "account", account, "receivers", receivers(failed), "notifications", notifications(failed),
-			"failures", failures, "reasons", reasons, "error", failedError(vs))
+			"failures", failures, "reasons", reasons, "err", failedError(vs))
 	}
 }
 
@@ -209,10 +212,15 @@ func backoff(s Settings, attempt int) time.Duration {
 }
 
 // mask returns the rows' numbers masked for a log line.
+// mask writes each delivery's number masked, after the name of the
+// person on call there: "alice (+2783****001)".
 func mask(ds []outbox.Delivery) []string {
 	out := make([]string, len(ds))
 	for i, dl := range ds {
 		out[i] = sms.MaskNumber(dl.Number)
+		if dl.Person != "" {
+			out[i] = dl.Person + " (" + out[i] + ")"
+		}
 	}
 	return out
 }

@@ -52,6 +52,9 @@ type Settings struct {
 	// ShutdownGrace is how long requests in flight may finish after Run's
 	// context ends before they are cut off and their rows released.
 	ShutdownGrace time.Duration
+	// Limits are the per-number throttle and the daily budget; the zero
+	// value limits nothing.
+	Limits Limits
 }
 
 // Validate reports settings the dispatcher cannot run with.

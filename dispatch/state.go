@@ -41,6 +41,8 @@ type AccountState struct {
 	// Requests and Errors count requests and failed ones over the last
 	// 15 minutes.
 	Requests, Errors int
+	// InFlight counts the account's requests on the wire.
+	InFlight int
 }
 
 // State returns the dispatcher's state now.
@@ -56,6 +58,7 @@ func (d *Dispatcher) State() State {
 		if p := d.paces[a.Name]; p != nil {
 			as.FailingSince, as.LastError, as.LastErrorAt = p.FailingSince, p.lastError, p.lastErrorAt
 			as.Requests, as.Errors = p.window.counts(now)
+			as.InFlight = p.inflight
 			if !p.FailingSince.IsZero() {
 				as.Mode = ModeFailing
 			}

@@ -3,6 +3,7 @@ package examples
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -127,9 +128,10 @@ type (
 		} `yaml:"httpGet"`
 	}
 	container struct {
-		Image string   `yaml:"image"`
-		Args  []string `yaml:"args"`
-		Ports []struct {
+		Image           string   `yaml:"image"`
+		ImagePullPolicy string   `yaml:"imagePullPolicy"`
+		Args            []string `yaml:"args"`
+		Ports           []struct {
 			Name          string `yaml:"name"`
 			ContainerPort int    `yaml:"containerPort"`
 		} `yaml:"ports"`
@@ -387,7 +389,14 @@ func TestKubernetesDeployment(t *testing.T) {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	c := pod.Containers[0]
-	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml"} {
+	// A pinned image: a tag that names a release, or a digest. ":latest"
+	// (or no tag) with IfNotPresent runs whatever each node pulled first.
+	if err := pinnedImage(c.Image, c.ImagePullPolicy); err != nil {
+		t.Errorf("image %q, pull policy %q: %v", c.Image, c.ImagePullPolicy, err)
+	}
+	// The README and the ConfigMap reload with POST /-/reload, which
+	// answers 403 without --web.enable-lifecycle.
+	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml", "--web.enable-lifecycle"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
@@ -483,6 +492,172 @@ func TestKubernetesDeployment(t *testing.T) {
 		if !strings.HasPrefix(v, "REPLACE") {
 			t.Errorf("Secret key %s holds %q: only placeholders belong in the example", k, v)
 		}
+	}
+}
+
+// pinnedImage reports why image is not pinned to one build.
+func pinnedImage(image, policy string) error {
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
+			return fmt.Errorf("digest %q is not sha256:<64 hex digits>", digest)
+		}
+		return nil
+	}
+	name := image[strings.LastIndex(image, "/")+1:]
+	_, tag, ok := strings.Cut(name, ":")
+	switch {
+	case !ok || tag == "":
+		return errors.New("no tag: that means :latest")
+	case tag == "latest":
+		return errors.New(":latest is not a release")
+	case !regexp.MustCompile(`^v?\d+\.\d+\.\d+`).MatchString(tag):
+		return fmt.Errorf("tag %q does not name a release (v1.2.3)", tag)
+	case policy != "IfNotPresent" && policy != "":
+		return fmt.Errorf("a pinned tag needs no %s", policy)
+	}
+	return nil
+}
+
+func TestPinnedImageCatchesMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		image, policy string
+		ok            bool
+	}{
+		{"ghcr.io/smsbridge/smsbridge:v0.1.0", "IfNotPresent", true},
+		{"ghcr.io/smsbridge/smsbridge@sha256:" + strings.Repeat("ab", 32), "IfNotPresent", true},
+		{"registry:5000/smsbridge:1.2.3", "", true},
+		{"ghcr.io/smsbridge/smsbridge:latest", "IfNotPresent", false},
+		{"ghcr.io/smsbridge/smsbridge", "IfNotPresent", false},
+		{"registry:5000/smsbridge", "IfNotPresent", false},
+		{"ghcr.io/smsbridge/smsbridge:main", "IfNotPresent", false},
+		{"ghcr.io/smsbridge/smsbridge@sha256:abc", "IfNotPresent", false},
+	} {
+		if err := pinnedImage(tc.image, tc.policy); (err == nil) != tc.ok {
+			t.Errorf("pinnedImage(%q) = %v, want ok=%v", tc.image, err, tc.ok)
+		}
+	}
+}
+
+// TestKubernetesSecretCannotDeployAsIs: the Secret's placeholders, applied
+// as they are, make the bridge refuse to start, naming each file.
+func TestKubernetesSecretCannotDeployAsIs(t *testing.T) {
+	k := loadKubernetes(t)
+	dir := t.TempDir()
+	for key, v := range k.secret.StringData {
+		if err := os.WriteFile(filepath.Join(dir, key), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := strings.ReplaceAll(k.configMap.Data["smsbridge.yml"], secretDir, dir+"/")
+	f, err := config.Load([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = generation.Build(f, generation.Options{})
+	if err == nil {
+		t.Fatal("the bridge accepted the example Secret's placeholders")
+	}
+	for key := range k.secret.StringData {
+		if want := filepath.Join(dir, key) + ` holds a placeholder`; !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// dockerignored reports whether path is left out of the build context by
+// the .dockerignore patterns: a pattern excludes a path it matches and
+// everything under it ("**/" matches any leading directories).
+func dockerignored(patterns []string, path string) bool {
+	excluded := false
+	for _, p := range patterns {
+		neg := strings.HasPrefix(p, "!")
+		p = filepath.Clean(strings.TrimPrefix(p, "!"))
+		match := false
+		parts := strings.Split(path, "/")
+		for i := 1; i <= len(parts) && !match; i++ {
+			prefix := strings.Join(parts[:i], "/")
+			if ok, _ := filepath.Match(p, prefix); ok {
+				match = true
+			}
+			if rest, ok := strings.CutPrefix(p, "**/"); ok {
+				for j := 0; j < i && !match; j++ {
+					if ok, _ := filepath.Match(rest, strings.Join(parts[j:i], "/")); ok {
+						match = true
+					}
+				}
+			}
+		}
+		if match {
+			excluded = !neg
+		}
+	}
+	return excluded
+}
+
+// TestDockerImage: the build context leaves out the outbox, databases,
+// build output and history; /data belongs to the nonroot user, before the
+// VOLUME instruction (later changes to a volume path are discarded), so a
+// named volume is writable without root.
+func TestDockerImage(t *testing.T) {
+	raw, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			patterns = append(patterns, l)
+		}
+	}
+	for path, want := range map[string]bool{
+		"data/smsbridge.db": true, "data/smsbridge.db-wal": true, ".git/HEAD": true, "build/status-page.png": true,
+		"old.db": true, "somewhere/data/smsbridge.db": true,
+		"go.mod": false, "go.sum": false, "main.go": false, "status/static/status.css": false,
+		"config.example.yaml": false, "outbox/sqlite/testdata/v1.db": true, "receiver/testdata/am-firing.json": false,
+	} {
+		if got := dockerignored(patterns, path); got != want {
+			t.Errorf(".dockerignore: %s excluded=%v, want %v", path, got, want)
+		}
+	}
+
+	df, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final []string
+	stages := 0
+	for _, l := range strings.Split(string(df), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "FROM ") {
+			stages++
+			final = nil
+		}
+		if l != "" && !strings.HasPrefix(l, "#") {
+			final = append(final, l)
+		}
+	}
+	if stages < 2 {
+		t.Fatalf("%d stages: want a build stage and a runtime stage", stages)
+	}
+	if !regexp.MustCompile(`(?m)^RUN .*mkdir -p /out/data && chown 65532:65532 /out/data`).Match(df) {
+		t.Error("the build stage does not make /data for the nonroot user (65532)")
+	}
+	copyData, volume, user := -1, -1, -1
+	for i, l := range final {
+		switch {
+		case regexp.MustCompile(`^COPY --from=build --chown=(65532:65532|nonroot:nonroot) \S+ /data$`).MatchString(l):
+			copyData = i
+		case l == `VOLUME ["/data"]`:
+			volume = i
+		case l == "USER nonroot:nonroot" || l == "USER 65532:65532":
+			user = i
+		}
+	}
+	if copyData < 0 || volume < 0 || user < 0 {
+		t.Fatalf("final stage %q: want COPY --chown of /data, VOLUME [\"/data\"] and USER nonroot", final)
+	}
+	if copyData > volume {
+		t.Error("/data is copied after VOLUME: Docker discards that change")
 	}
 }
 

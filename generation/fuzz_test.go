@@ -19,6 +19,9 @@ func FuzzBuild(f *testing.F) {
 	f.Add([]byte("route: {receiver: a}\nreceivers: [{name: a, numbers: ['+27830000001']}]\n"))
 	f.Add([]byte("route: {receiver: a, routes: [{matchers: ['a=~\"(\"']}, ~]}\nreceivers: [{name: a, numbers: [x]}]\n"))
 	f.Add([]byte("webhooks: [{name: w, labels: {a: '{{ .x'}}]\nroute: {receiver: a}\nreceivers: [{name: a, oncall: [l]}]\noncall: [{name: l}]\n"))
+	f.Add([]byte("people: [{name: a, number: '+27830000001'}]\ntime_intervals: [{name: bh, time_intervals: [{weekdays: [monday], location: Europe/Berlin}]}]\n" +
+		"route: {receiver: r, routes: [{receiver: r, active_time_intervals: [bh]}]}\nreceivers: [{name: r, oncall: [l]}]\n" +
+		"oncall: [{name: l, time_zone: Europe/Berlin, rotation: {members: [a], shift: 1w, start: '2026-01-05T09:00'}, layers: [{time_intervals: [bh], members: [a]}], overrides: [{members: [a], start: '2026-12-24', end: '2026-12-25'}]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := config.Load(data)
 		if err != nil {

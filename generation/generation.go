@@ -27,7 +27,9 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/receiver/auth"
@@ -56,6 +58,21 @@ type Options struct {
 	// Store is where the pipeline writes; nil for a generation that only
 	// plans (check-config, routes test).
 	Store pipeline.Store
+	// Overrides are the on-call overrides added at run time, which
+	// outlive a generation; nil for none.
+	Overrides OverrideSource
+	// Now is the pipeline's clock; nil means time.Now.
+	Now func() time.Time
+	// MuteMetrics count what the routes' time intervals hold back; nil
+	// counts nothing.
+	MuteMetrics *pipeline.MuteMetrics
+}
+
+// OverrideSource holds the on-call overrides added at run time.
+type OverrideSource interface {
+	// For returns list's overrides in the order they were added, their
+	// members resolved with dir (the generation's people).
+	For(list string, dir *oncall.Directory) []oncall.Override
 }
 
 // Names of the provider accounts, the values of the account label.
@@ -96,6 +113,11 @@ type Generation struct {
 	Pipeline *pipeline.Pipeline
 	// Dispatch are the dispatcher's settings, with a client per account.
 	Dispatch dispatch.Settings
+	// Warnings are problems that do not stop the configuration from
+	// running, each a *config.Error with file and line: templates the
+	// render limits would cut off in a storm. check-config prints them and
+	// the daemon logs them at each load.
+	Warnings []error
 
 	clients    []*touchbase.Client
 	intakeView receiver.Intake
@@ -119,9 +141,11 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 		}
 	}
 	g.Renderer = b.renderer(logger)
+	g.Warnings = b.renderLimits(g.Renderer)
 	g.Router = b.router()
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
+	g.Dispatch.Limits = b.limits(g)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {
@@ -222,10 +246,34 @@ func (b *builder) renderer(logger *slog.Logger) *templates.Renderer {
 	return r
 }
 
+// renderLimits renders the default templates and each receiver's own
+// against a storm-sized group (templates.CheckLimits) and returns a warning
+// for each the render limits would cut off.
+func (b *builder) renderLimits(r *templates.Renderer) []error {
+	if r == nil {
+		return nil
+	}
+	var warns []error
+	if err := r.CheckLimits(""); err != nil {
+		warns = append(warns, b.f.Errorf("templates.files", "warning: the default template (as redefined in templates.files): %w", err))
+	}
+	for i, rc := range b.c.Receivers {
+		if rc.Template == "" {
+			continue
+		}
+		if err := r.CheckLimits(rc.Template); err != nil {
+			warns = append(warns, b.f.Errorf(fmt.Sprintf("receivers[%d].template", i), "warning: receiver %q: template: %w", rc.Name, err))
+		}
+	}
+	return warns
+}
+
 func (b *builder) router() *routing.Router {
 	r, err := routing.New(b.c.Route, b.c.Receivers, b.c.Oncall, routing.Options{
-		Normalize:   sms.NormalizeNumber,
-		MaxSegments: b.c.SMS.MaxSegments,
+		Normalize:     sms.NormalizeNumber,
+		MaxSegments:   b.c.SMS.MaxSegments,
+		People:        b.c.People,
+		TimeIntervals: b.c.Intervals(),
 	})
 	if err == nil {
 		return r
@@ -248,11 +296,11 @@ func (b *builder) router() *routing.Router {
 func (b *builder) intake() *receiver.Sources {
 	c := b.c
 	s := &receiver.Sources{Webhooks: make(map[string]*receiver.Source, len(c.Webhooks))}
-	s.Alertmanager = b.source(alert.SourceAlertmanager, "alertmanager", "alertmanager", c.Alertmanager.Auth, c.Alertmanager.BodyLimit, c.Alertmanager.RateLimit)
+	s.Alertmanager = b.source(alert.SourceAlertmanager, "alertmanager", "alertmanager", c.Alertmanager.Auth, c.Alertmanager.BodyLimit, c.Alertmanager.RateLimit, c.Alertmanager.DeliveryID)
 	for i, w := range c.Webhooks {
 		at := fmt.Sprintf("webhooks[%d]", i)
 		what := fmt.Sprintf("webhooks %q", w.Name)
-		src := b.source(w.Name, what, at, w.Auth, w.BodyLimit, w.RateLimit)
+		src := b.source(w.Name, what, at, w.Auth, w.BodyLimit, w.RateLimit, w.DeliveryID)
 		m, err := w.Config.Compile(w.Name)
 		if err != nil {
 			path := at
@@ -279,8 +327,8 @@ func (b *builder) intake() *receiver.Sources {
 
 // source builds one intake source; what names it in errors and at is its
 // config path.
-func (b *builder) source(name, what, at string, ac *auth.Config, limit config.ByteSize, rl *config.RateLimit) *receiver.Source {
-	src := &receiver.Source{Name: name, BodyLimit: int64(limit)}
+func (b *builder) source(name, what, at string, ac *auth.Config, limit config.ByteSize, rl *config.RateLimit, id config.DeliveryID) *receiver.Source {
+	src := &receiver.Source{Name: name, BodyLimit: int64(limit), DeliveryIDHeader: id.Header, DeliveryIDTTL: time.Duration(id.TTL)}
 	if ac != nil {
 		resolved := *ac
 		resolved.SecretFile = b.f.Resolve(ac.SecretFile)
@@ -310,7 +358,21 @@ func (g *Generation) Summary() string {
 	recv := g.Router.Receivers()
 	fmt.Fprintf(&b, "receivers: %d\n", len(recv))
 	for _, r := range recv {
-		fmt.Fprintf(&b, "  %s: %d numbers, send_resolved=%t\n", r.Name, len(r.Numbers), r.SendResolved)
+		fmt.Fprintf(&b, "  %s: %s", r.Name, plural.Count(len(r.Numbers), "number", "numbers"))
+		if len(r.Oncall) > 0 {
+			names := make([]string, len(r.Oncall))
+			for i, s := range r.Oncall {
+				names[i] = s.Name
+			}
+			fmt.Fprintf(&b, " and oncall %s", strings.Join(names, ", "))
+		}
+		fmt.Fprintf(&b, ", send_resolved=%t\n", r.SendResolved)
+	}
+	if lists := g.Router.Lists(); len(lists) > 0 {
+		fmt.Fprintf(&b, "oncall lists: %d\n", len(lists))
+		for _, s := range lists {
+			fmt.Fprintf(&b, "  %s: %s\n", s.Name, describeList(s))
+		}
 	}
 	routes := 0
 	g.Router.Tree().Walk(func(*routing.Node, int) { routes++ })
@@ -328,4 +390,25 @@ func (g *Generation) Summary() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// describeList says what kind of list s is, for the summary.
+func describeList(s *oncall.Schedule) string {
+	var parts []string
+	if r, ok := s.Rotation(); ok {
+		parts = append(parts, fmt.Sprintf("rotation of %d, shift %s", len(r.Members), r.Shift))
+	} else {
+		parts = append(parts, plural.Count(len(s.Fixed()), "number", "numbers"))
+	}
+	if n := len(s.Layers()); n > 0 {
+		parts = append(parts, plural.Count(n, "layer", "layers"))
+	}
+	if n := len(s.Overrides()); n > 0 {
+		parts = append(parts, plural.Count(n, "override", "overrides"))
+	}
+	parts = append(parts, "time zone "+s.Location.String())
+	if s.NotifyHandoff {
+		parts = append(parts, "handoff notices")
+	}
+	return strings.Join(parts, ", ")
 }

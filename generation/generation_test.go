@@ -57,7 +57,7 @@ func TestBuildGoodConfig(t *testing.T) {
 		t.Errorf("ops: numbers not normalised or segments not resolved: %+v", ops)
 	}
 	db, _ := g.Router.Receiver("db")
-	if len(db.Numbers) != 1 || db.Template != `{{ template "custom" . }}` {
+	if len(db.Numbers) != 0 || len(db.Oncall) != 1 || len(db.Recipients(g.LoadedAt, nil)) != 1 || db.Template != `{{ template "custom" . }}` {
 		t.Errorf("db: %+v", db)
 	}
 	// The user's template file was read, relative to the config file.
@@ -75,13 +75,14 @@ func TestBuildGoodConfig(t *testing.T) {
 	if err := in.Validate(); err != nil {
 		t.Error(err)
 	}
-	wantSummary := "receivers: 2\n  ops: 1 numbers, send_resolved=true\n  db: 1 numbers, send_resolved=true\n" +
+	wantSummary := "receivers: 2\n  ops: 1 number, send_resolved=true\n  db: 0 numbers and oncall dbas, send_resolved=true\n" +
+		"oncall lists: 1\n  dbas: 1 number, time zone UTC\n" +
 		"routes: 2 (the root included)\nsources: alertmanager, ci\naccounts: primary, fallback\n"
 	if s := g.Summary(); s != wantSummary {
 		t.Errorf("summary:\n%s\nwant:\n%s", s, wantSummary)
 	}
-	// The renderer counts failures for every receiver from zero.
-	if n, err := reg.Gather(); err != nil || len(n) != 1 || len(n[0].GetMetric()) != 2 {
+	// The renderer counts failures for every receiver and reason from zero.
+	if n, err := reg.Gather(); err != nil || len(n) != 1 || len(n[0].GetMetric()) != 2*len(templates.Reasons) {
 		t.Errorf("template error series: %v %v", n, err)
 	}
 }
@@ -162,11 +163,22 @@ func TestBadConfigs(t *testing.T) {
 		{"no-numbers", []string{`6: receiver "ops" has no numbers`}},
 		{"oncall-bad-number", []string{`11: oncall list "primary": bad number "0800 CALL ME": invalid number ****: unexpected character 'C'`}},
 		{"oncall-duplicate", []string{`10: duplicate oncall list name "primary"`}},
+		{"oncall-schedule", []string{
+			`4: person "bob" has the same number as "alice"; one number, one name`,
+			`10: route: the root route must not have active_time_intervals; put them on a child route`,
+			`14: route.routes[0]: unknown time interval "nights"`,
+			`17: receiver "ops": unknown person "alise"; people are alice`,
+			`21: oncall list "primary": time_zone "Europe/Berln" is not an IANA time zone such as Europe/Berlin or America/New_York`,
+			`23: oncall list "primary": rotation: unknown person "carol"; people are alice`,
+			`24: oncall list "primary": rotation.shift "1 week" is not a duration such as 12h, 1d or 1w`,
+			`25: oncall list "primary": rotation.start "2026-01-05 9am" is not a local time such as 2026-01-05T09:00`,
+			`27: oncall list "primary": unknown time interval "weekends"`,
+		}},
 		{"oncall-empty-name", []string{`8: oncall[0]: empty name`}},
 		{"several", []string{
 			`5: route.routes[0]: bad matcher "team=~\"[\"": error parsing regexp: missing closing ]: ` + "`[)$`",
 			`6: route.routes[0]: unknown receiver "ghost"`,
-			`9: receiver "ops": bad number "nope": invalid number ****: unexpected character 'n'`,
+			`9: receiver "ops": bad number "0800 nope": invalid number ****: unexpected character 'n'`,
 			`10: receiver "ops": unknown oncall list "missing"`,
 			`13: receiver "db": template: parse: template: :1: unclosed action`,
 		}},
@@ -178,9 +190,11 @@ func TestBadConfigs(t *testing.T) {
 		{"missing-fallback-key-file", []string{`5: sms.fallback: read secret file: open testdata/bad/missing-fallback-key: no such file or directory`}},
 		{"missing-auth-secret", []string{`5: alertmanager: auth: secret_file: read secret file: open testdata/bad/missing-am-token: no such file or directory`}},
 		{"missing-auth-password", []string{`8: webhooks "ci": auth: password_file: read secret file: open testdata/bad/missing-password: no such file or directory`}},
-		{"template-pattern", []string{`5: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-pattern", []string{`4: templates: template files "testdata/bad/tmpl-[broken": syntax error in pattern`}},
+		{"template-nomatch", []string{`5: templates: template files "testdata/bad/tmpl-broken/none-*.tmpl" match no file`}},
 		{"template-file", []string{`4: templates: template file testdata/bad/tmpl-broken/broken.tmpl: template: broken.tmpl:3: missing value for if`}},
-		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined`}},
+		{"receiver-template", []string{`7: receiver "ops": template: execute against sample data: template: :1:12: executing "" at <{{template "nosuch" .}}>: template "nosuch" not defined: ` +
+			`no template named "nosuch" is built in or defined in a template file (templates.files names no file)`}},
 
 		// Intake: auth and mappings.
 		{"auth-type", []string{`6: webhooks "ci": auth: type "magic" unknown; want one of bearer, basic, token, hmac-sha256, standard-webhooks`}},

@@ -2,12 +2,15 @@ package generation
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/oncall"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
+	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
 )
@@ -21,8 +24,10 @@ const (
 )
 
 // DryRunKey is the API key every account uses in a dry run; the fake
-// accepts it, and it guards nothing.
-const DryRunKey = "dry-run"
+// accepts it, and it guards nothing. The client scrubs its key from what
+// the provider answers, so it must not be a part of the fake's message
+// ids ("dry-run-..."), or they would read "<secret>-...".
+const DryRunKey = "dry-run-key-guards-nothing"
 
 // dispatchSettings builds one client per account and the dispatcher's
 // settings. In a dry run every account sends to opts.DryRunURL with
@@ -61,7 +66,7 @@ func (b *builder) dispatchSettings(accounts []Account) (dispatch.Settings, []*to
 		// check-config --sms.dry-run finds what the daemon would refuse.
 		client, err := touchbase.New(touchbase.Config{URL: a.URL, APIKey: key, Timeout: a.Timeout}, b.opts.SMSMetrics.Account(a.Name))
 		if err != nil {
-			b.errorf(path+".url", "%s: %w", path, err)
+			b.errorf(b.clientErrorPath(path, err), "%s: %w", path, err)
 			continue
 		}
 		if b.opts.DryRun {
@@ -80,6 +85,27 @@ func (b *builder) dispatchSettings(accounts []Account) (dispatch.Settings, []*to
 		s.LeaseFor = max(s.LeaseFor, 2*a.Timeout+10*time.Second)
 	}
 	return s, clients
+}
+
+// clientErrorPath is the key a touchbase.New error for the account at path
+// concerns, so the error names its line.
+func (b *builder) clientErrorPath(path string, err error) string {
+	var ce *touchbase.ConfigError
+	if !errors.As(err, &ce) {
+		return path
+	}
+	if ce.Field != touchbase.FieldAPIKey {
+		return path + "." + ce.Field
+	}
+	// The key is given inline or as a file; point at the one used.
+	inline := b.c.SMS.APIKey != ""
+	if fb := b.c.SMS.Fallback; path == "sms.fallback" && fb != nil {
+		inline = fb.APIKey != ""
+	}
+	if inline {
+		return path + ".api_key"
+	}
+	return path + ".api_key_file"
 }
 
 // intake is the generation as the intake reads it.
@@ -104,7 +130,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName(), Replayed: r.Replayed}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle
@@ -119,12 +145,29 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 	if g.Router == nil || g.Renderer == nil {
 		return nil
 	}
+	var overrides routing.OverridesFunc
+	if src := b.opts.Overrides; src != nil {
+		dir := g.Router.Directory()
+		overrides = func(list string) []oncall.Override { return src.For(list, dir) }
+	}
+	mute := pipeline.NewMute(b.c.Intervals(), b.opts.MuteMetrics, b.opts.Logger)
 	p, err := pipeline.New(pipeline.Options{
 		Router:   g.Router,
 		Renderer: g.Renderer,
-		Stages:   []pipeline.Stage{pipeline.ResolvedRule{}},
-		Store:    b.opts.Store,
-		Logger:   b.opts.Logger,
+		// DESIGN's order: resolved rule, dedup, time intervals,
+		// throttle/digest, budget, escalation timers.
+		Stages: stages(
+			pipeline.ResolvedRule{},
+			b.dedup(),
+			mute,
+			b.throttle(g),
+			b.budget(),
+			// escalation timers belong here
+		),
+		Store:     b.opts.Store,
+		Logger:    b.opts.Logger,
+		Now:       b.opts.Now,
+		Overrides: overrides,
 	})
 	if err != nil {
 		b.errorf("", "%w", err)

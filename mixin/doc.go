@@ -297,3 +297,60 @@ func checkBalanced(expr string) error {
 	}
 	return nil
 }
+
+// Matcher is one label matcher of a selector: label, operator (=, !=, =~,
+// !~) and the value as written.
+type Matcher struct {
+	Label, Op, Value string
+}
+
+// Selector is one metric name in an expression with its matchers.
+type Selector struct {
+	// Metric is the series name as written (a histogram's _bucket
+	// included); Family maps it to the metric family.
+	Metric   string
+	Matchers []Matcher
+}
+
+// matcherSplitRE splits one matcher into label, operator and value.
+var matcherSplitRE = regexp.MustCompile(`^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$`)
+
+// Selectors returns the metric selectors of expr, smsbridge's metrics and
+// "up", in order. A matcher it cannot read is returned with an empty
+// operator, so that a caller can report it.
+func Selectors(expr string) []Selector {
+	var out []Selector
+	for _, ref := range metricRefs(expr) {
+		sel := Selector{Metric: ref.name}
+		for m := range strings.SplitSeq(ref.matchers, ",") {
+			if strings.TrimSpace(m) == "" {
+				continue
+			}
+			p := matcherSplitRE.FindStringSubmatch(m)
+			if p == nil {
+				sel.Matchers = append(sel.Matchers, Matcher{Value: m})
+				continue
+			}
+			sel.Matchers = append(sel.Matchers, Matcher{Label: p[1], Op: p[2], Value: p[3]})
+		}
+		out = append(out, sel)
+	}
+	return out
+}
+
+// groupingRE finds the label lists of by (...) and without (...).
+var groupingRE = regexp.MustCompile(`\b(?:by|without|on|ignoring)\s*\(([^)]*)\)`)
+
+// GroupingLabels returns the labels expr aggregates or matches by, in
+// by (...), without (...), on (...) and ignoring (...) clauses.
+func GroupingLabels(expr string) []string {
+	var out []string
+	for _, m := range groupingRE.FindAllStringSubmatch(blankStrings(expr), -1) {
+		for l := range strings.SplitSeq(m[1], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}

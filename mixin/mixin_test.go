@@ -20,6 +20,10 @@ import (
 // a rule left on the old name would never fire.
 var metricLabels = map[string][]string{
 	"smsbridge_notifications_received_total":                 {"source", "outcome"},
+	"smsbridge_intake_duration_seconds":                      {"source", "le"},
+	"smsbridge_sms_failed_total":                             {"receiver"},
+	"smsbridge_config_hash":                                  nil,
+	"smsbridge_config_info":                                  {"hash"},
 	"smsbridge_sms_api_requests_total":                       {"class"},
 	"smsbridge_sms_api_request_duration_seconds":             {"le"},
 	"smsbridge_sms_numbers_accepted_total":                   nil,
@@ -34,26 +38,32 @@ var metricLabels = map[string][]string{
 	"smsbridge_dispatch_held":                                nil,
 	"smsbridge_dispatch_held_reason":                         {"kind"},
 	"smsbridge_dispatch_paused_until_timestamp_seconds":      nil,
-	"smsbridge_template_errors_total":                        {"receiver"},
+	"smsbridge_template_errors_total":                        {"receiver", "reason"},
 	"smsbridge_config_last_reload_successful":                nil,
+	"smsbridge_ready":                                        nil,
 	"smsbridge_config_last_reload_success_timestamp_seconds": nil,
 	"smsbridge_build_info":                                   {"version", "revision", "goversion"},
 	"smsbridge_webhook_auth_failures_total":                  {"source", "reason"},
 	"smsbridge_dispatch_leader":                              nil,
 	"smsbridge_leader_changes_total":                         nil,
+	"smsbridge_throttled_total":                              {"receiver"},
+	"smsbridge_digests_sent_total":                           nil,
+	"smsbridge_budget_segments_used":                         nil,
+	"smsbridge_budget_segments_remaining":                    nil,
 	"up":                                                     nil,
 }
 
 // histograms may be referenced by their _bucket, _sum and _count series.
-var histograms = []string{"smsbridge_sms_api_request_duration_seconds"}
+var histograms = []string{"smsbridge_sms_api_request_duration_seconds", "smsbridge_intake_duration_seconds"}
 
 // labelValues are the bounded label values of the contract; a matcher on
 // a value outside them selects nothing, so an alert on it never fires.
 var labelValues = map[string]map[string][]string{
-	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "invalid", "unauthorized", "rate_limited", "too_large", "store_error", "render_error"}},
-	"smsbridge_sms_api_requests_total":       {"class": {"2xx", "4xx", "5xx", "error"}},
-	"smsbridge_deliveries_failed_total":      {"reason": {"rejected", "max_age", "bad_request", "permanent"}},
-	"smsbridge_dispatch_held_reason":         {"kind": {"unauthorized", "suspended", "no_credits"}},
+	"smsbridge_notifications_received_total": {"outcome": {"accepted", "unrouted", "filtered", "duplicate", "stale", "muted", "invalid", "unauthorized",
+		"rate_limited", "too_large", "unsupported_media_type", "unknown_source", "store_error"}},
+	"smsbridge_sms_api_requests_total":  {"class": {"2xx", "4xx", "5xx", "error"}},
+	"smsbridge_deliveries_failed_total": {"reason": {"rejected", "max_age", "bad_request", "permanent", "budget_exhausted"}},
+	"smsbridge_dispatch_held_reason":    {"kind": {"unauthorized", "suspended", "no_credits"}},
 }
 
 // The selectors every expression must carry, so that renaming the job
@@ -361,7 +371,12 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeTemplateErrors", "smsbridge_template_errors_total", "warning", ""},
 		{"SmsbridgeAPIErrors", "smsbridge_sms_api_requests_total", "warning", ""},
 		{"SmsbridgeIntakeRejected", "smsbridge_notifications_received_total", "warning", ""},
+		{"SmsbridgeNotificationsUnrouted", "smsbridge_notifications_received_total", "warning", ""},
 		{"SmsbridgeStoreErrors", "smsbridge_notifications_received_total", "critical", ""},
+		{"SmsbridgeNotReady", "smsbridge_ready", "critical", "1m"},
+		{"SmsbridgeBudgetLow", "smsbridge_budget_segments_used", "warning", "1m"},
+		{"SmsbridgeBudgetSpent", "smsbridge_budget_segments_remaining", "critical", "1m"},
+		{"SmsbridgeThrottlingSustained", "smsbridge_throttled_total", "warning", "30m"},
 	}
 	for _, req := range required {
 		r, ok := seen[req.alert]
@@ -480,6 +495,12 @@ func TestDashboard(t *testing.T) {
 		"smsbridge_dispatch_held_reason",                    // and why
 		"smsbridge_deliveries_failed_total",                 // failures by reason
 		"smsbridge_config_last_reload_successful",           // reload status
+		"smsbridge_throttled_total",                         // held by the throttle
+		"smsbridge_digests_sent_total",                      // digests
+		"smsbridge_budget_segments_used",                    // the day's budget
+		"smsbridge_budget_segments_remaining",
+		"smsbridge_intake_duration_seconds_bucket", // intake latency
+		"smsbridge_sms_failed_total",               // failures per receiver
 	} {
 		if !used[m] {
 			t.Errorf("no dashboard panel shows %s", m)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
@@ -45,8 +46,12 @@ type Options struct {
 	Stages []Stage
 	Store  Store
 	Logger *slog.Logger
-	// Now is the clock of the test send; default time.Now.
+	// Now is the pipeline's clock: on-call lists are resolved and time
+	// intervals judged at it; default time.Now.
 	Now func() time.Time
+	// Overrides are the on-call overrides added at run time; nil for
+	// none.
+	Overrides routing.OverridesFunc
 }
 
 // Pipeline is immutable and safe for concurrent use.
@@ -57,6 +62,9 @@ type Pipeline struct {
 	store    Store
 	logger   *slog.Logger
 	now      func() time.Time
+
+	// overrides are the on-call overrides added at run time.
+	overrides routing.OverridesFunc
 }
 
 // New returns a Pipeline for opts.
@@ -65,7 +73,7 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, errors.New("pipeline: a router and a renderer are required")
 	}
 	p := &Pipeline{router: opts.Router, renderer: opts.Renderer,
-		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now}
+		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now, overrides: opts.Overrides}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,15 +83,32 @@ func New(opts Options) (*Pipeline, error) {
 	return p, nil
 }
 
+// StageNames returns the names of the stages, in the order they run.
+func (p *Pipeline) StageNames() []string {
+	out := make([]string, len(p.stages))
+	for i, st := range p.stages {
+		out[i] = st.Name()
+	}
+	return out
+}
+
 // Result is what Accept recorded.
 type Result struct {
 	// ID is the stored notification's id.
 	ID int64
 	// Outcome is the notification's recorded outcome: accepted,
-	// unrouted, filtered, or the outcome of the stage that dropped it.
+	// unrouted, filtered, or the outcome of the stage that dropped it; or
+	// duplicate, when the store had its delivery id already (ID is then
+	// the first notification's).
 	Outcome string
 	// Recipients counts the deliveries written.
 	Recipients int
+	// Receivers are the receivers a text was written for, in routing
+	// order; none when nothing is sent.
+	Receivers []string
+	// Replayed is set when the store had the delivery id already
+	// (outbox.Enqueued.Replayed): nothing was written.
+	Replayed bool
 }
 
 // Accept plans n, runs the stages and writes the result durably. A
@@ -93,8 +118,9 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if p.store == nil {
 		return Result{}, errors.New("pipeline: no store to write to")
 	}
-	e := &Envelope{Notification: n, Plan: p.Plan(n),
-		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status}}
+	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
+		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status, AlertName: n.AlertName(),
+			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
 			break
@@ -107,7 +133,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if e.outcome != "" {
 		rec.Outcome = e.outcome
 	} else {
-		rec.Messages = e.Plan.Messages()
+		rec.Messages = e.Plan.stored()
 		rec.Outcome = outbox.OutcomeAccepted
 		if len(rec.Messages) == 0 {
 			rec.Outcome = outbox.OutcomeUnrouted
@@ -117,7 +143,19 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
-	return Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}, nil
+	p.logGuards(n, res)
+	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients, Replayed: res.Replayed}
+	if res.Recipients > 0 {
+		for _, en := range e.Plan.Entries {
+			if en.Skipped != "" || slices.ContainsFunc(res.Suppressed, func(sp outbox.Suppressed) bool { return sp.Receiver == en.Receiver.Name }) {
+				continue
+			}
+			if !slices.Contains(out.Receivers, en.Receiver.Name) {
+				out.Receivers = append(out.Receivers, en.Receiver.Name)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Envelope is a notification on its way to the store: its plan, and what
@@ -130,6 +168,28 @@ type Envelope struct {
 	// outcome, once set by Drop, ends the stages: the notification is
 	// recorded with it and sends nothing.
 	outcome string
+	p       *Pipeline
+}
+
+// Previewer is a stage whose judgement needs no store and changes
+// nothing outside the envelope: Preview marks the plan's entries as Exec
+// would, without dropping, counting or logging, so that a routes test
+// shows it (muted by a time interval, say).
+type Previewer interface {
+	Preview(e *Envelope)
+}
+
+// Preview plans n at at and applies the stages that are Previewers, for
+// the routes test: what would be sent, and what the stages would hold
+// back and why. Nothing is stored.
+func (p *Pipeline) Preview(n *alert.Notification, at time.Time) *Plan {
+	e := &Envelope{Notification: n, Plan: p.PlanAt(n, at), p: p}
+	for _, st := range p.stages {
+		if pv, ok := st.(Previewer); ok {
+			pv.Preview(e)
+		}
+	}
+	return e.Plan
 }
 
 // Drop records the whole notification with outcome (duplicate, muted...)

@@ -219,12 +219,29 @@ func TestAccept(t *testing.T) {
 		if res.Outcome != outbox.OutcomeAccepted || res.Recipients != 4 || got.RequireFiring || got.Status != "firing" || got.GroupKey != "alertmanager:g" {
 			t.Errorf("result %+v record %+v", res, got)
 		}
+		// What the log line and the status page say it was about.
+		if got.AlertName != "Disk" || !slices.Equal(res.Receivers, []string{"db", "web"}) {
+			t.Errorf("alert name %q, receivers %v; want Disk and [db web]", got.AlertName, res.Receivers)
+		}
+	})
+	t.Run("the sender's delivery id goes to the store", func(t *testing.T) {
+		store := &recordingStore{}
+		p := newPipeline(t, store, ResolvedRule{})
+		n := notification("alertmanager", "firing", db)
+		exp := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+		n.DeliveryID, n.DeliveryIDExpires = "alertmanager:abc", exp
+		if _, err := p.Accept(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if got := store.got[0]; got.DeliveryID != "alertmanager:abc" || !got.DeliveryIDExpires.Equal(exp) {
+			t.Errorf("record delivery id %q until %v", got.DeliveryID, got.DeliveryIDExpires)
+		}
 	})
 	t.Run("unrouted", func(t *testing.T) {
 		store := &recordingStore{}
 		p := newPipeline(t, store)
 		res, err := p.Accept(ctx, notification("alertmanager", "firing", map[string]string{"alertname": "N", "team": "nobody"}))
-		if err != nil || res.Outcome != outbox.OutcomeUnrouted || len(store.got[0].Messages) != 0 {
+		if err != nil || res.Outcome != outbox.OutcomeUnrouted || len(store.got[0].Messages) != 0 || len(res.Receivers) != 0 {
 			t.Errorf("result %+v, %v", res, err)
 		}
 	})

@@ -3,10 +3,12 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/prometheus/alertmanager/template"
 
 	"github.com/smsbridge/smsbridge/alert"
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/routing"
 	"github.com/smsbridge/smsbridge/templates"
@@ -22,6 +24,9 @@ const (
 // its numbers and exact text, or why it gets nothing.
 type Plan struct {
 	Entries []Entry
+	// At is the instant the plan was made for: who was on call then, and
+	// what the time-interval stages judge.
+	At time.Time
 }
 
 // Entry is what one receiver gets.
@@ -33,41 +38,110 @@ type Entry struct {
 	Alerts   int
 	Text     string
 	Segments int
-	// Numbers are the receiver's numbers, in full.
+	// Numbers are the receiver's numbers, in full: its own, then whoever
+	// was on call on its lists at the plan's time.
 	Numbers []string
+	// People are, for each of Numbers, the name of the person it belongs
+	// to, or "".
+	People []string
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
 	Skipped string
+	// Notification is the notification as the receiver sees it: only its
+	// own alerts (send_resolved applied, muted ones left out), as its
+	// text was rendered from; nil when the plan itself skipped the
+	// receiver.
+	Notification *alert.Notification
+	// Marks are what the stages noted for the entry's stored message.
+	Marks Marks
+
+	// alerts are the indexes (into the notification's alerts) of the
+	// alerts the text is about, and alertRoutes the routes that sent each
+	// of them to the receiver, for stages that judge by route.
+	alerts      []int
+	alertRoutes [][]*routing.Node
+}
+
+// Marks are what the stages note about one entry for the store: the
+// guards it evaluates with the write and the flags the dispatcher reads at
+// send time (see outbox.Message).
+type Marks struct {
+	DedupKey    string
+	Alerts      []outbox.AlertRef
+	Unthrottled bool
+	Critical    bool
+	Summary     string
 }
 
 // Plan routes every alert of n and renders one text per receiver, with the
-// alerts that reached that receiver, as Alertmanager would notify it.
-// Nothing is sent or stored.
+// alerts that reached that receiver, as Alertmanager would notify it, to
+// whoever is on call now (the pipeline's clock). Nothing is sent or
+// stored.
 func (p *Pipeline) Plan(n *alert.Notification) *Plan {
-	pl := &Plan{}
+	return p.PlanAt(n, p.now())
+}
+
+// PlanAt is Plan as if it were at: the on-call lists are resolved then.
+func (p *Pipeline) PlanAt(n *alert.Notification, at time.Time) *Plan {
+	pl := &Plan{At: at}
 	for _, t := range p.router.Route(n.RouteLabels()) {
 		rcv := t.Receiver
 		e := Entry{Receiver: rcv, Routes: t.Nodes}
 		var alerts template.Alerts
-		for _, i := range t.Alerts {
+		for k, i := range t.Alerts {
 			a := n.Data.Alerts[i]
 			if a.Status == alert.StatusResolved && !rcv.SendResolved {
 				continue
 			}
 			alerts = append(alerts, a)
+			e.alerts = append(e.alerts, i)
+			e.alertRoutes = append(e.alertRoutes, t.AlertNodes[k])
 		}
+		recipients := rcv.Recipients(at, p.overrides)
 		switch {
-		case len(rcv.Numbers) == 0:
+		case len(recipients) == 0:
 			e.Skipped = SkipNoNumbers
 		case len(alerts) == 0:
 			e.Skipped = SkipResolved
 		default:
 			e.Alerts = len(alerts)
-			e.Numbers = rcv.Numbers
-			e.Text, e.Segments = p.render(rcv, n.Subset(alerts))
+			for _, m := range recipients {
+				e.Numbers = append(e.Numbers, m.Number)
+				e.People = append(e.People, m.Name)
+			}
+			e.Notification = n.Subset(alerts)
+			e.Text, e.Segments = p.render(rcv, e.Notification)
 		}
 		pl.Entries = append(pl.Entries, e)
 	}
 	return pl
+}
+
+// narrow renders entry i again with only the alerts whose positions (in
+// the entry's alerts) are keep, for a stage that drops some of them. The
+// marks an earlier stage derived from the alerts (the duplicate key, the
+// instances for the stale check) are derived again from those kept, so
+// they describe what is sent.
+func (p *Pipeline) narrow(n *alert.Notification, e *Entry, keep []int) {
+	var alerts template.Alerts
+	var idx []int
+	var routes [][]*routing.Node
+	for _, k := range keep {
+		alerts = append(alerts, n.Data.Alerts[e.alerts[k]])
+		idx = append(idx, e.alerts[k])
+		routes = append(routes, e.alertRoutes[k])
+	}
+	e.alerts, e.alertRoutes, e.Alerts = idx, routes, len(alerts)
+	e.Notification = n.Subset(alerts)
+	e.Text, e.Segments = p.render(e.Receiver, e.Notification)
+	if e.Marks.DedupKey != "" {
+		e.Marks.DedupKey = DedupKey(e.Receiver.Name, n.GroupKey, e.Notification.Data.Status, alerts)
+	}
+	if e.Marks.Alerts != nil {
+		e.Marks.Alerts = nil
+		if e.Notification.Data.Status == alert.StatusFiring {
+			e.Marks.Alerts = refs(alerts)
+		}
+	}
 }
 
 func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) (string, int) {
@@ -76,7 +150,7 @@ func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) 
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
 		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
-		return p.renderer.Plain(fmt.Sprintf("%s:%d alerts from %s", n.Data.Status, len(n.Data.Alerts), n.Source), maxSeg)
+		return p.renderer.Plain(fmt.Sprintf("%s: %s from %s", n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts"), n.Source), maxSeg)
 	}
 	return text, segs
 }
@@ -95,14 +169,38 @@ func (pl *Plan) Messages() []outbox.Message {
 		i, ok := byText[e.Text]
 		if !ok {
 			byText[e.Text] = len(out)
-			out = append(out, outbox.Message{Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers)})
+			out = append(out, outbox.Message{Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments})
+			i = len(out) - 1
+		}
+		for k, num := range e.Numbers {
+			if slices.Contains(out[i].Numbers, num) {
+				continue
+			}
+			out[i].Numbers = append(out[i].Numbers, num)
+			person := ""
+			if k < len(e.People) {
+				person = e.People[k]
+			}
+			out[i].People = append(out[i].People, person)
+		}
+	}
+	return out
+}
+
+// stored returns the messages Accept writes: one per entry that sends,
+// with its marks. The store merges equal texts after evaluating each
+// one's guards, since a guard may drop one receiver and keep another.
+func (pl *Plan) stored() []outbox.Message {
+	var out []outbox.Message
+	for _, e := range pl.Entries {
+		if e.Skipped != "" {
 			continue
 		}
-		for _, num := range e.Numbers {
-			if !slices.Contains(out[i].Numbers, num) {
-				out[i].Numbers = append(out[i].Numbers, num)
-			}
-		}
+		out = append(out, outbox.Message{
+			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
+			People: slices.Clone(e.People), DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
+			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+		})
 	}
 	return out
 }

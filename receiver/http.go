@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 type Metrics struct {
 	received     *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
 }
 
 // NewMetrics registers the intake's metrics with reg.
@@ -43,13 +46,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "smsbridge_webhook_auth_failures_total",
 			Help: "Requests refused for wrong or missing credentials, by source and reason.",
 		}, []string{"source", "reason"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "smsbridge_intake_duration_seconds",
+			Help: "Time from a request's arrival at an intake endpoint to its answer (the durable write included), by source, whatever the answer.",
+			// The fsync'd write dominates: about a millisecond on a
+			// good disk, tens under load; the write gives up at 30 s.
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"source"}),
 	}
 }
 
+// outcomes are the values of the outcome label a source can ever count:
+// a source without authentication is never refused as unauthorized, one
+// without a rate limit never as rate_limited, and only the unknown source
+// counts unknown_source.
+func outcomes(s *Source) []string {
+	return slices.DeleteFunc(Outcomes(), func(o string) bool {
+		switch o {
+		case OutcomeUnauthorized:
+			return s.Verifier == nil
+		case OutcomeRateLimited:
+			return s.Limiter == nil
+		case OutcomeUnknownSource:
+			return true
+		}
+		return false
+	})
+}
+
 func (m *Metrics) precreate(s *Source) {
-	for _, o := range Outcomes() {
+	for _, o := range outcomes(s) {
 		m.received.WithLabelValues(s.Name, o)
 	}
+	m.duration.WithLabelValues(s.Name)
 	if s.Verifier != nil {
 		for _, r := range auth.Reasons {
 			m.authFailures.WithLabelValues(s.Name, r)
@@ -59,10 +88,11 @@ func (m *Metrics) precreate(s *Source) {
 
 // Handler serves the intake endpoints.
 type Handler struct {
-	current func() Intake
-	logger  *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
+	current  func() Intake
+	logger   *slog.Logger
+	metrics  *Metrics
+	now      func() time.Time
+	refusals *refusalLog
 }
 
 // New returns a Handler that serves each request with what current returns
@@ -70,7 +100,7 @@ type Handler struct {
 // a Sink, the handler answers 503. The logger gets no component of its own;
 // the caller adds one.
 func New(current func() Intake, logger *slog.Logger, m *Metrics) *Handler {
-	return &Handler{current: current, logger: logger, metrics: m, now: time.Now}
+	return &Handler{current: current, logger: logger, metrics: m, now: time.Now, refusals: newRefusalLog(logger)}
 }
 
 // Precreate creates the metric series of every source in s at zero; call
@@ -83,6 +113,12 @@ func (h *Handler) Precreate(s *Sources) {
 		h.metrics.precreate(w)
 	}
 	h.metrics.received.WithLabelValues(unknownSource, OutcomeUnknownSource)
+	h.metrics.duration.WithLabelValues(unknownSource)
+}
+
+// observe records how long the request to source took, from start.
+func (h *Handler) observe(source string, start time.Time) {
+	h.metrics.duration.WithLabelValues(source).Observe(h.now().Sub(start).Seconds())
 }
 
 // Register adds the intake routes to e.
@@ -122,15 +158,16 @@ func (h *Handler) alertmanager(c echo.Context) error {
 		return err
 	}
 	src := in.Sources.Alertmanager
+	defer h.observe(src.Name, now)
 	body, err := h.intake(c, src, now)
 	if err != nil {
 		return err
 	}
 	n, err := DecodeAlertmanager(body, now)
 	if err != nil {
-		return h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
+		return h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // DecodeAlertmanager decodes and checks an Alertmanager webhook body
@@ -189,9 +226,11 @@ func (h *Handler) webhook(c echo.Context) error {
 	name := c.Param("source")
 	src, ok := in.Sources.Webhooks[name]
 	if !ok {
-		h.metrics.received.WithLabelValues(unknownSource, OutcomeUnknownSource).Inc()
-		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no webhook source named %q is configured", truncate(name, 64)))
+		defer h.observe(unknownSource, now)
+		return h.refuse(c, unknownSource, OutcomeUnknownSource, http.StatusNotFound,
+			fmt.Sprintf("no webhook source named %q is configured", truncate(name, 64)))
 	}
+	defer h.observe(src.Name, now)
 	body, err := h.intake(c, src, now)
 	if err != nil {
 		return err
@@ -202,15 +241,25 @@ func (h *Handler) webhook(c echo.Context) error {
 		switch {
 		case errors.Is(err, mapping.ErrFiltered):
 			h.metrics.received.WithLabelValues(src.Name, OutcomeFiltered).Inc()
+			// Most events of a CI source are filtered by design (pushes,
+			// green builds): worth a line only when debugging.
+			h.logger.Debug("notification filtered by the mapping; nothing sent", "source", src.Name)
 			return c.JSON(http.StatusAccepted, accepted{Status: OutcomeFiltered})
 		case errors.As(err, &be):
-			return h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
+			return h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
 		}
 		// A template that fails for this body is the sender's payload not
-		// fitting the mapping: 422, and never the body itself in the log.
-		return h.refuse(src.Name, OutcomeInvalid, http.StatusUnprocessableEntity, err.Error())
+		// fitting the mapping: 422. The caller is told what failed; the log
+		// names the field only, since the error may quote the body.
+		field := "the mapping"
+		var fe *mapping.FieldError
+		if errors.As(err, &fe) {
+			field = fe.Field
+		}
+		return h.refuseLogging(c, src.Name, OutcomeInvalid, http.StatusUnprocessableEntity, err.Error(),
+			"the mapping's template failed for this body", "field", field)
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // intake applies what every endpoint checks before decoding: rate limit,
@@ -222,21 +271,21 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			return nil, h.refuse(src.Name, OutcomeRateLimited, http.StatusTooManyRequests,
+			return nil, h.refuse(c, src.Name, OutcomeRateLimited, http.StatusTooManyRequests,
 				fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
 		}
 	}
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, h.refuse(src.Name, OutcomeUnsupportedMediaType, http.StatusUnsupportedMediaType,
+			return nil, h.refuse(c, src.Name, OutcomeUnsupportedMediaType, http.StatusUnsupportedMediaType,
 				fmt.Sprintf("content type %q is not JSON; send the body as application/json", truncate(ct, 64)))
 		}
 	}
 	// Schemes that do not sign the body are checked before it is read, so
 	// an unauthenticated sender costs us nothing.
 	if src.Verifier != nil && !src.Verifier.NeedsBody() {
-		if err := h.authenticate(src, req.Header, nil, now); err != nil {
+		if err := h.authenticate(c, src, nil, now); err != nil {
 			return nil, err
 		}
 	}
@@ -244,21 +293,21 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, h.refuse(src.Name, OutcomeTooLarge, http.StatusRequestEntityTooLarge,
+			return nil, h.refuse(c, src.Name, OutcomeTooLarge, http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("body is larger than the limit of %d bytes for source %q", src.BodyLimit, src.Name))
 		}
-		return nil, h.refuse(src.Name, OutcomeInvalid, http.StatusBadRequest, "could not read the request body: "+err.Error())
+		return nil, h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, "could not read the request body: "+err.Error())
 	}
 	if src.Verifier != nil && src.Verifier.NeedsBody() {
-		if err := h.authenticate(src, req.Header, body, now); err != nil {
+		if err := h.authenticate(c, src, body, now); err != nil {
 			return nil, err
 		}
 	}
 	return body, nil
 }
 
-func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte, now time.Time) error {
-	err := src.Verifier.Check(hdr, body, now)
+func (h *Handler) authenticate(c echo.Context, src *Source, body []byte, now time.Time) error {
+	err := src.Verifier.Check(c.Request().Header, body, now)
 	if err == nil {
 		return nil
 	}
@@ -268,23 +317,25 @@ func (h *Handler) authenticate(src *Source, hdr http.Header, body []byte, now ti
 		reason = f.Reason
 	}
 	h.metrics.authFailures.WithLabelValues(src.Name, reason).Inc()
-	h.logger.Warn("request refused: wrong or missing credentials", "source", src.Name, "reason", reason)
-	return h.refuse(src.Name, OutcomeUnauthorized, http.StatusUnauthorized, "wrong or missing credentials")
+	return h.refuse(c, src.Name, OutcomeUnauthorized, http.StatusUnauthorized, "wrong or missing credentials", "auth_failure", reason)
 }
 
 // accept hands n to the sink and answers the caller.
-func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notification) error {
+func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notification) error {
+	if in.Health != nil {
+		if err := in.Health(); err != nil {
+			return h.refuse(c, src.Name, OutcomeStoreError, http.StatusServiceUnavailable, "not ready: "+err.Error()+"; retry later")
+		}
+	}
+	header := ""
+	n.DeliveryID, n.DeliveryIDExpires, header = deliveryID(src, c.Request().Header, n.ReceivedAt)
 	// The write must complete even if the caller hangs up: once it starts,
 	// abandoning it halfway would leave the caller unsure and retrying.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 30*time.Second)
 	defer cancel()
-	res, err := sink.Accept(ctx, n)
+	res, err := in.Sink.Accept(ctx, n)
 	if err != nil {
 		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
-		if src.Verifier != nil {
-			// The sender will retry this very message: it is no replay.
-			src.Verifier.Release(c.Request().Header)
-		}
 		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
@@ -297,6 +348,17 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
+	if res.Replayed {
+		h.logger.Info("delivery already accepted; nothing sent", "source", src.Name, "header", header, "notification", res.ID)
+	} else {
+		attrs := []any{"id", res.ID, "source", src.Name, "outcome", outcome, "alertname", res.AlertName,
+			"receivers", res.Receivers, "recipients", res.Recipients}
+		if outcome == OutcomeUnrouted {
+			h.logger.Warn("notification accepted, but it reached no receiver with numbers: nobody is paged", attrs...)
+		} else {
+			h.logger.Info("notification accepted", attrs...)
+		}
+	}
 	// An unrouted notification was still accepted; recipients 0 says the
 	// rest.
 	status := outcome
@@ -306,9 +368,63 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 	return c.JSON(http.StatusAccepted, accepted{Status: status, ID: res.ID, Recipients: res.Recipients})
 }
 
-func (h *Handler) refuse(source, outcome string, code int, msg string) error {
+// deliveryID returns the request's delivery id, namespaced by the source,
+// when it is remembered until, and the header it came from. A Standard
+// Webhooks id signed under the source's auth comes first and lasts its
+// tolerance window; then the source's own header and the well-known ones,
+// remembered for the source's TTL. The id is stored hashed: a header can
+// be long, and what it says is the sender's business.
+func deliveryID(src *Source, hdr http.Header, now time.Time) (id string, until time.Time, header string) {
+	if src.Verifier != nil {
+		if v, exp, ok := src.Verifier.DeliveryID(hdr); ok {
+			return namespaced(src.Name, v), exp, auth.HeaderWebhookID
+		}
+	}
+	if src.DeliveryIDTTL <= 0 {
+		return "", time.Time{}, ""
+	}
+	names := DeliveryIDHeaders
+	if src.DeliveryIDHeader != "" {
+		names = append([]string{src.DeliveryIDHeader}, names...)
+	}
+	for _, name := range names {
+		if v := strings.TrimSpace(hdr.Get(name)); v != "" {
+			return namespaced(src.Name, v), now.Add(src.DeliveryIDTTL), http.CanonicalHeaderKey(name)
+		}
+	}
+	return "", time.Time{}, ""
+}
+
+func namespaced(source, id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return source + ":" + hex.EncodeToString(sum[:])
+}
+
+// refuse counts a refused request, logs it (within the refusal log's
+// budget) and returns the error the caller is answered with: msg, which
+// the log line repeats, with attrs.
+func (h *Handler) refuse(c echo.Context, source, outcome string, code int, msg string, attrs ...any) error {
+	return h.refuseLogging(c, source, outcome, code, msg, msg, attrs...)
+}
+
+// refuseLogging is refuse with a log reason of its own, for an answer that
+// may quote the request's body.
+func (h *Handler) refuseLogging(c echo.Context, source, outcome string, code int, msg, reason string, attrs ...any) error {
 	h.metrics.received.WithLabelValues(source, outcome).Inc()
+	h.refusals.log(h.now(), append(append([]any{"source", source, "outcome", outcome, "status", code, "reason", reason},
+		caller(c)...), attrs...))
 	return echo.NewHTTPError(code, msg)
+}
+
+// caller is where a request came from, for the log: the peer's address
+// and, when present, what X-Forwarded-For claims (set by a proxy, or
+// forged by anyone: logged, never trusted), as the status package logs it.
+func caller(c echo.Context) []any {
+	attrs := []any{"remote_addr", c.Request().RemoteAddr}
+	if fwd := c.Request().Header.Get(echo.HeaderXForwardedFor); fwd != "" {
+		attrs = append(attrs, "forwarded_for", truncate(fwd, 200))
+	}
+	return attrs
 }
 
 // decodeJSON decodes body into v with messages a person can act on.

@@ -36,6 +36,8 @@ type fakeSink struct {
 	// accepted, or unrouted without recipients, as a pipeline would.
 	outcome string
 	exact   bool
+	// replayed reports the store's answer to a delivery id it had.
+	replayed bool
 }
 
 func (s *fakeSink) Accept(_ context.Context, n *alert.Notification) (Accepted, error) {
@@ -52,7 +54,12 @@ func (s *fakeSink) Accept(_ context.Context, n *alert.Notification) (Accepted, e
 			outcome = OutcomeUnrouted
 		}
 	}
-	return Accepted{ID: int64(len(s.got)), Recipients: s.recipients, Outcome: outcome}, nil
+	var receivers []string
+	if s.recipients > 0 {
+		receivers = []string{"ops", "db"}
+	}
+	return Accepted{ID: int64(len(s.got)), Recipients: s.recipients, Outcome: outcome, Receivers: receivers, AlertName: n.AlertName(),
+		Replayed: s.replayed}, nil
 }
 
 // testNow is the handler's clock in tests.
@@ -70,8 +77,14 @@ type harness struct {
 	e    *echo.Echo
 	sink *fakeSink
 	reg  *prometheus.Registry
+	m    *Metrics
 	logs *bytes.Buffer
+	// intake is what the handler serves each request with; tests may
+	// replace it before sending.
+	intake func() Intake
 }
+
+func (h *harness) metricsVec() *prometheus.CounterVec { return h.m.received }
 
 func newHarness(t testing.TB, st *Sources) *harness {
 	t.Helper()
@@ -79,8 +92,10 @@ func newHarness(t testing.TB, st *Sources) *harness {
 		t.Fatalf("sources: %v", err)
 	}
 	h := &harness{e: echo.New(), sink: &fakeSink{recipients: 2}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
+	h.m = NewMetrics(h.reg)
+	h.intake = func() Intake { return Intake{Sources: st, Sink: h.sink} }
 	logger := slog.New(slog.NewTextHandler(h.logs, nil))
-	rh := New(func() Intake { return Intake{Sources: st, Sink: h.sink} }, logger, NewMetrics(h.reg))
+	rh := New(func() Intake { return h.intake() }, logger, h.m)
 	rh.now = func() time.Time { return testNow }
 	rh.Precreate(st)
 	rh.Register(h.e)
@@ -413,6 +428,9 @@ func TestSinkOutcomes(t *testing.T) {
 		{OutcomeAccepted, 2, OutcomeAccepted, "accepted"},
 		{OutcomeUnrouted, 0, OutcomeUnrouted, "accepted"},
 		{OutcomeFiltered, 0, OutcomeFiltered, "filtered"},
+		{OutcomeDuplicate, 0, OutcomeDuplicate, "duplicate"},
+		{OutcomeStale, 0, OutcomeStale, "stale"},
+		{OutcomeMuted, 0, OutcomeMuted, "muted"},
 		{"bogus", 2, OutcomeAccepted, "accepted"},
 		{"", 2, OutcomeAccepted, "accepted"},
 	}
@@ -471,29 +489,62 @@ func TestPrecreate(t *testing.T) {
 	st := &Sources{Alertmanager: amSource(), Webhooks: map[string]*Source{
 		"ci": {Name: "ci", Mapping: compileMapping(t, mapping.Config{Preset: "plain"}, "ci"), BodyLimit: testBodyLimit, Verifier: v},
 	}}
+	st.Webhooks["limited"] = &Source{Name: "limited", Mapping: compileMapping(t, mapping.Config{Preset: "plain"}, "limited"),
+		BodyLimit: testBodyLimit, Limiter: rate.NewLimiter(1, 1)}
 	h := newHarness(t, st)
-	for _, source := range []string{"alertmanager", "ci"} {
-		for _, o := range Outcomes() {
-			if got := counterValue(t, h.reg, source, o); got != 0 {
-				t.Errorf("%s/%s = %v before any request", source, o, got)
-			}
-		}
+	// Only the combinations that can ever count: unauthorized for the
+	// source with a verifier, rate_limited for the one with a limit,
+	// unknown_source for the unknown source alone.
+	possible := map[string][]string{
+		"alertmanager": {"accepted", "unrouted", "filtered", "duplicate", "stale", "muted", "invalid", "too_large", "unsupported_media_type", "store_error"},
+		"ci":           {"accepted", "unrouted", "filtered", "duplicate", "stale", "muted", "invalid", "unauthorized", "too_large", "unsupported_media_type", "store_error"},
+		"limited":      {"accepted", "unrouted", "filtered", "duplicate", "stale", "muted", "invalid", "rate_limited", "too_large", "unsupported_media_type", "store_error"},
+		"unknown":      {"unknown_source"},
 	}
-	counterValue(t, h.reg, "unknown", OutcomeUnknownSource)
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := map[string][]string{}
 	series := map[string]int{}
 	for _, mf := range mfs {
 		series[mf.GetName()] = len(mf.GetMetric())
+		if mf.GetName() != "smsbridge_notifications_received_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var src, o string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "source":
+					src = l.GetValue()
+				case "outcome":
+					o = l.GetValue()
+				}
+			}
+			if v := m.GetCounter().GetValue(); v != 0 {
+				t.Errorf("%s/%s = %v before any request", src, o, v)
+			}
+			got[src] = append(got[src], o)
+		}
+	}
+	for src, want := range possible {
+		slices.Sort(want)
+		slices.Sort(got[src])
+		if !slices.Equal(got[src], want) {
+			t.Errorf("outcomes of source %s: %v, want %v", src, got[src], want)
+		}
+	}
+	if len(got) != len(possible) {
+		t.Errorf("series for sources %v", got)
 	}
 	// Auth failures are created for the source with a verifier only.
 	if series["smsbridge_webhook_auth_failures_total"] != len(auth.Reasons) {
 		t.Errorf("auth failure series %d, want %d", series["smsbridge_webhook_auth_failures_total"], len(auth.Reasons))
 	}
-	if want := 2*len(Outcomes()) + 1; series["smsbridge_notifications_received_total"] != want {
-		t.Errorf("received series %d, want %d", series["smsbridge_notifications_received_total"], want)
+	// One latency histogram per source, the unknown one included.
+	if series["smsbridge_intake_duration_seconds"] != 4 {
+		t.Errorf("intake duration series %d, want 4", series["smsbridge_intake_duration_seconds"])
 	}
 }
 
@@ -509,11 +560,15 @@ func TestLogKeys(t *testing.T) {
 	src.Verifier = v
 	h := newHarness(t, &Sources{Alertmanager: src})
 	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), nil)
+	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"X-Forwarded-For": {"203.0.113.9"}})
 	h.sink.err = errors.New("disk I/O error")
 	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"Authorization": {"Bearer t0ken"}})
 	logs := h.logs.String()
 	for _, want := range []string{
-		"msg=\"request refused: wrong or missing credentials\" source=alertmanager reason=missing",
+		`msg="request refused" source=alertmanager outcome=unauthorized status=401 reason="wrong or missing credentials" remote_addr=192.0.2.1:1234 auth_failure=missing`,
+		// What a proxy (or anyone) claims is logged beside the peer, not
+		// instead of it.
+		`remote_addr=192.0.2.1:1234 forwarded_for=203.0.113.9 auth_failure=missing`,
 		"source=alertmanager err=\"disk I/O error\"",
 	} {
 		if !strings.Contains(logs, want) {

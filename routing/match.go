@@ -29,6 +29,10 @@ func (r *Router) Route(alerts []map[string]string) []Target {
 			t := &targets[ti]
 			if k := len(t.Alerts); k == 0 || t.Alerts[k-1] != i {
 				t.Alerts = append(t.Alerts, i)
+				t.AlertNodes = append(t.AlertNodes, nil)
+			}
+			if k := len(t.AlertNodes) - 1; !slices.Contains(t.AlertNodes[k], n) {
+				t.AlertNodes[k] = append(t.AlertNodes[k], n)
 			}
 			if !slices.Contains(t.Nodes, n) {
 				t.Nodes = append(t.Nodes, n)

@@ -12,8 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/alertmanager/timeinterval"
+
+	"github.com/smsbridge/smsbridge/oncall"
 )
 
 // Route is one node of the routing tree as written in the configuration.
@@ -42,6 +46,12 @@ type Route struct {
 	Matchers []string `yaml:"matchers"`
 	// Continue makes later siblings be tried even after this route matched.
 	Continue bool `yaml:"continue"`
+	// ActiveTimeIntervals name time intervals outside which this route's
+	// notifications are muted; MuteTimeIntervals those inside which they
+	// are. As in Alertmanager, they are the route's own (a child does not
+	// inherit them) and the root may have neither.
+	ActiveTimeIntervals []string `yaml:"active_time_intervals"`
+	MuteTimeIntervals   []string `yaml:"mute_time_intervals"`
 	// Routes are the child routes, tried in order.
 	Routes []*Route `yaml:"routes"`
 }
@@ -51,7 +61,7 @@ type Route struct {
 type Receiver struct {
 	// Name is what routes refer to; it must be unique and not empty.
 	Name string `yaml:"name"`
-	// Numbers are phone numbers paged directly.
+	// Numbers are phone numbers, or people's names, paged directly.
 	Numbers []string `yaml:"numbers"`
 	// Oncall names on-call lists whose numbers are paged as well.
 	Oncall []string `yaml:"oncall"`
@@ -64,25 +74,28 @@ type Receiver struct {
 	// MaxSegments caps the text length in SMS segments; 0 means the global
 	// setting (Options.MaxSegments).
 	MaxSegments int `yaml:"max_segments"`
+	// Throttle says whether the per-number throttle applies to this
+	// receiver's messages; nil means true. false is for a last resort.
+	Throttle *bool `yaml:"throttle"`
 }
 
-// Oncall is a named list of phone numbers that receivers can share.
-type Oncall struct {
-	// Name is what receivers refer to; it must be unique and not empty.
-	Name string `yaml:"name"`
-	// Numbers are the list's phone numbers.
-	Numbers []string `yaml:"numbers"`
-}
+// Oncall is a named on-call list that receivers can share: a fixed list of
+// numbers, or a schedule (package oncall).
+type Oncall = oncall.List
 
 // ResolvedReceiver is a receiver ready for delivery. Routers hand out shared
 // pointers to it, so callers must not modify it.
 type ResolvedReceiver struct {
 	// Name is the receiver's name.
 	Name string
-	// Numbers is the union of the receiver's own numbers and those of its
-	// on-call lists, normalised and de-duplicated, in first-seen order: the
-	// receiver's own numbers, then each list in the order named.
+	// Numbers are the receiver's own numbers, normalised and
+	// de-duplicated; Members are the same, with the name of each that
+	// belongs to a person. Who else is paged depends on the time: see
+	// Recipients.
 	Numbers []string
+	Members []oncall.Member
+	// Oncall are the receiver's on-call lists, in the order named.
+	Oncall []*oncall.Schedule
 	// Template is the receiver's template; empty means the default.
 	Template string
 	// SendResolved says whether resolved notifications are sent.
@@ -90,6 +103,31 @@ type ResolvedReceiver struct {
 	// MaxSegments caps the text length in SMS segments: the receiver's
 	// own, or the global Options.MaxSegments. It is always positive.
 	MaxSegments int
+	// Throttle says whether the per-number throttle applies.
+	Throttle bool
+}
+
+// OverridesFunc returns the run-time overrides of the on-call list called
+// list, in the order they were added; nil means none.
+type OverridesFunc func(list string) []oncall.Override
+
+// Recipients returns who the receiver pages at t: its own numbers, then
+// whoever is on call at t on each of its lists in the order named, without
+// repeating a number. overrides may be nil.
+func (r *ResolvedReceiver) Recipients(t time.Time, overrides OverridesFunc) []oncall.Member {
+	out := slices.Clone(r.Members)
+	for _, s := range r.Oncall {
+		var rt []oncall.Override
+		if overrides != nil {
+			rt = overrides(s.Name)
+		}
+		for _, m := range s.Who(t, rt).Members {
+			if !slices.ContainsFunc(out, func(x oncall.Member) bool { return x.Number == m.Number }) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // Node is one route of a validated routing tree, for matching and display.
@@ -111,6 +149,10 @@ type Node struct {
 	// Path is the route's unique position in the configuration, such as
 	// "route.routes[0].routes[1]"; validation errors use it too.
 	Path string
+	// ActiveTimeIntervals and MuteTimeIntervals are the route's own, by
+	// name (see Route).
+	ActiveTimeIntervals []string
+	MuteTimeIntervals   []string
 	// Children are the child routes, in order.
 	Children []*Node
 
@@ -127,6 +169,9 @@ type Target struct {
 	// Nodes are the distinct routes that sent these alerts to Receiver, in
 	// first-seen order.
 	Nodes []*Node
+	// AlertNodes are, for each of Alerts, the routes that sent that alert
+	// to Receiver.
+	AlertNodes [][]*Node
 }
 
 // Router matches label sets against a validated routing tree.
@@ -134,6 +179,9 @@ type Router struct {
 	root      *Node
 	receivers []*ResolvedReceiver
 	byName    map[string]*ResolvedReceiver
+	lists     []*oncall.Schedule
+	dir       *oncall.Directory
+	intervals map[string][]timeinterval.TimeInterval
 }
 
 // Options are what New needs besides the routing configuration itself.
@@ -145,6 +193,11 @@ type Options struct {
 	// MaxSegments is the global cap on a text's length in SMS segments,
 	// for receivers that set none; it must be positive.
 	MaxSegments int
+	// People are the configured people, whom lists and receivers may name.
+	People []oncall.Person
+	// TimeIntervals are the named time intervals routes and layers may
+	// name.
+	TimeIntervals map[string][]timeinterval.TimeInterval
 }
 
 // Error is one problem New found in the routing configuration.
@@ -183,7 +236,7 @@ func (p *problems) add(path string, cause error, format string, args ...any) {
 // All problems found are reported together: the error is errors.Join of
 // one *Error per problem, lists first, then receivers, then routes, so its
 // text has one problem a line.
-func New(root *Route, receivers []Receiver, oncall []Oncall, opts Options) (*Router, error) {
+func New(root *Route, receivers []Receiver, lists []Oncall, opts Options) (*Router, error) {
 	normalize := opts.Normalize
 	if normalize == nil {
 		normalize = func(s string) (string, error) { return s, nil }
@@ -192,10 +245,14 @@ func New(root *Route, receivers []Receiver, oncall []Oncall, opts Options) (*Rou
 		return nil, &Error{Path: "sms.max_segments", Msg: fmt.Sprintf("max segments %d must be positive", opts.MaxSegments)}
 	}
 	var errs problems
-	lists := resolveOncall(oncall, normalize, &errs)
-	r := &Router{byName: make(map[string]*ResolvedReceiver, len(receivers))}
+	dir, perrs := oncall.NewDirectory(opts.People, normalize)
+	for _, e := range perrs {
+		errs = append(errs, &Error{Path: e.Path, Msg: e.Msg, Err: e.Err})
+	}
+	r := &Router{byName: make(map[string]*ResolvedReceiver, len(receivers)), dir: dir, intervals: opts.TimeIntervals}
+	known := r.resolveOncall(lists, &errs)
 	for i := range receivers {
-		rr := resolveReceiver(&receivers[i], i, lists, normalize, &errs)
+		rr := resolveReceiver(&receivers[i], i, known, dir, &errs)
 		if rr == nil {
 			continue
 		}
@@ -216,40 +273,47 @@ func New(root *Route, receivers []Receiver, oncall []Oncall, opts Options) (*Rou
 	return r, nil
 }
 
-// resolveOncall normalises every on-call list, referenced or not, so that a
-// bad number is caught when the configuration is loaded rather than when a
-// receiver starts using the list.
-func resolveOncall(oncall []Oncall, normalize func(string) (string, error), errs *problems) map[string]oncallList {
-	lists := make(map[string]oncallList, len(oncall))
-	for i, o := range oncall {
-		path := fmt.Sprintf("oncall[%d]", i)
-		if strings.TrimSpace(o.Name) == "" {
-			errs.add(path+".name", nil, "%s: empty name", path)
-			continue
-		}
-		if _, dup := lists[o.Name]; dup {
-			errs.add(path+".name", nil, "duplicate oncall list name %q", o.Name)
-			continue
-		}
-		what := "oncall list " + strconv.Quote(o.Name)
-		// A bad list stays known, marked bad, so that receivers using it are
-		// not also reported as referring to an unknown list or having no
-		// numbers: the list's own error says it all.
-		nums, ok := normalizeAll(what, path, o.Numbers, normalize, errs)
-		lists[o.Name] = oncallList{numbers: nums, bad: !ok}
+// resolveOncall compiles every on-call list, referenced or not, so that a
+// bad list is caught when the configuration is loaded rather than when a
+// receiver starts using it.
+func (r *Router) resolveOncall(lists []Oncall, errs *problems) map[string]oncallList {
+	compiled, bad, cerrs := oncall.Compile(lists, oncall.Options{Directory: r.dir, TimeIntervals: r.intervals})
+	for _, e := range cerrs {
+		*errs = append(*errs, &Error{Path: e.Path, Msg: e.Msg, Err: e.Err})
 	}
-	return lists
+	out := make(map[string]oncallList, len(lists))
+	// A bad list stays known, marked bad, so that receivers using it are
+	// not also reported as referring to an unknown list or having no
+	// numbers: the list's own error says it all.
+	for name := range bad {
+		out[name] = oncallList{bad: true}
+	}
+	for _, s := range compiled {
+		out[s.Name] = oncallList{schedule: s}
+	}
+	r.lists = compiled
+	return out
 }
 
-// oncallList is an on-call list after normalisation.
+// oncallList is an on-call list after compiling.
 type oncallList struct {
-	numbers []string
-	bad     bool // some of its numbers were refused
+	schedule *oncall.Schedule
+	bad      bool // it has problems, reported already
+}
+
+// empty reports whether the list never has anyone on call: a fixed list
+// without numbers.
+func (l oncallList) empty() bool {
+	if l.schedule == nil {
+		return true
+	}
+	_, rot := l.schedule.Rotation()
+	return !rot && len(l.schedule.Fixed()) == 0
 }
 
 // resolveReceiver validates one receiver and returns it resolved, or nil when
 // it has no usable name; its other problems are appended to errs.
-func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize func(string) (string, error), errs *problems) *ResolvedReceiver {
+func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, dir *oncall.Directory, errs *problems) *ResolvedReceiver {
 	path := fmt.Sprintf("receivers[%d]", i)
 	if strings.TrimSpace(rc.Name) == "" {
 		errs.add(path+".name", nil, "%s: empty name", path)
@@ -257,8 +321,9 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 	}
 	what := "receiver " + strconv.Quote(rc.Name)
 	before := len(*errs)
-	nums, _ := normalizeAll(what, path, rc.Numbers, normalize, errs)
-	usesBadList := false
+	members := resolveMembers(what, path, rc.Numbers, dir, errs)
+	var schedules []*oncall.Schedule
+	usesBadList, nonEmpty := false, len(members) > 0
 	for k, name := range rc.Oncall {
 		list, known := lists[name]
 		at := fmt.Sprintf("%s.oncall[%d]", path, k)
@@ -267,12 +332,12 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 			errs.add(at, nil, "%s: empty oncall list name", what)
 		case !known:
 			errs.add(at, nil, "%s: unknown oncall list %q", what, name)
+		case list.bad:
+			usesBadList = true
 		default:
-			usesBadList = usesBadList || list.bad
-			for _, n := range list.numbers {
-				if !slices.Contains(nums, n) {
-					nums = append(nums, n)
-				}
+			nonEmpty = nonEmpty || !list.empty()
+			if !slices.Contains(schedules, list.schedule) {
+				schedules = append(schedules, list.schedule)
 			}
 		}
 	}
@@ -284,47 +349,56 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, normalize
 	// notifications are counted as unrouted. One whose lists are all empty
 	// is a mistake. An empty union is only worth reporting when no other
 	// error explains it.
-	if len(nums) == 0 && len(rc.Oncall) > 0 && !usesBadList && len(*errs) == before {
+	if !nonEmpty && len(rc.Oncall) > 0 && !usesBadList && len(*errs) == before {
 		errs.add(path+".oncall", nil, "%s has no numbers", what)
 	}
 	sendResolved := true
 	if rc.SendResolved != nil {
 		sendResolved = *rc.SendResolved
 	}
+	nums := make([]string, len(members))
+	for k, m := range members {
+		nums[k] = m.Number
+	}
 	return &ResolvedReceiver{
 		Name:         rc.Name,
 		Numbers:      nums,
+		Members:      members,
+		Oncall:       schedules,
 		Template:     rc.Template,
 		SendResolved: sendResolved,
 		MaxSegments:  rc.MaxSegments,
+		Throttle:     rc.Throttle == nil || *rc.Throttle,
 	}
 }
 
-// normalizeAll normalises numbers and drops repeats, reporting each bad
-// number against what, at path.numbers[i]. ok is false when any number
-// was bad.
-func normalizeAll(what, path string, numbers []string, normalize func(string) (string, error), errs *problems) (out []string, ok bool) {
-	ok = true
-	for i, raw := range numbers {
+// resolveMembers resolves a receiver's numbers (or people's names) and
+// drops repeats, reporting each bad one against what, at path.numbers[i].
+func resolveMembers(what, path string, refs []string, dir *oncall.Directory, errs *problems) []oncall.Member {
+	var out []oncall.Member
+	for i, raw := range refs {
 		at := fmt.Sprintf("%s.numbers[%d]", path, i)
 		if strings.TrimSpace(raw) == "" {
 			errs.add(at, nil, "%s: empty number", what)
-			ok = false
 			continue
 		}
-		n, err := normalize(raw)
+		m, err := dir.Lookup(raw)
 		if err != nil {
 			// The number is the configuration author's own, so naming it
 			// here discloses nothing; this error is never logged per alert.
-			errs.add(at, err, "%s: bad number %q", what, raw)
-			ok = false
+			var le *oncall.LookupError
+			if errors.As(err, &le) {
+				errs.add(at, le.Err, "%s: %s", what, le.Msg())
+			} else {
+				errs.add(at, err, "%s", what)
+			}
 			continue
 		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
+		if !slices.ContainsFunc(out, func(x oncall.Member) bool { return x.Number == m.Number }) {
+			out = append(out, m)
 		}
 	}
-	return out, ok
+	return out
 }
 
 func (r *Router) buildRoot(root *Route, errs *problems) *Node {
@@ -341,11 +415,23 @@ func (r *Router) buildRoot(root *Route, errs *problems) *Node {
 		// matchers on it for the same reason.
 		errs.add(path+".matchers", nil, "%s: root route must not have matchers", path)
 	}
+	// As in Alertmanager: the root catches what nothing else does, and a
+	// muted root would drop it.
+	if len(root.ActiveTimeIntervals) > 0 {
+		errs.add(path+".active_time_intervals", nil, "%s: the root route must not have active_time_intervals; put them on a child route", path)
+	}
+	if len(root.MuteTimeIntervals) > 0 {
+		errs.add(path+".mute_time_intervals", nil, "%s: the root route must not have mute_time_intervals; put them on a child route", path)
+	}
 	return r.build(root, nil, path, errs)
 }
 
 func (r *Router) build(rt *Route, parent *Node, path string, errs *problems) *Node {
 	n := &Node{Receiver: rt.Receiver, Continue: rt.Continue, Path: path}
+	if parent != nil {
+		n.ActiveTimeIntervals = r.intervalNames(path+".active_time_intervals", rt.ActiveTimeIntervals, errs)
+		n.MuteTimeIntervals = r.intervalNames(path+".mute_time_intervals", rt.MuteTimeIntervals, errs)
+	}
 	if n.Receiver == "" && parent != nil {
 		n.Receiver = parent.Receiver
 	}
@@ -383,6 +469,16 @@ func (r *Router) build(rt *Route, parent *Node, path string, errs *problems) *No
 		n.Children = append(n.Children, r.build(child, n, childPath, errs))
 	}
 	return n
+}
+
+// intervalNames checks that every name is a configured time interval.
+func (r *Router) intervalNames(path string, names []string, errs *problems) []string {
+	for i, name := range names {
+		if _, ok := r.intervals[name]; !ok {
+			errs.add(fmt.Sprintf("%s[%d]", path, i), nil, "%s: unknown time interval %q", path[:strings.LastIndex(path, ".")], name)
+		}
+	}
+	return slices.Clone(names)
 }
 
 // parseMatchers parses every entry of a route's matchers into one sorted set.
@@ -433,4 +529,24 @@ func (r *Router) Receivers() []*ResolvedReceiver {
 // Tree returns the root of the routing tree.
 func (r *Router) Tree() *Node {
 	return r.root
+}
+
+// Lists returns every on-call list, used or not, in configuration order.
+func (r *Router) Lists() []*oncall.Schedule {
+	return slices.Clone(r.lists)
+}
+
+// List returns the on-call list called name.
+func (r *Router) List(name string) (*oncall.Schedule, bool) {
+	for _, s := range r.lists {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// Directory resolves people's names and numbers as the configuration does.
+func (r *Router) Directory() *oncall.Directory {
+	return r.dir
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -112,8 +113,8 @@ func TestResolvedReceivers(t *testing.T) {
 			if rr.Name != tt.name {
 				t.Errorf("Name = %q, want %q", rr.Name, tt.name)
 			}
-			if !slices.Equal(rr.Numbers, tt.numbers) {
-				t.Errorf("Numbers = %q, want %q", rr.Numbers, tt.numbers)
+			if got := recipientNumbers(rr); !slices.Equal(got, tt.numbers) {
+				t.Errorf("recipients = %q, want %q", got, tt.numbers)
 			}
 			if rr.Template != tt.template {
 				t.Errorf("Template = %q, want %q", rr.Template, tt.template)
@@ -147,18 +148,30 @@ func TestResolvedReceivers(t *testing.T) {
 	}
 }
 
+// recipientNumbers are the numbers rr pages (its lists here are fixed, so
+// the time does not matter).
+func recipientNumbers(rr *ResolvedReceiver) []string {
+	var out []string
+	for _, m := range rr.Recipients(time.Now(), nil) {
+		out = append(out, m.Number)
+	}
+	return out
+}
+
 func TestNilNormalizeKeepsNumbers(t *testing.T) {
 	t.Parallel()
 	r, err := New(&Route{Receiver: "a"},
-		[]Receiver{{Name: "a", Numbers: []string{"123", "123", " x "}, Oncall: []string{"l"}}},
-		[]Oncall{{Name: "l", Numbers: []string{"x", "456"}}}, Options{MaxSegments: 1})
+		[]Receiver{{Name: "a", Numbers: []string{"123", "123", " 9 "}, Oncall: []string{"l"}}},
+		[]Oncall{{Name: "l", Numbers: []string{"9", "456"}}}, Options{MaxSegments: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rr, _ := r.Receiver("a")
-	want := []string{"123", " x ", "x", "456"}
-	if !slices.Equal(rr.Numbers, want) {
+	if want := []string{"123", " 9 "}; !slices.Equal(rr.Numbers, want) {
 		t.Errorf("Numbers = %q, want %q", rr.Numbers, want)
+	}
+	if got, want := recipientNumbers(rr), []string{"123", " 9 ", "9", "456"}; !slices.Equal(got, want) {
+		t.Errorf("recipients = %q, want %q", got, want)
 	}
 }
 
@@ -347,13 +360,13 @@ func TestNewErrors(t *testing.T) {
 				{Matchers: []string{`a=~"["`}, Receiver: "ghost"},
 			}},
 			receivers: []Receiver{
-				{Name: "ops", Numbers: []string{"nope"}, Oncall: []string{"missing"}},
+				{Name: "ops", Numbers: []string{"12ab"}, Oncall: []string{"missing"}},
 				{Name: "ops", Numbers: []string{"+27830000001"}},
 			},
 			oncall: []Oncall{{Name: "", Numbers: []string{"+27830000001"}}},
 			want: []string{
 				"oncall[0]: empty name",
-				`receiver "ops": bad number "nope": not an e.164 number`,
+				`receiver "ops": bad number "12ab": not an e.164 number`,
 				`receiver "ops": unknown oncall list "missing"`,
 				`duplicate receiver name "ops"`,
 				"route: root route must specify a receiver",
@@ -407,7 +420,7 @@ func TestNewRefusesNoMaxSegments(t *testing.T) {
 
 func TestNewKeepsNormalizeErrorInChain(t *testing.T) {
 	t.Parallel()
-	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"x"}}}, nil, opts)
+	_, err := New(&Route{Receiver: "ops"}, []Receiver{{Name: "ops", Numbers: []string{"1x"}}}, nil, opts)
 	if !errors.Is(err, errNotE164) {
 		t.Errorf("errors.Is(%v, errNotE164) = false, want true", err)
 	}

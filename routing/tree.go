@@ -56,6 +56,12 @@ func writeNodeAttrs(b *strings.Builder, n *Node) {
 	if n.Continue {
 		b.WriteString("  continue: true")
 	}
+	if len(n.ActiveTimeIntervals) > 0 {
+		b.WriteString("  active: " + strings.Join(n.ActiveTimeIntervals, ","))
+	}
+	if len(n.MuteTimeIntervals) > 0 {
+		b.WriteString("  mute: " + strings.Join(n.MuteTimeIntervals, ","))
+	}
 	b.WriteString("  receiver: ")
 	b.WriteString(n.Receiver)
 	b.WriteByte('\n')

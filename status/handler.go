@@ -2,7 +2,6 @@ package status
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -23,11 +22,19 @@ import (
 	"github.com/smsbridge/smsbridge/sms"
 )
 
-//go:embed templates/*.html static/*
+//go:embed templates/*.html templates/parts/*.html static/*
 var assets embed.FS
 
-// pageLimit is how many deliveries the page lists unless asked for more.
-const pageLimit = 50
+// pageLimit is how many notifications the page lists unless asked for
+// more.
+const pageLimit = 25
+
+// maxPageLimit is the most notifications the page lists, as the outbox
+// caps it.
+const maxPageLimit = 200
+
+// defaultRefresh is how often the status page reloads itself.
+const defaultRefresh = 30 * time.Second
 
 // maxLimit is the most deliveries one request returns, as the outbox caps it.
 const maxLimit = 1000
@@ -45,9 +52,18 @@ type Handler struct {
 	index   *template.Template
 	routes  *template.Template
 	css     []byte
-	// csrf refuses state-changing requests a browser sends from another
-	// site: with basic auth the browser would add the credentials itself.
-	csrf *http.CrossOriginProtection
+	// noiseSrc reports the throttle and budget; nil hides them.
+	noiseSrc NoiseSource
+	// prefix starts every link and redirect (the external URL's path).
+	prefix string
+	// refresh is how often the status page reloads itself; 0 never.
+	refresh time.Duration
+	// admin guards every endpoint that changes state.
+	admin *Gate
+	// tests limits test SMS per receiver.
+	tests testLimiter
+	// oncall are the on-call lists (nil: none).
+	oncall Oncall
 }
 
 // New returns a Handler; it fails only if the embedded templates do.
@@ -56,13 +72,20 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
 	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		csrf: http.NewCrossOriginProtection()}
+		noiseSrc: o.Noise, oncall: o.Oncall, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
+	switch {
+	case h.refresh == 0:
+		h.refresh = defaultRefresh
+	case h.refresh < 0:
+		h.refresh = 0
+	}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	h.admin = NewGate(FlagAdminAPI, o.AdminAPI, h.logger)
 	var err error
 	if h.index, err = h.parse("index.html"); err != nil {
 		return nil, err
@@ -77,7 +100,8 @@ func New(o Options) (*Handler, error) {
 }
 
 func (h *Handler) parse(page string) (*template.Template, error) {
-	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/"+page)
+	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/parts/*.html", "templates/oncall.html",
+		"templates/noise.html", "templates/"+page)
 	if err != nil {
 		return nil, fmt.Errorf("status: parse %s: %w", page, err)
 	}
@@ -85,30 +109,34 @@ func (h *Handler) parse(page string) (*template.Template, error) {
 }
 
 // Register adds the page and the admin API to e. They sit behind whatever
-// authentication serves e (the --web.config.file basic auth).
+// authentication serves e (the --web.config.file basic auth); every
+// endpoint that changes state sits behind the admin gate too.
 func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/", h.page)
 	e.GET("/routes-test", h.routesTest)
 	e.GET("/static/status.css", h.stylesheet)
-	e.POST("/deliveries/:id/retry", h.retryForm, h.sameOrigin)
+	e.POST("/deliveries/:id/retry", h.retryForm, h.admin.Middleware)
 	e.GET("/api/v1/status", h.apiStatus)
 	e.GET("/api/v1/deliveries", h.apiDeliveries)
-	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.sameOrigin)
-	e.POST("/api/v1/test", h.apiTest, h.sameOrigin)
+	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
+	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
+	h.registerOncall(e)
 }
 
-func (h *Handler) sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if err := h.csrf.Check(c.Request()); err != nil {
-			return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
-		}
-		return next(c)
-	}
-}
+// Admin is the gate of --web.enable-admin-api: every endpoint that changes
+// state, wherever it is registered, takes its Middleware.
+func (h *Handler) Admin() *Gate { return h.admin }
 
-// filterFrom reads status, since and limit from the query.
+// filterFrom reads status, since, notification and limit from the query.
 func (h *Handler) filterFrom(c echo.Context, defaultLimit int) (outbox.Filter, error) {
 	f := outbox.Filter{Limit: defaultLimit}
+	if s := c.QueryParam("notification"); s != "" {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id <= 0 {
+			return f, fmt.Errorf("notification %q is not a positive whole number", truncate(s, 20))
+		}
+		f.NotificationID = id
+	}
 	if s := c.QueryParam("status"); s != "" && s != "all" {
 		st, err := parseState(s)
 		if err != nil {
@@ -168,26 +196,46 @@ type deliveryJSON struct {
 	GroupKey       string    `json:"group_key"`
 	// AlertStatus is the notification's firing or resolved.
 	AlertStatus string `json:"alert_status"`
+	AlertName   string `json:"alert_name,omitempty"`
 	Receiver    string `json:"receiver"`
 	// Number is masked: the API is no way round the page's masking.
-	Number            string `json:"number"`
-	Status            string `json:"status"`
-	Attempts          int    `json:"attempts"`
-	Segments          int    `json:"segments"`
-	Text              string `json:"text"`
+	Number   string `json:"number"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts"`
+	Segments int    `json:"segments"`
+	Text     string `json:"text"`
+	// Account is the provider account of the last request.
+	Account           string `json:"account,omitempty"`
 	ProviderMessageID string `json:"provider_message_id,omitempty"`
-	ErrorCode         string `json:"error_code,omitempty"`
-	Error             string `json:"error,omitempty"`
+	// DryRun is set for a delivery the dry run's fake took: nothing was
+	// sent.
+	DryRun    bool   `json:"dry_run,omitempty"`
+	ErrorCode string `json:"error_code,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// NextAttemptAt is when a pending delivery is tried next, or a held
+	// one goes.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// BundledInto is the digest's delivery id of a bundled row.
+	BundledInto int64 `json:"bundled_into,omitempty"`
+	// Person is who was on call at the number when it was routed.
+	Person string `json:"person,omitempty"`
 }
 
 func toJSON(r outbox.Record) deliveryJSON {
 	return deliveryJSON{
 		ID: r.ID, NotificationID: r.NotificationID, ReceivedAt: r.ReceivedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, Receiver: r.Receiver,
+		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, AlertName: r.AlertName, Receiver: r.Receiver,
 		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
-		Text: r.Text, ProviderMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error,
+		Text: r.Text, Account: r.Account, ProviderMessageID: r.APIMessageID, DryRun: isDryRun(r), ErrorCode: r.ErrorCode, Error: r.Error, Person: r.Person,
+		NextAttemptAt: optTime(r.NextAttemptAt), BundledInto: r.BundledInto,
 	}
 }
+
+// DryRunIDPrefix starts the message ids the dry run's fake provider gives:
+// a delivery with one was never sent to a phone.
+const DryRunIDPrefix = "dry-run-"
+
+func isDryRun(r outbox.Record) bool { return strings.HasPrefix(r.APIMessageID, DryRunIDPrefix) }
 
 func (h *Handler) apiDeliveries(c echo.Context) error {
 	f, err := h.filterFrom(c, 100)
@@ -216,10 +264,13 @@ func parseID(c echo.Context) (int64, error) {
 }
 
 // retry re-queues delivery id and maps the store's refusal to a status code.
-func (h *Handler) retry(ctx context.Context, id int64) error {
-	err := h.store.Retry(ctx, id)
+// A retry is an operator's decision, so it is logged with where it came
+// from.
+func (h *Handler) retry(c echo.Context, id int64, via string) error {
+	err := h.store.Retry(c.Request().Context(), id)
 	switch {
 	case err == nil:
+		h.logger.Info("failed delivery queued again on request", append([]any{"delivery", id, "via", via}, Caller(c)...)...)
 		return nil
 	case errors.Is(err, ErrUnknownDelivery):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no delivery with id %d", id))
@@ -235,7 +286,7 @@ func (h *Handler) apiRetry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.retry(c.Request().Context(), id); err != nil {
+	if err := h.retry(c, id, "api"); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"status": "queued", "id": id})
@@ -248,10 +299,10 @@ func (h *Handler) retryForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.retry(c.Request().Context(), id); err != nil {
+	if err := h.retry(c, id, "status page"); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/?status=pending")
+	return c.Redirect(http.StatusSeeOther, h.prefix+"/?status=pending")
 }
 
 // testRequest is the body of POST /api/v1/test.
@@ -271,7 +322,18 @@ func (h *Handler) apiTest(c echo.Context) error {
 	if strings.TrimSpace(req.Receiver) == "" {
 		return echo.NewHTTPError(http.StatusBadRequest, `"receiver" is missing: name the receiver to send a test SMS to`)
 	}
+	now := h.now()
+	if wait, ok := h.tests.reserve(req.Receiver, now); !ok {
+		h.logger.Warn("test sms refused: over the limit", append(Caller(c), "receiver", truncate(req.Receiver, 64), "retry_after", wait.Round(time.Second))...)
+		c.Response().Header().Set("Retry-After", retryAfter(wait))
+		return echo.NewHTTPError(http.StatusTooManyRequests, fmt.Sprintf(
+			"test sms to %q refused: at most one per %s and %d a day per receiver; retry after %s",
+			truncate(req.Receiver, 64), TestSendInterval, TestSendDailyCap, wait.Round(time.Second)))
+	}
 	res, err := h.bridge.SendTest(c.Request().Context(), req.Receiver)
+	if err != nil {
+		h.tests.release(req.Receiver, now)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownReceiver):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no receiver named %q is configured", truncate(req.Receiver, 64)))
@@ -284,11 +346,15 @@ func (h *Handler) apiTest(c echo.Context) error {
 	for i, n := range res.Numbers {
 		masked[i] = sms.MaskNumber(n)
 	}
-	h.logger.Info("test sms queued", "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))
-	return c.JSON(http.StatusAccepted, map[string]any{
+	h.logger.Info("test sms queued", append(Caller(c), "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))...)
+	out := map[string]any{
 		"status": "accepted", "id": res.ID, "receiver": res.Receiver, "recipients": len(res.Numbers),
 		"numbers": masked, "text": res.Text,
-	})
+	}
+	if h.bridge.Info().DryRun {
+		out["dry_run"] = true
+	}
+	return c.JSON(http.StatusAccepted, out)
 }
 
 // unavailable logs err, which the caller never sees, and answers 503:
@@ -300,14 +366,30 @@ func (h *Handler) unavailable(what string, err error) error {
 
 // statusJSON is GET /api/v1/status.
 type statusJSON struct {
-	Version       string       `json:"version"`
-	Revision      string       `json:"revision"`
-	StartedAt     time.Time    `json:"started_at"`
-	UptimeSeconds float64      `json:"uptime_seconds"`
-	Config        configJSON   `json:"config"`
-	Provider      providerJSON `json:"provider"`
-	Outbox        *outboxJSON  `json:"outbox,omitempty"`
-	OutboxError   string       `json:"outbox_error,omitempty"`
+	Version       string    `json:"version"`
+	Revision      string    `json:"revision"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Ready         bool      `json:"ready"`
+	NotReady      string    `json:"not_ready_reason,omitempty"`
+	AdminAPI      bool      `json:"admin_api"`
+	// DryRun says that nothing is sent: every account goes to the
+	// in-process fake of --sms.dry-run.
+	DryRun      bool         `json:"dry_run"`
+	Config      configJSON   `json:"config"`
+	Provider    providerJSON `json:"provider"`
+	Outbox      *outboxJSON  `json:"outbox,omitempty"`
+	OutboxError string       `json:"outbox_error,omitempty"`
+	Noise       *noiseJSON   `json:"noise,omitempty"`
+	NoiseError  string       `json:"noise_error,omitempty"`
+	// Last24h counts the last 24 hours; absent when the outbox failed.
+	Last24h *countsJSON `json:"last_24h,omitempty"`
+}
+
+type countsJSON struct {
+	Notifications int `json:"notifications"`
+	Accepted      int `json:"accepted"`
+	Failed        int `json:"failed"`
 }
 
 type configJSON struct {
@@ -320,18 +402,40 @@ type configJSON struct {
 }
 
 type providerJSON struct {
-	State      string     `json:"state"`
-	Until      *time.Time `json:"until,omitempty"`
-	Since      *time.Time `json:"since,omitempty"`
-	Reason     string     `json:"reason,omitempty"`
-	StatusCode int        `json:"status_code,omitempty"`
-	Message    string     `json:"message,omitempty"`
+	State      string        `json:"state"`
+	Until      *time.Time    `json:"until,omitempty"`
+	Since      *time.Time    `json:"since,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	StatusCode int           `json:"status_code,omitempty"`
+	Message    string        `json:"message,omitempty"`
+	InFlight   int           `json:"in_flight"`
+	Accounts   []accountJSON `json:"accounts,omitempty"`
+}
+
+type accountJSON struct {
+	Name         string     `json:"name"`
+	Mode         string     `json:"mode"`
+	Active       bool       `json:"active"`
+	PausedUntil  *time.Time `json:"paused_until,omitempty"`
+	HeldSince    *time.Time `json:"held_since,omitempty"`
+	HeldReason   string     `json:"held_reason,omitempty"`
+	HeldStatus   int        `json:"held_status_code,omitempty"`
+	HeldMessage  string     `json:"held_message,omitempty"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	NextProbe    *time.Time `json:"next_probe,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+	Requests15m  int        `json:"requests_15m"`
+	Errors15m    int        `json:"errors_15m"`
+	InFlight     int        `json:"in_flight"`
 }
 
 type outboxJSON struct {
 	Pending                 int     `json:"pending"`
 	InFlight                int     `json:"in_flight"`
 	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+	// Held counts deliveries the throttle holds (not part of Pending).
+	Held int `json:"held,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -348,12 +452,23 @@ func (h *Handler) apiStatus(c echo.Context) error {
 	out := statusJSON{
 		Version: version.Version, Revision: version.Revision,
 		StartedAt: h.started.UTC(), UptimeSeconds: now.Sub(h.started).Seconds(),
+		Ready: info.NotReady == "", NotReady: info.NotReady, AdminAPI: h.admin.Enabled(),
 		Config: configJSON{
 			File: info.ConfigFile, Hash: info.ConfigHash, LoadedAt: info.LoadedAt.UTC(),
 			LastReloadAt: info.LastReload.At.UTC(), LastReloadResult: "success", LastReloadError: info.LastReload.Err,
 		},
 		Provider: providerJSON{State: prov.State, Until: optTime(prov.Until), Since: optTime(prov.Since),
-			Reason: prov.Reason, StatusCode: prov.StatusCode, Message: prov.Message},
+			Reason: prov.Reason, StatusCode: prov.StatusCode, Message: prov.Message, InFlight: prov.InFlight},
+		DryRun: info.DryRun,
+	}
+	for _, a := range prov.Accounts {
+		out.Provider.Accounts = append(out.Provider.Accounts, accountJSON{
+			Name: a.Name, Mode: a.Mode, Active: a.Active, PausedUntil: optTime(a.PausedUntil),
+			HeldSince: optTime(a.HeldSince), HeldReason: a.HeldReason, HeldStatus: a.HeldStatus, HeldMessage: a.HeldMessage,
+			FailingSince: optTime(a.FailingSince), NextProbe: optTime(a.NextProbe),
+			LastError: a.LastError, LastErrorAt: optTime(a.LastErrorAt),
+			Requests15m: a.Requests, Errors15m: a.Errors, InFlight: a.InFlight,
+		})
 	}
 	if info.LastReload.Err != "" {
 		out.Config.LastReloadResult = "failure"
@@ -363,7 +478,17 @@ func (h *Handler) apiStatus(c echo.Context) error {
 		h.logger.Error("read outbox stats", "err", err)
 		out.OutboxError = "the outbox could not be read; see the bridge's log"
 	} else {
-		out.Outbox = &outboxJSON{Pending: st.Pending, InFlight: st.InFlight, OldestPendingAgeSeconds: age(st.Oldest, now).Seconds()}
+		out.Outbox = &outboxJSON{Pending: st.Pending, InFlight: st.InFlight, Held: st.Held, OldestPendingAgeSeconds: age(st.Oldest, now).Seconds()}
+	}
+	if n, msg := h.noise(c.Request().Context()); n != nil {
+		out.Noise = toNoiseJSON(n)
+	} else {
+		out.NoiseError = msg
+	}
+	if cs, err := h.store.Counts(c.Request().Context(), now.Add(-countsPeriod)); err != nil {
+		h.logger.Error("count the outbox", "err", err)
+	} else {
+		out.Last24h = &countsJSON{Notifications: cs.Notifications, Accepted: cs.Accepted, Failed: cs.Failed}
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -127,6 +127,9 @@ func WriteRouteTest(w io.Writer, rt RouteTest, showNumbers bool) error {
 		nums := make([]string, len(p.Numbers))
 		for j, n := range p.Numbers {
 			nums[j] = show(n)
+			if j < len(p.People) && p.People[j] != "" {
+				nums[j] = p.People[j] + " (" + nums[j] + ")"
+			}
 		}
 		fmt.Fprintf(&b, "  alerts:   %d\n", p.Alerts)
 		fmt.Fprintf(&b, "  numbers:  %s\n", strings.Join(nums, ", "))
@@ -149,7 +152,7 @@ func WriteRouteTest(w io.Writer, rt RouteTest, showNumbers bool) error {
 func FromPlan(pl *pipeline.Plan) RouteTest {
 	res := RouteTest{Recipients: pl.Recipients(), Messages: len(pl.Messages())}
 	for _, e := range pl.Entries {
-		sp := Plan{Receiver: e.Receiver.Name, Alerts: e.Alerts, Numbers: e.Numbers, Text: e.Text, Segments: e.Segments, Skipped: e.Skipped}
+		sp := Plan{Receiver: e.Receiver.Name, Alerts: e.Alerts, Numbers: e.Numbers, People: e.People, Text: e.Text, Segments: e.Segments, Skipped: e.Skipped}
 		for _, n := range e.Routes {
 			sp.Routes = append(sp.Routes, Route{Path: n.Path, Key: n.Key})
 		}

@@ -40,6 +40,11 @@ var (
 type Store interface {
 	Stats(ctx context.Context) (outbox.Stats, error)
 	Deliveries(ctx context.Context, f outbox.Filter) ([]outbox.Record, error)
+	// Notifications lists notifications with all of their deliveries,
+	// for the view grouped by notification.
+	Notifications(ctx context.Context, f outbox.NotificationFilter) ([]outbox.NotificationRecord, error)
+	// Counts counts notifications and finished deliveries since a time.
+	Counts(ctx context.Context, since time.Time) (outbox.Counts, error)
 	// Retry re-queues a failed delivery. Its error wraps
 	// ErrUnknownDelivery or outbox.ErrNotFailed when the caller asked for
 	// something impossible.
@@ -75,6 +80,12 @@ type Info struct {
 	Receivers []Receiver
 	// Sources are the intake sources: "alertmanager" and webhook names.
 	Sources []string
+	// NotReady says why the bridge is not ready (/-/ready answers 503 and
+	// the intake refuses new notifications); empty when it is.
+	NotReady string
+	// DryRun is set when every account sends to the in-process fake
+	// (--sms.dry-run): nothing reaches a phone.
+	DryRun bool
 }
 
 // Reload is the result of one configuration (re)load.
@@ -116,6 +127,51 @@ type Provider struct {
 	StatusCode int
 	// Message is the provider's own message.
 	Message string
+	// Accounts are the configured accounts, the primary first, as the
+	// dispatcher sees each.
+	Accounts []Account
+	// InFlight counts requests on the wire, all accounts together.
+	InFlight int
+}
+
+// Account modes, as the dispatcher reports them.
+const (
+	ModeOK      = "ok"
+	ModePaused  = "paused"
+	ModeFailing = "failing"
+	ModeHeld    = "held"
+)
+
+// Account is one provider account's state.
+type Account struct {
+	// Name is "primary" or "fallback".
+	Name string
+	// Mode is ModeOK, ModePaused (a 429 pause), ModeFailing (every recent
+	// request failed) or ModeHeld (the provider refuses the account).
+	Mode string
+	// Active is set for the account new requests go through.
+	Active bool
+	// PausedUntil is the end of a 429 pause.
+	PausedUntil time.Time
+	// HeldSince, HeldReason, HeldStatus and HeldMessage describe a hold:
+	// since when, unauthorized, suspended or no_credits, the HTTP status
+	// and the provider's words.
+	HeldSince   time.Time
+	HeldReason  string
+	HeldStatus  int
+	HeldMessage string
+	// FailingSince is when an unbroken run of failed requests began.
+	FailingSince time.Time
+	// NextProbe is when a held or failed-over account is tried next.
+	NextProbe time.Time
+	// LastError and LastErrorAt are the latest failed request.
+	LastError   string
+	LastErrorAt time.Time
+	// Requests and Errors count requests and failed ones over the last
+	// 15 minutes.
+	Requests, Errors int
+	// InFlight counts the account's requests on the wire.
+	InFlight int
 }
 
 // RouteTest is what a notification would send.
@@ -136,7 +192,9 @@ type Plan struct {
 	// Alerts counts the alerts the text is about.
 	Alerts int
 	// Numbers are the full numbers; callers mask them for display.
+	// People are, for each, the name of the person on call there, or "".
 	Numbers  []string
+	People   []string
 	Text     string
 	Segments int
 	// Skipped says why the receiver gets nothing; empty when it gets Text.
@@ -171,4 +229,17 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives errors the caller is not shown; nil discards them.
 	Logger *slog.Logger
+	// Noise reports the throttle and budget; nil leaves them off the page.
+	Noise NoiseSource
+	// Oncall are the on-call lists; nil hides them and their API.
+	Oncall Oncall
+	// AdminAPI opens the endpoints that change state (--web.enable-admin-api);
+	// without it they answer 403 and the page hides them.
+	AdminAPI bool
+	// PathPrefix is what every link of the pages starts with: the path of
+	// the external URL, "" at the root, never a trailing slash.
+	PathPrefix string
+	// Refresh is how often the status page reloads itself; 0 means every
+	// 30 seconds, negative never.
+	Refresh time.Duration
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +32,59 @@ type fakeStore struct {
 	statsErr error
 	listErr  error
 	filters  []outbox.Filter
+	nfilters []outbox.NotificationFilter
 	retried  []int64
+	counts   outbox.Counts
+	since    []time.Time
+	// outcomes are the outcomes of notifications without deliveries, by
+	// id; they are listed too.
+	outcomes map[int64]string
+}
+
+func (s *fakeStore) Counts(_ context.Context, since time.Time) (outbox.Counts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.since = append(s.since, since)
+	if s.statsErr != nil {
+		return outbox.Counts{}, s.statsErr
+	}
+	return s.counts, nil
+}
+
+// Notifications groups the canned rows by notification, newest first, as
+// the outbox does.
+func (s *fakeStore) Notifications(_ context.Context, f outbox.NotificationFilter) ([]outbox.NotificationRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nfilters = append(s.nfilters, f)
+	if s.listErr != nil {
+		return nil, s.listErr
+	}
+	byID := map[int64]*outbox.NotificationRecord{}
+	for id, o := range s.outcomes {
+		byID[id] = &outbox.NotificationRecord{ID: id, Outcome: o, Source: "alertmanager", Status: "firing", ReceivedAt: testNow.Add(-time.Minute), AlertName: "Unrouted"}
+	}
+	for _, r := range s.records {
+		n, ok := byID[r.NotificationID]
+		if !ok {
+			n = &outbox.NotificationRecord{ID: r.NotificationID, ReceivedAt: r.ReceivedAt, Source: r.Source, GroupKey: r.GroupKey,
+				Status: r.Status, AlertName: r.AlertName, Outcome: outbox.OutcomeAccepted}
+			byID[r.NotificationID] = n
+		}
+		n.Deliveries = append(n.Deliveries, r)
+	}
+	var out []outbox.NotificationRecord
+	for _, n := range byID {
+		keep := f.State == ""
+		for _, r := range n.Deliveries {
+			keep = keep || r.State == f.State
+		}
+		if keep {
+			out = append(out, *n)
+		}
+	}
+	slices.SortFunc(out, func(a, b outbox.NotificationRecord) int { return int(b.ID - a.ID) })
+	return out, nil
 }
 
 func (s *fakeStore) Stats(context.Context) (outbox.Stats, error) { return s.stats, s.statsErr }
@@ -44,7 +98,8 @@ func (s *fakeStore) Deliveries(_ context.Context, f outbox.Filter) ([]outbox.Rec
 	}
 	var out []outbox.Record
 	for _, r := range s.records {
-		if (f.State == "" || r.State == f.State) && (f.Since.IsZero() || !r.UpdatedAt.Before(f.Since)) {
+		if (f.State == "" || r.State == f.State) && (f.Since.IsZero() || !r.UpdatedAt.Before(f.Since)) &&
+			(f.NotificationID == 0 || r.NotificationID == f.NotificationID) {
 			out = append(out, r)
 		}
 	}
@@ -80,11 +135,13 @@ func (s *fakeStore) lastFilter() outbox.Filter {
 type fakeBridge struct {
 	provider Provider
 	reload   Reload
+	dryRun   bool
 	tested   []map[string]string
 }
 
 func (b *fakeBridge) Info() Info {
 	return Info{
+		DryRun:     b.dryRun,
 		ConfigFile: "/etc/smsbridge/smsbridge.yml", ConfigHash: "0123456789abcdef0123", LoadedAt: testNow.Add(-time.Hour),
 		LastReload: b.reload,
 		Tree:       "default-route  receiver: ops\n└── {team=\"db\"}  receiver: db\n",
@@ -93,7 +150,20 @@ func (b *fakeBridge) Info() Info {
 	}
 }
 
-func (b *fakeBridge) Provider() Provider { return b.provider }
+func (b *fakeBridge) Provider() Provider {
+	p := b.provider
+	if p.Accounts == nil {
+		// One account, as the summary says.
+		a := Account{Name: "primary", Mode: p.State, Active: true, PausedUntil: p.Until, Requests: 40, Errors: 3,
+			LastError: "502 Bad Gateway", LastErrorAt: testNow.Add(-2 * time.Minute)}
+		if p.State == ProviderHeld {
+			a.HeldSince, a.HeldReason, a.HeldStatus, a.HeldMessage = p.Since, p.Reason, p.StatusCode, p.Message
+			a.NextProbe = testNow.Add(45 * time.Second)
+		}
+		p.Accounts = []Account{a}
+	}
+	return p
+}
 
 func (b *fakeBridge) RoutesTest(labels map[string]string) (RouteTest, error) {
 	b.tested = append(b.tested, labels)
@@ -121,21 +191,31 @@ func (b *fakeBridge) SendTest(_ context.Context, name string) (TestResult, error
 func sampleRecords() []outbox.Record {
 	at := testNow.Add(-10 * time.Minute)
 	return []outbox.Record{
-		{ID: 1, NotificationID: 1, ReceivedAt: at, UpdatedAt: at, Source: "alertmanager", Status: "firing", Receiver: "ops",
-			Number: "+27831110001", Text: "[FIRING:1] HighLatency", Segments: 1, State: outbox.StateAccepted, Attempts: 1, APIMessageID: "af750c2dc53e4e4c"},
-		{ID: 2, NotificationID: 2, ReceivedAt: at, UpdatedAt: at.Add(time.Minute), Source: "github", Status: "firing", Receiver: "db",
+		{ID: 1, NotificationID: 1, ReceivedAt: at, UpdatedAt: at, Source: "alertmanager", Status: "firing", AlertName: "HighLatency", Receiver: "ops",
+			Number: "+27831110001", Text: "[FIRING:1] HighLatency", Segments: 1, State: outbox.StateAccepted, Attempts: 1, Account: "primary",
+			APIMessageID: "af750c2dc53e4e4c"},
+		{ID: 2, NotificationID: 2, ReceivedAt: at, UpdatedAt: at.Add(time.Minute), Source: "github", Status: "firing", AlertName: "GitHubWorkflowFailed", Receiver: "db",
 			Number: "+27831110002", Text: "<script>alert(1)</script>", Segments: 2, State: outbox.StateFailed, Attempts: 1,
 			ErrorCode: "E101", Error: "InvalidNumber"},
-		{ID: 3, NotificationID: 3, ReceivedAt: at, UpdatedAt: at.Add(2 * time.Minute), Source: "alertmanager", Status: "firing", Receiver: "db",
-			Number: "+27831110003", Text: "[FIRING:1] DiskFull", Segments: 1, State: outbox.StatePending},
+		{ID: 3, NotificationID: 3, ReceivedAt: at, UpdatedAt: at.Add(2 * time.Minute), Source: "alertmanager", Status: "firing", AlertName: "DiskFull", Receiver: "db",
+			Number: "+27831110003", Text: "[FIRING:1] DiskFull", Segments: 1, State: outbox.StatePending, Attempts: 2,
+			Error: "502 Bad Gateway", NextAttemptAt: testNow.Add(12 * time.Second)},
+		{ID: 4, NotificationID: 1, ReceivedAt: at, UpdatedAt: at, Source: "alertmanager", Status: "firing", AlertName: "HighLatency", Receiver: "ops",
+			Number: "+27831110004", Text: "[FIRING:1] HighLatency", Segments: 1, State: outbox.StateAccepted, Attempts: 1, Account: "primary",
+			APIMessageID: DryRunIDPrefix + "0f3c"},
 	}
 }
 
-func newTestServer(t *testing.T, b *fakeBridge) (*httptest.Server, *fakeStore) {
+func newTestServer(t *testing.T, b *fakeBridge, opts ...func(*Options)) (*httptest.Server, *fakeStore) {
 	t.Helper()
-	st := &fakeStore{records: sampleRecords(), stats: outbox.Stats{Pending: 1, Oldest: testNow.Add(-8 * time.Minute)}}
-	h, err := New(Options{Store: st, Bridge: b, Started: testNow.Add(-26 * time.Hour), Now: func() time.Time { return testNow },
-		Logger: slog.New(slog.DiscardHandler)})
+	st := &fakeStore{records: sampleRecords(), stats: outbox.Stats{Pending: 1, Oldest: testNow.Add(-8 * time.Minute)},
+		counts: outbox.Counts{Notifications: 14, Accepted: 31, Failed: 2}, outcomes: map[int64]string{5: outbox.OutcomeUnrouted}}
+	o := Options{Store: st, Bridge: b, Started: testNow.Add(-26 * time.Hour), Now: func() time.Time { return testNow },
+		Logger: slog.New(slog.DiscardHandler), AdminAPI: true}
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +254,7 @@ func TestStatusPage(t *testing.T) {
 		name     string
 		provider Provider
 		reload   Reload
+		dryRun   bool
 		query    string
 		code     int
 		want     []string
@@ -184,34 +265,68 @@ func TestStatusPage(t *testing.T) {
 			code: 200,
 			want: []string{
 				"up <span id=\"uptime\">1d 2h</span>", "/etc/smsbridge/smsbridge.yml", ">0123456789ab<", "success",
-				`<span class="badge ok">ok</span> sending`,
-				`class="big">1`, "8m 0s old",
-				`id="delivery-1" class="row-accepted"`, `id="delivery-2" class="row-failed"`, `id="delivery-3" class="row-pending"`,
-				"af750c2dc53e4e4c", "E101: InvalidNumber", "&#43;2783****001", "&#43;2783****002", // html/template escapes +
-				`action="/deliveries/2/retry"`,
-				"&lt;script&gt;alert(1)&lt;/script&gt;",
+				// 24 h counts, the failed ones a link to them; the queue.
+				`id="count-notifications">14<`, `id="count-accepted">31<`, `id="count-failed"><a href="/?status=failed">2</a>`,
+				`id="count-pending">1<`, "8m 0s old",
+				// The provider card: mode, error rate, last error, in flight.
+				`id="account-primary" data-mode="ok"`, `<span class="badge mode-ok">ok</span> sending`, "carries traffic",
+				"3 of 40 requests failed (7.5%)", "502 Bad Gateway", "0 requests",
+				// Grouped by notification, newest first: alert name, source,
+				// receivers, one chip per masked number.
+				`<tbody id="notification-1" class="notification" data-notification="1">`,
+				`<div class="alertname">HighLatency</div>`, "from <code>alertmanager</code>", "to ops",
+				`<span class="chip st-accepted" id="delivery-1" data-status="accepted"><code>&#43;2783****001</code> <b>accepted</b></span>`,
+				`<span class="chip st-accepted" id="delivery-4" data-status="accepted"><code>&#43;2783****004</code> <b>accepted</b> <i class="dry">dry run, not sent</i></span>`,
+				"2 accepted", "provider id <code class=\"msgid\">af750c2dc53e4e4c</code>", "dry run, not sent: fake id",
+				`id="delivery-2" data-status="failed"`, "E101: InvalidNumber", `action="/deliveries/2/retry"`,
+				// The text in full, escaped, with its segments.
+				`<div class="sms">&lt;script&gt;alert(1)&lt;/script&gt;</div><div class="hint">2 segments</div>`,
+				`<div class="sms">[FIRING:1] DiskFull</div><div class="hint">1 segment</div>`,
+				// The next attempt of a pending row, and its last error.
+				`id="delivery-3" data-status="pending"`, "next attempt 2026-11-26 03:00:12Z <span class=\"hint\">(in 12s)</span>, after 2 attempts; last: <span class=\"warn\">502 Bad Gateway</span>",
+				// A notification that reached nobody says so.
+				`id="notification-5"`, "Nobody paged:",
 				"default-route  receiver: ops\n└── {team=&#34;db&#34;}  receiver: db",
 				`action="/routes-test"`, "alertmanager, github",
+				// It reloads itself every 30 s, within the CSP: no script.
+				`<meta http-equiv="refresh" content="30">`, `<a href="/?refresh=off" id="refresh-toggle">stop</a>`,
 			},
-			notWant: []string{"<script>", `action="/deliveries/1/retry"`, `action="/deliveries/3/retry"`},
+			notWant: []string{"<script>", `action="/deliveries/1/retry"`, `action="/deliveries/3/retry"`, "dry-run-banner", "Next probe",
+				"1 numbers", "1 segments", "1 alerts"},
 		},
 		{
 			name: "failed filter", provider: Provider{State: ProviderOK}, query: "?status=failed", code: 200,
-			want:    []string{`id="delivery-2"`, `<a href="/?status=failed" class="active">failed</a>`},
-			notWant: []string{`id="delivery-1"`, `id="delivery-3"`},
+			want:    []string{`id="notification-2"`, `id="delivery-2"`, `<a href="/?status=failed" class="active">failed</a>`},
+			notWant: []string{`id="delivery-1"`, `id="delivery-3"`, `id="notification-5"`},
+		},
+		{
+			name: "refresh off is kept by the filters", provider: Provider{State: ProviderOK}, query: "?status=failed&refresh=off", code: 200,
+			want: []string{`<a href="/?refresh=off&amp;status=failed" class="active">failed</a>`, `<a href="/?refresh=off">all</a>`,
+				`<a href="/?status=failed" id="refresh-toggle">turn it on</a>`},
+			notWant: []string{`http-equiv="refresh"`},
 		},
 		{
 			name: "paused", provider: Provider{State: ProviderPaused, Until: testNow.Add(17 * time.Second), StatusCode: 429,
 				Message: "Rate limit is exceeded.  Try again in 17 seconds."},
 			code: 200,
-			want: []string{`<span class="badge warn">paused</span> until 2026-11-26 03:00:17Z`, "17s", "Try again in 17 seconds."},
+			want: []string{`<span class="badge mode-paused">paused</span>`, "Nothing starts through it before 2026-11-26 03:00:17Z (<span>17s</span> left)",
+				"waits for the provider&#39;s rate-limit pause to end at 2026-11-26 03:00:17Z"},
 		},
 		{
 			name: "held", provider: Provider{State: ProviderHeld, Reason: "no_credits", StatusCode: 405, Since: testNow.Add(-3 * time.Minute),
 				Message: "You don't have enough credits on your account!"},
 			code: 200,
-			want: []string{`<span class="badge bad">held</span> the account has no credits (HTTP 405)`, "3m 0s ago",
-				"You don&#39;t have enough credits on your account!"},
+			want: []string{`data-mode="held"`, `<span class="badge mode-held">held</span> the provider refuses the account`,
+				// A pending number says why it waits: the held account.
+				`<span class="warn">waits: the account is held (the account has no credits); next probe 2026-11-26 03:00:45Z</span>, after 2 attempts`,
+				"the account has no credits (HTTP 405), since 2026-11-26 02:57:00Z (3m 0s ago)",
+				"You don&#39;t have enough credits on your account!",
+				`<dd class="next-probe">2026-11-26 03:00:45Z (in 45s)</dd>`},
+		},
+		{
+			name: "dry run", provider: Provider{State: ProviderOK}, dryRun: true, code: 200,
+			want: []string{`<div class="banner dry-run-banner" id="dry-run-banner" role="status">`, "Dry run: nothing is sent.",
+				"<title>[dry run] smsbridge status</title>", `<span class="badge dry">dry run</span>`, "ok</span> sending to the in-process fake"},
 		},
 		{
 			name: "failed reload", provider: Provider{State: ProviderOK}, reload: Reload{At: testNow, Err: "smsbridge.yml:12: unknown receiver \"nobody\""},
@@ -220,7 +335,7 @@ func TestStatusPage(t *testing.T) {
 		},
 		{
 			name: "bad filter", provider: Provider{State: ProviderOK}, query: "?status=lost", code: 400,
-			want:    []string{`id="deliveries-error"`, `status &#34;lost&#34; is not one of pending, sending, accepted, failed`},
+			want:    []string{`id="notifications-error"`, `status &#34;lost&#34; is not one of pending, held, sending, accepted, bundled, cancelled, failed`},
 			notWant: []string{`id="delivery-1"`},
 		},
 		{
@@ -230,7 +345,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := newTestServer(t, &fakeBridge{provider: tc.provider, reload: tc.reload})
+			srv, _ := newTestServer(t, &fakeBridge{provider: tc.provider, reload: tc.reload, dryRun: tc.dryRun})
 			code, body := do(t, "GET", srv.URL+"/"+tc.query, "")
 			if code != tc.code {
 				t.Errorf("status %d, want %d", code, tc.code)
@@ -249,6 +364,60 @@ func TestStatusPage(t *testing.T) {
 				t.Log(body)
 			}
 		})
+	}
+}
+
+// TestStatusPageAsksForTheLast24Hours: the counts are of the 24 hours
+// before now, and the page lists 25 notifications unless asked for more.
+func TestStatusPageAsksForTheLast24Hours(t *testing.T) {
+	srv, st := newTestServer(t, &fakeBridge{provider: Provider{State: ProviderOK}})
+	do(t, "GET", srv.URL+"/", "")
+	do(t, "GET", srv.URL+"/?limit=500&status=pending", "")
+	if len(st.since) != 2 || !st.since[0].Equal(testNow.Add(-24*time.Hour)) {
+		t.Errorf("counts asked since %v, want %v", st.since, testNow.Add(-24*time.Hour))
+	}
+	want := []outbox.NotificationFilter{{Limit: 25}, {State: outbox.StatePending, Limit: 200}}
+	if !slices.Equal(st.nfilters, want) {
+		t.Errorf("notification filters %+v, want %+v", st.nfilters, want)
+	}
+}
+
+// TestStatusPageUnderPrefix: every link, form and asset of the pages
+// starts with the external URL's path.
+func TestStatusPageUnderPrefix(t *testing.T) {
+	srv, _ := newTestServer(t, &fakeBridge{provider: Provider{State: ProviderOK}}, func(o *Options) { o.PathPrefix = "/sms/" })
+	for _, page := range []string{"/", "/routes-test?labels=team%3Ddb"} {
+		_, body := do(t, "GET", srv.URL+page, "")
+		for _, w := range []string{`href="/sms/static/status.css"`, `href="/sms/"`, `href="/sms/routes-test"`, `href="/sms/metrics"`,
+			`action="/sms/routes-test"`} {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s lacks %s", page, w)
+			}
+		}
+		for _, m := range regexp.MustCompile(`(?:href|action|src)="(/[^"]*)"`).FindAllStringSubmatch(body, -1) {
+			if !strings.HasPrefix(m[1], "/sms/") {
+				t.Errorf("%s links to %s, outside the prefix", page, m[1])
+			}
+		}
+	}
+	_, body := do(t, "GET", srv.URL+"/", "")
+	for _, w := range []string{`action="/sms/deliveries/2/retry"`, `href="/sms/?status=failed"`, `href="/sms/api/v1/deliveries"`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("page lacks %s", w)
+		}
+	}
+	code, _ := do(t, "POST", srv.URL+"/deliveries/2/retry", "")
+	if code != http.StatusSeeOther {
+		t.Fatalf("retry answered %d", code)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/deliveries/2/retry", nil)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusConflict && loc != "/sms/?status=pending" {
+		t.Errorf("redirect to %q, want /sms/?status=pending", loc)
 	}
 }
 
@@ -285,13 +454,16 @@ func TestStatusDeliveriesAPI(t *testing.T) {
 		ids     []int64
 		wantErr string
 	}{
-		{query: "", code: 200, filter: outbox.Filter{Limit: 100}, ids: []int64{1, 2, 3}},
+		{query: "", code: 200, filter: outbox.Filter{Limit: 100}, ids: []int64{1, 2, 3, 4}},
 		{query: "?status=failed", code: 200, filter: outbox.Filter{State: outbox.StateFailed, Limit: 100}, ids: []int64{2}},
-		{query: "?status=all&limit=5", code: 200, filter: outbox.Filter{Limit: 5}, ids: []int64{1, 2, 3}},
+		{query: "?status=all&limit=5", code: 200, filter: outbox.Filter{Limit: 5}, ids: []int64{1, 2, 3, 4}},
+		{query: "?notification=1", code: 200, filter: outbox.Filter{NotificationID: 1, Limit: 100}, ids: []int64{1, 4}},
 		{query: "?since=2026-11-26T02:50:30Z", code: 200, filter: outbox.Filter{Since: time.Date(2026, 11, 26, 2, 50, 30, 0, time.UTC), Limit: 100}, ids: []int64{2, 3}},
 		{query: "?since=1h&status=pending", code: 200, filter: outbox.Filter{State: outbox.StatePending, Since: testNow.Add(-time.Hour), Limit: 100}, ids: []int64{3}},
-		{query: "?since=2d", code: 200, filter: outbox.Filter{Since: testNow.Add(-48 * time.Hour), Limit: 100}, ids: []int64{1, 2, 3}},
-		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, sending, accepted, failed`},
+		{query: "?since=2d", code: 200, filter: outbox.Filter{Since: testNow.Add(-48 * time.Hour), Limit: 100}, ids: []int64{1, 2, 3, 4}},
+		{query: "?notification=first", code: 400, wantErr: `notification "first" is not a positive whole number`},
+		{query: "?notification=0", code: 400, wantErr: "not a positive whole number"},
+		{query: "?status=FAILED", code: 400, wantErr: `status "FAILED" is not one of pending, held, sending, accepted, bundled, cancelled, failed`},
 		{query: "?since=soon", code: 400, wantErr: `since "soon" is neither an RFC 3339 time`},
 		{query: "?since=-1h", code: 400, wantErr: "neither an RFC 3339 time"},
 		{query: "?limit=0", code: 400, wantErr: `limit "0" is not a whole number from 1 to 1000`},
@@ -337,7 +509,7 @@ func TestStatusDeliveriesAPIFields(t *testing.T) {
 	srv, _ := newTestServer(t, &fakeBridge{})
 	_, body := do(t, "GET", srv.URL+"/api/v1/deliveries?status=failed", "")
 	want := `{"deliveries":[{"id":2,"notification_id":2,"received_at":"2026-11-26T02:50:00Z","updated_at":"2026-11-26T02:51:00Z",` +
-		`"source":"github","group_key":"","alert_status":"firing","receiver":"db","number":"+2783****002","status":"failed",` +
+		`"source":"github","group_key":"","alert_status":"firing","alert_name":"GitHubWorkflowFailed","receiver":"db","number":"+2783****002","status":"failed",` +
 		`"attempts":1,"segments":2,"text":"\u003cscript\u003ealert(1)\u003c/script\u003e","error_code":"E101","error":"InvalidNumber"}]}`
 	if strings.TrimSpace(body) != want {
 		t.Errorf("got  %s\nwant %s", body, want)
@@ -364,8 +536,16 @@ func TestStatusRetry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.path+fmt.Sprint(tc.hdr), func(t *testing.T) {
-			srv, st := newTestServer(t, &fakeBridge{})
+			logs := &lockedBuffer{}
+			srv, st := newTestServer(t, &fakeBridge{}, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 			code, body := do(t, "POST", srv.URL+tc.path, "", tc.hdr...)
+			// A retry is an operator's act: logged once, with where it came
+			// from; a refused one is not.
+			lines := strings.Count(logs.String(), `msg="failed delivery queued again on request" delivery=2`)
+			via := map[int]string{202: "via=api", 303: `via="status page"`}[tc.code]
+			if (via != "") != (lines == 1) || lines > 1 || !strings.Contains(logs.String(), via) {
+				t.Errorf("log after %d:\n%s", tc.code, logs)
+			}
 			if code != tc.code {
 				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
 			}
@@ -433,14 +613,19 @@ func TestStatusAPI(t *testing.T) {
 		want     []string
 	}{
 		{"ok", Provider{State: ProviderOK}, Reload{At: testNow}, nil, []string{
-			`"uptime_seconds":93600`, `"file":"/etc/smsbridge/smsbridge.yml"`, `"hash":"0123456789abcdef0123"`,
-			`"last_reload_result":"success"`, `"provider":{"state":"ok"}`,
-			`"outbox":{"pending":1,"in_flight":0,"oldest_pending_age_seconds":480}`}},
+			`"uptime_seconds":93600`, `"dry_run":false`, `"file":"/etc/smsbridge/smsbridge.yml"`, `"hash":"0123456789abcdef0123"`,
+			`"last_reload_result":"success"`, `"provider":{"state":"ok","in_flight":0,"accounts":[{"name":"primary","mode":"ok","active":true,` +
+				`"last_error":"502 Bad Gateway","last_error_at":"2026-11-26T02:58:00Z","requests_15m":40,"errors_15m":3,"in_flight":0}]}`,
+			`"outbox":{"pending":1,"in_flight":0,"oldest_pending_age_seconds":480}`,
+			`"last_24h":{"notifications":14,"accepted":31,"failed":2}`}},
 		{"held", Provider{State: ProviderHeld, Reason: "unauthorized", StatusCode: 401, Since: testNow, Message: "API key is invalid."}, Reload{At: testNow, Err: "bad"}, nil, []string{
-			`"provider":{"state":"held","since":"2026-11-26T03:00:00Z","reason":"unauthorized","status_code":401,"message":"API key is invalid."}`,
+			`"provider":{"state":"held","since":"2026-11-26T03:00:00Z","reason":"unauthorized","status_code":401,"message":"API key is invalid.","in_flight":0,`,
+			`{"name":"primary","mode":"held","active":true,"held_since":"2026-11-26T03:00:00Z","held_reason":"unauthorized","held_status_code":401,` +
+				`"held_message":"API key is invalid.","next_probe":"2026-11-26T03:00:45Z",`,
 			`"last_reload_result":"failure","last_reload_error":"bad"`}},
 		{"store down", Provider{State: ProviderPaused, Until: testNow.Add(time.Minute)}, Reload{}, errors.New("database is locked"), []string{
-			`"provider":{"state":"paused","until":"2026-11-26T03:01:00Z"}`, `"outbox_error":"the outbox could not be read; see the bridge's log"`}},
+			`"provider":{"state":"paused","until":"2026-11-26T03:01:00Z","in_flight":0,`, `"paused_until":"2026-11-26T03:01:00Z"`,
+			`"outbox_error":"the outbox could not be read; see the bridge's log"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,7 +654,8 @@ func TestStatusStoreErrorsOnPage(t *testing.T) {
 	if code != 200 {
 		t.Errorf("status %d", code)
 	}
-	if !strings.Contains(body, "the outbox could not be read") || !strings.Contains(body, "the deliveries could not be read") {
+	if !strings.Contains(body, "the outbox could not be read") || !strings.Contains(body, "the notifications could not be read") ||
+		!strings.Contains(body, "the counts could not be read") {
 		t.Error("the page does not say the outbox failed")
 	}
 	if strings.Contains(body, "database is locked") {
@@ -542,4 +728,52 @@ func TestStatusNeverShowsFullNumbers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStatusAPIDryRun: in a dry run the API says so, on the status, on
+// each delivery the fake took and on a test send.
+func TestStatusAPIDryRun(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		t.Run(fmt.Sprint(dry), func(t *testing.T) {
+			srv, _ := newTestServer(t, &fakeBridge{provider: Provider{State: ProviderOK}, dryRun: dry})
+			_, status := do(t, "GET", srv.URL+"/api/v1/status", "")
+			_, deliveries := do(t, "GET", srv.URL+"/api/v1/deliveries?notification=1", "")
+			_, test := do(t, "POST", srv.URL+"/api/v1/test", `{"receiver":"ops"}`, "Content-Type", "application/json")
+			if got := strings.Contains(status, `"dry_run":true`); got != dry {
+				t.Errorf("status says dry run %v, want %v: %s", got, dry, status)
+			}
+			if got := strings.Contains(test, `"dry_run":true`); got != dry {
+				t.Errorf("test send says dry run %v, want %v: %s", got, dry, test)
+			}
+			// The row the fake took is marked whatever the mode now: it
+			// was never sent.
+			var res struct{ Deliveries []deliveryJSON }
+			if err := json.Unmarshal([]byte(deliveries), &res); err != nil || len(res.Deliveries) != 2 {
+				t.Fatalf("deliveries %s: %v", deliveries, err)
+			}
+			for _, d := range res.Deliveries {
+				if d.DryRun != (d.ID == 4) {
+					t.Errorf("delivery %d dry_run %v", d.ID, d.DryRun)
+				}
+			}
+		})
+	}
+}
+
+// lockedBuffer is a log destination that handlers and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

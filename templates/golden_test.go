@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/alertmanager/template"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
@@ -41,6 +45,9 @@ func TestGolden(t *testing.T) {
 		{"firing_1", 1},
 		{"firing_3", 2},
 		{"firing_50_truncated", 2},
+		// 13 alerts through max_alerts: 10: FIRING:13, three listed,
+		// "+10 more".
+		{"firing_13_max10", 2},
 		{"resolved_all", 2},
 		{"mixed", 2},
 		{"unicode", 2},
@@ -82,4 +89,76 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCountsAgree renders groups of every shape with the default template
+// and checks the arithmetic a reader does: the header's counts equal the
+// alerts listed plus "+N more".
+func TestCountsAgree(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t, Options{})
+	header := regexp.MustCompile(`^(?:FIRING:(\d+))? ?(?:RESOLVED:(\d+))?`)
+	more := regexp.MustCompile(`\n\+(\d+) more$`)
+	tests := []struct {
+		name                        string
+		firing, resolved, truncated int
+		wantHeader                  string
+	}{
+		{"one", 1, 0, 0, "FIRING:1"},
+		{"one of many truncated", 1, 0, 4, "FIRING:5"},
+		{"three", 3, 0, 0, "FIRING:3"},
+		{"max_alerts 10 of 13", 10, 0, 3, "FIRING:13"},
+		{"fifty and twelve truncated", 50, 0, 12, "FIRING:62"},
+		{"mixed", 4, 2, 0, "FIRING:4 RESOLVED:2"},
+		{"mixed and truncated", 4, 2, 5, "FIRING:9 RESOLVED:2"},
+		{"resolved", 0, 3, 0, "RESOLVED:3"},
+		{"resolved and truncated", 0, 10, 3, "RESOLVED:13"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := &Data{Source: "alertmanager", TruncatedAlerts: tc.truncated}
+			d.Status = "resolved"
+			if tc.firing > 0 {
+				d.Status = "firing"
+			}
+			d.CommonLabels = template.KV{"alertname": "DiskFull"}
+			d.CommonAnnotations = template.KV{}
+			d.GroupLabels = template.KV{}
+			for i := range tc.firing + tc.resolved {
+				st := "firing"
+				if i >= tc.firing {
+					st = "resolved"
+				}
+				d.Alerts = append(d.Alerts, template.Alert{Status: st,
+					Labels:      template.KV{"alertname": "DiskFull", "instance": fmt.Sprintf("db%d", i)},
+					Annotations: template.KV{"summary": "disk full"}})
+			}
+			text, _, err := r.Render("ops", "", d, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(text, tc.wantHeader+" ") {
+				t.Fatalf("header of %q, want %q", text, tc.wantHeader)
+			}
+			m := header.FindStringSubmatch(text)
+			total := atoi(m[1]) + atoi(m[2])
+			listed := len(regexp.MustCompile(`(?m)^- `).FindAllString(text, -1))
+			if tc.firing+tc.resolved == 1 {
+				listed = 1 // one alert is the text itself, not a list
+			}
+			rest := 0
+			if mm := more.FindStringSubmatch(text); mm != nil {
+				rest = atoi(mm[1])
+			}
+			if listed+rest != total {
+				t.Errorf("header counts %d, but %d listed + %d more:\n%s", total, listed, rest, text)
+			}
+		})
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

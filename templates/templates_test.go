@@ -28,27 +28,42 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	return p
 }
 
-// errorCount returns smsbridge_template_errors_total for receiver, and
-// whether the series exists at all.
+// errorCount returns smsbridge_template_errors_total for receiver, summed
+// over its reasons, and whether a series of it exists at all.
 func errorCount(t *testing.T, reg *prometheus.Registry, receiver string) (float64, bool) {
+	t.Helper()
+	counts := reasonCounts(t, reg, receiver)
+	total := 0.0
+	for _, n := range counts {
+		total += n
+	}
+	return total, len(counts) > 0
+}
+
+// reasonCounts returns smsbridge_template_errors_total for receiver by
+// reason.
+func reasonCounts(t *testing.T, reg *prometheus.Registry, receiver string) map[string]float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]float64{}
 	for _, f := range families {
 		if f.GetName() != "smsbridge_template_errors_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "receiver" && l.GetValue() == receiver {
-					return m.GetCounter().GetValue(), true
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["receiver"] == receiver {
+				out[labels["reason"]] = m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0, false
+	return out
 }
 
 func TestNewFileErrors(t *testing.T) {
@@ -71,7 +86,7 @@ func TestNewFileErrors(t *testing.T) {
 		{
 			name:    "broken redefinition of the default",
 			file:    `{{ define "sms.default" }}{{ template "sms.nosuch" . }}{{ end }}`,
-			wantAll: []string{"sms.default", "sms.nosuch", "not defined"},
+			wantAll: []string{"sms.default", "sms.nosuch", "not defined", "bad.tmpl", "good.tmpl"},
 		},
 		{
 			name:    "broken redefinition of the webhook default",
@@ -83,7 +98,8 @@ func TestNewFileErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := writeFile(t, dir, "bad.tmpl", tt.file)
-			_, err := New(Options{Files: []string{filepath.Join(t.TempDir(), "*.tmpl"), filepath.Join(dir, "*.tmpl")}})
+			good := writeFile(t, t.TempDir(), "good.tmpl", `{{ define "good" }}fine{{ end }}`)
+			_, err := New(Options{Files: []string{good, filepath.Join(dir, "*.tmpl")}})
 			if err == nil {
 				t.Fatal("New succeeded, want an error")
 			}
@@ -112,12 +128,12 @@ func TestNewGlobs(t *testing.T) {
 		t.Errorf("bad pattern: err = %v, want a FileError naming the pattern", err)
 	}
 
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	// A pattern that matches nothing is a typo or a missing mount.
 	empty := filepath.Join(t.TempDir(), "*.tmpl")
-	newRenderer(t, Options{Files: []string{empty}, Logger: logger})
-	if !strings.Contains(logs.String(), "matches no file") || !strings.Contains(logs.String(), empty) {
-		t.Errorf("no warning for a pattern matching nothing; logs:\n%s", logs.String())
+	good := writeFile(t, t.TempDir(), "good.tmpl", `{{ define "good" }}fine{{ end }}`)
+	_, err = New(Options{Files: []string{good, empty}})
+	if !errors.As(err, &fe) || fe.Index != 1 || !strings.Contains(err.Error(), empty) || !strings.Contains(err.Error(), "match no file") {
+		t.Errorf("pattern matching nothing: err = %v, want a FileError at index 1 naming %s", err, empty)
 	}
 
 	// A file name with glob metacharacters is parsed as that one file.
@@ -412,5 +428,40 @@ func TestPlain(t *testing.T) {
 				t.Errorf("Plain = %q is not GSM or miscounted", text)
 			}
 		})
+	}
+}
+
+// TestCheckNamesWhereItLooked: a receiver's template that calls one never
+// defined says which files were read, or that there were none.
+func TestCheckNamesWhereItLooked(t *testing.T) {
+	t.Parallel()
+	good := writeFile(t, t.TempDir(), "custom.tmpl", `{{ define "sms.kustom" }}fine{{ end }}`)
+	tests := []struct {
+		name  string
+		files []string
+		want  []string
+	}{
+		{"no files", nil, []string{`template "sms.custom" not defined`, `no template named "sms.custom"`, "templates.files names no file"}},
+		{"a file without it", []string{good}, []string{`no template named "sms.custom"`, "the template files read are " + good}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRenderer(t, Options{Files: tc.files})
+			err := r.Check(`{{ template "sms.custom" . }}`)
+			if err == nil {
+				t.Fatal("Check succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	// Other errors are left as they are.
+	r := newRenderer(t, Options{})
+	if err := r.Check(`{{ nosuchfunc }}`); err == nil || strings.Contains(err.Error(), "template files") {
+		t.Errorf("Check of an unknown function: %v", err)
 	}
 }

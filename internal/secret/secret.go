@@ -37,6 +37,18 @@ var ErrBothSet = errors.New("both an inline secret and a secret file given; use 
 // ErrNotSet is returned by Load when neither an inline value nor a file is given.
 var ErrNotSet = errors.New("no secret given")
 
+// ErrPlaceholder is wrapped by Load's error for a value that is an
+// example's placeholder ("REPLACE-WITH-THE-SMS-API-KEY"): a manifest
+// applied as it was copied must not start a bridge that cannot page.
+var ErrPlaceholder = errors.New(`holds a placeholder (it starts with "REPLACE"), not a real value`)
+
+// placeholder reports whether v is written like the examples'
+// placeholders: REPLACE, or REPLACE- or REPLACE_ and more.
+func placeholder(v string) bool {
+	v = strings.TrimSpace(v)
+	return v == "REPLACE" || strings.HasPrefix(v, "REPLACE-") || strings.HasPrefix(v, "REPLACE_")
+}
+
 // Secret is a string that never prints. The empty Secret prints as the empty
 // string, so that an unset value is visibly unset in a dumped configuration.
 type Secret string
@@ -94,13 +106,16 @@ func (s *Secret) UnmarshalYAML(value *yaml.Node) error {
 
 // Load returns the secret from exactly one of an inline value and a file. A
 // file's trailing line breaks are trimmed, since editors and `echo` add them
-// and no one means them as part of a token. Errors name the file but never
+// and no one means them as part of a token. A placeholder left from an
+// example is refused (ErrPlaceholder). Errors name the file but never
 // contain its content. ErrBothSet and ErrNotSet let callers name their own
 // config fields.
 func Load(inline Secret, file string) (Secret, error) {
 	switch {
 	case inline != "" && file != "":
 		return "", ErrBothSet
+	case inline != "" && placeholder(string(inline)):
+		return "", fmt.Errorf("inline secret %w", ErrPlaceholder)
 	case inline != "":
 		return inline, nil
 	case file == "":
@@ -121,6 +136,9 @@ func Load(inline Secret, file string) (Secret, error) {
 	value := strings.TrimRight(string(data), "\r\n")
 	if value == "" {
 		return "", fmt.Errorf("secret file %s is empty", file)
+	}
+	if placeholder(value) {
+		return "", fmt.Errorf("secret file %s %w: put the real secret in it", file, ErrPlaceholder)
 	}
 	return Secret(value), nil
 }

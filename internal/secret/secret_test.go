@@ -168,6 +168,10 @@ func TestLoad(t *testing.T) {
 	big := write("big", strings.Repeat("a", MaxFileSize+1))
 	exact := write("exact", strings.Repeat("a", MaxFileSize))
 	missing := filepath.Join(dir, "missing")
+	replace := write("replace", "REPLACE-WITH-THE-SMS-API-KEY\n")
+	replaceUnderscore := write("replace_", "REPLACE_ME")
+	replaceBare := write("replace-bare", "REPLACE\n")
+	notPlaceholder := write("not-placeholder", "REPLACEMENT-is-a-word-but-this-is-a-key")
 
 	tests := []struct {
 		name    string
@@ -189,6 +193,13 @@ func TestLoad(t *testing.T) {
 		{name: "directory", file: dir, wantErr: "read secret file: read " + dir},
 		{name: "empty file", file: empty, wantErr: "secret file " + empty + " is empty"},
 		{name: "too large", file: big, wantErr: "secret file " + big + " is larger than 65536 bytes"},
+		// An example's placeholder, applied as copied, cannot run a bridge.
+		{name: "placeholder file", file: replace, is: ErrPlaceholder,
+			wantErr: "secret file " + replace + ` holds a placeholder (it starts with "REPLACE"), not a real value: put the real secret in it`},
+		{name: "placeholder with underscore", file: replaceUnderscore, is: ErrPlaceholder, wantErr: "placeholder"},
+		{name: "bare placeholder", file: replaceBare, is: ErrPlaceholder, wantErr: "placeholder"},
+		{name: "inline placeholder", inline: "REPLACE-WITH-A-RANDOM-TOKEN", is: ErrPlaceholder, wantErr: "inline secret holds a placeholder"},
+		{name: "a word that starts like it", file: notPlaceholder, want: "REPLACEMENT-is-a-word-but-this-is-a-key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package outboxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -120,4 +121,25 @@ func deliveries(bs []outbox.Batch) []outbox.Delivery {
 		out = append(out, b.Deliveries...)
 	}
 	return out
+}
+
+func isInvalid(err error) bool { return errors.Is(err, outbox.ErrInvalid) }
+
+// admitAll leases every due row and admits each batch under limits, and
+// returns what Admit decided, summed. Admitted rows stay sending.
+func admitAll(t testing.TB, s outbox.Store, now time.Time, limits outbox.Limits) outbox.Admission {
+	t.Helper()
+	var sum outbox.Admission
+	for _, b := range lease(t, s, now, 100, 100) {
+		adm, err := s.Admit(context.Background(), now, b.Deliveries, limits)
+		if err != nil {
+			t.Fatalf("admit: %v", err)
+		}
+		sum.Send = append(sum.Send, adm.Send...)
+		sum.Held = append(sum.Held, adm.Held...)
+		sum.Deferred = append(sum.Deferred, adm.Deferred...)
+		sum.Failed = append(sum.Failed, adm.Failed...)
+		sum.BudgetUsed = adm.BudgetUsed
+	}
+	return sum
 }

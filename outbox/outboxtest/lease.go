@@ -14,9 +14,10 @@ import (
 func testLeaseGrouping(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	s := e.Open()
-	// Two receivers got the same text; one number is on both.
+	// Two notifications sent the same text; one number got both (within
+	// one notification the store merges equal texts instead).
+	enqueue(t, s, outbox.Notification{Source: "am", Messages: []outbox.Message{msg("ops", "same", "+1", "+2")}})
 	enqueue(t, s, outbox.Notification{Source: "am", Messages: []outbox.Message{
-		msg("ops", "same", "+1", "+2"),
 		msg("db", "same", "+2", "+3"),
 		msg("db", "other", "+4", "+5", "+6"),
 	}})

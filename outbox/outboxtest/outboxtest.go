@@ -82,14 +82,38 @@ func Run(t *testing.T, h Harness) {
 		{"Prune", testPrune},
 		{"DeliveriesFilter", testDeliveriesFilter},
 		{"DeliveryByProviderID", testDeliveryByProviderID},
+		{"Notifications", testNotifications},
+		{"Counts", testCounts},
 		{"State", testState},
+		{"DeliveryID", testDeliveryID},
+		{"DeliveryIDGuards", testDeliveryIDGuards},
+		{"DeliveryIDConcurrent", testDeliveryIDConcurrent},
+		{"DeliveryIDPrune", testDeliveryIDPrune},
+		{"DeliveryIDNoise", testDeliveryIDNoise},
+		{"Health", testHealth},
 		{"Metrics", testMetrics},
+		{"MergeByText", testMergeByText},
+		{"Dedup", testDedup},
+		{"DedupConcurrent", testDedupConcurrent},
+		{"Stale", testStale},
+		{"CancelHeld", testCancelHeld},
+		{"EnqueueGuardValidation", testEnqueueGuardValidation},
+		{"AdmitThrottle", testAdmitThrottle},
+		{"AdmitConcurrent", testAdmitConcurrent},
+		{"Release", testRelease},
+		{"ReleaseConcurrent", testReleaseConcurrent},
+		{"Budget", testBudget},
+		{"PruneNoise", testPruneNoise},
 		{"ClosedStore", testClosedStore},
+		{"People", testPeople},
+		{"OnceKey", testOnceKey},
+		{"Overrides", testOverrides},
 	}
 	if h.Concurrent() {
 		tests = append(tests,
 			suiteTest{"ConcurrentOwners", testConcurrentOwners},
 			suiteTest{"ConcurrentShared", testConcurrentShared},
+			suiteTest{"ConcurrentOnceKey", testConcurrentOnceKey},
 		)
 	} else {
 		t.Log("the harness is exclusive (one store per backing): checking that a second Open fails, instead of the concurrent-owner tests")
@@ -124,6 +148,13 @@ func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 // Advance moves the clock by d.

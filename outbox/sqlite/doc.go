@@ -66,5 +66,17 @@
 // deliveries table, since SQLite cannot alter a CHECK constraint), made
 // leases tokens with owners, recorded the provider account and the
 // notification's outcome, and added the state table behind GetState and
-// PutState. Times are stored as unix milliseconds.
+// PutState. Version 3 added the noise controls: the states held, bundled
+// and cancelled (widening the CHECK constraint in place), the delivery's
+// marks, admission and budget charge, and the tables dedup,
+// resolved_alerts and budget. Times are stored as unix milliseconds.
+//
+// # Noise controls
+//
+// The dedup and stale guards, the merge of equal texts and CancelHeld run
+// inside the group commit, call by call, like the resolved rule. Admit and
+// Release are transactions on the single writer connection, so every
+// admission sees the ones before it: a number's throttle windows are
+// counted from deliveries.admitted_at (rows sending or accepted), the
+// day's budget from the budget table, and neither can be taken twice.
 package sqlite

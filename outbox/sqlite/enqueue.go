@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
 )
 
@@ -77,34 +78,62 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	if n.RequireFiring && n.GroupKey == "" {
 		return n, fmt.Errorf("%w: the resolved rule needs a group key", outbox.ErrInvalid)
 	}
+	if n.DedupWindow < 0 {
+		return n, fmt.Errorf("%w: negative dedup window %s", outbox.ErrInvalid, n.DedupWindow)
+	}
+	if n.CancelHeld && n.GroupKey == "" {
+		return n, fmt.Errorf("%w: cancelling held deliveries needs a group key", outbox.ErrInvalid)
+	}
+	for i, a := range n.Resolved {
+		if a.Fingerprint == "" {
+			return n, fmt.Errorf("%w: resolved alert %d has no fingerprint", outbox.ErrInvalid, i)
+		}
+	}
 	switch {
 	case n.Outcome == "" && len(n.Messages) == 0:
 		n.Outcome = outbox.OutcomeUnrouted
 	case n.Outcome == "":
 		n.Outcome = outbox.OutcomeAccepted
 	case n.Outcome != outbox.OutcomeAccepted && len(n.Messages) > 0:
-		return n, fmt.Errorf("%w: outcome %q with %d messages; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, len(n.Messages))
+		return n, fmt.Errorf("%w: outcome %q with %s; only an accepted notification is sent", outbox.ErrInvalid, n.Outcome, plural.Count(len(n.Messages), "message", "messages"))
 	}
 	msgs := make([]outbox.Message, 0, len(n.Messages))
 	for i, m := range n.Messages {
 		if m.Segments < 0 {
 			return n, fmt.Errorf("%w: message %d has %d segments", outbox.ErrInvalid, i, m.Segments)
 		}
+		if m.DedupKey != "" && n.DedupWindow > 0 && n.GroupKey == "" {
+			return n, fmt.Errorf("%w: message %d has a dedup key but the notification no group key", outbox.ErrInvalid, i)
+		}
+		for k, a := range m.Alerts {
+			if a.Fingerprint == "" {
+				return n, fmt.Errorf("%w: message %d alert %d has no fingerprint", outbox.ErrInvalid, i, k)
+			}
+		}
+		if len(m.People) > 0 && len(m.People) != len(m.Numbers) {
+			return n, fmt.Errorf("%w: message %d has %d people for %d numbers", outbox.ErrInvalid, i, len(m.People), len(m.Numbers))
+		}
 		seen := make(map[string]bool, len(m.Numbers))
 		nums := make([]string, 0, len(m.Numbers))
-		for _, num := range m.Numbers {
+		people := make([]string, 0, len(m.Numbers))
+		for k, num := range m.Numbers {
 			if num == "" {
 				return n, fmt.Errorf("%w: message %d has an empty number", outbox.ErrInvalid, i)
 			}
 			if !seen[num] {
 				seen[num] = true
 				nums = append(nums, num)
+				person := ""
+				if len(m.People) > 0 {
+					person = m.People[k]
+				}
+				people = append(people, person)
 			}
 		}
 		if m.Text == "" && len(nums) > 0 {
 			return n, fmt.Errorf("%w: message %d has numbers but no text", outbox.ErrInvalid, i)
 		}
-		m.Numbers = nums
+		m.Numbers, m.People = nums, people
 		msgs = append(msgs, m)
 	}
 	n.Messages = msgs
@@ -157,7 +186,8 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
-		err = fmt.Errorf("commit %d notifications: %w", len(batch), err)
+		s.noteFull(err)
+		err = fmt.Errorf("commit %s: %w", plural.Count(len(batch), "notification", "notifications"), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
 	// Signal before answering: when Enqueue returns, the wake is pending.
@@ -176,6 +206,10 @@ func (s *Store) commit(batch []*enqueueReq) {
 // added. The calls are written in order, each guard reading what the
 // calls before it wrote.
 func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+	// What space is left is kept for sending what was accepted.
+	if s.low.Load() {
+		return false, fmt.Errorf("%w: new notifications are refused until space is freed; see the log for the free space", ErrLowSpace)
+	}
 	// Before BeginTx: the transaction holds the only writer connection.
 	if s.ins == nil {
 		if s.ins, err = prepareInserts(ctx, s.wdb); err != nil {
@@ -193,48 +227,242 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
-	lastStatus := tx.StmtContext(ctx, s.ins.lastStatus)
-	insN := tx.StmtContext(ctx, s.ins.notification)
-	insM := tx.StmtContext(ctx, s.ins.message)
-	insD := tx.StmtContext(ctx, s.ins.delivery)
+	w := &txInserts{}
+	for _, p := range []struct{ dst, src **sql.Stmt }{
+		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
+		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
+		{&w.dedupPut, &s.ins.dedupPut}, {&w.resolvedHas, &s.ins.resolvedHas}, {&w.resolvedPut, &s.ins.resolvedPut},
+		{&w.heldFiring, &s.ins.heldFiring}, {&w.cancel, &s.ins.cancel}, {&w.lastSent, &s.ins.lastSent},
+		{&w.seenID, &s.ins.seenID}, {&w.deliveryID, &s.ins.deliveryID},
+	} {
+		*p.dst = tx.StmtContext(ctx, *p.src)
+	}
 
-	now := ms(s.clock())
+	now := s.clock()
 	for _, r := range batch {
-		n := r.n
-		if n.RequireFiring {
-			var last string
-			switch err := lastStatus.QueryRowContext(ctx, n.GroupKey).Scan(&last); {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return false, fmt.Errorf("read the group's last status: %w", err)
-			}
-			if last != "firing" {
-				n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
-			}
-		}
-		id, err := insertID(ctx, insN, now, n.Source, n.GroupKey, n.Status, n.Outcome)
+		d, err := w.record(ctx, r, now)
 		if err != nil {
-			return false, fmt.Errorf("insert notification: %w", err)
+			return false, err
 		}
-		r.res = outbox.Enqueued{ID: id, Outcome: n.Outcome}
-		for _, m := range n.Messages {
-			mid, err := insertID(ctx, insM, id, m.Receiver, m.Text, m.Segments)
-			if err != nil {
-				return false, fmt.Errorf("insert message: %w", err)
-			}
-			for _, num := range m.Numbers {
-				if _, err := insD.ExecContext(ctx, mid, num, now, now, now); err != nil {
-					return false, fmt.Errorf("insert delivery: %w", err)
-				}
-				r.res.Recipients++
-				due = true
-			}
-		}
+		due = due || d
+	}
+	// A store whose directory was removed or replaced would commit to a
+	// file nobody will open again: refuse, so the caller hears 503 rather
+	// than a 202 that a restart loses.
+	if err := s.checkDir(); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
 	}
 	return due, nil
+}
+
+// txInserts are the group commit's statements inside one transaction.
+type txInserts struct {
+	lastStatus, onceKey, notification, message, delivery *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
+	heldFiring, cancel, lastSent                         *sql.Stmt
+	seenID, deliveryID                                   *sql.Stmt
+}
+
+// record writes one call's notification, evaluating its guards, and sets
+// r.res. It reports whether a delivery due now was written.
+func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (bool, error) {
+	n := r.n
+	nowMS := ms(now)
+	// The sender's delivery id first: a repeat of a delivery writes
+	// nothing, whatever the other guards would say.
+	if n.DeliveryID != "" {
+		var first int64
+		switch err := w.seenID.QueryRowContext(ctx, n.DeliveryID, nowMS).Scan(&first); {
+		case err == nil:
+			r.res = outbox.Enqueued{ID: first, Outcome: outbox.OutcomeDuplicate, Replayed: true}
+			return false, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("read the delivery id: %w", err)
+		}
+	}
+	if n.OnceKey != "" {
+		var prior int64
+		switch err := w.onceKey.QueryRowContext(ctx, n.OnceKey).Scan(&prior); {
+		case err == nil:
+			r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+			return false, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("read the once key: %w", err)
+		}
+	}
+	if n.RequireFiring {
+		var last string
+		switch err := w.lastStatus.QueryRowContext(ctx, n.GroupKey).Scan(&last); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return false, fmt.Errorf("read the group's last status: %w", err)
+		}
+		if last != "firing" {
+			n.Outcome, n.Messages = outbox.OutcomeFiltered, nil
+		}
+	}
+	var res outbox.Enqueued
+	if len(n.Messages) > 0 {
+		kept := make([]outbox.Message, 0, len(n.Messages))
+		for _, m := range n.Messages {
+			reason, err := w.guard(ctx, n, m, now)
+			if err != nil {
+				return false, err
+			}
+			if reason != "" {
+				res.Suppressed = append(res.Suppressed, outbox.Suppressed{Receiver: m.Receiver, Reason: reason})
+				continue
+			}
+			kept = append(kept, m)
+		}
+		for _, m := range kept {
+			if m.DedupKey != "" && n.DedupWindow > 0 {
+				if _, err := w.dedupPut.ExecContext(ctx, m.Receiver, n.GroupKey, m.DedupKey, nowMS); err != nil {
+					return false, fmt.Errorf("store the dedup key: %w", err)
+				}
+			}
+		}
+		if len(kept) == 0 {
+			n.Outcome = outbox.OutcomeStale
+			for _, sp := range res.Suppressed {
+				if sp.Reason == outbox.ReasonDuplicate {
+					n.Outcome = outbox.OutcomeDuplicate
+				}
+			}
+		}
+		n.Messages = kept
+	}
+	// Remembered whatever became of n: a duplicate resolution still says
+	// the alerts resolved.
+	for _, a := range n.Resolved {
+		if _, err := w.resolvedPut.ExecContext(ctx, a.Fingerprint, ms(a.StartsAt), nowMS); err != nil {
+			return false, fmt.Errorf("remember a resolved alert: %w", err)
+		}
+	}
+	id, err := insertID(ctx, w.notification, nowMS, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey, n.AlertName)
+	if err != nil {
+		return false, fmt.Errorf("insert notification: %w", err)
+	}
+	res.ID, res.Outcome = id, n.Outcome
+	if n.DeliveryID != "" {
+		if _, err := w.deliveryID.ExecContext(ctx, n.DeliveryID, id, ms(n.DeliveryIDExpires)); err != nil {
+			return false, fmt.Errorf("record the delivery id: %w", err)
+		}
+	}
+	cancelling := n.CancelHeld && n.Status == "resolved"
+	// keep caches the CancelHeld decision per number, so every text of n
+	// to one number is judged alike.
+	keep := map[string]bool{}
+	due := false
+	for _, m := range outbox.MergeByText(n.Messages) {
+		mid, err := insertID(ctx, w.message, id, m.Receiver, m.Text, m.Segments, m.Summary)
+		if err != nil {
+			return false, fmt.Errorf("insert message: %w", err)
+		}
+		for _, num := range m.Numbers {
+			state, code, reason := outbox.StatePending, "", ""
+			if cancelling {
+				k, ok := keep[num.Number]
+				if !ok {
+					var cancelled int
+					if k, cancelled, err = w.cancelHeld(ctx, n.GroupKey, num.Number, nowMS); err != nil {
+						return false, err
+					}
+					keep[num.Number] = k
+					res.Cancelled += cancelled
+				}
+				if !k {
+					state, code, reason = outbox.StateCancelled, outbox.CodeResolvedBeforeSent, resolvedBeforeSent
+					res.Cancelled++
+				}
+			}
+			if _, err := w.delivery.ExecContext(ctx, mid, num.Number, string(state), nowMS, nowMS, nowMS,
+				num.Unthrottled, num.Critical, code, reason, num.Person); err != nil {
+				return false, fmt.Errorf("insert delivery: %w", err)
+			}
+			if state == outbox.StatePending {
+				res.Recipients++
+				due = true
+			}
+		}
+	}
+	r.res = res
+	return due, nil
+}
+
+// resolvedBeforeSent is the error text of a delivery CancelHeld ended.
+const resolvedBeforeSent = "resolved before sent: the group resolved while its firing was held for this number"
+
+// guard evaluates a message's dedup and stale guards and returns why it
+// is dropped, or "".
+func (w *txInserts) guard(ctx context.Context, n outbox.Notification, m outbox.Message, now time.Time) (string, error) {
+	if m.DedupKey != "" && n.DedupWindow > 0 {
+		var key string
+		var at int64
+		switch err := w.dedupGet.QueryRowContext(ctx, m.Receiver, n.GroupKey).Scan(&key, &at); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return "", fmt.Errorf("read the dedup key: %w", err)
+		case key == m.DedupKey && at > ms(now.Add(-n.DedupWindow)):
+			return outbox.ReasonDuplicate, nil
+		}
+	}
+	if n.Status == "firing" && len(m.Alerts) > 0 {
+		for _, a := range m.Alerts {
+			var one int
+			switch err := w.resolvedHas.QueryRowContext(ctx, a.Fingerprint, ms(a.StartsAt)).Scan(&one); {
+			case errors.Is(err, sql.ErrNoRows):
+				return "", nil
+			case err != nil:
+				return "", fmt.Errorf("read resolved alerts: %w", err)
+			}
+		}
+		return outbox.ReasonStale, nil
+	}
+	return "", nil
+}
+
+// cancelHeld cancels the held firing deliveries of group to number and
+// reports whether the resolution to it must still be sent (the number was
+// sent a firing of the group since its last resolution), and how many it
+// cancelled.
+func (w *txInserts) cancelHeld(ctx context.Context, group, number string, nowMS int64) (keep bool, cancelled int, err error) {
+	rows, err := w.heldFiring.QueryContext(ctx, number, group)
+	if err != nil {
+		return false, 0, fmt.Errorf("find held deliveries: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return false, 0, fmt.Errorf("find held deliveries: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return false, 0, fmt.Errorf("find held deliveries: %w", err)
+	}
+	rows.Close()
+	if len(ids) == 0 {
+		return true, 0, nil
+	}
+	for _, id := range ids {
+		if _, err := w.cancel.ExecContext(ctx, outbox.CodeResolvedBeforeSent, resolvedBeforeSent, nowMS, id); err != nil {
+			return false, 0, fmt.Errorf("cancel a held delivery: %w", err)
+		}
+	}
+	var last string
+	switch err := w.lastSent.QueryRowContext(ctx, number, group).Scan(&last); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return false, 0, fmt.Errorf("read what the number was sent: %w", err)
+	}
+	return last == "firing", len(ids), nil
 }
 
 func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
@@ -247,38 +475,65 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	lastStatus, notification, message, delivery *sql.Stmt
+	lastStatus, onceKey, notification, message, delivery *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
+	heldFiring, cancel, lastSent                         *sql.Stmt
+	seenID, deliveryID                                   *sql.Stmt
+}
+
+func (ins *inserts) all() []**sql.Stmt {
+	return []**sql.Stmt{&ins.lastStatus, &ins.onceKey, &ins.notification, &ins.message, &ins.delivery, &ins.dedupGet,
+		&ins.dedupPut, &ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent,
+		&ins.seenID, &ins.deliveryID}
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 	var ins inserts
-	for _, p := range []struct {
-		st  **sql.Stmt
-		sql string
-	}{
+	queries := []string{
 		// The newest notification of the group, whatever its outcome: a
 		// filtered resolution keeps the next one quiet too. Rows of one
 		// commit share received_at, so the id breaks the tie in the order
 		// they were written.
-		{&ins.lastStatus, `SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`},
-		{&ins.notification, `INSERT INTO notifications (received_at, source, group_key, status, outcome) VALUES (?, ?, ?, ?, ?)`},
-		{&ins.message, `INSERT INTO messages (notification_id, receiver, text, segments) VALUES (?, ?, ?, ?)`},
-		{&ins.delivery, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)`},
-	} {
-		st, err := db.PrepareContext(ctx, p.sql)
+		`SELECT status FROM notifications WHERE group_key = ? ORDER BY received_at DESC, id DESC LIMIT 1`,
+		`SELECT id FROM notifications WHERE once_key = ?`,
+		`INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key, alertname) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO messages (notification_id, receiver, text, segments, summary) VALUES (?, ?, ?, ?, ?)`,
+		`INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, unthrottled, critical, error_code, error, person)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`SELECT key, at FROM dedup WHERE receiver = ? AND group_key = ?`,
+		`INSERT INTO dedup (receiver, group_key, key, at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (receiver, group_key) DO UPDATE SET key = excluded.key, at = excluded.at`,
+		`SELECT 1 FROM resolved_alerts WHERE fingerprint = ? AND starts_at = ?`,
+		`INSERT INTO resolved_alerts (fingerprint, starts_at, seen_at) VALUES (?, ?, ?)
+			ON CONFLICT (fingerprint, starts_at) DO UPDATE SET seen_at = excluded.seen_at`,
+		`SELECT d.id FROM deliveries d JOIN messages m ON m.id = d.message_id JOIN notifications n ON n.id = m.notification_id
+			WHERE d.state = 'held' AND d.number = ? AND n.group_key = ? AND n.status = 'firing' ORDER BY d.id`,
+		`UPDATE deliveries SET state = 'cancelled', error_code = ?, error = ?, updated_at = ? WHERE id = ? AND state = 'held'`,
+		// What the number was last sent of the group, held and cancelled
+		// rows aside; the newest notification first.
+		`SELECT n.status FROM deliveries d JOIN messages m ON m.id = d.message_id JOIN notifications n ON n.id = m.notification_id
+			WHERE d.number = ? AND n.group_key = ? AND d.state IN ('pending', 'sending', 'accepted', 'bundled')
+			ORDER BY n.id DESC LIMIT 1`,
+		`SELECT notification_id FROM delivery_ids WHERE id = ? AND expires_at > ?`,
+		// An expired record of the id is replaced: the sender may reuse it.
+		`INSERT INTO delivery_ids (id, notification_id, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET notification_id = excluded.notification_id, expires_at = excluded.expires_at`,
+	}
+	for i, st := range ins.all() {
+		p, err := db.PrepareContext(ctx, queries[i])
 		if err != nil {
 			ins.close()
 			return nil, fmt.Errorf("prepare: %w", err)
 		}
-		*p.st = st
+		*st = p
 	}
 	return &ins, nil
 }
 
 func (ins *inserts) close() {
-	for _, st := range []*sql.Stmt{ins.lastStatus, ins.notification, ins.message, ins.delivery} {
-		if st != nil {
-			st.Close()
+	for _, st := range ins.all() {
+		if *st != nil {
+			(*st).Close()
 		}
 	}
 }

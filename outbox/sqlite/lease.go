@@ -17,7 +17,8 @@ import (
 // most once per batch. Rows whose lease lapsed (a stuck holder) are due
 // again. Every call has its own random token: no counter or clock can
 // repeat it across restarts.
-func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) ([]outbox.Batch, error) {
+func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) (_ []outbox.Batch, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return nil, err
 	}
@@ -30,9 +31,24 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	nowMS := ms(now)
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = ?
-		WHERE state = 'sending' AND lease_until <= ?`, nowMS, nowMS); err != nil {
+	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = ?
+		WHERE state = 'sending' AND lease_until <= ?`, nowMS, nowMS)
+	if err != nil {
 		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+	} else if n > 0 {
+		// A lapsed lease was not sent as far as anyone knows: what Admit
+		// counted for it goes back. Only a row just reclaimed is pending
+		// and still admitted (every other way back to pending clears it);
+		// this runs only when a lease lapsed, keeping the hot path short.
+		if err := giveBack(ctx, tx, `state = 'pending' AND admitted_at IS NOT NULL`); err != nil {
+			return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET `+unadmit+` WHERE state = 'pending' AND admitted_at IS NOT NULL`); err != nil {
+			return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+		}
 	}
 	// Scan at most what the batches can hold, and stop at the first new
 	// text once every batch is open: this runs on the single writer
@@ -40,7 +56,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 	// Rows of a full batch, a duplicate number or a text beyond the stop
 	// wait for the next Lease.
 	scan := min(maxBatches*maxNumbers, 20000)
-	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, m.id, m.notification_id, m.receiver, m.text, m.segments
+	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, d.digest, m.id, m.notification_id, m.receiver, m.text, m.segments, d.person
 		FROM deliveries d JOIN messages m ON m.id = d.message_id
 		WHERE d.state = 'pending' AND d.next_attempt_at <= ?
 		ORDER BY d.next_attempt_at, d.id
@@ -67,7 +83,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 			text     string
 			segments int
 		)
-		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &queued, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments); err != nil {
+		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &queued, &d.Digest, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments, &d.Person); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("lease: scan: %w", err)
 		}
@@ -130,7 +146,8 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 // token the row no longer carries (the lease lapsed and the row was leased
 // again, failed for max age, or recovered at Open) is skipped and logged:
 // the row's current holder decides.
-func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
+func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return err
 	}
@@ -150,12 +167,13 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 	stmts := map[outbox.State]*sql.Stmt{}
 	for state, q := range map[outbox.State]string{
 		outbox.StateAccepted: `UPDATE deliveries SET state = 'accepted', attempts = attempts + ?, ` + account + `,
-			api_message_id = NULLIF(?, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = ? ` + held,
+			api_message_id = NULLIF(?, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = ?,
+			admitted_at = ? ` + held,
 		outbox.StateFailed: `UPDATE deliveries SET state = 'failed', attempts = attempts + ?, ` + account + `,
-			error_code = ?, error = ?, lease = '', lease_until = NULL, updated_at = ? ` + held,
+			error_code = ?, error = ?, lease = '', lease_until = NULL, ` + unadmit + `, updated_at = ? ` + held,
 		outbox.StatePending: `UPDATE deliveries SET state = 'pending', attempts = attempts + ?, ` + account + `,
 			next_attempt_at = ?, error_code = CASE WHEN ? THEN ? ELSE error_code END, error = CASE WHEN ? THEN ? ELSE error END,
-			lease = '', lease_until = NULL, updated_at = ? ` + held,
+			lease = '', lease_until = NULL, ` + unadmit + `, updated_at = ? ` + held,
 	} {
 		st, err := tx.PrepareContext(ctx, q)
 		if err != nil {
@@ -176,7 +194,9 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 		dueNow := false
 		switch o.State {
 		case outbox.StateAccepted:
-			args = []any{attempted, o.Account, o.Account, o.APIMessageID, nowMS, d.ID, d.Lease}
+			// The throttle counts an accepted row from now: never earlier
+			// than the provider took it.
+			args = []any{attempted, o.Account, o.Account, o.APIMessageID, nowMS, nowMS, d.ID, d.Lease}
 		case outbox.StateFailed:
 			args = []any{attempted, o.Account, o.Account, o.ErrorCode, o.Error, nowMS, d.ID, d.Lease}
 		case outbox.StatePending:
@@ -189,6 +209,15 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 			args = []any{attempted, o.Account, o.Account, ms(next), setErr, o.ErrorCode, setErr, o.Error, nowMS, d.ID, d.Lease}
 		default:
 			return fmt.Errorf("complete delivery %d: unknown outcome state %q", d.ID, o.State)
+		}
+		if o.State != outbox.StateAccepted {
+			// Not sent after all: its segments go back to the day it took
+			// them from.
+			if _, err := tx.ExecContext(ctx, `UPDATE budget SET used = max(0, used - d.charged), updated_at = ?
+				FROM (SELECT charged, charged_day FROM deliveries WHERE id = ? AND state = 'sending' AND lease = ? AND lease <> '' AND charged > 0) AS d
+				WHERE budget.day = d.charged_day`, nowMS, d.ID, d.Lease); err != nil {
+				return fmt.Errorf("complete delivery %d: give back budget: %w", d.ID, err)
+			}
 		}
 		res, err := stmts[o.State].ExecContext(ctx, args...)
 		if err != nil {
@@ -220,7 +249,8 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 // FailExpired fails every queued delivery that entered the queue maxAge or
 // more before now, and returns how many. Rows leased and not yet lapsed are
 // left to their sender; they are caught once they return to the queue.
-func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (int, error) {
+func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (_ int, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return 0, err
 	}
@@ -234,13 +264,16 @@ func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Dura
 		return 0, fmt.Errorf("fail expired: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if err := giveBack(ctx, tx, `state = 'sending' AND lease_until <= ? AND queued_at <= ?`, ms(now), cutoff); err != nil {
+		return 0, fmt.Errorf("fail expired: %w", err)
+	}
 	total := 0
 	for _, q := range []struct {
 		sql  string
 		args []any
 	}{
 		{`UPDATE deliveries ` + set + ` WHERE state = 'pending' AND queued_at <= ?`, []any{reason, ms(now), cutoff}},
-		{`UPDATE deliveries ` + set + ` WHERE state = 'sending' AND lease_until <= ? AND queued_at <= ?`, []any{reason, ms(now), ms(now), cutoff}},
+		{`UPDATE deliveries ` + set + `, ` + unadmit + ` WHERE state = 'sending' AND lease_until <= ? AND queued_at <= ?`, []any{reason, ms(now), ms(now), cutoff}},
 	} {
 		res, err := tx.ExecContext(ctx, q.sql, q.args...)
 		if err != nil {
@@ -264,17 +297,20 @@ func (s *Store) Schedule(ctx context.Context, now time.Time) (outbox.Schedule, e
 	if err := s.closed(); err != nil {
 		return outbox.Schedule{}, err
 	}
-	var due, lapse, oldest, oldestLapsed sql.NullInt64
+	var due, lapse, oldest, oldestLapsed, held sql.NullInt64
 	err := s.rdb.QueryRowContext(ctx, `SELECT
 		(SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'),
 		(SELECT min(lease_until) FROM deliveries WHERE state = 'sending'),
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
-		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending' AND lease_until <= ?)`, ms(now)).Scan(&due, &lapse, &oldest, &oldestLapsed)
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending' AND lease_until <= ?),
+		(SELECT min(h.next_attempt_at) FROM deliveries h WHERE h.state = 'held' AND NOT `+waitingDigest+`)`,
+		ms(now)).Scan(&due, &lapse, &oldest, &oldestLapsed, &held)
 	if err != nil {
 		return outbox.Schedule{}, fmt.Errorf("read schedule: %w", err)
 	}
 	var sc outbox.Schedule
 	earliest(&sc.NextDue, due, lapse)
+	earliest(&sc.NextHeld, held)
 	earliest(&sc.OldestQueued, oldest, oldestLapsed)
 	return sc, nil
 }

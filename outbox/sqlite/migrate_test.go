@@ -33,8 +33,8 @@ func TestMigrateV1(t *testing.T) {
 	s := mustOpen(t, dir, Options{Retention: week})
 	ctx := context.Background()
 
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
-		t.Errorf("user_version = %d, want 2", v)
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
 	}
 	type row struct {
 		id                       int64
@@ -85,10 +85,14 @@ func TestMigrateV1(t *testing.T) {
 	}
 	rs.Close()
 	wantNames := []string{
-		"deliveries", "deliveries_age", "deliveries_api_id", "deliveries_due", "deliveries_leased", "deliveries_number", "deliveries_updated",
+		"budget", "dedup", "dedup_at",
+		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_held",
+		"deliveries_leased", "deliveries_number", "deliveries_updated",
+		"delivery_ids", "delivery_ids_expiry",
 		"messages", "messages_notification",
-		"notifications", "notifications_dedup", "notifications_group", "notifications_received",
-		"state",
+		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
+		"oncall_overrides", "oncall_overrides_end",
+		"resolved_alerts", "resolved_alerts_seen", "state",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("schema objects:\n got %v\nwant %v", names, wantNames)
@@ -98,6 +102,20 @@ func TestMigrateV1(t *testing.T) {
 	}
 	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'delivered' WHERE id = 1"); err == nil || !strings.Contains(err.Error(), "CHECK") {
 		t.Errorf("the old state is still allowed: %v", err)
+	}
+	// Version 5 widened the CHECK in place: the new states are allowed,
+	// nothing else is, and the table is intact.
+	for _, st := range []string{"held", "bundled", "cancelled"} {
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = ? WHERE id = 2", st); err != nil {
+			t.Errorf("state %s refused after the migration: %v", st, err)
+		}
+	}
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'failed' WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	var integrity string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity check after the migration: %q %v", integrity, err)
 	}
 
 	// Through the contract: the status page sees accepted, the pending
@@ -129,15 +147,25 @@ func TestMigrateV1(t *testing.T) {
 	if e := enqueue(t, s, note("new")); e.ID != 3 {
 		t.Errorf("new notification id %d, want 3", e.ID)
 	}
+	// Version 6's delivery ids: recorded, and a replay writes nothing.
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || e.Outcome != outbox.OutcomeAccepted {
+		t.Errorf("with a delivery id: %+v", e)
+	}
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || !e.Replayed {
+		t.Errorf("replay after the migration: %+v, want replayed of 4", e)
+	}
 
 	// Opening the upgraded database again changes nothing.
 	s.Close()
 	s = mustOpen(t, dir, Options{Retention: week})
-	if v := count(t, s, "PRAGMA user_version"); v != 2 {
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
 		t.Errorf("user_version after reopening = %d", v)
 	}
-	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {
-		t.Errorf("%d deliveries after reopening, want 5", n)
+	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 7 {
+		t.Errorf("%d deliveries after reopening, want 7", n)
+	}
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || !e.Replayed {
+		t.Errorf("replay after reopening: %+v, want replayed of 4", e)
 	}
 }
 
@@ -173,5 +201,108 @@ func TestMigrateV1Leased(t *testing.T) {
 	bs := lease(t, s, time.Now(), 1, 1)
 	if len(bs) != 1 || bs[0].Deliveries[0].ID != 9 || bs[0].Deliveries[0].Lease == "42" {
 		t.Errorf("leased %+v, want row 9 under a new token", bs)
+	}
+}
+
+// TestMigrateV4 upgrades a database made by the release with on-call
+// schedules and alert names (version 4): the noise step's columns are added
+// to the same deliveries table that already has person, the CHECK is
+// widened with those columns in place, the delivery ids' table (version 6)
+// is made after it, and what versions 3 and 4 stored (a person, a once
+// key, an alert name) is kept and still works.
+func TestMigrateV4(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := append([]string{}, migrations[:4]...)
+	qs = append(qs,
+		"PRAGMA user_version = 4",
+		"INSERT INTO notifications (id, received_at, source, group_key, status, outcome, once_key, alertname) VALUES (7, 1000, 'alertmanager', 'g', 'firing', 'accepted', 'handoff:db:1', 'DiskFull')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'disk full', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, updated_at, person) VALUES (9, 8, '+27830000001', 'pending', 1000, 1000, 1000, 'alice')",
+		"INSERT INTO oncall_overrides (list, members, starts_at, ends_at, created_at) VALUES ('db', '[\"bob\"]', 1000, 99999999999999, 1000)",
+	)
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	ctx := context.Background()
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	var stored string
+	if err := s.rdb.QueryRowContext(ctx, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'deliveries'").Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"'held'", "'bundled'", "'cancelled'", "person", "unthrottled", "bundled_into"} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("the deliveries table lacks %s after the migration:\n%s", want, stored)
+		}
+	}
+	for _, st := range []string{"held", "bundled", "cancelled", "pending"} {
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = ? WHERE id = 9", st); err != nil {
+			t.Errorf("state %s refused after the migration: %v", st, err)
+		}
+	}
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'delivered' WHERE id = 9"); err == nil || !strings.Contains(err.Error(), "CHECK") {
+		t.Errorf("a state outside the list is allowed: %v", err)
+	}
+	var integrity string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity check after the migration: %q %v", integrity, err)
+	}
+
+	// What versions 3 and 4 stored, through the contract.
+	bs := lease(t, s, time.Now(), 10, 10)
+	if len(bs) != 1 || len(bs[0].Deliveries) != 1 || bs[0].Deliveries[0].ID != 9 || bs[0].Deliveries[0].Person != "alice" {
+		t.Fatalf("leased %+v, want row 9 to alice", bs)
+	}
+	if err := s.Complete(ctx, []outbox.Outcome{outbox.Accepted(bs[0].Deliveries[0], "primary", "api-9")}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := s.Notifications(ctx, outbox.NotificationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 1 || ns[0].AlertName != "DiskFull" || len(ns[0].Deliveries) != 1 || ns[0].Deliveries[0].Person != "alice" {
+		t.Errorf("notifications after the migration: %+v", ns)
+	}
+	if ovs, err := s.Overrides(ctx); err != nil || len(ovs) != 1 || ovs[0].List != "db" {
+		t.Errorf("overrides after the migration: %+v %v", ovs, err)
+	}
+	once := note("again")
+	once.OnceKey = "handoff:db:1"
+	if e := enqueue(t, s, once); e.ID != 7 || e.Outcome != outbox.OutcomeDuplicate {
+		t.Errorf("a once key stored by version 4 enqueued again: %+v", e)
+	}
+	// The new columns work on the old row's table: a held row to a person.
+	held := note("held")
+	held.Messages[0].Numbers = []string{"+27830000009"}
+	held.Messages[0].People = []string{"bob"}
+	e := enqueue(t, s, held)
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = 'held', unthrottled = 1 WHERE message_id IN (SELECT id FROM messages WHERE notification_id = ?)", e.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := records(t, s, outbox.Filter{State: outbox.StateHeld}); len(r) != 1 || r[0].Person != "bob" {
+		t.Errorf("held records %+v", r)
+	}
+	// Version 6: a delivery id is checked before the once key a version-4
+	// row holds, and recorded with what the guards decided.
+	replayed := withID(note("again"), "ci:v4")
+	replayed.OnceKey = "handoff:db:1"
+	if e := enqueue(t, s, replayed); e.ID != 7 || e.Outcome != outbox.OutcomeDuplicate || e.Replayed {
+		t.Errorf("a new delivery id with an old once key: %+v, want the once key's duplicate of 7", e)
+	}
+	first := enqueue(t, s, withID(note("id"), "ci:v4:2"))
+	if e := enqueue(t, s, withID(note("id"), "ci:v4:2")); e.ID != first.ID || !e.Replayed {
+		t.Errorf("replay after the migration: %+v, want replayed of %d", e, first.ID)
 	}
 }

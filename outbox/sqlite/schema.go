@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 2
+const schemaVersion = 6
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -131,6 +131,116 @@ CREATE TABLE state (
 	updated_at INTEGER NOT NULL
 );
 `,
+
+	// Version 3: on-call schedules.
+	//   - deliveries.person is who was on call at the number when the
+	//     notification was routed;
+	//   - notifications.once_key makes a notification happen once (a
+	//     handoff notice): unique among the rows that have one, so the
+	//     check holds in the write transaction whoever writes;
+	//   - oncall_overrides are the overrides added at run time; members
+	//     is a JSON array of names or numbers, as the operator wrote them.
+	`
+ALTER TABLE deliveries ADD COLUMN person TEXT NOT NULL DEFAULT '';
+ALTER TABLE notifications ADD COLUMN once_key TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX notifications_once ON notifications(once_key) WHERE once_key <> '';
+
+CREATE TABLE oncall_overrides (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	list       TEXT    NOT NULL,
+	members    TEXT    NOT NULL,
+	starts_at  INTEGER NOT NULL,
+	ends_at    INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX oncall_overrides_end ON oncall_overrides(ends_at);
+`,
+	// Version 4: notifications.alertname, what a notification is about,
+	// for the status page's view grouped by notification. Rows from
+	// earlier versions have none.
+	`
+ALTER TABLE notifications ADD COLUMN alertname TEXT NOT NULL DEFAULT '';
+`,
+	// Version 5: noise controls (duplicate suppression, per-number
+	// throttles and digests, the daily segment budget).
+	//   - deliveries get the states held (throttled, waiting for its
+	//     number), bundled (sent inside a digest, bundled_into its
+	//     delivery) and cancelled (a resolution made it moot);
+	//   - deliveries.unthrottled and .critical are the message's marks,
+	//     .digest marks a digest's own delivery; .admitted_at is when Admit
+	//     let the row go (the throttle counts it), .charged and
+	//     .charged_day the segments it took from which day's budget, given
+	//     back when the row was not sent after all;
+	//   - messages.summary is the message's line in a digest;
+	//   - dedup is the latest duplicate key per (receiver, group);
+	//     resolved_alerts the alert instances seen resolved; budget the
+	//     segments counted per day.
+	// The columns are added first: ALTER TABLE ADD COLUMN rewrites the
+	// table's stored SQL by offset, so the CHECK is widened last, in place
+	// through writable_schema (SQLite's documented way to change a CHECK
+	// constraint without rebuilding the table; every stored row satisfies
+	// the wider one). migrate bumps the schema cookie afterwards so every
+	// connection reloads the schema. The old seams notifications.dedup_key
+	// and its index stay unused: the key is per receiver, not per
+	// notification.
+	`
+ALTER TABLE messages ADD COLUMN summary TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN unthrottled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN critical INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN admitted_at INTEGER;
+ALTER TABLE deliveries ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN charged_day TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN bundled_into INTEGER;
+CREATE INDEX deliveries_admitted ON deliveries(number, admitted_at) WHERE admitted_at IS NOT NULL;
+CREATE INDEX deliveries_held     ON deliveries(number, next_attempt_at) WHERE state = 'held';
+CREATE INDEX deliveries_digest   ON deliveries(number) WHERE digest = 1 AND state IN ('pending', 'sending');
+
+CREATE TABLE dedup (
+	receiver  TEXT    NOT NULL,
+	group_key TEXT    NOT NULL,
+	key       TEXT    NOT NULL,
+	at        INTEGER NOT NULL,
+	PRIMARY KEY (receiver, group_key)
+) WITHOUT ROWID;
+CREATE INDEX dedup_at ON dedup(at);
+
+CREATE TABLE resolved_alerts (
+	fingerprint TEXT    NOT NULL,
+	starts_at   INTEGER NOT NULL,
+	seen_at     INTEGER NOT NULL,
+	PRIMARY KEY (fingerprint, starts_at)
+) WITHOUT ROWID;
+CREATE INDEX resolved_alerts_seen ON resolved_alerts(seen_at);
+
+CREATE TABLE budget (
+	day        TEXT    PRIMARY KEY,
+	used       INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema
+	SET sql = replace(sql, 'CHECK (state IN (''pending'', ''sending'', ''accepted'', ''failed''))',
+		'CHECK (state IN (''pending'', ''held'', ''sending'', ''accepted'', ''bundled'', ''cancelled'', ''failed''))')
+	WHERE type = 'table' AND name = 'deliveries';
+PRAGMA writable_schema = OFF;
+`,
+
+	// Version 6: the delivery ids senders put on their requests
+	// (Notification.DeliveryID), kept until they expire so that a replay
+	// or a retry of something already accepted, after a reload or a
+	// restart, sends nothing. notification_id is the notification first
+	// recorded with the id; it is no foreign key, since the id may outlive
+	// the notification's retention. The expiry index serves the prune.
+	`
+CREATE TABLE delivery_ids (
+	id              TEXT    PRIMARY KEY,
+	notification_id INTEGER NOT NULL,
+	expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX delivery_ids_expiry ON delivery_ids(expires_at);
+`,
 }
 
 // migrate brings the schema to schemaVersion in one transaction.
@@ -154,6 +264,16 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
+	}
+	// A step may edit the stored schema through writable_schema; bumping
+	// the schema cookie makes every connection reload it (SQLite's
+	// documented procedure). After ordinary steps it costs nothing.
+	var cookie int
+	if err := tx.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&cookie); err != nil {
+		return fmt.Errorf("read schema cookie: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA schema_version = %d", cookie+1)); err != nil {
+		return fmt.Errorf("write schema cookie: %w", err)
 	}
 	// PRAGMA takes no bound parameters; v is our own integer.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {

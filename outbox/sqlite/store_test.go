@@ -173,7 +173,7 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"dir is a file", file, Options{Retention: week}, "not a directory"},
 		{"question mark", filepath.Join(dir, "a?b"), Options{Retention: week}, "must not contain"},
-		{"newer schema", newer, Options{Retention: week}, "schema version 99 is newer than this build understands (2)"},
+		{"newer schema", newer, Options{Retention: week}, fmt.Sprintf("schema version 99 is newer than this build understands (%d)", schemaVersion)},
 		{"no retention", filepath.Join(dir, "x"), Options{}, "retention must be positive"},
 		{"negative retention", filepath.Join(dir, "x"), Options{Retention: -time.Hour}, "retention must be positive"},
 		{"negative busy timeout", filepath.Join(dir, "x"), Options{Retention: week, BusyTimeout: -time.Second}, "busy timeout must not be negative"},

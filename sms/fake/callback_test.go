@@ -319,7 +319,7 @@ func TestCallbackFailuresKeepTheSecret(t *testing.T) {
 	l.Close()
 
 	var errs []string
-	for _, u := range []string{
+	for i, u := range []string{
 		r.URL,                           // answers 500
 		refused,                         // nothing listens
 		"http://127.0.0.1:bad/" + token, // does not parse
@@ -335,7 +335,15 @@ func TestCallbackFailuresKeepTheSecret(t *testing.T) {
 			continue
 		}
 		errs = append(errs, err.Error())
-		s.Close() // waits for the receipt's attempt, so its line is logged
+		// The receipt goes on its own goroutine, and Close would cancel it
+		// before its attempt: wait for its line first.
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(logs.String(), "fake sms api callback failed") < 2*(i+1); {
+			if time.Now().After(deadline) {
+				t.Fatalf("no failed receipt logged for %s:\n%s", u, logs.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		s.Close()
 	}
 	if !strings.Contains(strings.Join(errs, "\n"), "callback answered 500") {
 		t.Errorf("errors %q do not report the 500", errs)

@@ -85,6 +85,10 @@ type Options struct {
 	OnMessage func(Message)
 	// Seed seeds the choice of requests FailRate fails, so runs repeat.
 	Seed uint64
+	// IDPrefix starts every apiMessageId the fake gives. The daemon's dry
+	// run sets one, so a message the fake took is never mistaken, on a
+	// page or in the store, for one that reached a phone.
+	IDPrefix string
 
 	// CallbackURL, if set, is the bridge's callback endpoint: the fake
 	// POSTs a MessageStatusUpdate there for the numbers of each request it
@@ -547,7 +551,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, body []byte, readE
 		if outs[i].number == "" {
 			continue
 		}
-		outs[i].id = newID()
+		outs[i].id = s.opts.IDPrefix + newID()
 		m := Message{Text: req.Text, Number: outs[i].number, ID: outs[i].id, Segments: segments, At: now}
 		accepted = append(accepted, m)
 		s.messages = append(s.messages, m)

@@ -628,3 +628,24 @@ func TestListen(t *testing.T) {
 		t.Errorf("accepted %d, want 1", s.Accepted())
 	}
 }
+
+// TestIDPrefix: the ids of a fake with a prefix carry it, as the dry run's
+// do, so nobody takes them for a provider's.
+func TestIDPrefix(t *testing.T) {
+	t.Parallel()
+	s := newTest(t, Options{Credits: Unlimited, IDPrefix: "dry-run-"})
+	status, v := send(t, s, "hello", "+27831234567", "+27abc")
+	if status != http.StatusAccepted {
+		t.Fatalf("status %d", status)
+	}
+	es := entries(t, v)
+	if id, _ := es[0]["apiMessageId"].(string); !regexp.MustCompile(`^dry-run-[0-9a-f]{32}$`).MatchString(id) {
+		t.Errorf("id %q, want dry-run- and 32 hex digits", id)
+	}
+	if es[1]["apiMessageId"] != "" {
+		t.Errorf("a rejected number got the id %v", es[1]["apiMessageId"])
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].ID != es[0]["apiMessageId"] {
+		t.Errorf("messages %+v", m)
+	}
+}

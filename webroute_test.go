@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// TestResolveWeb: the external URL and the route prefix follow
+// Prometheus: the prefix defaults to the external URL's path, and the
+// external URL to this host at the listen port.
+func TestResolveWeb(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, external, prefix, listen string
+		wantURL, wantPrefix, wantLinks string
+		wantErr                        string
+	}{
+		{name: "defaults", listen: ":9754", wantURL: "http://" + host + ":9754", wantPrefix: "/", wantLinks: ""},
+		{name: "other port", listen: "127.0.0.1:19000", wantURL: "http://" + host + ":19000", wantPrefix: "/"},
+		{name: "proxy keeps the path", external: "https://ops.example/sms/", listen: ":9754",
+			wantURL: "https://ops.example/sms", wantPrefix: "/sms", wantLinks: "/sms"},
+		{name: "proxy strips the path", external: "https://ops.example/sms", prefix: "/", listen: ":9754",
+			wantURL: "https://ops.example/sms", wantPrefix: "/", wantLinks: "/sms"},
+		{name: "prefix without slashes", prefix: "alerts/sms", listen: ":9754", wantPrefix: "/alerts/sms", wantLinks: ""},
+		{name: "quoted", external: `"https://ops.example/"`, wantErr: "is quoted"},
+		{name: "not http", external: "ftp://ops.example/", wantErr: "not an absolute http or https URL"},
+		{name: "relative", external: "/sms/", wantErr: "not an absolute http or https URL"},
+		{name: "credentials", external: "https://u:p@ops.example/", wantErr: "must not hold credentials"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addrs := []string{tc.listen}
+			f := &flags{externalURL: tc.external, routePrefix: tc.prefix, web: &web.FlagConfig{WebListenAddresses: &addrs}}
+			err := resolveWeb(f)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "u:p") {
+					t.Errorf("the error shows the credentials: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantURL != "" && f.external.String() != tc.wantURL {
+				t.Errorf("external URL %s, want %s", f.external, tc.wantURL)
+			}
+			if f.prefix != tc.wantPrefix {
+				t.Errorf("route prefix %q, want %q", f.prefix, tc.wantPrefix)
+			}
+			if f.linkPrefix() != tc.wantLinks {
+				t.Errorf("link prefix %q, want %q", f.linkPrefix(), tc.wantLinks)
+			}
+		})
+	}
+}
