@@ -126,6 +126,6 @@
 // which answers 503 while it is an error. The SQLite driver checks that
 // its directory is still the one it opened, that Options.MinFree is free
 // (keeping a reserve file for sending what was accepted), and that a small
-// write commits; a PostgreSQL driver would check that a small write
+// write commits; the PostgreSQL driver checks that a small write
 // commits.
 package outbox

@@ -32,7 +32,9 @@ type Metrics struct {
 // times.
 var QueryOps = []string{
 	"lease", "complete", "fail_expired", "schedule", "stats", "deliveries", "delivery_by_provider_id",
-	"retry", "prune", "get_state", "put_state", "ping", "take_over", "leader_check",
+	"retry", "prune", "get_state", "put_state", "health", "take_over", "leader_check",
+	"admit", "release", "budget_used", "numbers", "notifications", "counts",
+	"overrides", "add_override", "delete_override",
 }
 
 // NewMetrics registers the outbox's metrics with reg (nil registers

@@ -8,16 +8,47 @@
 //
 // Each replica runs a few group-commit writers: concurrent Enqueue calls
 // share one transaction of four round trips however many notifications it
-// holds (lock the groups and allocate ids; read the guarded groups' last
-// status; insert notifications, messages and deliveries with unnest; commit).
-// A commit returns once PostgreSQL has flushed it to its WAL, with
-// synchronous_commit as the server has it (Open warns when it is off).
-// RequireFiring reads and writes under a transaction-level advisory lock
-// on the group key, taken by every replica in key order: a firing and its
-// resolution are recorded one after the other whichever replicas took
-// them, and a notification's id is allocated while it holds its group, so
-// ids follow the order of recording. An unreachable server fails the
-// commit within ten seconds (503, the sender retries).
+// holds (lock and read what the guards need, and allocate ids; evaluate
+// every call's guards in memory, in order; insert notifications, messages
+// and deliveries with unnest; commit). A commit returns once PostgreSQL
+// has flushed it to its WAL, with synchronous_commit as the server has it
+// (Open warns when it is off). An unreachable server fails the commit
+// within ten seconds (503, the sender retries).
+//
+// # Guards and limits across replicas
+//
+// Every decision that reads shared state and writes what it decided is
+// made under a transaction-level advisory lock that every replica takes
+// for the same thing, so the read sees every earlier decision, committed,
+// and no two replicas act on one check (READ COMMITTED is enough: each
+// statement after the lock sees what the lock's previous holder
+// committed):
+//   - the group key: the resolved rule (RequireFiring) and duplicate
+//     suppression (one dedup row per receiver and group). A
+//     notification's id is allocated while it holds its group, so within
+//     a group ids follow the order of recording;
+//   - the sender's delivery id and the once key: checked, then written in
+//     the same transaction. The delivery id is written with INSERT ... ON
+//     CONFLICT DO UPDATE ... WHERE the old record expired, so an
+//     unexpired record is never replaced whatever happens; a failed
+//     commit writes none (the retry is taken); the once key is unique in
+//     an index as well;
+//   - the number: Admit (its throttle windows, counted from
+//     deliveries.admitted_at, and whether it has held deliveries or a
+//     digest waiting), Release (one digest per number: it reads the held
+//     deliveries again under the lock and skips a number another replica
+//     released) and CancelHeld (the held firings a resolution cancels).
+//     The day's budget is one row, locked (SELECT ... FOR UPDATE) after
+//     the numbers, so two replicas never both spend its last segments.
+//
+// Resolved alerts are remembered with INSERT ... ON CONFLICT DO UPDATE.
+// To rule out deadlocks, every transaction takes its locks in one order:
+// advisory locks (by space, then key), then delivery-id and
+// resolved-alert rows (sorted), then deliveries rows (by id), then budget
+// rows (by day). Complete, FailExpired and a take-over lock the rows they
+// return to the queue or fail, in id order, before giving their segments
+// back to the budget; Lease and Prune skip rows another transaction holds
+// instead of waiting.
 //
 // # Dispatch: one replica at a time
 //
@@ -65,6 +96,13 @@
 // advisory lock: use NoListen for the pool's DSN only if the pooler
 // passes sessions through, or connect the bridge to the server directly
 // (it needs few connections: the pool, at most 8 by default, plus two).
+//
+// # Health
+//
+// Health writes one row of the state table (the same row for every
+// replica, updated in place) and reports whether the write committed; the
+// daemon asks about once a second and answers /-/ready and the intake
+// with 503 while it fails.
 //
 // # Schema
 //

@@ -114,19 +114,39 @@ func (s *Store) Lead(ctx context.Context) (outbox.Term, error) {
 func (s *Store) takeOver(ctx context.Context, t *term) (err error) {
 	ctx, end := s.op(ctx, "take_over")
 	defer func() { end(err) }()
-	rows, err := s.pool.Query(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = $1
-		WHERE state = 'sending' RETURNING lease_owner`, s.clock())
+	now := s.clock()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
+	// What Admit counted for the rows goes back, as for any lease that
+	// returns to the queue unsent.
+	rows, err := tx.Query(ctx, `WITH leased AS (
+			SELECT id, lease_owner, charged, charged_day FROM deliveries WHERE state = 'sending' ORDER BY id FOR UPDATE
+		)
+		UPDATE deliveries d SET state = 'pending', lease = '', lease_until = NULL, `+unadmit+`, updated_at = $1
+		FROM leased WHERE d.id = leased.id RETURNING leased.lease_owner, leased.charged, leased.charged_day`, now)
 	if err != nil {
 		return fmt.Errorf("recover leased deliveries: %w", err)
 	}
 	owners := map[string]int{}
 	total := 0
 	var owner string
-	if _, err := pgx.ForEachRow(rows, []any{&owner}, func() error {
+	var r released
+	var given []released
+	if _, err := pgx.ForEachRow(rows, []any{&owner, &r.charged, &r.day}, func() error {
 		owners[cmp.Or(owner, "unknown")]++
 		total++
+		given = append(given, r)
 		return nil
 	}); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	if err := giveBack(ctx, tx, sumCharged(given), now); err != nil {
+		return fmt.Errorf("recover leased deliveries: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("recover leased deliveries: %w", err)
 	}
 	if total > 0 {

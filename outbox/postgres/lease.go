@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,12 +57,27 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 			return nil, outbox.ErrNotLeader
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE deliveries SET state = 'pending', lease = '', lease_until = NULL, updated_at = $1
-		WHERE id IN (SELECT id FROM deliveries WHERE state = 'sending' AND lease_until <= $1 FOR UPDATE SKIP LOCKED)`, now); err != nil {
+	// A lapsed lease was not sent as far as anyone knows: what Admit
+	// counted for it goes back. Rows another transaction holds are left
+	// for the next Lease.
+	rows, err := tx.Query(ctx, `WITH lapsed AS (
+			SELECT id, charged, charged_day FROM deliveries WHERE state = 'sending' AND lease_until <= $1
+			ORDER BY id FOR UPDATE SKIP LOCKED
+		)
+		UPDATE deliveries d SET state = 'pending', lease = '', lease_until = NULL, `+unadmit+`, updated_at = $1
+		FROM lapsed WHERE d.id = lapsed.id RETURNING lapsed.charged, lapsed.charged_day`, now)
+	if err != nil {
+		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+	}
+	lapsed, err := pgx.CollectRows(rows, scanReleased)
+	if err != nil {
+		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
+	}
+	if err := giveBack(ctx, tx, sumCharged(lapsed), now); err != nil {
 		return nil, fmt.Errorf("lease: reclaim lapsed leases: %w", err)
 	}
 	scan := min(maxBatches*maxNumbers, 20000)
-	rows, err := tx.Query(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, m.id, m.notification_id, m.receiver, m.text, m.segments
+	rows, err = tx.Query(ctx, `SELECT d.id, d.number, d.attempts, d.queued_at, d.digest, m.id, m.notification_id, m.receiver, m.text, m.segments, d.person
 		FROM deliveries d JOIN messages m ON m.id = d.message_id
 		WHERE d.state = 'pending' AND d.next_attempt_at <= $1
 		ORDER BY d.next_attempt_at, d.id
@@ -87,7 +104,7 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 			text     string
 			segments int
 		)
-		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &d.QueuedAt, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments); err != nil {
+		if err := rows.Scan(&d.ID, &d.Number, &d.Attempts, &d.QueuedAt, &d.Digest, &d.MessageID, &d.NotificationID, &d.Receiver, &text, &segments, &d.Person); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("lease: scan: %w", err)
 		}
@@ -143,7 +160,9 @@ const lockHeld = `SELECT EXISTS (SELECT 1 FROM pg_locks
 
 // Complete records outcomes in one transaction. An outcome whose lease
 // token the row no longer carries is skipped and logged: the row's current
-// holder decides.
+// holder decides. The rows are locked first, in id order, then the
+// budget's days a row not sent gives its segments back to (the global
+// lock order).
 func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err error) {
 	if err := s.closed(); err != nil {
 		return err
@@ -161,12 +180,32 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err er
 	ctx, end := s.op(ctx, "complete")
 	defer func() { end(err) }()
 	now := s.clock()
+	outcomes = slices.Clone(outcomes)
+	slices.SortStableFunc(outcomes, func(a, b outbox.Outcome) int { return cmp.Compare(a.Delivery.ID, b.Delivery.ID) })
+	ids, tokens := make([]int64, len(outcomes)), make([]string, len(outcomes))
+	for i, o := range outcomes {
+		ids[i], tokens[i] = o.Delivery.ID, o.Delivery.Lease
+	}
 	// The account of the last request stays when no request was made.
 	const account = `account = CASE WHEN $2 <> '' THEN $2 ELSE account END`
 	const held = ` WHERE id = $3 AND state = 'sending' AND lease = $4 AND lease <> ''`
 	b := &pgx.Batch{}
+	charges := map[int64]released{}
+	b.Queue(`SELECT id, charged, charged_day FROM deliveries
+		WHERE (id, lease) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) AND state = 'sending' AND lease <> ''
+		ORDER BY id FOR UPDATE`, ids, tokens).
+		Query(func(rows pgx.Rows) error {
+			var id int64
+			var r released
+			_, err := pgx.ForEachRow(rows, []any{&id, &r.charged, &r.day}, func() error {
+				charges[id] = r
+				return nil
+			})
+			return err
+		})
 	var stale int
 	due := false
+	var given []released
 	for _, o := range outcomes {
 		d := o.Delivery
 		attempted := 0
@@ -177,12 +216,15 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err er
 		var q *pgx.QueuedQuery
 		switch o.State {
 		case outbox.StateAccepted:
+			// The throttle counts an accepted row from now: never earlier
+			// than the provider took it.
 			q = b.Queue(`UPDATE deliveries SET state = 'accepted', attempts = attempts + $1, `+account+`,
-				api_message_id = NULLIF($5, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = $6`+held,
+				api_message_id = NULLIF($5, ''), error_code = '', error = '', lease = '', lease_until = NULL, updated_at = $6,
+				admitted_at = $6`+held,
 				attempted, o.Account, d.ID, d.Lease, o.APIMessageID, now)
 		case outbox.StateFailed:
 			q = b.Queue(`UPDATE deliveries SET state = 'failed', attempts = attempts + $1, `+account+`,
-				error_code = $5, error = $6, lease = '', lease_until = NULL, updated_at = $7`+held,
+				error_code = $5, error = $6, lease = '', lease_until = NULL, `+unadmit+`, updated_at = $7`+held,
 				attempted, o.Account, d.ID, d.Lease, o.ErrorCode, o.Error, now)
 		case outbox.StatePending:
 			next := o.NextAttempt
@@ -193,15 +235,21 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err er
 			setErr := o.Error != "" || o.ErrorCode != ""
 			q = b.Queue(`UPDATE deliveries SET state = 'pending', attempts = attempts + $1, `+account+`,
 				next_attempt_at = $5, error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
-				error = CASE WHEN $6 THEN $8 ELSE error END, lease = '', lease_until = NULL, updated_at = $9`+held,
+				error = CASE WHEN $6 THEN $8 ELSE error END, lease = '', lease_until = NULL, `+unadmit+`, updated_at = $9`+held,
 				attempted, o.Account, d.ID, d.Lease, next, setErr, o.ErrorCode, o.Error, now)
 		}
 		q.Exec(func(tag pgconn.CommandTag) error {
 			switch {
 			case tag.RowsAffected() == 0:
 				stale++
+				return nil
 			case dueNow:
 				due = true
+			}
+			if o.State != outbox.StateAccepted {
+				// Not sent after all: its segments go back to the day it
+				// took them from.
+				given = append(given, charges[d.ID])
 			}
 			return nil
 		})
@@ -212,6 +260,9 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err er
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("complete: %w", err)
+	}
+	if err := giveBack(ctx, tx, sumCharged(given), now); err != nil {
 		return fmt.Errorf("complete: %w", err)
 	}
 	if due {
@@ -233,7 +284,8 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err er
 
 // FailExpired fails every queued delivery that entered the queue maxAge or
 // more before now, and returns how many. Rows leased and not yet lapsed are
-// left to their sender.
+// left to their sender. Held rows wait for their number, not the
+// provider, and do not expire.
 func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (_ int, err error) {
 	if err := s.closed(); err != nil {
 		return 0, err
@@ -242,36 +294,60 @@ func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Dura
 	defer func() { end(err) }()
 	cutoff := now.Add(-maxAge)
 	reason := fmt.Sprintf("not delivered within max age %s", maxAge)
-	tag, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = 'failed', error_code = 'max_age',
-		error = $1 || CASE WHEN error <> '' THEN '; last error: ' || error ELSE '' END,
-		lease = '', lease_until = NULL, updated_at = $2
-		WHERE (state = 'pending' AND queued_at <= $3) OR (state = 'sending' AND lease_until <= $2 AND queued_at <= $3)`,
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("fail expired: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
+	// In id order, as every statement that locks several deliveries.
+	rows, err := tx.Query(ctx, `WITH expired AS (
+			SELECT id, charged, charged_day FROM deliveries
+			WHERE (state = 'pending' AND queued_at <= $3) OR (state = 'sending' AND lease_until <= $2 AND queued_at <= $3)
+			ORDER BY id FOR UPDATE
+		)
+		UPDATE deliveries d SET state = 'failed', error_code = 'max_age',
+			error = $1 || CASE WHEN d.error <> '' THEN '; last error: ' || d.error ELSE '' END,
+			lease = '', lease_until = NULL, `+unadmit+`, updated_at = $2
+		FROM expired WHERE d.id = expired.id RETURNING expired.charged, expired.charged_day`,
 		reason, now, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("fail expired: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	failed, err := pgx.CollectRows(rows, scanReleased)
+	if err != nil {
+		return 0, fmt.Errorf("fail expired: %w", err)
+	}
+	if err := giveBack(ctx, tx, sumCharged(failed), now); err != nil {
+		return 0, fmt.Errorf("fail expired: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("fail expired: commit: %w", err)
+	}
+	return len(failed), nil
 }
 
-// Schedule reads when the next row is due and how old the oldest waiting
-// row is at now.
+// Schedule reads when the next row is due, when held deliveries are next
+// due for release, and how old the oldest waiting row is at now.
 func (s *Store) Schedule(ctx context.Context, now time.Time) (_ outbox.Schedule, err error) {
 	if err := s.closed(); err != nil {
 		return outbox.Schedule{}, err
 	}
 	ctx, end := s.op(ctx, "schedule")
 	defer func() { end(err) }()
-	var due, lapse, oldest, oldestLapsed *time.Time
+	var due, lapse, oldest, oldestLapsed, held *time.Time
 	err = s.pool.QueryRow(ctx, `SELECT
 		(SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'),
 		(SELECT min(lease_until) FROM deliveries WHERE state = 'sending'),
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
-		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending' AND lease_until <= $1)`, now).Scan(&due, &lapse, &oldest, &oldestLapsed)
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending' AND lease_until <= $1),
+		(SELECT min(h.next_attempt_at) FROM deliveries h WHERE h.state = 'held' AND NOT `+waitingDigest+`)`,
+		now).Scan(&due, &lapse, &oldest, &oldestLapsed, &held)
 	if err != nil {
 		return outbox.Schedule{}, fmt.Errorf("read schedule: %w", err)
 	}
 	var sc outbox.Schedule
 	earliest(&sc.NextDue, due, lapse)
+	earliest(&sc.NextHeld, held)
 	earliest(&sc.OldestQueued, oldest, oldestLapsed)
 	return sc, nil
 }

@@ -26,7 +26,8 @@ func (s *Store) Stats(ctx context.Context) (_ outbox.Stats, err error) {
 		(SELECT count(*) FROM deliveries WHERE state = 'pending'),
 		(SELECT count(*) FROM deliveries WHERE state = 'sending'),
 		(SELECT min(queued_at) FROM deliveries WHERE state = 'pending'),
-		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending')`).Scan(&queued, &st.InFlight, &oldP, &oldS)
+		(SELECT min(queued_at) FROM deliveries WHERE state = 'sending'),
+		(SELECT count(*) FROM deliveries WHERE state = 'held')`).Scan(&queued, &st.InFlight, &oldP, &oldS, &st.Held)
 	if err != nil {
 		return outbox.Stats{}, fmt.Errorf("read outbox stats: %w", err)
 	}
@@ -36,9 +37,9 @@ func (s *Store) Stats(ctx context.Context) (_ outbox.Stats, err error) {
 }
 
 // selectRecords is the query behind outbox.Record, without its WHERE.
-const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, m.receiver, d.number,
+const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, n.alertname, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner
+		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -48,13 +49,13 @@ func scanRecord(sc pgx.Row) (outbox.Record, error) {
 	var r outbox.Record
 	var next time.Time
 	var state string
-	if err := sc.Scan(&r.ID, &r.NotificationID, &r.ReceivedAt, &r.UpdatedAt, &r.Source, &r.GroupKey, &r.Status, &r.Receiver, &r.Number,
+	if err := sc.Scan(&r.ID, &r.NotificationID, &r.ReceivedAt, &r.UpdatedAt, &r.Source, &r.GroupKey, &r.Status, &r.AlertName, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner); err != nil {
+		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person); err != nil {
 		return outbox.Record{}, err
 	}
 	r.State = outbox.State(state)
-	if r.State == outbox.StatePending {
+	if r.State == outbox.StatePending || r.State == outbox.StateHeld {
 		r.NextAttemptAt = next
 	}
 	return r, nil
@@ -164,40 +165,164 @@ func (s *Store) Retry(ctx context.Context, id int64) (err error) {
 	return nil
 }
 
-// pruneChunk is the most notifications one prune statement deletes, so
-// no delete holds its locks for long.
+// pruneChunk is the most rows one prune statement deletes, so no delete
+// holds its locks for long.
 const pruneChunk = 500
 
 // Prune deletes notifications received more than retention ago whose
-// deliveries are all finished and were last updated more than retention
-// ago, with their messages and deliveries. Unfinished work is never pruned.
+// deliveries are all finished (accepted, failed, bundled or cancelled) and
+// were last updated more than retention ago, with their messages and
+// deliveries, and returns how many notifications it deleted. Unfinished
+// work (pending, sending, held) is never pruned. Duplicate keys, resolved
+// alerts and budget days older than retention go too, and so do the
+// overrides that ended before it and the delivery ids whose expiry has
+// passed. Rows another transaction holds are skipped (the next prune takes
+// them): a prune never waits for intake or the dispatcher, nor they for it.
 func (s *Store) Prune(ctx context.Context, retention time.Duration) (total int, err error) {
 	if err := s.closed(); err != nil {
 		return 0, err
 	}
-	cutoff := s.clock().Add(-retention)
-	for {
-		cctx, end := s.op(ctx, "prune")
-		tag, err := s.pool.Exec(cctx, `DELETE FROM notifications WHERE id IN (
-			SELECT n.id FROM notifications n
-			WHERE n.received_at < $1
-			AND NOT EXISTS (
-				SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
-				WHERE m.notification_id = n.id
-				AND (d.state IN ('pending', 'sending') OR d.updated_at >= $1)
-			)
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED)`, cutoff, pruneChunk)
-		end(err)
-		if err != nil {
-			return total, fmt.Errorf("prune outbox: %w", err)
-		}
-		n := int(tag.RowsAffected())
-		total += n
-		if n < pruneChunk {
-			return total, nil
+	now := s.clock()
+	cutoff := now.Add(-retention)
+	chunks := func(what, q string, args ...any) (int, error) {
+		n := 0
+		for {
+			cctx, end := s.op(ctx, "prune")
+			tag, err := s.pool.Exec(cctx, q, append(args, pruneChunk)...)
+			end(err)
+			if err != nil {
+				return n, fmt.Errorf("prune %s: %w", what, err)
+			}
+			n += int(tag.RowsAffected())
+			if tag.RowsAffected() < pruneChunk {
+				return n, nil
+			}
 		}
 	}
+	total, err = chunks("outbox", `DELETE FROM notifications WHERE id IN (
+		SELECT n.id FROM notifications n
+		WHERE n.received_at < $1
+		AND NOT EXISTS (
+			SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
+			WHERE m.notification_id = n.id
+			AND (d.state IN ('pending', 'sending', 'held') OR d.updated_at >= $1)
+		)
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED)`, cutoff)
+	if err != nil {
+		return total, err
+	}
+	// The noise controls' memory, the overrides long over and the expired
+	// delivery ids: none of them counted.
+	for _, q := range []struct{ what, sql string }{
+		{"duplicate keys", `DELETE FROM dedup WHERE (receiver, group_key) IN (
+			SELECT receiver, group_key FROM dedup WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`},
+		{"resolved alerts", `DELETE FROM resolved_alerts WHERE (fingerprint, starts_at) IN (
+			SELECT fingerprint, starts_at FROM resolved_alerts WHERE seen_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`},
+		{"budget days", `DELETE FROM budget WHERE day IN (
+			SELECT day FROM budget WHERE updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`},
+		{"on-call overrides", `DELETE FROM oncall_overrides WHERE id IN (
+			SELECT id FROM oncall_overrides WHERE ends_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`},
+	} {
+		if _, err := chunks(q.what, q.sql, cutoff); err != nil {
+			return total, err
+		}
+	}
+	if _, err := chunks("delivery ids", `DELETE FROM delivery_ids WHERE id IN (
+		SELECT id FROM delivery_ids WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, now); err != nil {
+		return total, err
+	}
+	return total, nil
+}
+
+// Notifications returns the notifications f selects, newest first, each
+// with all of its deliveries in the order they were recorded.
+func (s *Store) Notifications(ctx context.Context, f outbox.NotificationFilter) (_ []outbox.NotificationRecord, err error) {
+	if err := s.closed(); err != nil {
+		return nil, err
+	}
+	ctx, end := s.op(ctx, "notifications")
+	defer func() { end(err) }()
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.State != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM messages m JOIN deliveries d ON d.message_id = m.id
+			WHERE m.notification_id = n.id AND d.state = `+arg(string(f.State))+`)`)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "n.received_at >= "+arg(f.Since))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 25
+	}
+	limit = min(limit, 200)
+	q := `SELECT n.id, n.received_at, n.source, n.group_key, n.status, n.alertname, n.outcome FROM notifications n`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY n.id DESC LIMIT " + arg(limit)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query notifications: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.NotificationRecord, error) {
+		var n outbox.NotificationRecord
+		err := row.Scan(&n.ID, &n.ReceivedAt, &n.Source, &n.GroupKey, &n.Status, &n.AlertName, &n.Outcome)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query notifications: %w", err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(out))
+	index := map[int64]int{}
+	for i, n := range out {
+		ids[i] = n.ID
+		index[n.ID] = i
+	}
+	rows, err = s.pool.Query(ctx, selectRecords+` WHERE n.id = ANY($1) ORDER BY m.id, d.id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+		}
+		i := index[r.NotificationID]
+		out[i].Deliveries = append(out[i].Deliveries, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query the deliveries of notifications: %w", err)
+	}
+	return out, nil
+}
+
+// Counts counts the notifications received at or after since and the
+// deliveries accepted or failed, last updated at or after it.
+func (s *Store) Counts(ctx context.Context, since time.Time) (_ outbox.Counts, err error) {
+	if err := s.closed(); err != nil {
+		return outbox.Counts{}, err
+	}
+	ctx, end := s.op(ctx, "counts")
+	defer func() { end(err) }()
+	var c outbox.Counts
+	err = s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM notifications WHERE received_at >= $1),
+		(SELECT count(*) FROM deliveries WHERE updated_at >= $1 AND state = 'accepted'),
+		(SELECT count(*) FROM deliveries WHERE updated_at >= $1 AND state = 'failed')`, since).Scan(&c.Notifications, &c.Accepted, &c.Failed)
+	if err != nil {
+		return outbox.Counts{}, fmt.Errorf("count the outbox since %s: %w", since.UTC().Format(time.RFC3339), err)
+	}
+	return c, nil
 }
 
 // GetState returns the value last put under key; ok is false for a key

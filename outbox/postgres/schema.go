@@ -84,6 +84,106 @@ CREATE TABLE dispatch_leader (
 	expires_at timestamptz NOT NULL
 );
 `,
+
+	// Version 3: on-call schedules, as the SQLite driver's version 3.
+	//   - deliveries.person is who was on call at the number when the
+	//     notification was routed;
+	//   - notifications.once_key makes a notification happen once (a
+	//     handoff notice): unique among the rows that have one; Enqueue
+	//     checks it under a transaction lock on the key, and the index is
+	//     the last word;
+	//   - oncall_overrides are the overrides added at run time; an
+	//     identity never hands out an id twice, so ids ascend in the
+	//     order added.
+	`
+ALTER TABLE deliveries ADD COLUMN person text NOT NULL DEFAULT '';
+ALTER TABLE notifications ADD COLUMN once_key text NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX notifications_once ON notifications (once_key) WHERE once_key <> '';
+
+CREATE TABLE oncall_overrides (
+	id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	list       text        NOT NULL,
+	members    text[]      NOT NULL,
+	starts_at  timestamptz NOT NULL,
+	ends_at    timestamptz NOT NULL,
+	created_at timestamptz NOT NULL
+);
+CREATE INDEX oncall_overrides_end ON oncall_overrides (ends_at);
+`,
+
+	// Version 4: notifications.alertname, what a notification is about,
+	// for the status page's view grouped by notification.
+	`
+ALTER TABLE notifications ADD COLUMN alertname text NOT NULL DEFAULT '';
+`,
+
+	// Version 5: the noise controls, as the SQLite driver's version 5.
+	//   - deliveries get the states held (throttled, waiting for its
+	//     number), bundled (sent inside a digest, bundled_into its
+	//     delivery) and cancelled (a resolution made it moot);
+	//   - deliveries.unthrottled and .critical are the message's marks,
+	//     .digest marks a digest's own delivery; .admitted_at is when Admit
+	//     let the row go (the throttle counts it), .charged and
+	//     .charged_day the segments it took from which day's budget, given
+	//     back when the row was not sent after all;
+	//   - messages.summary is the message's line in a digest;
+	//   - dedup is the latest duplicate key per (receiver, group),
+	//     resolved_alerts the alert instances seen resolved, budget the
+	//     segments counted per day: one row each, so replicas serialise
+	//     on it (row locks) instead of racing.
+	`
+ALTER TABLE messages ADD COLUMN summary text NOT NULL DEFAULT '';
+ALTER TABLE deliveries
+	ADD COLUMN unthrottled  boolean     NOT NULL DEFAULT false,
+	ADD COLUMN critical     boolean     NOT NULL DEFAULT false,
+	ADD COLUMN digest       boolean     NOT NULL DEFAULT false,
+	ADD COLUMN admitted_at  timestamptz,
+	ADD COLUMN charged      integer     NOT NULL DEFAULT 0,
+	ADD COLUMN charged_day  text        NOT NULL DEFAULT '',
+	ADD COLUMN bundled_into bigint,
+	DROP CONSTRAINT deliveries_state_check,
+	ADD CONSTRAINT deliveries_state_check
+		CHECK (state IN ('pending', 'held', 'sending', 'accepted', 'bundled', 'cancelled', 'failed'));
+CREATE INDEX deliveries_admitted ON deliveries (number, admitted_at) WHERE admitted_at IS NOT NULL;
+CREATE INDEX deliveries_held     ON deliveries (number, next_attempt_at) WHERE state = 'held';
+CREATE INDEX deliveries_digest   ON deliveries (number) WHERE digest AND state IN ('pending', 'sending');
+
+CREATE TABLE dedup (
+	receiver  text        NOT NULL,
+	group_key text        NOT NULL,
+	key       text        NOT NULL,
+	at        timestamptz NOT NULL,
+	PRIMARY KEY (receiver, group_key)
+);
+CREATE INDEX dedup_at ON dedup (at);
+
+CREATE TABLE resolved_alerts (
+	fingerprint text        NOT NULL,
+	starts_at   timestamptz NOT NULL,
+	seen_at     timestamptz NOT NULL,
+	PRIMARY KEY (fingerprint, starts_at)
+);
+CREATE INDEX resolved_alerts_seen ON resolved_alerts (seen_at);
+
+CREATE TABLE budget (
+	day        text        PRIMARY KEY,
+	used       integer     NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+`,
+
+	// Version 6: the delivery ids senders put on their requests
+	// (Notification.DeliveryID), kept until they expire. notification_id
+	// is the notification first recorded with the id; no foreign key,
+	// since the id may outlive the notification's retention.
+	`
+CREATE TABLE delivery_ids (
+	id              text        PRIMARY KEY,
+	notification_id bigint      NOT NULL,
+	expires_at      timestamptz NOT NULL
+);
+CREATE INDEX delivery_ids_expiry ON delivery_ids (expires_at);
+`,
 }
 
 // schemaVersion is the version this build writes and understands.

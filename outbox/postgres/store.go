@@ -62,14 +62,6 @@ var sessionParams = map[string]string{
 	"application_name":        "smsbridge",
 }
 
-// Advisory lock spaces (the first key of the two-key form), one per use,
-// so a lock of one kind never blocks another.
-const (
-	lockSpaceLeader  int32 = 0x534d5301
-	lockSpaceMigrate int32 = 0x534d5302
-	lockSpaceGroup   int32 = 0x534d5303
-)
-
 // Options configure a Store. Retention is required while the background
 // prune runs; every other field may be left zero.
 type Options struct {
@@ -113,12 +105,14 @@ type Store struct {
 	schema  string
 	key     int32 // this backing's advisory-lock key
 	// channel is the NOTIFY channel of this backing.
-	channel   string
-	logger    *slog.Logger
-	metrics   *outbox.Metrics
-	unwatch   func()
-	clock     func() time.Time
-	owner     string
+	channel string
+	logger  *slog.Logger
+	metrics *outbox.Metrics
+	unwatch func()
+	clock   func() time.Time
+	owner   string
+	// redact removes the DSN's password from an error's text.
+	redact    func(error) error
 	retention time.Duration
 	poll      time.Duration
 	listen    bool
@@ -139,8 +133,9 @@ type Store struct {
 }
 
 var (
-	_ outbox.Store      = (*Store)(nil)
-	_ outbox.Leadership = (*Store)(nil)
+	_ outbox.Store         = (*Store)(nil)
+	_ outbox.Leadership    = (*Store)(nil)
+	_ outbox.HealthChecker = (*Store)(nil)
 )
 
 // ErrDSN is wrapped by Open's error for a DSN that cannot be parsed. The
@@ -222,6 +217,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		metrics:   opts.Metrics,
 		clock:     opts.Clock,
 		owner:     opts.Owner,
+		redact:    redact,
 		retention: opts.Retention,
 		poll:      opts.PollInterval,
 		listen:    !opts.NoListen,
@@ -408,16 +404,23 @@ func (s *Store) closed() error {
 	}
 }
 
-// Ping checks that the database answers within ctx, for readiness.
-func (s *Store) Ping(ctx context.Context) error {
+// healthKey is the state row the write probe updates: one row that every
+// replica writes, so the probe adds no rows however often replicas restart.
+const healthKey = "smsbridge.health_probe"
+
+// Health reports whether a notification enqueued now would be durable: a
+// small write (one row of the state table) commits. The daemon calls it
+// about once a second for its readiness and its intake; while it fails,
+// both answer 503. Its error names what failed, never the DSN's secret.
+func (s *Store) Health(ctx context.Context) (err error) {
 	if err := s.closed(); err != nil {
 		return err
 	}
-	ctx, end := s.op(ctx, "ping")
-	err := s.pool.Ping(ctx)
-	end(err)
-	if err != nil {
-		return fmt.Errorf("ping database: %w", err)
+	ctx, end := s.op(ctx, "health")
+	defer func() { end(err) }()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO state (key, value, updated_at) VALUES ($1, '', $2)
+		ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at`, healthKey, s.clock()); err != nil {
+		return fmt.Errorf("the database did not take a write probe: %w", s.redact(err))
 	}
 	return nil
 }
