@@ -39,7 +39,6 @@ import (
 	"github.com/smsbridge/smsbridge/dispatch"
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
-	"github.com/smsbridge/smsbridge/outbox/sqlite"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/roster"

@@ -56,7 +56,7 @@ func (r *readiness) check(ctx context.Context) {
 		err = r.store.Health(cctx)
 		cancel()
 		if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = errors.New("the store's health check did not answer within " + healthTimeout.String() + " (a hung disk?)")
+			err = errors.New("the store's health check did not answer within " + healthTimeout.String() + " (a hung disk, or a database that does not answer?)")
 		}
 	}
 	r.storeErr.Store(&err)
