@@ -29,6 +29,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary the tests built (about 35 MB), which would
+// otherwise be left in the temporary directory by every run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath))
+	}
+	os.Exit(code)
+}
+
 // binary builds smsbridge once per test run and returns its path.
 func binary(t *testing.T) string {
 	t.Helper()
