@@ -216,3 +216,49 @@ func TestDatabaseRestarted(t *testing.T) {
 	t.Logf("%d duplicate deliveries across the restart", duplicates(got))
 	leader(t, 15*time.Second, bs...)
 }
+
+// TestHAPairAcrossReplicas: an Alertmanager HA pair delivers each
+// notification once per peer, and behind one Service the two copies often
+// reach two replicas at the same moment. Each copy is answered 202, and
+// each text reaches each number once: the duplicate check and the key's
+// write are one step for every replica.
+func TestHAPairAcrossReplicas(t *testing.T) {
+	p := newProvider(t)
+	nums := numbers(2)
+	c := newCluster(t, p, nums)
+	bs := []*bridge{c.start("r1"), c.start("r2"), c.start("r3")}
+	leader(t, 15*time.Second, bs...)
+
+	names := alertNames("Pair", 0, 30)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		for peer := range 2 {
+			b := bs[(i+peer)%len(bs)]
+			wg.Go(func() {
+				if st, err := b.post(name); err != nil || st != http.StatusAccepted {
+					t.Errorf("%s to %s: %d %v", name, b.name, st, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	waitDelivered(t, p, names, nums, 30*time.Second)
+	eventually(t, 10*time.Second, "the queue empty", func() (bool, string) {
+		v, ok := bs[0].metric("smsbridge_outbox_pending")
+		return ok && v == 0, fmt.Sprint("pending ", v)
+	})
+	got := delivered(p)
+	if d := duplicates(got); d != 0 {
+		t.Errorf("%d duplicate deliveries of %d notifications posted twice each to two replicas", d, len(names))
+	}
+	var suppressed float64
+	for _, b := range bs {
+		v, _ := b.metric(`smsbridge_notifications_received_total{outcome="duplicate",source="alertmanager"}`)
+		suppressed += v
+	}
+	if int(suppressed) != len(names) {
+		t.Errorf("%v copies recorded as duplicates, want one of each pair (%d)", suppressed, len(names))
+	}
+	t.Logf("%d notifications posted by both peers to two replicas at once: each sent once, %v copies recorded as duplicates", len(names), suppressed)
+	checkPace(t, p)
+}

@@ -343,6 +343,9 @@ func (s *Store) Release(ctx context.Context, now time.Time, digest outbox.Digest
 			continue // another release took it
 		}
 		rs := held[number]
+		if len(rs) == 0 {
+			continue
+		}
 		rs = rs[:min(len(rs), releaseRows)]
 		rel := outbox.ReleasedHold{Number: number}
 		for _, r := range rs {
