@@ -79,7 +79,9 @@
 // its own value.
 //
 // Taking over, the new leader returns every delivery still leased to the
-// queue: only leaders lease, and the previous one's session is gone. A
+// queue, giving back what Admit counted for it (its place in the number's
+// throttle windows, its segments in the day's budget): only leaders
+// lease, and the previous one's session is gone. A
 // batch the old leader had on the wire may so go out twice
 // (at-least-once); its late result is ignored (the lease token changed).
 // The dispatcher reads the 429 pause and the hold from the store at the
