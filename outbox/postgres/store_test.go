@@ -369,3 +369,75 @@ func TestLeadershipByRow(t *testing.T) {
 		t.Error("the term was not lost")
 	}
 }
+
+// TestHealthWithoutTheSecret: Health fails while the database refuses the
+// store (here: its role may no longer log in and its sessions were ended),
+// recovers when it is let in again, and its error, which /-/ready and the
+// status page show, never carries the DSN's password.
+func TestHealthWithoutTheSecret(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role, password := pgtest.Name("health_"), "Health-pa55-"+pgtest.Name("x")
+	ident := pgx.Identifier{role}.Sanitize()
+	u, _ := url.Parse(dsn)
+	database := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	// Registered before the schema, so it runs after the schema is gone.
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), `REVOKE CREATE ON DATABASE `+database+` FROM `+ident)
+		if _, err := c.Exec(context.Background(), `DROP ROLE IF EXISTS `+ident); err != nil {
+			t.Errorf("drop role: %v", err)
+		}
+	})
+	for _, q := range []string{
+		`CREATE ROLE ` + ident + ` LOGIN PASSWORD '` + password + `'`,
+		`GRANT CREATE ON DATABASE ` + database + ` TO ` + ident,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	own := *u
+	own.User = url.UserPassword(role, password)
+	s := openT(t, own.String(), pgtest.Schema(t), Options{})
+	if err := s.Health(ctx); err != nil {
+		t.Fatalf("a fresh store: %v", err)
+	}
+	for _, q := range []string{
+		`ALTER ROLE ` + ident + ` NOLOGIN`,
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '` + role + `'`,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pool may still hand out a connection it has not found dead yet;
+	// by the second call every one is gone.
+	for range 2 {
+		err = s.Health(ctx)
+	}
+	if err == nil {
+		t.Fatal("healthy while the database refuses the store")
+	}
+	if strings.Contains(err.Error(), password) {
+		t.Errorf("the health error shows the password: %v", err)
+	}
+	t.Logf("health while refused: %v", err)
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+ident+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(ctx); err != nil {
+		t.Errorf("not healthy again once let in: %v", err)
+	}
+}
