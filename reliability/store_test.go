@@ -176,17 +176,28 @@ func (s *setup) startOnTmpfs(t *testing.T, size string) *bridge {
 func fill(t *testing.T, dir string) string {
 	t.Helper()
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize); err != nil {
-		t.Fatalf("fill %s: %v", dir, err)
+	// The bridge keeps writing (its WAL grows) between statfs and
+	// fallocate, so the size read may be gone by the time it is asked
+	// for: a failed fallocate allocates nothing, so read the free space
+	// again and ask again.
+	for try := 1; ; try++ {
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize)
+		if err == nil {
+			break
+		}
+		if err != syscall.ENOSPC || try == 50 {
+			t.Fatalf("fill %s (try %d): %v", dir, try, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
