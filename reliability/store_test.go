@@ -119,6 +119,18 @@ func TestStoreDiskFull(t *testing.T) {
 	waitDelivered(t, fake, w, 30*time.Second, b)
 
 	filler := fill(t, s.store)
+	// A write that still fits (SQLite reuses WAL frames after a
+	// checkpoint) is stored and answered 202, rightly; the health check
+	// notices the full disk within a second, and from then on every
+	// webhook gets 503.
+	eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
+		r, err := http.Get(b.url("/-/ready"))
+		if err != nil {
+			return false, err.Error()
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusServiceUnavailable, r.Status
+	})
 
 	for i := range 20 {
 		name := fmt.Sprintf("Unstored%04d", i)
