@@ -134,7 +134,7 @@ type Store interface {
 	DeliveryByProviderID(ctx context.Context, id string) (Record, error)
 	// Retry puts a failed delivery back in the queue, due now, with its
 	// attempts and max age counted afresh. Errors wrap ErrNotFound or
-	// ErrNotFailed.
+	// ErrNotFailed, or ErrOptedOut for a number that opted out.
 	Retry(ctx context.Context, id int64) error
 	// Prune deletes notifications received more than retention ago whose
 	// deliveries are all finished (accepted, failed, bundled or
@@ -165,6 +165,10 @@ type Store interface {
 	// empty one. Keys must not be empty.
 	GetState(ctx context.Context, key string) (value []byte, ok bool, err error)
 	PutState(ctx context.Context, key string, value []byte) error
+
+	// TwoWay: receipts, reply codes, acknowledgements, opt-outs (see
+	// twoway.go).
+	TwoWay
 
 	// Close stops background work after the current commit, fails calls
 	// still waiting with ErrClosed, and releases the backend (and, for
@@ -258,6 +262,10 @@ type Notification struct {
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
+	// AckLabels are the labels an acknowledgement of the group silences
+	// (its group labels, or its common labels when it has none); stored
+	// with n for ReplyTarget and ReceiptMatch. Nil for none.
+	AckLabels map[string]string
 }
 
 // AlertRef names one alert instance: Alertmanager's fingerprint and when
@@ -294,6 +302,9 @@ type Enqueued struct {
 	// Cancelled counts deliveries CancelHeld ended: held ones of the
 	// group and n's own.
 	Cancelled int
+	// ReplyCode is the reply code written into n's texts (see
+	// ReplyCodePlaceholder): digits, or ReplyCodeAll; empty for none.
+	ReplyCode string
 }
 
 // Message is one rendered text for one receiver and the numbers to send it
@@ -329,6 +340,21 @@ type Message struct {
 	// that number when the notification was routed, or "". Nil or empty
 	// means no names; otherwise it has one entry per number (ErrInvalid).
 	People []string
+	// ReplyCode asks for a reply code: on a firing notification, Enqueue
+	// chooses one for the notification (see ReplyCodePlaceholder),
+	// issues it to the message's numbers and writes it into Text in place
+	// of every ReplyCodePlaceholder, keeping the text as given as the
+	// message's template (ReceiptMatch.Template). On a notification of
+	// another status the placeholder is removed.
+	ReplyCode bool
+	// FailoverOf is, for a message sent because the delivery with this
+	// id failed at the handset (a receiver's on_undelivered), that id; 0
+	// otherwise. Its deliveries record it (Record.FailoverOf).
+	FailoverOf int64
+
+	// template and code are set by FillReplyCode: the text as given, and
+	// the code written into it.
+	template, code string
 }
 
 // State is the state of one delivery (one text to one number).
@@ -524,6 +550,21 @@ type Record struct {
 	// Person is who was on call at Number when the notification was
 	// routed, or "".
 	Person string
+	// Receipt is the handset's final status, ReceiptDelivered or
+	// ReceiptFailed, or "" while none came; ReceiptWord is the provider's
+	// latest word for it (a final one, or information such as
+	// "Enroute") and ReceiptAt its time; zero without any.
+	Receipt     string
+	ReceiptWord string
+	ReceiptAt   time.Time
+	// ReplyCode is the reply code the text carries, or "".
+	ReplyCode string
+	// FailoverOf is the delivery this one is the failover of (the
+	// receiver's on_undelivered); 0 otherwise. FailedOverTo is, for a
+	// delivery that failed at the handset, the notification that carried
+	// its failover; 0 for none.
+	FailoverOf   int64
+	FailedOverTo int64
 }
 
 // Override is an on-call override added at run time: Members are on call

@@ -102,6 +102,15 @@ func Run(t *testing.T, h Harness) {
 		{"People", testPeople},
 		{"OnceKey", testOnceKey},
 		{"Overrides", testOverrides},
+		{"ReplyCodes", testReplyCodes},
+		{"ReplyCodesExhausted", testReplyCodesExhausted},
+		{"ReplyCodesConcurrent", testReplyCodesConcurrent},
+		{"Receipts", testReceipts},
+		{"Acks", testAcks},
+		{"AcksConcurrent", testAcksConcurrent},
+		{"OptOuts", testOptOuts},
+		{"ClaimAllow", testClaimAllow},
+		{"PruneTwoWay", testPruneTwoWay},
 	}
 	if h.Concurrent() {
 		tests = append(tests,

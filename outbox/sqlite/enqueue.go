@@ -222,7 +222,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
-	w := &txInserts{}
+	w := &txInserts{tx: tx}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
 		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
 		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
@@ -248,6 +248,9 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 
 // txInserts are the group commit's statements inside one transaction.
 type txInserts struct {
+	// tx runs the two-way statements (enqueue_twoway.go), which only
+	// notifications with reply codes or failovers need.
+	tx                                                   *sql.Tx
 	lastStatus, onceKey, notification, message, delivery *sql.Stmt
 	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
 	heldFiring, cancel, lastSent                         *sql.Stmt
@@ -322,6 +325,10 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		return false, fmt.Errorf("insert notification: %w", err)
 	}
 	res.ID, res.Outcome = id, n.Outcome
+	if res.ReplyCode, err = w.replyCode(ctx, n, id, now); err != nil {
+		return false, err
+	}
+	n.Messages = outbox.FillReplyCode(n.Messages, res.ReplyCode)
 	cancelling := n.CancelHeld && n.Status == "resolved"
 	// keep caches the CancelHeld decision per number, so every text of n
 	// to one number is judged alike.
@@ -331,6 +338,9 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		mid, err := insertID(ctx, w.message, id, m.Receiver, m.Text, m.Segments, m.Summary)
 		if err != nil {
 			return false, fmt.Errorf("insert message: %w", err)
+		}
+		if err := w.messageTwoWay(ctx, mid, m); err != nil {
+			return false, err
 		}
 		for _, num := range m.Numbers {
 			state, code, reason := outbox.StatePending, "", ""
@@ -357,6 +367,9 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 				res.Recipients++
 				due = true
 			}
+		}
+		if err := w.failover(ctx, mid, m); err != nil {
+			return false, err
 		}
 	}
 	r.res = res

@@ -85,12 +85,14 @@ func TestMigrateV1(t *testing.T) {
 	}
 	rs.Close()
 	wantNames := []string{
-		"budget", "dedup", "dedup_at",
-		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_held",
-		"deliveries_leased", "deliveries_number", "deliveries_updated",
+		"acks", "acks_at", "acks_group", "acks_pending",
+		"budget", "claims", "claims_expiry", "dedup", "dedup_at",
+		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_failover",
+		"deliveries_held", "deliveries_leased", "deliveries_number", "deliveries_outstanding", "deliveries_updated",
 		"messages", "messages_notification",
 		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
-		"oncall_overrides", "oncall_overrides_end",
+		"oncall_overrides", "oncall_overrides_end", "opt_outs",
+		"rate_events", "rate_events_at", "rate_events_key", "reply_codes", "reply_codes_issued", "reply_codes_notification",
 		"resolved_alerts", "resolved_alerts_seen", "state",
 	}
 	if !slices.Equal(names, wantNames) {
@@ -281,5 +283,69 @@ func TestMigrateV4(t *testing.T) {
 	}
 	if r := records(t, s, outbox.Filter{State: outbox.StateHeld}); len(r) != 1 || r[0].Person != "bob" {
 		t.Errorf("held records %+v", r)
+	}
+}
+
+// TestMigrateV5 upgrades a database made by the release with the noise
+// controls (version 5), whose last step edited the deliveries table's
+// CHECK through writable_schema: the two-way step then adds receipt
+// columns to that very table, and a row stored before gets a receipt and
+// keeps every state. (A fresh database runs both steps in one
+// transaction, which every other test does.)
+func TestMigrateV5(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range migrations[:5] {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+	}
+	qs := []string{
+		"PRAGMA user_version = 5",
+		"INSERT INTO notifications (id, received_at, source, group_key, status, outcome, alertname) VALUES (7, 1000, 'alertmanager', 'g', 'firing', 'accepted', 'DiskFull')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'disk full', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, updated_at, account, api_message_id) VALUES (9, 8, '+27830000001', 'accepted', 1000, 1000, ?, 'primary', 'api-9')",
+	}
+	now := time.Now()
+	for _, q := range qs {
+		args := []any{}
+		if strings.Contains(q, "?") {
+			args = append(args, now.UnixMilli())
+		}
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	ctx := context.Background()
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	var integrity string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity check after the migration: %q %v", integrity, err)
+	}
+	m, err := s.RecordReceipt(ctx, now, outbox.Receipt{Number: "+27830000001", Status: outbox.ReceiptDelivered, Word: "Delivered", Window: time.Hour})
+	if err != nil {
+		t.Fatalf("a receipt for the row stored by version 5: %v", err)
+	}
+	if m.Delivery.ID != 9 || m.Delivery.State != outbox.StateAccepted || m.Delivery.Receipt != outbox.ReceiptDelivered || m.Template != "disk full" {
+		t.Errorf("receipt recorded as %+v", m)
+	}
+	for _, st := range []string{"held", "failed", "pending"} {
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = ? WHERE id = 9", st); err != nil {
+			t.Errorf("state %s refused after the migration: %v", st, err)
+		}
+	}
+	e := enqueue(t, s, note("after"))
+	if rs := records(t, s, outbox.Filter{NotificationID: e.ID}); len(rs) != 2 || rs[0].Receipt != "" {
+		t.Errorf("records enqueued after the migration: %+v", rs)
 	}
 }
