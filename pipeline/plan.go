@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
@@ -146,7 +147,15 @@ func (p *Pipeline) narrow(n *alert.Notification, e *Entry, keep []int) {
 
 func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) (string, int) {
 	maxSeg := rcv.MaxSegments
-	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, templates.NewData(n), maxSeg)
+	data := templates.NewData(n)
+	if p.replies != nil && n.Data.Status == alert.StatusFiring {
+		// The store writes the code in place of the placeholder.
+		data.Reply = templates.Reply{Code: outbox.ReplyCodePlaceholder}
+		if n.Source == alert.SourceAlertmanager {
+			data.Reply.Silence = p.replies.Silence
+		}
+	}
+	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, data, maxSeg)
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
 		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
@@ -200,6 +209,7 @@ func (pl *Plan) stored() []outbox.Message {
 			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
 			People: slices.Clone(e.People), DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
 			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+			ReplyCode: strings.Contains(e.Text, outbox.ReplyCodePlaceholder),
 		})
 	}
 	return out
