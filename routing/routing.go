@@ -77,6 +77,10 @@ type Receiver struct {
 	// Throttle says whether the per-number throttle applies to this
 	// receiver's messages; nil means true. false is for a last resort.
 	Throttle *bool `yaml:"throttle"`
+	// OnUndelivered names the receiver that gets the same text, once,
+	// when the provider reports that it did not reach one of this
+	// receiver's numbers (a failed delivery receipt); empty for none.
+	OnUndelivered string `yaml:"on_undelivered"`
 }
 
 // Oncall is a named on-call list that receivers can share: a fixed list of
@@ -105,6 +109,9 @@ type ResolvedReceiver struct {
 	MaxSegments int
 	// Throttle says whether the per-number throttle applies.
 	Throttle bool
+	// OnUndelivered is the receiver a text undelivered to one of this
+	// receiver's numbers goes to; empty for none.
+	OnUndelivered string
 }
 
 // OverridesFunc returns the run-time overrides of the on-call list called
@@ -266,6 +273,16 @@ func New(root *Route, receivers []Receiver, lists []Oncall, opts Options) (*Rout
 		r.byName[rr.Name] = rr
 		r.receivers = append(r.receivers, rr)
 	}
+	for i := range receivers {
+		rc := &receivers[i]
+		switch name := rc.OnUndelivered; {
+		case name == "":
+		case name == rc.Name:
+			errs.add(fmt.Sprintf("receivers[%d].on_undelivered", i), nil, "receiver %q: on_undelivered names the receiver itself; name another", rc.Name)
+		case r.byName[name] == nil:
+			errs.add(fmt.Sprintf("receivers[%d].on_undelivered", i), nil, "receiver %q: on_undelivered names unknown receiver %q", rc.Name, name)
+		}
+	}
 	r.root = r.buildRoot(root, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -361,14 +378,15 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, dir *onca
 		nums[k] = m.Number
 	}
 	return &ResolvedReceiver{
-		Name:         rc.Name,
-		Numbers:      nums,
-		Members:      members,
-		Oncall:       schedules,
-		Template:     rc.Template,
-		SendResolved: sendResolved,
-		MaxSegments:  rc.MaxSegments,
-		Throttle:     rc.Throttle == nil || *rc.Throttle,
+		Name:          rc.Name,
+		Numbers:       nums,
+		Members:       members,
+		Oncall:        schedules,
+		Template:      rc.Template,
+		SendResolved:  sendResolved,
+		MaxSegments:   rc.MaxSegments,
+		Throttle:      rc.Throttle == nil || *rc.Throttle,
+		OnUndelivered: rc.OnUndelivered,
 	}
 }
 

@@ -441,3 +441,38 @@ func TestNullReceiverIsAllowed(t *testing.T) {
 		t.Errorf("Watchdog routed to %+v", got)
 	}
 }
+
+func TestOnUndelivered(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, target string
+		wantErr      string // "" for none
+		wantPath     string
+	}{
+		{"another receiver", "backup", "", ""},
+		{"none", "", "", ""},
+		{"itself", "db", `receiver "db": on_undelivered names the receiver itself; name another`, "receivers[0].on_undelivered"},
+		{"unknown", "nobody", `receiver "db": on_undelivered names unknown receiver "nobody"`, "receivers[0].on_undelivered"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := New(&Route{Receiver: "db"}, []Receiver{
+				{Name: "db", Numbers: []string{"+27830000001"}, OnUndelivered: tc.target},
+				{Name: "backup", Numbers: []string{"+27830000002"}},
+			}, nil, opts)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rcv, _ := r.Receiver("db"); rcv.OnUndelivered != tc.target {
+					t.Errorf("OnUndelivered %q, want %q", rcv.OnUndelivered, tc.target)
+				}
+				return
+			}
+			var re *Error
+			if err == nil || !errors.As(err, &re) || err.Error() != tc.wantErr || re.Path != tc.wantPath {
+				t.Errorf("error %v (path %v), want %q at %s", err, re, tc.wantErr, tc.wantPath)
+			}
+		})
+	}
+}
