@@ -38,6 +38,7 @@ import (
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
 	"github.com/smsbridge/smsbridge/templates"
+	"github.com/smsbridge/smsbridge/twoway"
 )
 
 // Options tunes Build.
@@ -66,6 +67,10 @@ type Options struct {
 	// MuteMetrics count what the routes' time intervals hold back; nil
 	// counts nothing.
 	MuteMetrics *pipeline.MuteMetrics
+	// DryRunCallbackToken is the callback token of a dry run, which main
+	// gives the in-process fake so that it can post receipts and replies
+	// back; the configured token is not read in a dry run.
+	DryRunCallbackToken string
 }
 
 // OverrideSource holds the on-call overrides added at run time.
@@ -113,6 +118,9 @@ type Generation struct {
 	Pipeline *pipeline.Pipeline
 	// Dispatch are the dispatcher's settings, with a client per account.
 	Dispatch dispatch.Settings
+	// TwoWay is the callback endpoint's, replies' and silences'
+	// configuration.
+	TwoWay *twoway.Config
 
 	clients    []*touchbase.Client
 	intakeView receiver.Intake
@@ -134,6 +142,7 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
 	g.Dispatch.Limits = b.limits(g)
+	g.TwoWay = b.twoWay(g)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {
@@ -339,6 +348,7 @@ func (g *Generation) Summary() string {
 		b.WriteString(a.Name)
 	}
 	b.WriteString("\n")
+	b.WriteString(g.twoWaySummary())
 	return b.String()
 }
 

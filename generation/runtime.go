@@ -117,6 +117,9 @@ func (g *Generation) Close() {
 	for _, c := range g.clients {
 		c.CloseIdleConnections()
 	}
+	if g.TwoWay != nil && g.TwoWay.Alertmanager != nil {
+		g.TwoWay.Alertmanager.CloseIdleConnections()
+	}
 }
 
 func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
@@ -146,6 +149,7 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 		Logger:    b.opts.Logger,
 		Now:       b.opts.Now,
 		Overrides: overrides,
+		Replies:   b.replies(),
 	})
 	if err != nil {
 		b.errorf("", "%w", err)
