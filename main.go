@@ -47,6 +47,7 @@ import (
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
+	"github.com/smsbridge/smsbridge/twoway"
 )
 
 func main() {
@@ -232,6 +233,12 @@ type bridge struct {
 	roster  *roster.Roster
 	rosterM *roster.Metrics
 	muteM   *pipeline.MuteMetrics
+
+	// twoway acts on the provider's callbacks and creates silences; it
+	// outlives generations. dryRunToken is a dry run's callback token.
+	twoway      *twoway.Processor
+	twowayM     *twoway.Metrics
+	dryRunToken string
 }
 
 type reloadResult struct {
@@ -272,6 +279,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.dispatchM = dispatch.NewMetrics(b.reg)
 	b.muteM = pipeline.NewMuteMetrics(b.reg)
 	b.rosterM = roster.NewMetrics(b.reg)
+	b.twowayM = twoway.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -280,6 +288,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	if f.dryRun {
+		b.dryRunToken = dryRunToken()
 		b.fake = smsfake.NewServer(smsfake.Options{
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
@@ -287,6 +296,11 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			// The ids it gives say, in the store and on the page, that
 			// nothing was sent.
 			IDPrefix: status.DryRunIDPrefix,
+			// It plays the provider's webhooks too: a receipt for each
+			// message, and replies (POST /api/v1/sms/dry-run/reply), to
+			// the bridge's own callback endpoint.
+			CallbackURL:   dryRunCallbackURL(f, b.dryRunToken),
+			CallbackDelay: time.Second,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
@@ -300,6 +314,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	b.store = store
+	b.newTwoWay()
 	b.roster = roster.New(roster.Options{
 		Store:   store,
 		View:    b.rosterView,
@@ -348,6 +363,7 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
+		opts.DryRunCallbackToken = b.dryRunToken
 	}
 	return generation.Build(file, opts)
 }
@@ -355,6 +371,7 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 // apply makes g the running generation.
 func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
+	b.dispatchM.InitReceivers(twoway.ReceiverReplies)
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 		b.muteM.Init(r.Name)
@@ -419,6 +436,7 @@ func (b *bridge) handler() http.Handler {
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
 	b.intake.Register(e)
+	b.registerTwoWay(e)
 	b.registerStatus(e)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg})))
 	if b.flags.pprof {
@@ -455,6 +473,9 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan struct{})
 	go func() { _ = b.roster.Run(rctx); close(rdone) }()
+	silCtx, silCancel := context.WithCancel(context.Background())
+	silDone := make(chan struct{})
+	go b.runSilencer(silCtx, silDone)
 
 	srv := &http.Server{
 		Handler: underPrefix(b.flags.prefix, b.handler()),
@@ -493,9 +514,12 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
-	// The roster stops first: a notice it queues must still be sent.
+	// The roster and the silencer stop first: a notice or an answer they
+	// queue must still be sent.
 	rcancel()
 	<-rdone
+	silCancel()
+	<-silDone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)
