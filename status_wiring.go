@@ -25,6 +25,7 @@ func (b *bridge) registerStatus(e *echo.Echo) {
 		Logger:     b.logger.With("component", "status"),
 		Noise:      statusNoise{b},
 		Oncall:     oncallBridge{b},
+		TwoWay:     statusTwoWay{b},
 		AdminAPI:   b.flags.adminAPI,
 		PathPrefix: b.flags.linkPrefix(),
 	})

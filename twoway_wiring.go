@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/twoway"
 )
@@ -117,4 +118,22 @@ func (b *bridge) runSilencer(ctx context.Context, done chan<- struct{}) {
 	if err := b.twoway.Silencer().Run(ctx); err != nil {
 		b.logger.Error("silencer stopped", "err", fmt.Errorf("silencer: %w", err))
 	}
+}
+
+// statusTwoWay is two-way SMS as the status page reads it.
+type statusTwoWay struct{ b *bridge }
+
+func (s statusTwoWay) OptOuts(ctx context.Context) ([]outbox.OptOut, error) { return s.b.store.OptOuts(ctx) }
+
+func (s statusTwoWay) Acks(ctx context.Context, since time.Time, limit int) ([]outbox.Ack, error) {
+	return s.b.store.Acks(ctx, since, limit)
+}
+
+// NameOf names a number from the configuration in force.
+func (s statusTwoWay) NameOf(number string) string {
+	if c := s.b.twoWayConfig(); c != nil && c.Lookup != nil {
+		name, _ := c.Lookup(number)
+		return name
+	}
+	return ""
 }

@@ -230,6 +230,8 @@ type Options struct {
 	Noise NoiseSource
 	// Oncall are the on-call lists; nil hides them and their API.
 	Oncall Oncall
+	// TwoWay are the opt-outs and acknowledgements; nil hides them.
+	TwoWay TwoWay
 	// AdminAPI allows the state-changing admin endpoints (the
 	// --web.enable-admin-api flag); without it they answer 403.
 	AdminAPI bool
