@@ -123,7 +123,9 @@ func (b *bridge) runSilencer(ctx context.Context, done chan<- struct{}) {
 // statusTwoWay is two-way SMS as the status page reads it.
 type statusTwoWay struct{ b *bridge }
 
-func (s statusTwoWay) OptOuts(ctx context.Context) ([]outbox.OptOut, error) { return s.b.store.OptOuts(ctx) }
+func (s statusTwoWay) OptOuts(ctx context.Context) ([]outbox.OptOut, error) {
+	return s.b.store.OptOuts(ctx)
+}
 
 func (s statusTwoWay) Acks(ctx context.Context, since time.Time, limit int) ([]outbox.Ack, error) {
 	return s.b.store.Acks(ctx, since, limit)
