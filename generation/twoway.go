@@ -190,13 +190,17 @@ func (b *builder) replies() *pipeline.Replies {
 	return r
 }
 
-// TwoWaySummary describes two-way SMS for the summary; "" when off.
+// twoWaySummary describes two-way SMS for the summary; "" when off.
 func (g *Generation) twoWaySummary() string {
 	t := g.TwoWay
 	if t == nil || (t.Token == "" && !t.Replies) {
 		return ""
 	}
-	parts := []string{"callback endpoint on", fmt.Sprintf("receipts matched within %s", config.Duration(t.MatchWindow))}
+	var parts []string
+	if t.Token != "" {
+		parts = append(parts, "callback endpoint on")
+	}
+	parts = append(parts, fmt.Sprintf("receipts matched within %s", config.Duration(t.MatchWindow)))
 	if t.Replies {
 		parts = append(parts, fmt.Sprintf("replies on (ack %s, at most %s)", config.Duration(t.AckSilence), config.Duration(t.MaxSilence)))
 	}
