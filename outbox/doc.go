@@ -87,6 +87,23 @@
 // until nothing is due, and keeps a timer for work that becomes due later
 // (Schedule).
 //
+// # Two-way SMS
+//
+// The provider's callbacks come back through the same store (TwoWay). A
+// handset receipt is recorded beside a delivery's state, on the latest
+// delivery to its number accepted within a window that has no final
+// receipt yet: the provider's batch send gives no id to match by. A
+// firing message can ask for a reply code: Enqueue chooses one per
+// notification, in the write transaction, that none of its numbers was
+// issued within a day, and writes it into the text in place of a
+// placeholder, so all the numbers still share one text. An
+// acknowledgement of a group is recorded atomically with the check that
+// none is in force (Acknowledge), with the silence it asks for, which
+// stays pending, leased and retried like a delivery, until Alertmanager
+// took it. Opt-outs (STOP) fail what waits for their number in the same
+// transaction. Claim and Allow are small guards for the callback
+// endpoint: a callback body handled once, answers counted per number.
+//
 // # Small durable state
 //
 // GetState and PutState keep the little state that must survive a restart
