@@ -19,7 +19,9 @@ type fakeTwoWay struct {
 
 func (f *fakeTwoWay) OptOuts(context.Context) ([]outbox.OptOut, error) { return f.outs, f.err }
 
-func (f *fakeTwoWay) Acks(context.Context, time.Time, int) ([]outbox.Ack, error) { return f.acks, f.err }
+func (f *fakeTwoWay) Acks(context.Context, time.Time, int) ([]outbox.Ack, error) {
+	return f.acks, f.err
+}
 
 func (f *fakeTwoWay) NameOf(n string) string {
 	if n == "+27831110002" {
