@@ -37,6 +37,19 @@ func TestTwoWayConfig(t *testing.T) {
 	if text := string(out) + fmt.Sprintf("%v %+v", c.AlertmanagerAPI, *c.AlertmanagerAPI.HTTPConfig); strings.Contains(text, "s3cr3t-am-pw") {
 		t.Error("the Alertmanager password is printed")
 	}
+	// An inline token is a secret like a key: never printed.
+	f, err = Load([]byte("sms:\n  callback: {token: inl1ne-c4llback-t0ken-value}\n" + base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = yaml.Marshal(f.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := string(out) + fmt.Sprintf("%v %+v %#v", f.Config.SMS, *f.Config.SMS.Callback, f.Config.SMS.Callback); strings.Contains(text, "inl1ne") ||
+		!strings.Contains(string(out), "token: <secret>") {
+		t.Errorf("the callback token is printed:\n%s", text)
+	}
 	// Off by default: no callback, no replies, no API.
 	f, err = Load([]byte(base))
 	if err != nil {
