@@ -17,10 +17,11 @@ import (
 // production is the same wall clock.
 type TwoWay interface {
 	// RecordReceipt records a handset receipt on the latest outstanding
-	// delivery to r.Number: the one in state accepted, accepted within
-	// r.Window before now (its last update), with no final receipt yet
+	// delivery to r.Number: the one in state accepted (or sending: the
+	// provider may report before the bridge recorded its answer), last
+	// updated within r.Window before now, with no final receipt yet
 	// (neither ReceiptDelivered nor ReceiptFailed), the newest first. The
-	// delivery's state stays accepted: a receipt is recorded beside it,
+	// delivery's state is not changed: a receipt is recorded beside it,
 	// with the provider's word and its time (r.At, or now when zero). A
 	// word that is no final status (r.Status "") is recorded as
 	// information and keeps the delivery outstanding. The error wraps

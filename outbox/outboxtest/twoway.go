@@ -285,6 +285,15 @@ func testReceipts(t *testing.T, h Harness) {
 		t.Errorf("stored receipt %q %q", r.Receipt, r.ReceiptWord)
 	}
 
+	// A delivery still leased: the provider can report before the sender
+	// recorded its answer.
+	inFlight := enqueue(t, s, page("g4", "InFlight", []string{twC}))
+	lease(t, s, e.clock.Now(), 10, 10)
+	if m, err := receipt(twC, outbox.ReceiptDelivered, "Delivered"); err != nil || m.Delivery.ID != deliveryOf(t, s, inFlight.ID).ID ||
+		m.Delivery.State != outbox.StateSending {
+		t.Errorf("receipt for a delivery in flight: %+v, %v", m, err)
+	}
+
 	// Outside the window.
 	enqueue(t, s, page("g3", "Old", []string{twB}))
 	acceptDue(t, s, e.clock.Now())

@@ -249,7 +249,7 @@ ALTER TABLE deliveries ADD COLUMN receipt_word TEXT NOT NULL DEFAULT '';
 ALTER TABLE deliveries ADD COLUMN receipt_at INTEGER;
 ALTER TABLE deliveries ADD COLUMN failover_of INTEGER;
 CREATE INDEX deliveries_failover ON deliveries(failover_of) WHERE failover_of IS NOT NULL;
-CREATE INDEX deliveries_outstanding ON deliveries(number, updated_at) WHERE state = 'accepted' AND receipt = '';
+CREATE INDEX deliveries_outstanding ON deliveries(number, updated_at) WHERE state IN ('accepted', 'sending') AND receipt = '';
 ALTER TABLE messages ADD COLUMN template TEXT NOT NULL DEFAULT '';
 ALTER TABLE messages ADD COLUMN reply_code TEXT NOT NULL DEFAULT '';
 ALTER TABLE notifications ADD COLUMN ack_labels TEXT NOT NULL DEFAULT '';

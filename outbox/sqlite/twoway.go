@@ -35,7 +35,7 @@ func (s *Store) RecordReceipt(ctx context.Context, now time.Time, r outbox.Recei
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM deliveries
-			WHERE number = ? AND state = 'accepted' AND receipt = '' AND updated_at >= ?
+			WHERE number = ? AND state IN ('accepted', 'sending') AND receipt = '' AND updated_at >= ?
 			ORDER BY updated_at DESC, id DESC LIMIT 1`, r.Number, ms(now.Add(-r.Window))).Scan(&id)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
