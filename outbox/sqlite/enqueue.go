@@ -211,6 +211,11 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			return false, err
 		}
 	}
+	if s.twIns == nil {
+		if s.twIns, err = prepareTwoWay(ctx, s.wdb); err != nil {
+			return false, err
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin: %w", err)
@@ -222,7 +227,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
-	w := &txInserts{tx: tx}
+	w := &txInserts{tw: s.twIns.in(ctx, tx)}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
 		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
 		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
@@ -248,9 +253,8 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 
 // txInserts are the group commit's statements inside one transaction.
 type txInserts struct {
-	// tx runs the two-way statements (enqueue_twoway.go), which only
-	// notifications with reply codes or failovers need.
-	tx                                                   *sql.Tx
+	// tw are the two-way statements (enqueue_twoway.go).
+	tw                                                   *twoWayInserts
 	lastStatus, onceKey, notification, message, delivery *sql.Stmt
 	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
 	heldFiring, cancel, lastSent                         *sql.Stmt

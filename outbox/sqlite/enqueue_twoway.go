@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -21,7 +22,7 @@ func (w *txInserts) replyCode(ctx context.Context, n outbox.Notification, id int
 		if err != nil {
 			return "", fmt.Errorf("encode the acknowledgement labels: %w", err)
 		}
-		if _, err := w.tx.ExecContext(ctx, `UPDATE notifications SET ack_labels = ? WHERE id = ?`, string(raw), id); err != nil {
+		if _, err := w.tw.ackLabels.ExecContext(ctx, string(raw), id); err != nil {
 			return "", fmt.Errorf("store the acknowledgement labels: %w", err)
 		}
 	}
@@ -37,9 +38,7 @@ func (w *txInserts) replyCode(ctx context.Context, n outbox.Notification, id int
 		return outbox.ReplyCodeAll, nil
 	}
 	for _, num := range numbers {
-		if _, err := w.tx.ExecContext(ctx, `INSERT INTO reply_codes (number, code, notification_id, issued_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (number, code) DO UPDATE SET notification_id = excluded.notification_id, issued_at = excluded.issued_at`,
-			num, code, id, ms(now)); err != nil {
+		if _, err := w.tw.putCode.ExecContext(ctx, num, code, id, ms(now)); err != nil {
 			return "", fmt.Errorf("issue reply code: %w", err)
 		}
 	}
@@ -50,26 +49,26 @@ func (w *txInserts) replyCode(ctx context.Context, n outbox.Notification, id int
 // the code lifetime before now, or 0 when every code up to the largest
 // was.
 func (w *txInserts) chooseCode(ctx context.Context, numbers []string, now time.Time) (int, error) {
-	args := []any{ms(now.Add(-outbox.ReplyCodeLifetime))}
-	for _, n := range numbers {
-		args = append(args, n)
-	}
-	rows, err := w.tx.QueryContext(ctx, `SELECT DISTINCT code FROM reply_codes WHERE issued_at > ? AND number IN (`+
-		placeholders(len(numbers))+`)`, args...)
-	if err != nil {
-		return 0, fmt.Errorf("read issued reply codes: %w", err)
-	}
-	defer rows.Close()
 	used := map[int]bool{}
-	for rows.Next() {
-		var c int
-		if err := rows.Scan(&c); err != nil {
+	after := ms(now.Add(-outbox.ReplyCodeLifetime))
+	for _, n := range numbers {
+		if err := func() error {
+			rows, err := w.tw.usedCodes.QueryContext(ctx, n, after)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var c int
+				if err := rows.Scan(&c); err != nil {
+					return err
+				}
+				used[c] = true
+			}
+			return rows.Err()
+		}(); err != nil {
 			return 0, fmt.Errorf("read issued reply codes: %w", err)
 		}
-		used[c] = true
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("read issued reply codes: %w", err)
 	}
 	for c := 1; c <= outbox.MaxReplyCode; c++ {
 		if !used[c] {
@@ -84,7 +83,7 @@ func (w *txInserts) messageTwoWay(ctx context.Context, mid int64, m *outbox.Merg
 	if m.Template == "" {
 		return nil
 	}
-	if _, err := w.tx.ExecContext(ctx, `UPDATE messages SET template = ?, reply_code = ? WHERE id = ?`, m.Template, m.ReplyCode, mid); err != nil {
+	if _, err := w.tw.template.ExecContext(ctx, m.Template, m.ReplyCode, mid); err != nil {
 		return fmt.Errorf("store the message's reply code: %w", err)
 	}
 	return nil
@@ -96,7 +95,7 @@ func (w *txInserts) failover(ctx context.Context, mid int64, m *outbox.Merged) e
 	if m.FailoverOf == 0 {
 		return nil
 	}
-	if _, err := w.tx.ExecContext(ctx, `UPDATE deliveries SET failover_of = ? WHERE message_id = ?`, m.FailoverOf, mid); err != nil {
+	if _, err := w.tw.failover.ExecContext(ctx, m.FailoverOf, mid); err != nil {
 		return fmt.Errorf("link the failover: %w", err)
 	}
 	return nil
@@ -105,4 +104,54 @@ func (w *txInserts) failover(ctx context.Context, mid int64, m *outbox.Merged) e
 // placeholders returns "?, ?, ?" for n parameters.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// twoWayInserts are the group commit's two-way statements, prepared once
+// on the writer connection, beside the inserts they follow.
+type twoWayInserts struct {
+	usedCodes, putCode, ackLabels, template, failover *sql.Stmt
+}
+
+func (t *twoWayInserts) all() []**sql.Stmt {
+	return []**sql.Stmt{&t.usedCodes, &t.putCode, &t.ackLabels, &t.template, &t.failover}
+}
+
+func prepareTwoWay(ctx context.Context, db *sql.DB) (*twoWayInserts, error) {
+	var t twoWayInserts
+	queries := []string{
+		`SELECT code FROM reply_codes WHERE number = ? AND issued_at > ?`,
+		// A code issued again after its lifetime replaces the old row.
+		`INSERT INTO reply_codes (number, code, notification_id, issued_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (number, code) DO UPDATE SET notification_id = excluded.notification_id, issued_at = excluded.issued_at`,
+		`UPDATE notifications SET ack_labels = ? WHERE id = ?`,
+		`UPDATE messages SET template = ?, reply_code = ? WHERE id = ?`,
+		`UPDATE deliveries SET failover_of = ? WHERE message_id = ?`,
+	}
+	for i, st := range t.all() {
+		p, err := db.PrepareContext(ctx, queries[i])
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+		*st = p
+	}
+	return &t, nil
+}
+
+// in returns the statements bound to tx.
+func (t *twoWayInserts) in(ctx context.Context, tx *sql.Tx) *twoWayInserts {
+	var out twoWayInserts
+	dst, src := out.all(), t.all()
+	for i := range dst {
+		*dst[i] = tx.StmtContext(ctx, *src[i])
+	}
+	return &out
+}
+
+func (t *twoWayInserts) close() {
+	for _, st := range t.all() {
+		if *st != nil {
+			(*st).Close()
+		}
+	}
 }

@@ -89,8 +89,10 @@ type Store struct {
 	wg        sync.WaitGroup
 
 	// ins are the group commit's statements, prepared once by the writer
-	// goroutine (the only one that uses them) on first use.
-	ins *inserts
+	// goroutine (the only one that uses them) on first use; twIns the
+	// two-way ones.
+	ins   *inserts
+	twIns *twoWayInserts
 
 	// beforeCommit, when set by a test, runs in the writer goroutine before
 	// each group commit with the number of notifications in it.
@@ -267,6 +269,9 @@ func (s *Store) Close() error {
 func (s *Store) closeDBs() error {
 	if s.ins != nil {
 		s.ins.close()
+	}
+	if s.twIns != nil {
+		s.twIns.close()
 	}
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
