@@ -349,7 +349,7 @@ func (p *Processor) ack(ctx context.Context, cfg *Config, number, name string, t
 			}
 		}
 	}
-	if created > 0 {
+	if created > 0 || len(already) == 0 {
 		p.metrics.replies.WithLabelValues(result).Inc()
 		return nil
 	}
