@@ -6,7 +6,9 @@
 # one chip per number, next attempts), the held provider's card, the 24-hour
 # counts, the self-refresh, the routing tree, the dry-run banner and the noise
 # controls (a throttled number's held, bundled and cancelled messages, its
-# digest, the throttle section); every link must stay under the prefix. Screenshots are kept as CI artifacts:
+# digest, the throttle section), and in the dry run the two-way loop
+# (receipts on the chips, an acknowledgement by reply, the STOP banner);
+# every link must stay under the prefix. Screenshots are kept as CI artifacts:
 # $BUILD_DIR/status-page.png and, with the DOM dumps, $BUILD_DIR/browser-test/.
 #
 # The bridge sends to status/internal/fakeapi: the SMS provider's fake, which
@@ -238,6 +240,15 @@ curl -fsS -H 'Content-Type: application/json' --data @receiver/testdata/am-firin
 wait_for "3 accepted in the dry run" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries?status=accepted' | grep -o '\"dry_run\":true' | wc -l | grep -qx 3"
 chrome "$DRY/" "$OUT/dry-run.html" --dump-dom
 (cd "$OUT" && chrome "$DRY/" /dev/null --screenshot="$OUT/dry-run.png" --window-size=1400,1400 --hide-scrollbars)
+
+echo "the dry run's two-way loop: receipts, a reply, a STOP"
+wait_for "the dry run's receipts" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries?status=accepted' | grep -o '\"receipt\":\"delivered\"' | wc -l | grep -qx 3"
+curl -fsS -d '{"number": "+27831234568", "text": "ACK 1"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's reply"
+wait_for "the acknowledgement's answer" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries' | grep -q 'Acked DiskFull'"
+curl -fsS -d '{"number": "+27831234568", "text": "STOP"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's STOP"
+wait_for "the opt-out" 30 sh -c "curl -fsS '$DRY/api/v1/status' | grep -q '\"opted_out\"'"
+chrome "$DRY/" "$OUT/dry-run-twoway.html" --dump-dom
+(cd "$OUT" && chrome "$DRY/" /dev/null --screenshot="$OUT/dry-run-twoway.png" --window-size=1400,1400 --hide-scrollbars)
 test -s "$OUT/dry-run.png" || fail "no dry-run screenshot"
 
 errors=0
@@ -344,6 +355,12 @@ check_count "$dry" "chips that say nothing was sent" '<i class="dry">dry run, no
 check "$dry" "the dry-run account" '<span class="badge dry">dry run</span>'
 check "$dry" "the grouped notification" '<div class="alertname">DiskFull</div>'
 curl -fsS "$DRY/api/v1/status" | grep -q '"dry_run":true' || { echo "MISSING: dry_run in /api/v1/status" >&2; errors=$((errors + 1)); }
+tw="$OUT/dry-run-twoway.html"
+check "$tw" "the STOP banner" 'id="optout-banner"'
+check "$tw" "who replied STOP" '+2783****568</code> replied STOP'
+check "$tw" "a handset receipt on a chip" 'data-receipt="delivered"'
+check "$tw" "who acknowledged" 'acked by <b>+2783****568</b> (ACK 1)'
+check "$tw" "the reply code" 'reply code 1'
 
 # No secret and no full number, on the pages or in the admin API.
 curl -fsS "$BRIDGE/api/v1/status" >"$OUT/api-status.json"
