@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,6 +51,65 @@ func TestCheckConfigCommand(t *testing.T) {
 			}
 			if strings.Contains(stdout+stderr, "k3y-never-printed") {
 				t.Error("the API key was printed")
+			}
+		})
+	}
+}
+
+// TestCheckConfigIsTheDaemonsValidation: check-config refuses exactly what
+// the daemon refuses, with the same message and the line of the key, the
+// SMS client's own checks included. Before, check-config passed an API key
+// with a space, a URL with credentials and a bad URL escape that the daemon
+// then refused.
+func TestCheckConfigIsTheDaemonsValidation(t *testing.T) {
+	t.Parallel()
+	const route = "route: {receiver: a}\nreceivers: [{name: a, numbers: ['+27830000001']}]\n"
+	tests := []struct {
+		name string
+		yaml string
+		// want is the message after "<file>:"
+		want string
+	}{
+		{"api key with a space", "sms:\n  url: https://api.example.com/sms\n  api_key: 'tb live'\n" + route,
+			"3: sms: sms api key contains whitespace or control characters"},
+		{"api key file with a space", "sms:\n  api_key_file: KEYFILE\n" + route,
+			"2: sms: sms api key contains whitespace or control characters"},
+		{"fallback key with a space", "sms:\n  api_key: k1\n  fallback:\n    url: https://b.example.com/sms\n    api_key: 'k 2'\n" + route,
+			"5: sms.fallback: sms api key contains whitespace or control characters"},
+		{"url with credentials", "sms:\n  api_key: k\n  url: https://user:pa55@api.example.com/sms\n" + route,
+			"3: sms.url must not contain credentials; the API key is sent as a bearer token"},
+		{"bad url escape", "sms:\n  api_key: k\n  url: https://api.example.com/%zz\n" + route,
+			"3: sms.url is not a valid URL"},
+		{"the key in the url", "sms:\n  api_key: k3y-in-the-url\n  url: https://api.example.com/sms?key=k3y-in-the-url\n" + route,
+			"3: sms: sms url: must not contain the api key, it is sent as a bearer token"},
+		{"max age of a nanosecond", "sms: {api_key: k}\ndelivery:\n  max_age: 1ns\n" + route,
+			`3: "1ns" is finer than a millisecond, the smallest unit; write one such as 500ms, 30s, 5m, 6h or 7d`},
+		{"negative timeout", "sms:\n  api_key: k\n  timeout: -1s\n" + route,
+			`3: "-1s" is negative; a duration must be positive, such as 500ms, 30s, 5m, 6h or 7d`},
+		{"min free too small", "sms: {api_key: k}\nstorage:\n  min_free: 1KiB\n" + route,
+			"3: storage.min_free 1024 bytes must be at least 1MiB"},
+		{"bad delivery id header", "sms: {api_key: k}\nwebhooks:\n  - name: ci\n    preset: plain\n    delivery_id_header: 'X:Id'\n" + route,
+			`5: webhooks "ci": delivery_id_header "X:Id" is not a valid header name`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			keyFile := writeFile(t, dir, "key", "tb live\n")
+			path := writeFile(t, dir, "smsbridge.yml", strings.ReplaceAll(tc.yaml, "KEYFILE", keyFile))
+			want := path + ":" + tc.want
+			code, stdout, stderr := runCLI(t, "check-config", "--config.file="+path)
+			if code != 1 || strings.TrimSpace(stderr) != want {
+				t.Errorf("check-config: exit %d\nstderr: %s\nwant:   %s\nstdout: %s", code, stderr, want, stdout)
+			}
+			_, err := newBridge(&flags{configFile: path, storagePath: filepath.Join(dir, "data")}, slog.New(slog.DiscardHandler))
+			if err == nil || err.Error() != want {
+				t.Errorf("the daemon: %v\nwant:       %s", err, want)
+			}
+			for _, secret := range []string{"pa55", "k3y-in-the-url", "tb live"} {
+				if strings.Contains(stderr, secret) || (err != nil && strings.Contains(err.Error(), secret)) {
+					t.Errorf("a secret (%q) is in the error", secret)
+				}
 			}
 		})
 	}

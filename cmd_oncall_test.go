@@ -210,7 +210,7 @@ func TestOncallCLIWithBridge(t *testing.T) {
 	tb.flags.adminAPI = false
 	tb.srv.Config.Handler = tb.handler()
 	code, _, stderr = runCLI(t, "oncall", "override", "add", "db-primary", "--member=erin", "--end="+end, u)
-	if code != 1 || !strings.Contains(stderr, "the bridge answered 403: the admin API is disabled: start smsbridge with --web.enable-admin-api") {
+	if code != 1 || !strings.Contains(stderr, "the bridge answered 403: POST /api/v1/oncall/:name/overrides is disabled: start smsbridge with --web.enable-admin-api") {
 		t.Errorf("add without the admin API: %d %q", code, stderr)
 	}
 }

@@ -26,6 +26,12 @@ route:
 receivers:
   - name: ops
     numbers: ["+27830000001", "+27830000002"]
+  - name: web
+    numbers: ["+27830000003", "+27830000004"]
+  - name: db
+    numbers: ["+27830000005", "+27830000006"]
+  - name: dev
+    numbers: ["+27830000007", "+27830000008"]
   - name: nobody
 `
 
@@ -59,13 +65,16 @@ func TestSendTestCommand(t *testing.T) {
 		{name: "queued", args: []string{"--receiver=ops", "--web.url=" + tb.srv.URL, "--no-wait"}, code: 0,
 			stdout: "test SMS queued as notification 1 for receiver ops: 2 numbers (+2783****001, +2783****002)\nfollow it at " + tb.srv.URL +
 				"/?status=pending or " + tb.srv.URL + "/api/v1/deliveries?notification=1\n", sent: 2},
-		{name: "waits for the outcome", args: []string{"--receiver=ops", "--web.url=" + tb.srv.URL}, code: 0,
-			stdout: "  +2783****002  accepted (provider id ", sent: 2},
-		{name: "trailing slash", args: []string{"--receiver", "ops", "--web.url", tb.srv.URL + "/"}, code: 0, stdout: "for receiver ops", sent: 2},
+		// A receiver each: one test SMS per receiver per 10 s.
+		{name: "waits for the outcome", args: []string{"--receiver=web", "--web.url=" + tb.srv.URL}, code: 0,
+			stdout: "  +2783****004  accepted (provider id ", sent: 2},
+		{name: "trailing slash", args: []string{"--receiver", "dev", "--web.url", tb.srv.URL + "/"}, code: 0, stdout: "for receiver dev", sent: 2},
+		{name: "too soon", args: []string{"--receiver=ops", "--web.url=" + tb.srv.URL}, code: 1,
+			stderr: `smsbridge send-test: the bridge answered 429: test sms to "ops" refused: at most one per 10s and 20 a day per receiver; retry after`},
 		{name: "unknown receiver", args: []string{"--receiver=dba", "--web.url=" + tb.srv.URL}, code: 1,
 			stderr: `smsbridge send-test: the bridge answered 404: no receiver named "dba" is configured`},
 		{name: "receiver without numbers", args: []string{"--receiver=nobody", "--web.url=" + tb.srv.URL}, code: 1, stderr: "answered 422"},
-		{name: "basic auth", args: []string{"--receiver=ops", "--web.url=" + authed.URL, "--web.username=admin", "--web.password-file=" + pwFile}, code: 0, stdout: "queued", sent: 2},
+		{name: "basic auth", args: []string{"--receiver=db", "--web.url=" + authed.URL, "--web.username=admin", "--web.password-file=" + pwFile}, code: 0, stdout: "queued", sent: 2},
 		{name: "credentials missing", args: []string{"--receiver=ops", "--web.url=" + authed.URL}, code: 1, stderr: "pass --web.username and --web.password-file"},
 		{name: "not a bridge", args: []string{"--receiver=ops", "--web.url=" + notBridge.URL}, code: 1, stderr: "the bridge answered 404 Not Found, not a test result"},
 		{name: "nothing listening", args: []string{"--receiver=ops", "--web.url=" + closed.URL}, code: 1, stderr: "no answer from the bridge at " + closed.URL + " (is it running?)"},
@@ -103,7 +112,7 @@ func TestSendTestCommand(t *testing.T) {
 		})
 	}
 	for _, m := range tb.fake.Messages() {
-		if !strings.HasPrefix(m.Text, "smsbridge test to ops at ") || !strings.HasSuffix(m.Text, "Z: if you read this, paging works.") {
+		if !strings.HasPrefix(m.Text, "smsbridge test to ") || !strings.HasSuffix(m.Text, "Z: if you read this, paging works.") {
 			t.Errorf("test SMS text %q", m.Text)
 		}
 	}

@@ -62,8 +62,9 @@ type flags struct {
 	pprof       bool
 	web         *web.FlagConfig
 	log         *promslog.Config
-	// adminAPI allows the state-changing admin endpoints.
-	adminAPI bool
+	// lifecycle opens POST /-/reload, adminAPI the admin API's writes.
+	lifecycle bool
+	adminAPI  bool
 	// externalURL and routePrefix are as given; resolveWeb computes what
 	// the bridge uses from them.
 	externalURL string
@@ -72,6 +73,14 @@ type flags struct {
 	// every route is served under ("/" for none).
 	external *url.URL
 	prefix   string
+}
+
+// webConfigFile is --web.config.file, empty when not given.
+func (f *flags) webConfigFile() string {
+	if f.web == nil || f.web.WebConfigFile == nil {
+		return ""
+	}
+	return *f.web.WebConfigFile
 }
 
 func run(args []string, stdout, stderr *os.File) int {
@@ -98,7 +107,8 @@ func run(args []string, stdout, stderr *os.File) int {
 		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
 	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
 	f.web = kingpinflag.AddFlags(app, ":9754")
-	app.Flag("web.enable-admin-api", "Allow the admin API endpoints that change state (on-call overrides).").BoolVar(&f.adminAPI)
+	app.Flag("web.enable-lifecycle", "Allow POST /-/reload (SIGHUP reloads regardless).").BoolVar(&f.lifecycle)
+	app.Flag("web.enable-admin-api", "Allow the admin API's endpoints that change state: retry a delivery, send a test SMS, on-call overrides.").BoolVar(&f.adminAPI)
 	promslogflag.AddFlags(app, f.log)
 
 	app.Command("serve", "Run the bridge (the default).").Default()
@@ -150,6 +160,9 @@ func checkConfig(f *flags, stdout, stderr *os.File) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, w := range g.Warnings {
+		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n%s", file.Path, g.Summary())
 	return 0
@@ -224,7 +237,7 @@ type bridge struct {
 	dispatchM  *dispatch.Metrics
 	started    time.Time
 	reloadMu   sync.Mutex
-	ready      atomic.Bool
+	readiness  *readiness
 	// lastReload is the result of the last (re)load, for the status page.
 	lastReload atomic.Pointer[reloadResult]
 
@@ -308,12 +321,15 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		Logger:    logger.With("component", "outbox"),
 		Metrics:   outbox.NewMetrics(b.reg),
 		Retention: time.Duration(file.Config.Storage.Retention),
+		MinFree:   int64(file.Config.Storage.MinFree),
 	})
 	if err != nil {
 		b.closeFake()
 		return nil, err
 	}
 	b.store = store
+	b.readiness = newReadiness(store, b.reg, logger.With("component", "readiness"))
+	b.readiness.check(context.Background())
 	b.newTwoWay()
 	b.roster = roster.New(roster.Options{
 		Store:   store,
@@ -334,7 +350,11 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		b.close()
 		return nil, err
 	}
-	b.intake = receiver.New(func() receiver.Intake { return b.gen.Load().Intake() }, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
+	b.intake = receiver.New(func() receiver.Intake {
+		in := b.gen.Load().Intake()
+		in.Health = b.readiness.storeHealth
+		return in
+	}, logger.With("component", "receiver"), receiver.NewMetrics(b.reg))
 	b.apply(g)
 	b.dispatcher, err = dispatch.New(dispatch.Options{
 		Store:    store,
@@ -383,12 +403,36 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 		}
 	}
 	prev := b.gen.Swap(g)
+	b.readiness.setLoaded()
 	b.reloadM.success.Set(1)
 	b.reloadM.setConfig(g.File.Hash)
 	b.reloadM.timestamp.SetToCurrentTime()
 	b.lastReload.Store(&reloadResult{At: time.Now()})
 	b.logger.Info("configuration loaded", "file", g.File.Path, "hash", g.File.Hash[:12])
+	for _, w := range g.Warnings {
+		b.logger.Warn("configuration warning", "warning", w.Error())
+	}
+	b.warnExposure(g)
 	return prev
+}
+
+// warnExposure warns about what anyone who reaches the port can do:
+// without --web.config.file the status page, the admin API, the metrics
+// and (with the flags) reloads and test sends are open, whatever the
+// intake's own auth.
+func (b *bridge) warnExposure(g *generation.Generation) {
+	if b.flags.webConfigFile() != "" {
+		return
+	}
+	if g.Sources.Authenticated() {
+		b.logger.Warn("the intake requires credentials but --web.config.file is not set: the status page, the deliveries API (alert texts, masked numbers) and /metrics are open to anyone who can reach the port; see docs/security.md")
+	}
+	if b.flags.adminAPI {
+		b.logger.Warn("--web.enable-admin-api without --web.config.file: anyone who can reach the port can send test SMS and resend deliveries; see docs/security.md")
+	}
+	if b.flags.lifecycle {
+		b.logger.Warn("--web.enable-lifecycle without --web.config.file: anyone who can reach the port can reload the configuration; see docs/security.md")
+	}
 }
 
 // reload builds everything of the new configuration first and swaps only
@@ -426,6 +470,9 @@ func notLive(old, cur *config.Config) []string {
 	if old.Storage.Retention != cur.Storage.Retention {
 		keys = append(keys, "storage.retention")
 	}
+	if old.Storage.MinFree != cur.Storage.MinFree {
+		keys = append(keys, "storage.min_free")
+	}
 	return keys
 }
 
@@ -435,6 +482,7 @@ func (b *bridge) handler() http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
+	e.Use(refuseCrossOrigin(b.logger))
 	b.intake.Register(e)
 	b.registerTwoWay(e)
 	b.registerStatus(e)
@@ -448,21 +496,45 @@ func (b *bridge) handler() http.Handler {
 	}
 	e.GET("/-/healthy", func(c echo.Context) error { return c.String(http.StatusOK, "smsbridge is healthy.\n") })
 	e.HEAD("/-/healthy", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	ready := func(c echo.Context) error {
-		if !b.ready.Load() {
-			return c.String(http.StatusServiceUnavailable, "smsbridge is not ready.\n")
-		}
-		return c.String(http.StatusOK, "smsbridge is ready.\n")
-	}
-	e.GET("/-/ready", ready)
-	e.HEAD("/-/ready", ready)
+	// One handler for GET and HEAD: a probe by either gets the same
+	// answer, and a GET's body says why not.
+	e.GET("/-/ready", b.ready)
+	e.HEAD("/-/ready", b.ready)
 	e.POST("/-/reload", func(c echo.Context) error {
 		if err := b.reload(); err != nil {
 			return echo.NewHTTPError(http.StatusInternalServerError, "reload failed: "+err.Error())
 		}
 		return c.String(http.StatusOK, "configuration reloaded\n")
-	})
+	}, status.NewGate(status.FlagLifecycle, b.flags.lifecycle, b.logger.With("component", "web")).Middleware)
 	return e
+}
+
+// ready is /-/ready: 200 when a configuration is loaded and the store can
+// write durably, else 503 with the reason.
+func (b *bridge) ready(c echo.Context) error {
+	if why := b.readiness.reason(); why != "" {
+		return c.String(http.StatusServiceUnavailable, "smsbridge is not ready: "+why+"\n")
+	}
+	return c.String(http.StatusOK, "smsbridge is ready.\n")
+}
+
+// refuseCrossOrigin refuses, on every path, a state-changing request a
+// browser sends from another site: with basic auth from --web.config.file
+// the browser would attach the credentials by itself. Senders that are no
+// browser (Alertmanager, CI systems, the provider) send no Sec-Fetch-Site
+// or Origin header and pass.
+func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
+	csrf := http.NewCrossOriginProtection()
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := csrf.Check(c.Request()); err != nil {
+				// The path, never a callback's token.
+				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", twoway.RedactPath(c.Request().URL.Path))...)
+				return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
+			}
+			return next(c)
+		}
+	}
 }
 
 // serve runs until ctx ends, reloading on each value from hup.
@@ -487,7 +559,10 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
-	b.ready.Store(true)
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	go b.readiness.run(hctx)
+	b.readiness.setServing(true)
 	b.logReady()
 
 	var err error
@@ -506,7 +581,7 @@ loop:
 			break loop
 		}
 	}
-	b.ready.Store(false)
+	b.readiness.setServing(false)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {

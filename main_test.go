@@ -49,8 +49,9 @@ func (s *syncBuffer) String() string {
 const testKey = "test-key-5ecr3t"
 
 // newTestBridge starts a bridge whose config is cfg with SMS_URL and
-// KEY_FILE replaced by the fake's.
-func newTestBridge(t *testing.T, cfg string, opts smsfake.Options) *testBridge {
+// KEY_FILE replaced by the fake's, with --web.enable-lifecycle and
+// --web.enable-admin-api unless mods change the flags.
+func newTestBridge(t *testing.T, cfg string, opts smsfake.Options, mods ...func(*flags)) *testBridge {
 	t.Helper()
 	opts.APIKey = testKey
 	if opts.Credits == 0 {
@@ -64,14 +65,18 @@ func newTestBridge(t *testing.T, cfg string, opts smsfake.Options) *testBridge {
 	path := writeFile(t, dir, "smsbridge.yml", cfg)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := newBridge(&flags{configFile: path, storagePath: filepath.Join(dir, "data")}, logger)
+	f := &flags{configFile: path, storagePath: filepath.Join(dir, "data"), lifecycle: true, adminAPI: true}
+	for _, m := range mods {
+		m(f)
+	}
+	b, err := newBridge(f, logger)
 	if err != nil {
 		t.Fatalf("newBridge: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.dispatcher.Run(ctx); close(done) }()
-	b.ready.Store(true)
+	b.readiness.setServing(true)
 	tb := &testBridge{bridge: b, srv: httptest.NewServer(b.handler()), fake: fake, cfg: path, logs: logs}
 	tb.stop = func() { tb.srv.Close(); cancel(); <-done; b.close() }
 	t.Cleanup(tb.stop)

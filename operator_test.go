@@ -39,7 +39,7 @@ func newDryRunBridge(t *testing.T, prefix string) (*bridge, *httptest.Server, *s
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f := &flags{configFile: path, storagePath: filepath.Join(dir, "data"), dryRun: true, routePrefix: prefix,
-		externalURL: "http://bridge.example" + prefix}
+		externalURL: "http://bridge.example" + prefix, adminAPI: true}
 	if err := resolveWeb(f); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func newDryRunBridge(t *testing.T, prefix string) (*bridge, *httptest.Server, *s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.dispatcher.Run(ctx); close(done) }()
-	b.ready.Store(true)
+	b.readiness.setServing(true)
 	srv := httptest.NewServer(underPrefix(f.prefix, b.handler()))
 	t.Cleanup(func() { srv.Close(); cancel(); <-done; b.close() })
 	return b, srv, logs
@@ -168,17 +168,20 @@ func TestRoutePrefix(t *testing.T) {
 	}
 }
 
+// TestReadyHead: GET and HEAD /-/ready share one handler: the same status
+// either way, and a GET says why it is not ready.
 func TestReadyHead(t *testing.T) {
 	tb := newTestBridge(t, routedConfig, smsfake.Options{})
 	for _, ready := range []bool{true, false} {
-		tb.ready.Store(ready)
-		want := http.StatusOK
+		tb.readiness.setServing(ready)
+		want, body := http.StatusOK, "smsbridge is ready."
 		if !ready {
-			want = http.StatusServiceUnavailable
+			want, body = http.StatusServiceUnavailable, "smsbridge is not ready: not serving"
 		}
 		for _, m := range []string{"GET", "HEAD"} {
-			if code, _, _ := get(t, m, tb.srv.URL+"/-/ready"); code != want {
-				t.Errorf("%s /-/ready while ready=%v: %d, want %d", m, ready, code, want)
+			code, got, _ := get(t, m, tb.srv.URL+"/-/ready")
+			if code != want || (m == "GET" && !strings.Contains(got, body)) || (m == "HEAD" && got != "") {
+				t.Errorf("%s /-/ready while ready=%v: %d %q, want %d", m, ready, code, got, want)
 			}
 		}
 	}

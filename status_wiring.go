@@ -42,7 +42,7 @@ type statusBridge struct{ b *bridge }
 
 // Info implements status.Bridge.
 func (s statusBridge) Info() status.Info {
-	info := status.Info{DryRun: s.b.flags.dryRun}
+	info := status.Info{DryRun: s.b.flags.dryRun, NotReady: s.b.readiness.reason()}
 	if lr := s.b.lastReload.Load(); lr != nil {
 		info.LastReload = status.Reload{At: lr.At, Err: lr.Err}
 	}

@@ -219,7 +219,8 @@ func TestDryRunLoop(t *testing.T) {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f := &flags{configFile: writeFile(t, dir, "smsbridge.yml", dryRunTwoWayConfig), storagePath: filepath.Join(dir, "data"), dryRun: true}
+	f := &flags{configFile: writeFile(t, dir, "smsbridge.yml", dryRunTwoWayConfig), storagePath: filepath.Join(dir, "data"), dryRun: true,
+		adminAPI: true}
 	if err := resolveWeb(f); err != nil {
 		t.Fatal(err)
 	}
@@ -273,5 +274,13 @@ func TestDryRunLoop(t *testing.T) {
 	}
 	if status, _ := statusRequest(t, "POST", srv.URL+"/api/v1/sms/dry-run/reply", `{"number": "x", "text": "ACK 1"}`, "Content-Type", "application/json"); status != 400 {
 		t.Errorf("a bad number: %d, want 400", status)
+	}
+	// It writes acknowledgements: without --web.enable-admin-api, 403.
+	b.flags.adminAPI = false
+	closed := httptest.NewServer(b.handler())
+	defer closed.Close()
+	if status, body := statusRequest(t, "POST", closed.URL+"/api/v1/sms/dry-run/reply", `{"number": "+27830000001", "text": "ACK 1"}`,
+		"Content-Type", "application/json"); status != 403 || !strings.Contains(body, "--web.enable-admin-api") {
+		t.Errorf("without the flag: %d %s", status, body)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/sms"
+	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/twoway"
 )
 
@@ -77,7 +78,10 @@ func dryRunCallbackURL(f *flags, token string) string {
 func (b *bridge) registerTwoWay(e *echo.Echo) {
 	twoway.NewHandler(b.twoway).Register(e)
 	if b.fake != nil {
-		e.POST("/api/v1/sms/dry-run/reply", b.dryRunReply)
+		// It writes acknowledgements (and, with alertmanager_api, real
+		// silences): an admin endpoint like the others that change state.
+		e.POST("/api/v1/sms/dry-run/reply", b.dryRunReply,
+			status.NewGate(status.FlagAdminAPI, b.flags.adminAPI, b.logger.With("component", "web")).Middleware)
 	}
 }
 

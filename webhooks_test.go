@@ -91,8 +91,9 @@ func mappingFixture(t *testing.T, name string) []byte {
 
 // TestWebhookPresetsEndToEnd posts real-shaped payloads of each preset,
 // signed as each sender signs them, and checks the SMS that goes out
-// against golden files; wrong, missing and replayed credentials get 401
-// and send nothing; no secret reaches a log line, a metric or an answer.
+// against golden files; wrong, missing and expired credentials get 401
+// and send nothing, a replay within the tolerance is a duplicate (202) and
+// sends nothing; no secret reaches a log line, a metric or an answer.
 func TestWebhookPresetsEndToEnd(t *testing.T) {
 	tb := newTestBridge(t, webhookConfig, smsfake.Options{})
 	now := time.Now()
@@ -136,7 +137,7 @@ func TestWebhookPresetsEndToEnd(t *testing.T) {
 		{"grafana firing", "grafana", "grafana/firing.json", func(h http.Header, _ []byte) { h.Set("Authorization", "Bearer "+grafToken) }, 202, "grafana-firing.txt"},
 		{"grafana missing token", "grafana", "grafana/firing.json", func(http.Header, []byte) {}, 401, ""},
 		{"plain standard webhooks", "scripts", "plain/disk_full.json", standardWebhook("msg_1", now), 202, "plain-disk-full.txt"},
-		{"plain replayed", "scripts", "plain/disk_full.json", standardWebhook("msg_1", now), 401, ""},
+		{"plain replayed", "scripts", "plain/disk_full.json", standardWebhook("msg_1", now), 202, ""},
 		{"plain expired", "scripts", "plain/disk_full.json", standardWebhook("msg_2", now.Add(-10*time.Minute)), 401, ""},
 	}
 	answers := &bytes.Buffer{}
@@ -195,7 +196,7 @@ func TestWebhookPresetsEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		`smsbridge_webhook_auth_failures_total{reason="mismatch",source="github"} 1`,
 		`smsbridge_webhook_auth_failures_total{reason="missing",source="github"} 1`,
-		`smsbridge_webhook_auth_failures_total{reason="replayed",source="scripts"} 1`,
+		`smsbridge_notifications_received_total{outcome="duplicate",source="scripts"} 1`,
 		`smsbridge_webhook_auth_failures_total{reason="expired",source="scripts"} 1`,
 		`smsbridge_notifications_received_total{outcome="filtered",source="github"} 2`,
 		`smsbridge_notifications_received_total{outcome="filtered",source="gitlab"} 1`,

@@ -137,8 +137,9 @@ PORT="$("$WORK/fakeapi" -free-port)"
 # Everything under /sms, as behind a path-prefix proxy.
 ROOT="http://127.0.0.1:$PORT"
 BRIDGE="$ROOT/sms"
+# --web.enable-admin-api: send-test below, and the page's retry button.
 setsid "$WORK/smsbridge" --config.file="$WORK/smsbridge.yml" --storage.path="$WORK/data" \
-  --web.listen-address="127.0.0.1:$PORT" --web.external-url="$BRIDGE/" --log.level=debug >"$OUT/bridge.log" 2>&1 &
+  --web.listen-address="127.0.0.1:$PORT" --web.external-url="$BRIDGE/" --web.enable-admin-api --log.level=debug >"$OUT/bridge.log" 2>&1 &
 PIDS+=($!)
 wait_for "the bridge to be ready" 30 curl -fsS "$BRIDGE/-/ready"
 curl -fsS -o /dev/null -I "$BRIDGE/-/ready" || fail "HEAD /-/ready"
@@ -233,7 +234,8 @@ DRY_PORT="$("$WORK/fakeapi" -free-port)"
 DRY="http://127.0.0.1:$DRY_PORT"
 setsid "$WORK/smsbridge" --config.file=config.example.yaml --sms.dry-run --storage.path="$WORK/dry-data" \
   --web.listen-address="127.0.0.1:$DRY_PORT" >"$OUT/dry-run.log" 2>&1 &
-PIDS+=($!)
+DRY_PID=$!
+PIDS+=($DRY_PID)
 wait_for "the dry-run bridge to be ready" 30 curl -fsS "$DRY/-/ready"
 curl -fsS -H 'Content-Type: application/json' --data @receiver/testdata/am-firing.json "$DRY/api/v1/alertmanager" >/dev/null ||
   fail "post to the dry run"
@@ -243,6 +245,14 @@ chrome "$DRY/" "$OUT/dry-run.html" --dump-dom
 
 echo "the dry run's two-way loop: receipts, a reply, a STOP"
 wait_for "the dry run's receipts" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries?status=accepted' | grep -o '\"receipt\":\"delivered\"' | wc -l | grep -qx 3"
+# A phone's reply changes state: the same dry run again (its outbox, the
+# reply codes in it), now with --web.enable-admin-api.
+kill -TERM -- "-$DRY_PID" 2>/dev/null || kill -TERM "$DRY_PID"
+wait "$DRY_PID" 2>/dev/null || true
+setsid "$WORK/smsbridge" --config.file=config.example.yaml --sms.dry-run --web.enable-admin-api --storage.path="$WORK/dry-data" \
+  --web.listen-address="127.0.0.1:$DRY_PORT" >>"$OUT/dry-run.log" 2>&1 &
+PIDS+=($!)
+wait_for "the dry-run bridge to be ready again" 30 curl -fsS "$DRY/-/ready"
 curl -fsS -d '{"number": "+27831234568", "text": "ACK 1"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's reply"
 wait_for "the acknowledgement's answer" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries' | grep -q 'Acked DiskFull'"
 curl -fsS -d '{"number": "+27831234568", "text": "STOP"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's STOP"
@@ -289,6 +299,7 @@ check "$page" "the provider's rejection" "E102: Blacklisted"
 check "$page" "a provider message id" 'provider id <code class="msgid">'
 check "$page" "why a pending number waits" 'waits: the account is held (the account has no credits); next probe'
 check "$page" "a retry button on the failed number" 'action="/sms/deliveries/'
+refuse "$page" "the admin API said off while it is on" 'id="admin-disabled"'
 # The noise controls: a throttled number's held, bundled and cancelled
 # messages, its digests, the throttle section.
 check_count "$page" "held chips" 'data-status="held"' 1
@@ -354,6 +365,10 @@ check "$dry" "what the banner says" 'Dry run: nothing is sent.'
 check_count "$dry" "chips that say nothing was sent" '<i class="dry">dry run, not sent</i>' 3
 check "$dry" "the dry-run account" '<span class="badge dry">dry run</span>'
 check "$dry" "the grouped notification" '<div class="alertname">DiskFull</div>'
+# The dry run runs without --web.enable-admin-api: no button that would
+# answer 403, and the page says what retrying needs.
+refuse "$dry" "a retry form without the admin API" '/retry'
+check "$dry" "why there is no retry" 'id="admin-disabled"'
 curl -fsS "$DRY/api/v1/status" | grep -q '"dry_run":true' || { echo "MISSING: dry_run in /api/v1/status" >&2; errors=$((errors + 1)); }
 tw="$OUT/dry-run-twoway.html"
 check "$tw" "the STOP banner" 'id="optout-banner"'

@@ -41,6 +41,11 @@ type Notification struct {
 	TruncatedAlerts int
 	// ReceivedAt is when the request arrived.
 	ReceivedAt time.Time
+	// DeliveryID is the sender's id of this delivery, namespaced by source
+	// (empty when it sent none): the store answers a repeat of it, until
+	// DeliveryIDExpires, as a duplicate that sends nothing.
+	DeliveryID        string
+	DeliveryIDExpires time.Time
 }
 
 // Common returns the pairs present, with the same value, in every one of

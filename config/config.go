@@ -110,6 +110,11 @@ type Delivery struct {
 type Storage struct {
 	// Retention is how long delivered and failed rows are kept.
 	Retention Duration `yaml:"retention"`
+	// MinFree is the free space below which new notifications are
+	// refused (503) and readiness fails, before the disk is full; the
+	// store keeps a reserve of MinFree/2 (at most 4 MiB) for sending what
+	// it accepted.
+	MinFree ByteSize `yaml:"min_free"`
 }
 
 // Templates names the user's template files.
@@ -119,9 +124,10 @@ type Templates struct {
 
 // Alertmanager is the Alertmanager endpoint.
 type Alertmanager struct {
-	Auth      *auth.Config `yaml:"auth"`
-	BodyLimit ByteSize     `yaml:"body_limit"`
-	RateLimit *RateLimit   `yaml:"rate_limit"`
+	Auth       *auth.Config `yaml:"auth"`
+	BodyLimit  ByteSize     `yaml:"body_limit"`
+	RateLimit  *RateLimit   `yaml:"rate_limit"`
+	DeliveryID `yaml:",inline"`
 }
 
 // Webhook is one generic JSON source, served at /api/v1/webhooks/{name}.
@@ -130,7 +136,23 @@ type Webhook struct {
 	Auth           *auth.Config `yaml:"auth"`
 	BodyLimit      ByteSize     `yaml:"body_limit"`
 	RateLimit      *RateLimit   `yaml:"rate_limit"`
+	DeliveryID     `yaml:",inline"`
 	mapping.Config `yaml:",inline"`
+}
+
+// DeliveryID names the request header in which a sender identifies each
+// delivery, so that a repeat of one already accepted (a replay, or a retry
+// after a lost answer) is answered "duplicate" and sends nothing. The
+// well-known headers (X-GitHub-Delivery, X-Gitea-Delivery, GitLab's
+// Idempotency-Key, Standard Webhooks' webhook-id) are read without it.
+type DeliveryID struct {
+	// Header is the sender's delivery id header; it is read before the
+	// well-known ones.
+	Header string `yaml:"delivery_id_header"`
+	// TTL is how long an id is remembered: the header above and the
+	// well-known ones, except a webhook-id signed with standard-webhooks
+	// auth, which is remembered for its tolerance window.
+	TTL Duration `yaml:"delivery_id_ttl"`
 }
 
 // RateLimit is a token bucket for one intake source.
@@ -187,6 +209,13 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := model.ParseDuration(n.Value)
 	if err != nil {
+		t := strings.TrimSpace(n.Value)
+		switch {
+		case strings.HasPrefix(t, "-"):
+			return fmt.Errorf("line %d: %q is negative; a duration must be positive, such as 500ms, 30s, 5m, 6h or 7d", n.Line, n.Value)
+		case strings.HasSuffix(t, "ns") || strings.HasSuffix(t, "us") || strings.HasSuffix(t, "µs"):
+			return fmt.Errorf("line %d: %q is finer than a millisecond, the smallest unit; write one such as 500ms, 30s, 5m, 6h or 7d", n.Line, n.Value)
+		}
 		return fmt.Errorf("line %d: %q is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d", n.Line, n.Value)
 	}
 	*d = Duration(v)
@@ -216,6 +245,8 @@ const (
 	DefaultWorkers       = 0 // automatic: dispatch.AutoInFlight
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultBodyLimit     = 1 << 20
+	DefaultMinFree       = 64 << 20
+	DefaultDeliveryIDTTL = 24 * time.Hour
 )
 
 // Bounds of validated values. A value outside them is a mistake (a unit
@@ -230,6 +261,9 @@ const (
 	maxHoldRetry       = time.Hour
 	minMaxAge          = time.Minute
 	minFallbackAfter   = time.Second
+	minMinFree         = 1 << 20
+	minDeliveryIDTTL   = time.Minute
+	maxDeliveryIDTTL   = 30 * 24 * time.Hour
 )
 
 // setDefaults fills what the file leaves unset.
@@ -266,10 +300,14 @@ func (c *Config) setDefaults() {
 	setDuration(&d.MaxAge, DefaultMaxAge)
 	setDuration(&d.HoldRetry, DefaultHoldRetry)
 	setDuration(&c.Storage.Retention, DefaultRetention)
+	if c.Storage.MinFree == 0 {
+		c.Storage.MinFree = DefaultMinFree
+	}
 	if c.Alertmanager.BodyLimit == 0 {
 		c.Alertmanager.BodyLimit = DefaultBodyLimit
 	}
 	c.Alertmanager.RateLimit.setDefaults()
+	setDuration(&c.Alertmanager.DeliveryID.TTL, DefaultDeliveryIDTTL)
 	setDuration(&c.Dedup.Window, DefaultDedupWindow)
 	if c.Budget.TimeZone == "" {
 		c.Budget.TimeZone = DefaultTimeZone
@@ -279,6 +317,7 @@ func (c *Config) setDefaults() {
 			c.Webhooks[i].BodyLimit = DefaultBodyLimit
 		}
 		c.Webhooks[i].RateLimit.setDefaults()
+		setDuration(&c.Webhooks[i].DeliveryID.TTL, DefaultDeliveryIDTTL)
 	}
 	c.setTwoWayDefaults()
 }
@@ -564,6 +603,9 @@ func (f *File) validate() error {
 	if err := inRange(c.Storage.Retention, 1, 0); err != nil {
 		return f.Errorf("storage.retention", "storage.retention %v", err)
 	}
+	if c.Storage.MinFree < minMinFree {
+		return f.Errorf("storage.min_free", "storage.min_free %d bytes must be at least 1MiB", c.Storage.MinFree)
+	}
 
 	if c.Route == nil {
 		return f.Errorf("", "route: missing; the root route names the receiver that catches every notification")
@@ -591,9 +633,15 @@ func (f *File) validate() error {
 		if err := validRateLimit(w.RateLimit); err != nil {
 			return f.Errorf(at+".rate_limit", "webhooks %q: %v", w.Name, err)
 		}
+		if err := f.validDeliveryID(w.DeliveryID, at, fmt.Sprintf("webhooks %q", w.Name)); err != nil {
+			return err
+		}
 	}
 	if err := validRateLimit(c.Alertmanager.RateLimit); err != nil {
 		return f.Errorf("alertmanager.rate_limit", "alertmanager: %v", err)
+	}
+	if err := f.validDeliveryID(c.Alertmanager.DeliveryID, "alertmanager", "alertmanager"); err != nil {
+		return err
 	}
 	if err := f.validateNoise(); err != nil {
 		return err
@@ -602,6 +650,32 @@ func (f *File) validate() error {
 		return err
 	}
 	return f.validateTimeIntervals()
+}
+
+// validDeliveryID checks a source's delivery id settings; at is the
+// source's path and what names it in the message.
+func (f *File) validDeliveryID(d DeliveryID, at, what string) error {
+	if d.Header != "" && !validHeaderName(d.Header) {
+		return f.Errorf(at+".delivery_id_header", "%s: delivery_id_header %q is not a valid header name", what, d.Header)
+	}
+	if err := inRange(d.TTL, minDeliveryIDTTL, maxDeliveryIDTTL); err != nil {
+		return f.Errorf(at+".delivery_id_ttl", "%s: delivery_id_ttl %v", what, err)
+	}
+	return nil
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		ok := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // validateFallback checks the second account: a key of its own, a URL, and

@@ -105,8 +105,13 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown key", "sms:\n  urll: x\n" + base, "line 2: field urll not found in type config.SMS"},
 		{"wrong type", "sms:\n  rate_limit: fast\n" + base, "line 2: cannot unmarshal !!str `fast` into float64"},
 		{"bad duration", "delivery:\n  max_age: soon\n" + base, `line 2: "soon" is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d`},
-		{"negative timeout", "sms:\n  timeout: -1s\n" + base, `line 2: "-1s" is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d`},
-		{"nanoseconds", "delivery:\n  max_age: 1ns\n" + base, `line 2: "1ns" is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d`},
+		{"negative timeout", "sms:\n  timeout: -1s\n" + base, `line 2: "-1s" is negative; a duration must be positive, such as 500ms, 30s, 5m, 6h or 7d`},
+		{"nanoseconds", "delivery:\n  max_age: 1ns\n" + base, `line 2: "1ns" is finer than a millisecond, the smallest unit; write one such as 500ms, 30s, 5m, 6h or 7d`},
+		{"microseconds", "delivery:\n  max_age: 10us\n" + base, `line 2: "10us" is finer than a millisecond, the smallest unit; write one such as 500ms, 30s, 5m, 6h or 7d`},
+		{"min free too small", "storage:\n  min_free: 64KiB\n" + base, "line 2: storage.min_free 65536 bytes must be at least 1MiB"},
+		{"delivery id header", "webhooks:\n  - name: a\n    preset: plain\n    delivery_id_header: 'X Id'\n" + base, `line 4: webhooks "a": delivery_id_header "X Id" is not a valid header name`},
+		{"delivery id ttl", "webhooks:\n  - name: a\n    preset: plain\n    delivery_id_ttl: 60d\n" + base, `line 4: webhooks "a": delivery_id_ttl 60d must be at most 30d`},
+		{"am delivery id ttl", "alertmanager:\n  delivery_id_ttl: 1s\n" + base, "line 2: alertmanager: delivery_id_ttl 1s must be at least 1m"},
 		{"duration list", "delivery:\n  max_age: [1h]\n" + base, "line 2: a duration such as 30s, 5m or 6h is a single value"},
 		{"no route", "receivers: [{name: a, numbers: ['+27830000001']}]\n", "line 1: route: missing; the root route names the receiver that catches every notification"},
 		{"bad url", "sms: {url: 'ftp://x'}\n" + base, `line 1: sms.url "ftp://x" must be an http:// or https:// URL`},
@@ -169,7 +174,7 @@ func TestLoadFileNamesTheFile(t *testing.T) {
 		yaml, want string
 	}{
 		{"sms:\n  urll: x\n", ":2: field urll not found in type config.SMS"},
-		{"sms:\n  timeout: 1ns\n", `:2: "1ns" is not a valid duration`},
+		{"sms:\n  timeout: 1ns\n", `:2: "1ns" is finer than a millisecond`},
 		{"delivery:\n  max_age: 1ms\nroute: {receiver: a}\n", ":2: delivery.max_age 1ms must be at least 1m"},
 		{"", ": config is empty"},
 	} {

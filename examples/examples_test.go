@@ -394,7 +394,9 @@ func TestKubernetesDeployment(t *testing.T) {
 	if err := pinnedImage(c.Image, c.ImagePullPolicy); err != nil {
 		t.Errorf("image %q, pull policy %q: %v", c.Image, c.ImagePullPolicy, err)
 	}
-	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml"} {
+	// The README and the ConfigMap reload with POST /-/reload, which
+	// answers 403 without --web.enable-lifecycle.
+	for _, arg := range []string{"--storage.path=/data", "--config.file=/etc/smsbridge/smsbridge.yml", "--web.enable-lifecycle"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}

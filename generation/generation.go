@@ -121,6 +121,11 @@ type Generation struct {
 	// TwoWay is the callback endpoint's, replies' and silences'
 	// configuration.
 	TwoWay *twoway.Config
+	// Warnings are problems that do not stop the configuration from
+	// running, each a *config.Error with file and line: templates the
+	// render limits would cut off in a storm. check-config prints them and
+	// the daemon logs them at each load.
+	Warnings []error
 
 	clients    []*touchbase.Client
 	intakeView receiver.Intake
@@ -138,6 +143,7 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g := &Generation{File: f, LoadedAt: time.Now()}
 	g.Accounts = b.accounts()
 	g.Renderer = b.renderer(logger)
+	g.Warnings = b.renderLimits(g.Renderer)
 	g.Router = b.router()
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
@@ -227,6 +233,28 @@ func (b *builder) renderer(logger *slog.Logger) *templates.Renderer {
 	return r
 }
 
+// renderLimits renders the default templates and each receiver's own
+// against a storm-sized group (templates.CheckLimits) and returns a warning
+// for each the render limits would cut off.
+func (b *builder) renderLimits(r *templates.Renderer) []error {
+	if r == nil {
+		return nil
+	}
+	var warns []error
+	if err := r.CheckLimits(""); err != nil {
+		warns = append(warns, b.f.Errorf("templates.files", "warning: the default template (as redefined in templates.files): %w", err))
+	}
+	for i, rc := range b.c.Receivers {
+		if rc.Template == "" {
+			continue
+		}
+		if err := r.CheckLimits(rc.Template); err != nil {
+			warns = append(warns, b.f.Errorf(fmt.Sprintf("receivers[%d].template", i), "warning: receiver %q: template: %w", rc.Name, err))
+		}
+	}
+	return warns
+}
+
 func (b *builder) router() *routing.Router {
 	r, err := routing.New(b.c.Route, b.c.Receivers, b.c.Oncall, routing.Options{
 		Normalize:     sms.NormalizeNumber,
@@ -255,11 +283,11 @@ func (b *builder) router() *routing.Router {
 func (b *builder) intake() *receiver.Sources {
 	c := b.c
 	s := &receiver.Sources{Webhooks: make(map[string]*receiver.Source, len(c.Webhooks))}
-	s.Alertmanager = b.source(alert.SourceAlertmanager, "alertmanager", "alertmanager", c.Alertmanager.Auth, c.Alertmanager.BodyLimit, c.Alertmanager.RateLimit)
+	s.Alertmanager = b.source(alert.SourceAlertmanager, "alertmanager", "alertmanager", c.Alertmanager.Auth, c.Alertmanager.BodyLimit, c.Alertmanager.RateLimit, c.Alertmanager.DeliveryID)
 	for i, w := range c.Webhooks {
 		at := fmt.Sprintf("webhooks[%d]", i)
 		what := fmt.Sprintf("webhooks %q", w.Name)
-		src := b.source(w.Name, what, at, w.Auth, w.BodyLimit, w.RateLimit)
+		src := b.source(w.Name, what, at, w.Auth, w.BodyLimit, w.RateLimit, w.DeliveryID)
 		m, err := w.Config.Compile(w.Name)
 		if err != nil {
 			path := at
@@ -286,8 +314,8 @@ func (b *builder) intake() *receiver.Sources {
 
 // source builds one intake source; what names it in errors and at is its
 // config path.
-func (b *builder) source(name, what, at string, ac *auth.Config, limit config.ByteSize, rl *config.RateLimit) *receiver.Source {
-	src := &receiver.Source{Name: name, BodyLimit: int64(limit)}
+func (b *builder) source(name, what, at string, ac *auth.Config, limit config.ByteSize, rl *config.RateLimit, id config.DeliveryID) *receiver.Source {
+	src := &receiver.Source{Name: name, BodyLimit: int64(limit), DeliveryIDHeader: id.Header, DeliveryIDTTL: time.Duration(id.TTL)}
 	if ac != nil {
 		resolved := *ac
 		resolved.SecretFile = b.f.Resolve(ac.SecretFile)

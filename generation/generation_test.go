@@ -81,8 +81,8 @@ func TestBuildGoodConfig(t *testing.T) {
 	if s := g.Summary(); s != wantSummary {
 		t.Errorf("summary:\n%s\nwant:\n%s", s, wantSummary)
 	}
-	// The renderer counts failures for every receiver from zero.
-	if n, err := reg.Gather(); err != nil || len(n) != 1 || len(n[0].GetMetric()) != 2 {
+	// The renderer counts failures for every receiver and reason from zero.
+	if n, err := reg.Gather(); err != nil || len(n) != 1 || len(n[0].GetMetric()) != 2*len(templates.Reasons) {
 		t.Errorf("template error series: %v %v", n, err)
 	}
 }

@@ -2,6 +2,7 @@ package generation
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
@@ -65,7 +66,7 @@ func (b *builder) dispatchSettings(accounts []Account) (dispatch.Settings, []*to
 		// check-config --sms.dry-run finds what the daemon would refuse.
 		client, err := touchbase.New(touchbase.Config{URL: a.URL, APIKey: key, Timeout: a.Timeout}, b.opts.SMSMetrics.Account(a.Name))
 		if err != nil {
-			b.errorf(path+".url", "%s: %w", path, err)
+			b.errorf(b.clientErrorPath(path, err), "%s: %w", path, err)
 			continue
 		}
 		if b.opts.DryRun {
@@ -84,6 +85,27 @@ func (b *builder) dispatchSettings(accounts []Account) (dispatch.Settings, []*to
 		s.LeaseFor = max(s.LeaseFor, 2*a.Timeout+10*time.Second)
 	}
 	return s, clients
+}
+
+// clientErrorPath is the key a touchbase.New error for the account at path
+// concerns, so the error names its line.
+func (b *builder) clientErrorPath(path string, err error) string {
+	var ce *touchbase.ConfigError
+	if !errors.As(err, &ce) {
+		return path
+	}
+	if ce.Field != touchbase.FieldAPIKey {
+		return path + "." + ce.Field
+	}
+	// The key is given inline or as a file; point at the one used.
+	inline := b.c.SMS.APIKey != ""
+	if fb := b.c.SMS.Fallback; path == "sms.fallback" && fb != nil {
+		inline = fb.APIKey != ""
+	}
+	if inline {
+		return path + ".api_key"
+	}
+	return path + ".api_key_file"
 }
 
 // intake is the generation as the intake reads it.
@@ -108,7 +130,7 @@ func (s sink) Accept(ctx context.Context, n *alert.Notification) (receiver.Accep
 	if err != nil {
 		return receiver.Accepted{}, err
 	}
-	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName()}, nil
+	return receiver.Accepted{ID: r.ID, Recipients: r.Recipients, Outcome: r.Outcome, Receivers: r.Receivers, AlertName: n.AlertName(), Replayed: r.Replayed}, nil
 }
 
 // Close releases what the generation holds that outlives its use (idle

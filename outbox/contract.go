@@ -21,9 +21,10 @@ type Store interface {
 
 	// Enqueue records n durably and returns its id and the outcome the
 	// store settled on: when it returns nil, the notification and its
-	// deliveries are committed (fsync'd). Guards on n (RequireFiring,
-	// DedupWindow with Message.DedupKey, Message.Alerts, CancelHeld) are
-	// evaluated atomically with the write, in the order notifications are
+	// deliveries are committed (fsync'd). Guards on n (DeliveryID first,
+	// then OnceKey, RequireFiring, DedupWindow with Message.DedupKey,
+	// Message.Alerts, CancelHeld) are evaluated atomically with the
+	// write, in the order notifications are
 	// recorded (ascending ids). Messages that pass their guards are
 	// merged by text: a number gets each text once per notification (see
 	// Message). Concurrent calls may share one commit. An error means
@@ -142,8 +143,9 @@ type Store interface {
 	// their messages and deliveries, and returns how many notifications
 	// it deleted. Unfinished work is never pruned. It also forgets
 	// duplicate keys, resolved alerts and budget days older than
-	// retention, and deletes the on-call overrides that ended more than
-	// retention ago (not counted).
+	// retention, deletes the on-call overrides that ended more than
+	// retention ago, and forgets delivery ids (Notification.DeliveryID)
+	// whose expiry has passed (none of these counted).
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// AddOverride stores an on-call override added at run time and
@@ -179,6 +181,17 @@ type Store interface {
 	Close() error
 }
 
+// HealthChecker is implemented by a Store that can tell whether it can
+// write durably right now. The daemon calls Health about once a second in
+// the background and caches the answer for its readiness and its intake,
+// so one call may cost a small write but no more. A nil error means a
+// notification enqueued now would be durable; otherwise the error says why
+// not in words an operator can act on (the storage directory was removed,
+// the disk is nearly full, a write failed), and never holds a secret.
+type HealthChecker interface {
+	Health(ctx context.Context) error
+}
+
 var (
 	// ErrClosed is returned by calls on a closed Store.
 	ErrClosed = errors.New("outbox closed")
@@ -203,7 +216,8 @@ const (
 	OutcomeFiltered = "filtered"
 	// OutcomeDuplicate: every message was a duplicate (Message.DedupKey),
 	// or some were and the rest stale; also what Enqueue reports for a
-	// notification whose OnceKey a recorded notification carries already.
+	// notification whose DeliveryID (unexpired) or OnceKey a recorded
+	// notification carries already, when nothing was written.
 	OutcomeDuplicate = "duplicate"
 	// OutcomeStale: every message was stale (Message.Alerts).
 	OutcomeStale = "stale"
@@ -232,6 +246,20 @@ type Notification struct {
 	// n is recorded with OutcomeFiltered and without its messages. It
 	// needs a GroupKey (ErrInvalid without one).
 	RequireFiring bool
+	// DeliveryID, when not empty, is the sender's id of this delivery (a
+	// webhook delivery header, namespaced by source), the guard against
+	// replays and retries of something already accepted. It is evaluated
+	// before every other guard, atomically with the write: when the store
+	// holds the same id with an expiry after its clock's now, nothing is
+	// written and Enqueue returns the id of the notification recorded with
+	// it and OutcomeDuplicate. Otherwise the id is recorded with n, until
+	// DeliveryIDExpires (replacing an expired record of it), whatever
+	// outcome n is recorded with. When Enqueue fails the id is not
+	// recorded, so the sender's retry of a request answered 503 is taken.
+	DeliveryID string
+	// DeliveryIDExpires is when the store may forget DeliveryID. An id
+	// whose expiry has passed protects nothing.
+	DeliveryIDExpires time.Time
 	// DedupWindow is duplicate suppression, evaluated atomically with the
 	// write for each message with a DedupKey (it needs a GroupKey): a
 	// message whose DedupKey equals the latest key stored for the same
@@ -291,6 +319,9 @@ type Suppressed struct {
 
 // Enqueued is what Enqueue recorded.
 type Enqueued struct {
+	// ID is the recorded notification's id; when nothing was written (a
+	// DeliveryID or OnceKey already recorded), the id of the notification
+	// first recorded with it.
 	ID int64
 	// Outcome is the notification's recorded outcome.
 	Outcome string
@@ -305,6 +336,10 @@ type Enqueued struct {
 	// ReplyCode is the reply code written into n's texts (see
 	// ReplyCodePlaceholder): digits, or ReplyCodeAll; empty for none.
 	ReplyCode string
+	// Replayed is set when the DeliveryID guard found the id (Outcome is
+	// then OutcomeDuplicate and nothing was written), so that the caller
+	// can tell a replay from a duplicate the noise guards recorded.
+	Replayed bool
 }
 
 // Message is one rendered text for one receiver and the numbers to send it

@@ -21,11 +21,20 @@
 //
 // Guards that decide whether to send at all are evaluated in the same
 // transaction as the write, so two intakes (two requests, or two replicas)
-// cannot both act on the same check. RequireFiring is the first: a
+// cannot both act on the same check. RequireFiring is one: a
 // generic webhook's "resolved" is sent only if the newest stored
 // notification of its group is firing; otherwise it is recorded as
 // filtered, without messages, and the next resolution of the group is
 // quiet too.
+//
+// The sender's delivery id (Notification.DeliveryID) is a guard too,
+// evaluated before every other: an id the store holds and that has not
+// expired makes Enqueue write nothing and answer OutcomeDuplicate with the
+// first notification's id, so a replayed or retried webhook sends once,
+// whatever reloads and restarts happened in between. The id is recorded in
+// the same transaction as the notification, so a failed Enqueue (answered
+// 503) records no id and the sender's retry is taken. Prune forgets ids
+// once they expire.
 //
 // The noise controls are guards of the same kind. A message with a
 // DedupKey is dropped when its receiver stored the same key for the group
@@ -110,4 +119,15 @@
 // and be shared by replicas, such as the provider's pause and hold, in the
 // same store as the queue, so one backup and one durability promise cover
 // both.
+//
+// # Health
+//
+// A driver may implement HealthChecker: Health reports whether an Enqueue
+// now would be durable, in words an operator can act on. The daemon asks
+// about once a second and caches the answer for /-/ready and the intake,
+// which answers 503 while it is an error. The SQLite driver checks that
+// its directory is still the one it opened, that Options.MinFree is free
+// (keeping a reserve file for sending what was accepted), and that a small
+// write commits; a PostgreSQL driver would check that a small write
+// commits.
 package outbox

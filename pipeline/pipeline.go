@@ -112,13 +112,18 @@ type Result struct {
 	// ID is the stored notification's id.
 	ID int64
 	// Outcome is the notification's recorded outcome: accepted,
-	// unrouted, filtered, or the outcome of the stage that dropped it.
+	// unrouted, filtered, or the outcome of the stage that dropped it; or
+	// duplicate, when the store had its delivery id already (ID is then
+	// the first notification's).
 	Outcome string
 	// Recipients counts the deliveries written.
 	Recipients int
 	// Receivers are the receivers a text was written for, in routing
 	// order; none when nothing is sent.
 	Receivers []string
+	// Replayed is set when the store had the delivery id already
+	// (outbox.Enqueued.Replayed): nothing was written.
+	Replayed bool
 }
 
 // Accept plans n, runs the stages and writes the result durably. A
@@ -130,7 +135,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	}
 	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
 		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status, AlertName: n.AlertName(),
-			AckLabels: p.ackLabels(n)}}
+			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires, AckLabels: p.ackLabels(n)}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
 			break
@@ -154,7 +159,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
 	p.logGuards(n, res)
-	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients}
+	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients, Replayed: res.Replayed}
 	if res.Recipients > 0 {
 		for _, en := range e.Plan.Entries {
 			if en.Skipped != "" || slices.ContainsFunc(res.Suppressed, func(sp outbox.Suppressed) bool { return sp.Receiver == en.Receiver.Name }) {

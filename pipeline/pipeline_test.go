@@ -224,6 +224,19 @@ func TestAccept(t *testing.T) {
 			t.Errorf("alert name %q, receivers %v; want Disk and [db web]", got.AlertName, res.Receivers)
 		}
 	})
+	t.Run("the sender's delivery id goes to the store", func(t *testing.T) {
+		store := &recordingStore{}
+		p := newPipeline(t, store, ResolvedRule{})
+		n := notification("alertmanager", "firing", db)
+		exp := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+		n.DeliveryID, n.DeliveryIDExpires = "alertmanager:abc", exp
+		if _, err := p.Accept(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if got := store.got[0]; got.DeliveryID != "alertmanager:abc" || !got.DeliveryIDExpires.Equal(exp) {
+			t.Errorf("record delivery id %q until %v", got.DeliveryID, got.DeliveryIDExpires)
+		}
+	})
 	t.Run("unrouted", func(t *testing.T) {
 		store := &recordingStore{}
 		p := newPipeline(t, store)

@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,7 +167,7 @@ func (h *Handler) alertmanager(c echo.Context) error {
 	if err != nil {
 		return h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // DecodeAlertmanager decodes and checks an Alertmanager webhook body
@@ -257,7 +259,7 @@ func (h *Handler) webhook(c echo.Context) error {
 		return h.refuseLogging(c, src.Name, OutcomeInvalid, http.StatusUnprocessableEntity, err.Error(),
 			"the mapping's template failed for this body", "field", field)
 	}
-	return h.accept(c, in.Sink, src, n)
+	return h.accept(c, in, src, n)
 }
 
 // intake applies what every endpoint checks before decoding: rate limit,
@@ -319,18 +321,21 @@ func (h *Handler) authenticate(c echo.Context, src *Source, body []byte, now tim
 }
 
 // accept hands n to the sink and answers the caller.
-func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notification) error {
+func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notification) error {
+	if in.Health != nil {
+		if err := in.Health(); err != nil {
+			return h.refuse(c, src.Name, OutcomeStoreError, http.StatusServiceUnavailable, "not ready: "+err.Error()+"; retry later")
+		}
+	}
+	header := ""
+	n.DeliveryID, n.DeliveryIDExpires, header = deliveryID(src, c.Request().Header, n.ReceivedAt)
 	// The write must complete even if the caller hangs up: once it starts,
 	// abandoning it halfway would leave the caller unsure and retrying.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 30*time.Second)
 	defer cancel()
-	res, err := sink.Accept(ctx, n)
+	res, err := in.Sink.Accept(ctx, n)
 	if err != nil {
 		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
-		if src.Verifier != nil {
-			// The sender will retry this very message: it is no replay.
-			src.Verifier.Release(c.Request().Header)
-		}
 		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
@@ -343,12 +348,16 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
-	attrs := []any{"id", res.ID, "source", src.Name, "outcome", outcome, "alertname", res.AlertName,
-		"receivers", res.Receivers, "recipients", res.Recipients}
-	if outcome == OutcomeUnrouted {
-		h.logger.Warn("notification accepted, but it reached no receiver with numbers: nobody is paged", attrs...)
+	if res.Replayed {
+		h.logger.Info("delivery already accepted; nothing sent", "source", src.Name, "header", header, "notification", res.ID)
 	} else {
-		h.logger.Info("notification accepted", attrs...)
+		attrs := []any{"id", res.ID, "source", src.Name, "outcome", outcome, "alertname", res.AlertName,
+			"receivers", res.Receivers, "recipients", res.Recipients}
+		if outcome == OutcomeUnrouted {
+			h.logger.Warn("notification accepted, but it reached no receiver with numbers: nobody is paged", attrs...)
+		} else {
+			h.logger.Info("notification accepted", attrs...)
+		}
 	}
 	// An unrouted notification was still accepted; recipients 0 says the
 	// rest.
@@ -357,6 +366,38 @@ func (h *Handler) accept(c echo.Context, sink Sink, src *Source, n *alert.Notifi
 		status = OutcomeAccepted
 	}
 	return c.JSON(http.StatusAccepted, accepted{Status: status, ID: res.ID, Recipients: res.Recipients})
+}
+
+// deliveryID returns the request's delivery id, namespaced by the source,
+// when it is remembered until, and the header it came from. A Standard
+// Webhooks id signed under the source's auth comes first and lasts its
+// tolerance window; then the source's own header and the well-known ones,
+// remembered for the source's TTL. The id is stored hashed: a header can
+// be long, and what it says is the sender's business.
+func deliveryID(src *Source, hdr http.Header, now time.Time) (id string, until time.Time, header string) {
+	if src.Verifier != nil {
+		if v, exp, ok := src.Verifier.DeliveryID(hdr); ok {
+			return namespaced(src.Name, v), exp, auth.HeaderWebhookID
+		}
+	}
+	if src.DeliveryIDTTL <= 0 {
+		return "", time.Time{}, ""
+	}
+	names := DeliveryIDHeaders
+	if src.DeliveryIDHeader != "" {
+		names = append([]string{src.DeliveryIDHeader}, names...)
+	}
+	for _, name := range names {
+		if v := strings.TrimSpace(hdr.Get(name)); v != "" {
+			return namespaced(src.Name, v), now.Add(src.DeliveryIDTTL), http.CanonicalHeaderKey(name)
+		}
+	}
+	return "", time.Time{}, ""
+}
+
+func namespaced(source, id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return source + ":" + hex.EncodeToString(sum[:])
 }
 
 // refuse counts a refused request, logs it (within the refusal log's
@@ -370,9 +411,20 @@ func (h *Handler) refuse(c echo.Context, source, outcome string, code int, msg s
 // may quote the request's body.
 func (h *Handler) refuseLogging(c echo.Context, source, outcome string, code int, msg, reason string, attrs ...any) error {
 	h.metrics.received.WithLabelValues(source, outcome).Inc()
-	h.refusals.log(h.now(), append([]any{"source", source, "outcome", outcome, "status", code, "reason", reason,
-		"remote", c.RealIP()}, attrs...))
+	h.refusals.log(h.now(), append(append([]any{"source", source, "outcome", outcome, "status", code, "reason", reason},
+		caller(c)...), attrs...))
 	return echo.NewHTTPError(code, msg)
+}
+
+// caller is where a request came from, for the log: the peer's address
+// and, when present, what X-Forwarded-For claims (set by a proxy, or
+// forged by anyone: logged, never trusted), as the status package logs it.
+func caller(c echo.Context) []any {
+	attrs := []any{"remote_addr", c.Request().RemoteAddr}
+	if fwd := c.Request().Header.Get(echo.HeaderXForwardedFor); fwd != "" {
+		attrs = append(attrs, "forwarded_for", truncate(fwd, 200))
+	}
+	return attrs
 }
 
 // decodeJSON decodes body into v with messages a person can act on.

@@ -36,6 +36,8 @@ type fakeSink struct {
 	// accepted, or unrouted without recipients, as a pipeline would.
 	outcome string
 	exact   bool
+	// replayed reports the store's answer to a delivery id it had.
+	replayed bool
 }
 
 func (s *fakeSink) Accept(_ context.Context, n *alert.Notification) (Accepted, error) {
@@ -56,7 +58,8 @@ func (s *fakeSink) Accept(_ context.Context, n *alert.Notification) (Accepted, e
 	if s.recipients > 0 {
 		receivers = []string{"ops", "db"}
 	}
-	return Accepted{ID: int64(len(s.got)), Recipients: s.recipients, Outcome: outcome, Receivers: receivers, AlertName: n.AlertName()}, nil
+	return Accepted{ID: int64(len(s.got)), Recipients: s.recipients, Outcome: outcome, Receivers: receivers, AlertName: n.AlertName(),
+		Replayed: s.replayed}, nil
 }
 
 // testNow is the handler's clock in tests.
@@ -74,8 +77,14 @@ type harness struct {
 	e    *echo.Echo
 	sink *fakeSink
 	reg  *prometheus.Registry
+	m    *Metrics
 	logs *bytes.Buffer
+	// intake is what the handler serves each request with; tests may
+	// replace it before sending.
+	intake func() Intake
 }
+
+func (h *harness) metricsVec() *prometheus.CounterVec { return h.m.received }
 
 func newHarness(t testing.TB, st *Sources) *harness {
 	t.Helper()
@@ -83,8 +92,10 @@ func newHarness(t testing.TB, st *Sources) *harness {
 		t.Fatalf("sources: %v", err)
 	}
 	h := &harness{e: echo.New(), sink: &fakeSink{recipients: 2}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
+	h.m = NewMetrics(h.reg)
+	h.intake = func() Intake { return Intake{Sources: st, Sink: h.sink} }
 	logger := slog.New(slog.NewTextHandler(h.logs, nil))
-	rh := New(func() Intake { return Intake{Sources: st, Sink: h.sink} }, logger, NewMetrics(h.reg))
+	rh := New(func() Intake { return h.intake() }, logger, h.m)
 	rh.now = func() time.Time { return testNow }
 	rh.Precreate(st)
 	rh.Register(h.e)
@@ -549,11 +560,15 @@ func TestLogKeys(t *testing.T) {
 	src.Verifier = v
 	h := newHarness(t, &Sources{Alertmanager: src})
 	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), nil)
+	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"X-Forwarded-For": {"203.0.113.9"}})
 	h.sink.err = errors.New("disk I/O error")
 	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"Authorization": {"Bearer t0ken"}})
 	logs := h.logs.String()
 	for _, want := range []string{
-		`msg="request refused" source=alertmanager outcome=unauthorized status=401 reason="wrong or missing credentials" remote=192.0.2.1 auth_failure=missing`,
+		`msg="request refused" source=alertmanager outcome=unauthorized status=401 reason="wrong or missing credentials" remote_addr=192.0.2.1:1234 auth_failure=missing`,
+		// What a proxy (or anyone) claims is logged beside the peer, not
+		// instead of it.
+		`remote_addr=192.0.2.1:1234 forwarded_for=203.0.113.9 auth_failure=missing`,
 		"source=alertmanager err=\"disk I/O error\"",
 	} {
 		if !strings.Contains(logs, want) {

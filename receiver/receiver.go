@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -29,6 +30,11 @@ import (
 type Intake struct {
 	Sources *Sources
 	Sink    Sink
+	// Health, when set, is asked before a notification goes to the Sink:
+	// an error (the store cannot write durably now) answers 503 with its
+	// text, so the sender retries, and nothing is stored. It must be cheap:
+	// main answers from a cached background check.
+	Health func() error
 }
 
 // Sink routes, renders and durably stores a notification. An error means
@@ -49,6 +55,9 @@ type Accepted struct {
 	Receivers []string
 	// AlertName says what the notification is about, for the log.
 	AlertName string
+	// Replayed is set when the store had the request's delivery id
+	// already: nothing was stored, ID is the first notification's.
+	Replayed bool
 }
 
 // Values of the outcome label of smsbridge_notifications_received_total.
@@ -59,6 +68,9 @@ const (
 	OutcomeFiltered = "filtered" // stored or dropped by design, sends nothing
 	// Stored, sends nothing: every receiver already got it (an
 	// Alertmanager HA peer's copy), or some did and the rest are stale.
+	// Also a delivery id the store had seen (a replay, or a retry of
+	// something already accepted): then nothing is stored or sent. The
+	// answer is 202 either way.
 	OutcomeDuplicate = "duplicate"
 	// Stored, sends nothing: a firing whose alerts all resolved already.
 	OutcomeStale = "stale"
@@ -110,7 +122,22 @@ type Source struct {
 	BodyLimit int64
 	// Limiter bounds the request rate; nil means unlimited.
 	Limiter *rate.Limiter
+	// DeliveryIDHeader names the sender's delivery id header, read before
+	// the well-known ones (DeliveryIDHeaders); empty for none.
+	DeliveryIDHeader string
+	// DeliveryIDTTL is how long a delivery id from a header is remembered;
+	// zero ignores those headers. A Standard Webhooks id signed under the
+	// source's auth is remembered for its tolerance window instead.
+	DeliveryIDTTL time.Duration
 }
+
+// DeliveryIDHeaders are the headers in which well-known senders identify
+// a delivery, the same on every retry of it, read in this order after the
+// source's own: GitHub's, Gitea's and Forgejo's (which also send GitHub's
+// with the same value), GitLab's (and any sender following the IETF
+// Idempotency-Key draft), and Standard Webhooks' when its signature is not
+// checked.
+var DeliveryIDHeaders = []string{"X-GitHub-Delivery", "X-Gitea-Delivery", "Idempotency-Key", "Webhook-Id"}
 
 // Sources are the intake endpoints of one configuration generation.
 type Sources struct {
@@ -154,6 +181,19 @@ func (s *Sources) Validate() error {
 		check(w, true)
 	}
 	return errors.Join(errs...)
+}
+
+// Authenticated reports whether any source requires credentials.
+func (s *Sources) Authenticated() bool {
+	if s.Alertmanager != nil && s.Alertmanager.Verifier != nil {
+		return true
+	}
+	for _, w := range s.Webhooks {
+		if w.Verifier != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // SourceNames lists the configured webhook sources, sorted, for summaries.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,42 +109,16 @@ func TestStoreDiskFull(t *testing.T) {
 	nums := numbers(2)
 	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 	defer fake.Close()
-	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums})
-	if err := os.MkdirAll(s.store, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0750", "tmpfs", s.store).CombinedOutput(); err != nil {
-		t.Fatalf("cannot mount a small filesystem for the store: %v: %s\n"+
-			"this test needs root (CAP_SYS_ADMIN) to mount a tmpfs", err, out)
-	}
-	b := start(t, s.args()...)
-	// Unmount after the bridge is gone (cleanups run last-in first-out).
-	t.Cleanup(func() {
-		if b.running() {
-			b.kill()
-		}
-		if out, err := exec.Command("umount", s.store).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", s.store, err, out)
-		}
-	})
+	// The default storage.min_free (64 MiB) is more than the whole disk.
+	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums, Extra: "storage: {min_free: 1MiB}\n"})
+	b := s.startOnTmpfs(t, "4m")
 
 	w := want{}
 	b.mustAccept("Full0000")
 	w.add("Full0000", nums)
 	waitDelivered(t, fake, w, 30*time.Second, b)
 
-	filler := filepath.Join(s.store, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break // ENOSPC: full to the last page
-		}
-	}
-	f.Close()
+	filler := fill(t, s.store)
 
 	for i := range 20 {
 		name := fmt.Sprintf("Unstored%04d", i)
@@ -163,6 +138,146 @@ func TestStoreDiskFull(t *testing.T) {
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
+	}
+	recovers(t, b, fake, w, nums)
+}
+
+// startOnTmpfs mounts a tmpfs of size on the store's directory and starts
+// the bridge on it; the cleanup unmounts it after the bridge is gone.
+// Mounting needs root (CAP_SYS_ADMIN); the test fails, saying so, where it
+// cannot mount.
+func (s *setup) startOnTmpfs(t *testing.T, size string) *bridge {
+	t.Helper()
+	if err := os.MkdirAll(s.store, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0750", "tmpfs", s.store).CombinedOutput(); err != nil {
+		t.Fatalf("cannot mount a small filesystem for the store: %v: %s\n"+
+			"this test needs root (CAP_SYS_ADMIN) to mount a tmpfs", err, out)
+	}
+	b := start(t, s.args()...)
+	// Unmount after the bridge is gone (cleanups run last-in first-out).
+	t.Cleanup(func() {
+		if b.running() {
+			b.kill()
+		}
+		if out, err := exec.Command("umount", s.store).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", s.store, err, out)
+		}
+	})
+	return b
+}
+
+// fill takes every free byte of dir's filesystem with one file, in one
+// fallocate call, and returns its path. One call, not a loop of writes:
+// space the bridge gives back while a loop still writes would be eaten by
+// the loop, as by a process that never stops writing, which no reserve
+// can outlast.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize); err != nil {
+		t.Fatalf("fill %s: %v", dir, err)
+	}
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("filled %s: %d bytes free", dir, int64(st.Bavail)*st.Bsize)
+	return filler
+}
+
+// TestStoreDiskFullDrains is the disk-full finding: with work
+// queued behind a failing provider, the disk fills to the last byte. The
+// bridge turns unready and refuses new notifications (503, never 202), gives
+// its reserve back, and once the provider recovers sends everything it had
+// accepted while the disk is still full (before, leasing failed with
+// "database or disk is full" and the queue stayed stuck). Once space
+// returns it is ready again, takes its reserve back and accepts and
+// delivers new notifications, without a restart.
+func TestStoreDiskFullDrains(t *testing.T) {
+	nums := numbers(3)
+	fake := smsfake.NewServer(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
+	defer fake.Close()
+	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums, Extra: "storage: {min_free: 2MiB}\n"})
+	b := s.startOnTmpfs(t, "8m")
+	reserve := filepath.Join(s.store, "reserve")
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("reserve file at start: %v %v, want 1 MiB (half of min_free)", fi, err)
+	}
+
+	// The provider is down: everything accepted waits in the queue.
+	fake.FailRate(1, smsfake.Fault{Status: http.StatusServiceUnavailable})
+	w := want{}
+	for i := range 20 {
+		name := fmt.Sprintf("Queued%04d", i)
+		b.mustAccept(name)
+		w.add(name, nums)
+	}
+	eventually(t, 10*time.Second, "the provider refused a few", func() (bool, string) {
+		return fake.Requests() > 3, fmt.Sprint(fake.Requests())
+	})
+
+	filler := fill(t, s.store)
+	took := time.Now()
+	eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
+		r, err := http.Get(b.url("/-/ready"))
+		if err != nil {
+			return false, err.Error()
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusServiceUnavailable, r.Status
+	})
+	t.Logf("unready %s after the disk filled", time.Since(took).Round(time.Millisecond))
+	for i := range 5 {
+		r, err := b.post("/api/v1/alertmanager", amPayload(fmt.Sprintf("Unstored%04d", i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("post to a full disk: %d %s, want 503", r.Status, r.Raw)
+		}
+	}
+	if _, err := os.Stat(reserve); !os.IsNotExist(err) {
+		t.Errorf("the reserve file is still there on a full disk: %v", err)
+	}
+
+	// The provider is back; the disk is still full.
+	fake.ClearFaults()
+	waitDelivered(t, fake, w, 30*time.Second, b)
+	if r, _ := http.Get(b.url("/-/ready")); r != nil {
+		r.Body.Close()
+		if r.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("ready answered %d with the disk still full", r.StatusCode)
+		}
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ready once space returned", func() (bool, string) {
+		r, err := http.Get(b.url("/-/ready"))
+		if err != nil {
+			return false, err.Error()
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK, r.Status
+	})
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != 1<<20 {
+		t.Errorf("reserve file after space returned: %v %v", fi, err)
+	}
+	for _, msg := range []string{"released the reserve file", "reserve restored and WAL checkpointed", "not ready: new notifications are answered 503", "ready again"} {
+		if !strings.Contains(b.logs(), msg) {
+			t.Errorf("the log lacks %q", msg)
+		}
 	}
 	recovers(t, b, fake, w, nums)
 }

@@ -58,12 +58,12 @@ type Handler struct {
 	prefix string
 	// refresh is how often the status page reloads itself; 0 never.
 	refresh time.Duration
-	// csrf refuses state-changing requests a browser sends from another
-	// site: with basic auth the browser would add the credentials itself.
-	csrf *http.CrossOriginProtection
-	// oncall are the on-call lists (nil: none); adminAPI allows writes.
-	oncall   Oncall
-	adminAPI bool
+	// admin guards every endpoint that changes state.
+	admin *Gate
+	// tests limits test SMS per receiver.
+	tests testLimiter
+	// oncall are the on-call lists (nil: none).
+	oncall Oncall
 	// twoway are the opt-outs and acknowledgements (nil: none).
 	twoway TwoWay
 }
@@ -74,8 +74,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
 	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		noiseSrc: o.Noise, csrf: http.NewCrossOriginProtection(), oncall: o.Oncall, adminAPI: o.AdminAPI, twoway: o.TwoWay,
-		prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
+		noiseSrc: o.Noise, oncall: o.Oncall, twoway: o.TwoWay, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
 	switch {
 	case h.refresh == 0:
 		h.refresh = defaultRefresh
@@ -88,6 +87,7 @@ func New(o Options) (*Handler, error) {
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	h.admin = NewGate(FlagAdminAPI, o.AdminAPI, h.logger)
 	var err error
 	if h.index, err = h.parse("index.html"); err != nil {
 		return nil, err
@@ -111,27 +111,23 @@ func (h *Handler) parse(page string) (*template.Template, error) {
 }
 
 // Register adds the page and the admin API to e. They sit behind whatever
-// authentication serves e (the --web.config.file basic auth).
+// authentication serves e (the --web.config.file basic auth); every
+// endpoint that changes state sits behind the admin gate too.
 func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/", h.page)
 	e.GET("/routes-test", h.routesTest)
 	e.GET("/static/status.css", h.stylesheet)
-	e.POST("/deliveries/:id/retry", h.retryForm, h.sameOrigin)
+	e.POST("/deliveries/:id/retry", h.retryForm, h.admin.Middleware)
 	e.GET("/api/v1/status", h.apiStatus)
 	e.GET("/api/v1/deliveries", h.apiDeliveries)
-	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.sameOrigin)
-	e.POST("/api/v1/test", h.apiTest, h.sameOrigin)
+	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
+	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
 	h.registerOncall(e)
 }
 
-func (h *Handler) sameOrigin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if err := h.csrf.Check(c.Request()); err != nil {
-			return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
-		}
-		return next(c)
-	}
-}
+// Admin is the gate of --web.enable-admin-api: every endpoint that changes
+// state, wherever it is registered, takes its Middleware.
+func (h *Handler) Admin() *Gate { return h.admin }
 
 // filterFrom reads status, since, notification and limit from the query.
 func (h *Handler) filterFrom(c echo.Context, defaultLimit int) (outbox.Filter, error) {
@@ -289,7 +285,7 @@ func (h *Handler) retry(c echo.Context, id int64, via string) error {
 	err := h.store.Retry(c.Request().Context(), id)
 	switch {
 	case err == nil:
-		h.logger.Info("failed delivery queued again on request", "delivery", id, "via", via, "remote", c.RealIP())
+		h.logger.Info("failed delivery queued again on request", append([]any{"delivery", id, "via", via}, Caller(c)...)...)
 		return nil
 	case errors.Is(err, ErrUnknownDelivery):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no delivery with id %d", id))
@@ -343,7 +339,18 @@ func (h *Handler) apiTest(c echo.Context) error {
 	if strings.TrimSpace(req.Receiver) == "" {
 		return echo.NewHTTPError(http.StatusBadRequest, `"receiver" is missing: name the receiver to send a test SMS to`)
 	}
+	now := h.now()
+	if wait, ok := h.tests.reserve(req.Receiver, now); !ok {
+		h.logger.Warn("test sms refused: over the limit", append(Caller(c), "receiver", truncate(req.Receiver, 64), "retry_after", wait.Round(time.Second))...)
+		c.Response().Header().Set("Retry-After", retryAfter(wait))
+		return echo.NewHTTPError(http.StatusTooManyRequests, fmt.Sprintf(
+			"test sms to %q refused: at most one per %s and %d a day per receiver; retry after %s",
+			truncate(req.Receiver, 64), TestSendInterval, TestSendDailyCap, wait.Round(time.Second)))
+	}
 	res, err := h.bridge.SendTest(c.Request().Context(), req.Receiver)
+	if err != nil {
+		h.tests.release(req.Receiver, now)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownReceiver):
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no receiver named %q is configured", truncate(req.Receiver, 64)))
@@ -356,7 +363,7 @@ func (h *Handler) apiTest(c echo.Context) error {
 	for i, n := range res.Numbers {
 		masked[i] = sms.MaskNumber(n)
 	}
-	h.logger.Info("test sms queued", "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))
+	h.logger.Info("test sms queued", append(Caller(c), "receiver", res.Receiver, "id", res.ID, "recipients", len(res.Numbers))...)
 	out := map[string]any{
 		"status": "accepted", "id": res.ID, "receiver": res.Receiver, "recipients": len(res.Numbers),
 		"numbers": masked, "text": res.Text,
@@ -380,6 +387,9 @@ type statusJSON struct {
 	Revision      string    `json:"revision"`
 	StartedAt     time.Time `json:"started_at"`
 	UptimeSeconds float64   `json:"uptime_seconds"`
+	Ready         bool      `json:"ready"`
+	NotReady      string    `json:"not_ready_reason,omitempty"`
+	AdminAPI      bool      `json:"admin_api"`
 	// DryRun says that nothing is sent: every account goes to the
 	// in-process fake of --sms.dry-run.
 	DryRun      bool         `json:"dry_run"`
@@ -462,6 +472,7 @@ func (h *Handler) apiStatus(c echo.Context) error {
 	out := statusJSON{
 		Version: version.Version, Revision: version.Revision,
 		StartedAt: h.started.UTC(), UptimeSeconds: now.Sub(h.started).Seconds(),
+		Ready: info.NotReady == "", NotReady: info.NotReady, AdminAPI: h.admin.Enabled(),
 		Config: configJSON{
 			File: info.ConfigFile, Hash: info.ConfigHash, LoadedAt: info.LoadedAt.UTC(),
 			LastReloadAt: info.LastReload.At.UTC(), LastReloadResult: "success", LastReloadError: info.LastReload.Err,

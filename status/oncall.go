@@ -107,17 +107,6 @@ type OverrideRequest struct {
 	End   string `json:"end"`
 }
 
-// adminAllowed refuses a state-changing admin request unless the bridge
-// runs with --web.enable-admin-api.
-func (h *Handler) adminAllowed(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if !h.adminAPI {
-			return echo.NewHTTPError(http.StatusForbidden, "the admin API is disabled: start smsbridge with --web.enable-admin-api to change state through it")
-		}
-		return next(c)
-	}
-}
-
 // registerOncall adds the on-call API when the bridge has lists to show.
 func (h *Handler) registerOncall(e *echo.Echo) {
 	if h.oncall == nil {
@@ -125,8 +114,8 @@ func (h *Handler) registerOncall(e *echo.Echo) {
 	}
 	e.GET("/api/v1/oncall", h.apiOncall)
 	e.GET("/api/v1/oncall/:name/overrides", h.apiOverrides)
-	e.POST("/api/v1/oncall/:name/overrides", h.apiAddOverride, h.sameOrigin, h.adminAllowed)
-	e.DELETE("/api/v1/oncall/:name/overrides/:id", h.apiDeleteOverride, h.sameOrigin, h.adminAllowed)
+	e.POST("/api/v1/oncall/:name/overrides", h.apiAddOverride, h.admin.Middleware)
+	e.DELETE("/api/v1/oncall/:name/overrides/:id", h.apiDeleteOverride, h.admin.Middleware)
 }
 
 type personJSON struct {
@@ -258,6 +247,8 @@ func (h *Handler) apiAddOverride(c echo.Context) error {
 	case err != nil:
 		return h.unavailable("add override", err)
 	}
+	// An override decides who is paged: logged with where it came from.
+	h.logger.Info("on-call override added on request", append([]any{"oncall", l.Name, "id", o.ID}, Caller(c)...)...)
 	return c.JSON(http.StatusCreated, toOverrideJSON(o, l.Location))
 }
 
@@ -277,6 +268,7 @@ func (h *Handler) apiDeleteOverride(c echo.Context) error {
 	case err != nil:
 		return h.unavailable("delete override", err)
 	}
+	h.logger.Info("on-call override deleted on request", append([]any{"oncall", l.Name, "id", id}, Caller(c)...)...)
 	return c.JSON(http.StatusOK, map[string]any{"status": "deleted", "id": id, "oncall": l.Name})
 }
 

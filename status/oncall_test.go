@@ -64,12 +64,19 @@ func (f *fakeOncall) DeleteOverride(_ context.Context, list string, id int64) er
 }
 
 func newOncallServer(t *testing.T, admin bool) (*httptest.Server, *fakeOncall) {
+	srv, oc, _ := newOncallServerLogs(t, admin)
+	return srv, oc
+}
+
+// newOncallServerLogs is newOncallServer with its log.
+func newOncallServerLogs(t *testing.T, admin bool) (*httptest.Server, *fakeOncall, *lockedBuffer) {
 	t.Helper()
+	logs := &lockedBuffer{}
 	oc := &fakeOncall{}
 	records := sampleRecords()
 	records[0].Person = "zoe" // who was on call at +27831110001
 	h, err := New(Options{Store: &fakeStore{records: records}, Bridge: &fakeBridge{provider: Provider{State: ProviderOK}},
-		Started: testNow, Now: func() time.Time { return testNow }, Logger: slog.New(slog.DiscardHandler), Oncall: oc, AdminAPI: admin})
+		Started: testNow, Now: func() time.Time { return testNow }, Logger: slog.New(slog.NewTextHandler(logs, nil)), Oncall: oc, AdminAPI: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +85,12 @@ func newOncallServer(t *testing.T, admin bool) (*httptest.Server, *fakeOncall) {
 	h.Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return srv, oc
+	return srv, oc, logs
 }
 
 func TestOncallAPI(t *testing.T) {
 	t.Parallel()
-	srv, oc := newOncallServer(t, true)
+	srv, oc, logs := newOncallServerLogs(t, true)
 	code, body := do(t, "GET", srv.URL+"/api/v1/oncall", "")
 	var got struct {
 		Oncall []oncallJSON `json:"oncall"`
@@ -132,6 +139,13 @@ func TestOncallAPI(t *testing.T) {
 	}
 	if len(oc.added) != 1 || oc.added[0].End != "2026-11-26T05:00" || len(oc.deleted) != 1 {
 		t.Errorf("added %+v, deleted %v", oc.added, oc.deleted)
+	}
+	// Who changed who is paged, from where: once per change that happened.
+	for _, w := range []string{`msg="on-call override added on request" oncall=db-primary id=5 remote_addr=127.0.0.1:`,
+		`msg="on-call override deleted on request" oncall=db-primary id=4 remote_addr=127.0.0.1:`} {
+		if strings.Count(logs.String(), w) != 1 {
+			t.Errorf("log has not once %q:\n%s", w, logs)
+		}
 	}
 }
 

@@ -77,6 +77,8 @@ type indexData struct {
 	NotificationsErr string
 	// FailedHref lists the notifications with a failed delivery.
 	FailedHref string
+	// AdminAPI says the page may offer what changes state (retry).
+	AdminAPI bool
 	// OnCall are the on-call lists; nil when the bridge has none to show.
 	OnCall []oncallRow
 	// Noise is the throttle and budget; NoiseErr says why it is missing.
@@ -221,7 +223,7 @@ func (h *Handler) page(c echo.Context) error {
 	ctx := c.Request().Context()
 	info := h.bridge.Info()
 	d := indexData{pageData: h.header("smsbridge status", "status", info.DryRun), Info: info, Provider: h.bridge.Provider(),
-		OnCall: h.oncallSection()}
+		AdminAPI: h.admin.Enabled(), OnCall: h.oncallSection()}
 	code := http.StatusOK
 	if st, err := h.store.Stats(ctx); err != nil {
 		h.logger.Error("read outbox stats", "err", err)
@@ -360,8 +362,10 @@ func (h *Handler) funcs() template.FuncMap {
 		"reason":   reasonText,
 		"join":     strings.Join,
 		"path":     func(p string) string { return h.prefix + p },
-		"percent":  percent,
-		"mode":     modeText,
+		// admin says whether the page may offer what changes state.
+		"admin":   func() bool { return h.admin.Enabled() },
+		"percent": percent,
+		"mode":    modeText,
 	}
 }
 

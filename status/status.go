@@ -80,6 +80,9 @@ type Info struct {
 	Receivers []Receiver
 	// Sources are the intake sources: "alertmanager" and webhook names.
 	Sources []string
+	// NotReady says why the bridge is not ready (/-/ready answers 503 and
+	// the intake refuses new notifications); empty when it is.
+	NotReady string
 	// DryRun is set when every account sends to the in-process fake
 	// (--sms.dry-run): nothing reaches a phone.
 	DryRun bool
@@ -232,8 +235,8 @@ type Options struct {
 	Oncall Oncall
 	// TwoWay are the opt-outs and acknowledgements; nil hides them.
 	TwoWay TwoWay
-	// AdminAPI allows the state-changing admin endpoints (the
-	// --web.enable-admin-api flag); without it they answer 403.
+	// AdminAPI opens the endpoints that change state (--web.enable-admin-api);
+	// without it they answer 403 and the page hides them.
 	AdminAPI bool
 	// PathPrefix is what every link of the pages starts with: the path of
 	// the external URL, "" at the root, never a trailing slash.

@@ -211,7 +211,7 @@ func newTestServer(t *testing.T, b *fakeBridge, opts ...func(*Options)) (*httpte
 	st := &fakeStore{records: sampleRecords(), stats: outbox.Stats{Pending: 1, Oldest: testNow.Add(-8 * time.Minute)},
 		counts: outbox.Counts{Notifications: 14, Accepted: 31, Failed: 2}, outcomes: map[int64]string{5: outbox.OutcomeUnrouted}}
 	o := Options{Store: st, Bridge: b, Started: testNow.Add(-26 * time.Hour), Now: func() time.Time { return testNow },
-		Logger: slog.New(slog.DiscardHandler)}
+		Logger: slog.New(slog.DiscardHandler), AdminAPI: true}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -40,10 +40,10 @@ type DigestItem struct {
 // and logged, and the built-in one's line is used.
 func (r *Renderer) Summary(receiver string, d *Data) string {
 	tmpl := invoke(DigestItemTemplate)
-	text, err := r.all.execute(tmpl, d)
+	text, err := r.user(tmpl, d)
 	if err != nil {
 		r.failed(receiver, d.Source, d.GroupKey, err)
-		if text, err = r.base.execute(tmpl, d); err != nil {
+		if text, err = r.builtin(tmpl, d); err != nil {
 			text = strings.ToUpper(d.Status)
 		}
 	}
@@ -59,13 +59,13 @@ func (r *Renderer) Digest(receiver string, items []DigestItem, maxSegments int) 
 	if maxSegments <= 0 {
 		maxSegments = DefaultMaxSegments
 	}
-	set := &r.all
+	execute := r.user
 	render := func(k int) (string, error) {
-		return set.execute(invoke(DigestTemplate), &DigestData{Count: len(items), Items: items[:k], More: len(items) - k})
+		return execute(invoke(DigestTemplate), &DigestData{Count: len(items), Items: items[:k], More: len(items) - k})
 	}
 	if _, err := render(0); err != nil {
 		r.failed(receiver, "digest", "", err)
-		set = &r.base
+		execute = r.builtin
 		if _, err := render(0); err != nil {
 			return r.Plain(fmt.Sprintf("%d held", len(items)), maxSegments)
 		}
@@ -87,25 +87,27 @@ func (r *Renderer) Digest(receiver string, items []DigestItem, maxSegments int) 
 	return r.Plain(text, maxSegments)
 }
 
-// failed counts and logs a template failure for receiver.
+// failed counts and logs a template failure for receiver, with its
+// reason (an error, or a render limit).
 func (r *Renderer) failed(receiver, source, groupKey string, err error) {
+	reason := reasonOf(err)
 	if r.metrics != nil {
-		r.metrics.errors.WithLabelValues(receiver).Inc()
+		r.metrics.errors.WithLabelValues(receiver, reason).Inc()
 	}
-	r.logger.Warn("template failed, using the built-in one instead", "receiver", receiver, "source", source, "group_key", groupKey, "err", err)
+	r.logger.Warn("template failed, using the built-in one instead", "receiver", receiver, "source", source, "group_key", groupKey, "reason", reason, "err", err)
 }
 
 // checkDigest executes the digest templates against sample data, so a
 // redefinition that fails is a configuration error at load.
 func (r *Renderer) checkDigest(am *Data) error {
-	if _, err := r.all.execute(invoke(DigestItemTemplate), am); err != nil {
+	if _, err := r.all.execute(invoke(DigestItemTemplate), am, r.limits, &r.runaway); err != nil {
 		return fmt.Errorf("template %s: %w", DigestItemTemplate, err)
 	}
 	sample := &DigestData{Count: 3, More: 1, Items: []DigestItem{
 		{Summary: "FIRING HighDiskUsage db-01", Status: "firing", Text: "FIRING:1 HighDiskUsage", Receiver: "ops", Source: "alertmanager", ReceivedAt: am.ReceivedAt},
 		{Summary: "RESOLVED NodeDown n3", Status: "resolved", Text: "RESOLVED:1 NodeDown", Receiver: "ops", Source: "alertmanager", ReceivedAt: am.ReceivedAt},
 	}}
-	if _, err := r.all.execute(invoke(DigestTemplate), sample); err != nil {
+	if _, err := r.all.execute(invoke(DigestTemplate), sample, r.limits, &r.runaway); err != nil {
 		return fmt.Errorf("template %s: %w", DigestTemplate, err)
 	}
 	return nil

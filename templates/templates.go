@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	tmpltext "text/template"
 	"time"
 
@@ -141,14 +142,66 @@ type Metrics struct {
 	errors *prometheus.CounterVec
 }
 
+// Reasons a render fell back to the default text: the values of the
+// reason label of smsbridge_template_errors_total.
+const (
+	// ReasonError: the template failed to execute, or rendered nothing.
+	ReasonError = "error"
+	// ReasonTimeout: it ran longer than the time limit (or was not run
+	// because too many overrunning renders are still running).
+	ReasonTimeout = "timeout"
+	// ReasonTooLarge: it wrote more than the output cap.
+	ReasonTooLarge = "too_large"
+)
+
+// Reasons lists the reason label's values.
+var Reasons = []string{ReasonError, ReasonTimeout, ReasonTooLarge}
+
 // NewMetrics registers the package's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return &Metrics{
 		errors: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "smsbridge_template_errors_total",
-			Help: "Renders whose template failed, so that the default template's text was sent instead, by receiver.",
-		}, []string{"receiver"}),
+			Help: "Renders whose template failed or exceeded the render limits (time, output size), so that the default template's text was sent instead, by receiver and reason.",
+		}, []string{"receiver", "reason"}),
 	}
+}
+
+// Render limits, applied to every execution of a template. A template
+// over either is abandoned and the built-in default text is sent instead:
+// an alert storm must not turn a template into minutes of CPU and
+// gigabytes of memory in the request path.
+const (
+	// MaxRenderTime bounds one execution.
+	MaxRenderTime = time.Second
+	// MaxRenderOutput bounds what one execution writes, in bytes, before
+	// the text is fitted to its segments (three segments are under 500).
+	MaxRenderOutput = 64 << 10
+	// CheckAlerts is the size of the synthetic group CheckLimits renders.
+	CheckAlerts = 400
+	// maxRunaway is how many executions that overran their time may still
+	// be running (text/template cannot be stopped from outside; one that
+	// writes is stopped at its next write, one that only loops runs on)
+	// before user templates are no longer started at all.
+	maxRunaway = 2
+)
+
+// Limits bound one template execution; zero fields take the defaults.
+type Limits struct {
+	// Time is MaxRenderTime by default.
+	Time time.Duration
+	// Output is MaxRenderOutput by default.
+	Output int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Time <= 0 {
+		l.Time = MaxRenderTime
+	}
+	if l.Output <= 0 {
+		l.Output = MaxRenderOutput
+	}
+	return l
 }
 
 // Options configures a Renderer.
@@ -165,6 +218,9 @@ type Options struct {
 	// Receivers are the configured receiver names, whose error counters
 	// are created at zero.
 	Receivers []string
+	// Limits bound every execution; zero takes MaxRenderTime and
+	// MaxRenderOutput.
+	Limits Limits
 }
 
 // FileError is New's error for one entry of Options.Files: a bad pattern,
@@ -192,6 +248,12 @@ type Renderer struct {
 	all, base compiled
 	logger    *slog.Logger
 	metrics   *Metrics
+	limits    Limits
+	// runaway counts executions abandoned for their time that are still
+	// running.
+	runaway atomic.Int32
+	// workers run the executions that have a time limit.
+	workers *workers
 	// files are the template files read, for errors.
 	files []string
 }
@@ -238,11 +300,14 @@ func New(opts Options) (*Renderer, error) {
 	if err := builtin.Parse(bytes.NewReader(defaultTemplates)); err != nil {
 		return nil, fmt.Errorf("parse default sms templates: %w", err)
 	}
-	r := &Renderer{tmpl: t, logger: logger, metrics: opts.Metrics,
-		all: compiled{set: allText}, base: compiled{set: baseText}, files: read}
+	w := &workers{jobs: make(chan func())}
+	r := &Renderer{tmpl: t, logger: logger, metrics: opts.Metrics, limits: opts.Limits.withDefaults(), workers: w,
+		all: compiled{set: allText, workers: w}, base: compiled{set: baseText, workers: w}, files: read}
 	if r.metrics != nil {
 		for _, name := range opts.Receivers {
-			r.metrics.errors.WithLabelValues(name)
+			for _, reason := range Reasons {
+				r.metrics.errors.WithLabelValues(name, reason)
+			}
 		}
 	}
 	// A user file may redefine the default templates; a broken one is a
@@ -257,7 +322,9 @@ func New(opts Options) (*Renderer, error) {
 	if err := r.checkDigest(am); err != nil {
 		return nil, err
 	}
-	if _, err := r.all.executeRaw(invoke(ReplyTemplate), am); err != nil {
+	withCode := *am
+	withCode.Reply = Reply{Code: "12", Silence: "1h"}
+	if _, err := r.user(invoke(ReplyTemplate), &withCode); err != nil && !errors.Is(err, errEmptyText) {
 		return nil, fmt.Errorf("template %s: %w", ReplyTemplate, err)
 	}
 	return r, nil
@@ -326,13 +393,41 @@ func (r *Renderer) explainUndefined(err error) error {
 	return fmt.Errorf("%w: no template named %q is built in or defined in a template file (%s)", err, m[1], where)
 }
 
-// check executes tmpl against d and tells parse errors from execution ones.
+// check executes tmpl against d, within the render limits, and tells
+// parse errors from execution ones.
 func (r *Renderer) check(tmpl string, d *Data) error {
-	if _, err := r.tmpl.ExecuteTextString(tmpl, d); err != nil {
-		if errors.As(err, new(tmpltext.ExecError)) {
-			return fmt.Errorf("execute against sample data: %w", err)
-		}
+	if _, err := r.all.lookup(tmpl); err != nil {
 		return fmt.Errorf("parse: %w", err)
+	}
+	if _, err := r.all.execute(tmpl, d, r.limits, &r.runaway); err != nil && !errors.Is(err, errEmptyText) {
+		return fmt.Errorf("execute against sample data: %w", err)
+	}
+	return nil
+}
+
+// CheckLimits renders tmpl (when empty: the default templates, as a user
+// file may have redefined them) against a synthetic group of CheckAlerts
+// alerts, and reports it when the render limits would cut it off: such a
+// notification would get the built-in default text instead. Other
+// failures are Check's to report.
+func (r *Renderer) CheckLimits(tmpl string) error {
+	am, hook := bigSampleData(CheckAlerts)
+	type run struct {
+		tmpl string
+		d    *Data
+	}
+	runs := []run{{tmpl, am}}
+	if tmpl == "" {
+		runs = []run{{invoke(DefaultTemplate), am}, {invoke(WebhookTemplate), hook}}
+	}
+	for _, rn := range runs {
+		_, err := r.all.execute(rn.tmpl, rn.d, r.limits, &r.runaway)
+		switch {
+		case errors.Is(err, errTooLarge):
+			return fmt.Errorf("for a group of %d alerts it writes more than %d KiB, the render limit: such notifications get the default text instead", CheckAlerts, r.limits.Output>>10)
+		case errors.Is(err, errTimeout):
+			return fmt.Errorf("for a group of %d alerts it runs longer than %s, the render limit: such notifications get the default text instead", CheckAlerts, r.limits.Time)
+		}
 	}
 	return nil
 }
@@ -353,17 +448,18 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 	if tmpl == "" {
 		tmpl = defaultFor(&data)
 	}
-	text, err = r.all.execute(tmpl, &data)
+	text, err = r.user(tmpl, &data)
 	if err != nil {
+		reason := reasonOf(err)
 		if r.metrics != nil {
-			r.metrics.errors.WithLabelValues(receiver).Inc()
+			r.metrics.errors.WithLabelValues(receiver, reason).Inc()
 		}
 		// The error names the template position and the failed action;
 		// template data never holds a credential.
 		r.logger.Warn("template failed, sending the default text instead",
-			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "err", err)
+			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "alerts", len(data.Alerts), "reason", reason, "err", err)
 		var fallbackErr error
-		text, fallbackErr = r.base.execute(defaultFor(&data), &data)
+		text, fallbackErr = r.builtin(defaultFor(&data), &data)
 		if fallbackErr != nil {
 			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
 		}
@@ -374,6 +470,22 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 	}
 	text, segments = r.Plain(text, maxSegments)
 	return text, segments, nil
+}
+
+// user executes tmpl, which a template file may define or redefine,
+// against d within the render limits; while too many earlier executions
+// that overran are still running, it starts none.
+func (r *Renderer) user(tmpl string, d any) (string, error) {
+	if n := r.runaway.Load(); n >= maxRunaway {
+		return "", fmt.Errorf("%w: %d earlier renders that overran %s are still running", errRunaway, n, r.limits.Time)
+	}
+	return r.all.execute(tmpl, d, r.limits, &r.runaway)
+}
+
+// builtin executes tmpl from the built-in templates against d: ours and
+// bounded, it runs without a goroutine of its own, under the output cap.
+func (r *Renderer) builtin(tmpl string, d any) (string, error) {
+	return r.base.execute(tmpl, d, Limits{Output: r.limits.Output}, nil)
 }
 
 // withReply fits text, with the reply line (sms.reply) after it, to
@@ -387,13 +499,12 @@ func (r *Renderer) withReply(receiver, text string, d *Data, maxSegments int) st
 			return fitted
 		}
 	}
-	line, err := r.all.executeRaw(invoke(ReplyTemplate), d)
-	if err != nil {
+	line, err := r.user(invoke(ReplyTemplate), d)
+	if err != nil && !errors.Is(err, errEmptyText) {
 		r.failed(receiver, d.Source, d.GroupKey, err)
-		line, _ = r.base.executeRaw(invoke(ReplyTemplate), d)
+		line, err = r.builtin(invoke(ReplyTemplate), d)
 	}
-	line = strings.TrimSpace(ToGSM(line))
-	if line == "" {
+	if err != nil || line == "" {
 		return Fit(text, maxSegments)
 	}
 	return FitSuffix(text, "\n"+line, maxSegments)
@@ -408,8 +519,30 @@ func (r *Renderer) Plain(text string, maxSegments int) (string, int) {
 	return text, Segments(text)
 }
 
-// errEmptyText marks a template that rendered nothing worth sending.
-var errEmptyText = errors.New("template rendered an empty text")
+// Errors of one execution.
+var (
+	// errEmptyText marks a template that rendered nothing worth sending.
+	errEmptyText = errors.New("template rendered an empty text")
+	// errTooLarge is the capped writer's error past the output cap.
+	errTooLarge = errors.New("template output exceeds the render limit")
+	// errTimeout marks an execution abandoned at the time limit.
+	errTimeout = errors.New("template exceeds the render time limit")
+	// errRunaway marks a render not started while abandoned ones run.
+	errRunaway = errors.New("template not run")
+	// errAbandoned stops an abandoned execution at its next write.
+	errAbandoned = errors.New("template execution abandoned")
+)
+
+// reasonOf is the metric reason for a render error.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return ReasonTooLarge
+	case errors.Is(err, errTimeout), errors.Is(err, errRunaway):
+		return ReasonTimeout
+	}
+	return ReasonError
+}
 
 // captureText is an Alertmanager template option that keeps a pointer
 // to the text template set it builds, for compiled.
@@ -420,8 +553,43 @@ func captureText(p **tmpltext.Template) template.Option {
 // compiled parses each template string once against a template set, as
 // Alertmanager's ExecuteTextString would on every call, and keeps it.
 type compiled struct {
-	set   *tmpltext.Template
-	cache sync.Map // template string -> *tmpltext.Template
+	set     *tmpltext.Template
+	cache   sync.Map // template string -> *tmpltext.Template
+	workers *workers
+}
+
+// workers run functions on goroutines that outlive one call: a template
+// execution grows its goroutine's stack to a few dozen KiB, and growing a
+// fresh goroutine's stack on every render cost more than the render. A
+// call is handed to an idle worker, or to a new one when none is idle; a
+// worker idle for workerIdle ends.
+type workers struct {
+	jobs chan func()
+}
+
+// workerIdle is how long a worker waits for the next call before it ends.
+const workerIdle = time.Minute
+
+func (w *workers) run(f func()) {
+	select {
+	case w.jobs <- f:
+	default:
+		go w.work(f)
+	}
+}
+
+func (w *workers) work(f func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(workerIdle)
+		select {
+		case f = <-w.jobs:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 func (c *compiled) lookup(tmpl string) (*tmpltext.Template, error) {
@@ -444,32 +612,78 @@ func (c *compiled) lookup(tmpl string) (*tmpltext.Template, error) {
 	return actual.(*tmpltext.Template), nil
 }
 
-// execute runs tmpl against d (a *Data, or a digest's *DigestData) and
-// returns trimmed GSM text.
-func (c *compiled) execute(tmpl string, d any) (string, error) {
-	out, err := c.executeRaw(tmpl, d)
+// Execution states of one run, for the race between its end and the
+// caller's timer.
+const (
+	runRunning int32 = iota
+	runFinished
+	runAbandoned
+)
+
+// cappedWriter collects an execution's output up to max bytes. Past the
+// cap, or once the caller gave up, Write fails, and text/template stops
+// executing at once with that error: the only way to stop it from outside.
+type cappedWriter struct {
+	buf   []byte
+	max   int
+	state atomic.Int32
+}
+
+func (w *cappedWriter) Write(p []byte) (int, error) {
+	if w.state.Load() == runAbandoned {
+		return 0, errAbandoned
+	}
+	if len(w.buf)+len(p) > w.max {
+		return 0, fmt.Errorf("%w of %d bytes", errTooLarge, w.max)
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// execute runs tmpl against d (a *Data, or a digest's *DigestData) within
+// lim and returns trimmed GSM text. With runaway set, the execution runs
+// in a goroutine of its own and is abandoned at lim.Time (counted in
+// runaway until it ends); without, it runs in the caller's and only the
+// output cap applies.
+func (c *compiled) execute(tmpl string, d any, lim Limits, runaway *atomic.Int32) (string, error) {
+	t, err := c.lookup(tmpl)
 	if err != nil {
 		return "", err
 	}
+	lim = lim.withDefaults()
+	w := &cappedWriter{max: lim.Output, buf: make([]byte, 0, 512)}
+	if runaway == nil {
+		err = t.Execute(w, d)
+	} else {
+		done := make(chan error, 1)
+		c.workers.run(func() {
+			err := t.Execute(w, d)
+			if !w.state.CompareAndSwap(runRunning, runFinished) {
+				runaway.Add(-1) // abandoned, and now over
+			}
+			done <- err
+		})
+		timer := time.NewTimer(lim.Time)
+		select {
+		case err = <-done:
+			timer.Stop()
+		case <-timer.C:
+			if w.state.CompareAndSwap(runRunning, runAbandoned) {
+				runaway.Add(1)
+				return "", fmt.Errorf("%w of %s", errTimeout, lim.Time)
+			}
+			err = <-done // it finished just as the timer fired
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	out := string(w.buf)
 	out = strings.TrimSpace(ToGSM(strings.TrimSpace(out)))
 	if out == "" {
 		return "", errEmptyText
 	}
 	return out, nil
-}
-
-// executeRaw runs tmpl against d and returns what it wrote, which may be
-// empty.
-func (c *compiled) executeRaw(tmpl string, d any) (string, error) {
-	t, err := c.lookup(tmpl)
-	if err != nil {
-		return "", err
-	}
-	var buf strings.Builder
-	if err := t.Execute(&buf, d); err != nil {
-		return "", err
-	}
-	return buf.String(), nil
 }
 
 // sampleData returns the notifications templates are checked against: a
@@ -510,7 +724,6 @@ func sampleData() (am, hook *Data) {
 		Source:     alert.SourceAlertmanager,
 		GroupKey:   `{}:{alertname="HighDiskUsage"}`,
 		ReceivedAt: start.Add(time.Minute),
-		Reply:      Reply{Code: "12", Silence: "1h"},
 	}
 	hook = &Data{
 		Data: template.Data{
@@ -531,6 +744,28 @@ func sampleData() (am, hook *Data) {
 		Source:     "ci",
 		GroupKey:   "ci:42",
 		ReceivedAt: start.Add(time.Minute),
+	}
+	return am, hook
+}
+
+// bigSampleData returns sampleData's groups grown to n alerts each, all
+// firing, with distinct instances: the storm CheckLimits renders.
+func bigSampleData(n int) (am, hook *Data) {
+	am, hook = sampleData()
+	for _, d := range []*Data{am, hook} {
+		proto := d.Alerts[0]
+		alerts := make(template.Alerts, n)
+		for i := range alerts {
+			a := proto
+			a.Labels = template.KV{}
+			for k, v := range proto.Labels {
+				a.Labels[k] = v
+			}
+			a.Labels["instance"] = fmt.Sprintf("host-%03d:9100", i)
+			a.Fingerprint = fmt.Sprintf("%016x", i)
+			alerts[i] = a
+		}
+		d.Alerts = alerts
 	}
 	return am, hook
 }

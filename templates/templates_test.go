@@ -28,27 +28,42 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	return p
 }
 
-// errorCount returns smsbridge_template_errors_total for receiver, and
-// whether the series exists at all.
+// errorCount returns smsbridge_template_errors_total for receiver, summed
+// over its reasons, and whether a series of it exists at all.
 func errorCount(t *testing.T, reg *prometheus.Registry, receiver string) (float64, bool) {
+	t.Helper()
+	counts := reasonCounts(t, reg, receiver)
+	total := 0.0
+	for _, n := range counts {
+		total += n
+	}
+	return total, len(counts) > 0
+}
+
+// reasonCounts returns smsbridge_template_errors_total for receiver by
+// reason.
+func reasonCounts(t *testing.T, reg *prometheus.Registry, receiver string) map[string]float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]float64{}
 	for _, f := range families {
 		if f.GetName() != "smsbridge_template_errors_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "receiver" && l.GetValue() == receiver {
-					return m.GetCounter().GetValue(), true
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["receiver"] == receiver {
+				out[labels["reason"]] = m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0, false
+	return out
 }
 
 func TestNewFileErrors(t *testing.T) {

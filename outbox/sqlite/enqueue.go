@@ -186,6 +186,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	s.metrics.ObserveCommit(len(batch), time.Since(start), err)
 	if err != nil {
 		s.resetWriter()
+		s.noteFull(err)
 		err = fmt.Errorf("commit %s: %w", plural.Count(len(batch), "notification", "notifications"), err)
 		s.logger.Error("outbox write failed; callers are told to retry", "err", err)
 	}
@@ -205,6 +206,10 @@ func (s *Store) commit(batch []*enqueueReq) {
 // added. The calls are written in order, each guard reading what the
 // calls before it wrote.
 func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+	// What space is left is kept for sending what was accepted.
+	if s.low.Load() {
+		return false, fmt.Errorf("%w: new notifications are refused until space is freed; see the log for the free space", ErrLowSpace)
+	}
 	// Before BeginTx: the transaction holds the only writer connection.
 	if s.ins == nil {
 		if s.ins, err = prepareInserts(ctx, s.wdb); err != nil {
@@ -233,6 +238,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
 		{&w.dedupPut, &s.ins.dedupPut}, {&w.resolvedHas, &s.ins.resolvedHas}, {&w.resolvedPut, &s.ins.resolvedPut},
 		{&w.heldFiring, &s.ins.heldFiring}, {&w.cancel, &s.ins.cancel}, {&w.lastSent, &s.ins.lastSent},
+		{&w.seenID, &s.ins.seenID}, {&w.deliveryID, &s.ins.deliveryID},
 	} {
 		*p.dst = tx.StmtContext(ctx, *p.src)
 	}
@@ -244,6 +250,12 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			return false, err
 		}
 		due = due || d
+	}
+	// A store whose directory was removed or replaced would commit to a
+	// file nobody will open again: refuse, so the caller hears 503 rather
+	// than a 202 that a restart loses.
+	if err := s.checkDir(); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
@@ -258,6 +270,7 @@ type txInserts struct {
 	lastStatus, onceKey, notification, message, delivery *sql.Stmt
 	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
 	heldFiring, cancel, lastSent                         *sql.Stmt
+	seenID, deliveryID                                   *sql.Stmt
 }
 
 // record writes one call's notification, evaluating its guards, and sets
@@ -265,6 +278,18 @@ type txInserts struct {
 func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (bool, error) {
 	n := r.n
 	nowMS := ms(now)
+	// The sender's delivery id first: a repeat of a delivery writes
+	// nothing, whatever the other guards would say.
+	if n.DeliveryID != "" {
+		var first int64
+		switch err := w.seenID.QueryRowContext(ctx, n.DeliveryID, nowMS).Scan(&first); {
+		case err == nil:
+			r.res = outbox.Enqueued{ID: first, Outcome: outbox.OutcomeDuplicate, Replayed: true}
+			return false, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("read the delivery id: %w", err)
+		}
+	}
 	if n.OnceKey != "" {
 		var prior int64
 		switch err := w.onceKey.QueryRowContext(ctx, n.OnceKey).Scan(&prior); {
@@ -329,6 +354,11 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		return false, fmt.Errorf("insert notification: %w", err)
 	}
 	res.ID, res.Outcome = id, n.Outcome
+	if n.DeliveryID != "" {
+		if _, err := w.deliveryID.ExecContext(ctx, n.DeliveryID, id, ms(n.DeliveryIDExpires)); err != nil {
+			return false, fmt.Errorf("record the delivery id: %w", err)
+		}
+	}
 	if res.ReplyCode, err = w.replyCode(ctx, n, id, now); err != nil {
 		return false, err
 	}
@@ -465,11 +495,13 @@ type inserts struct {
 	lastStatus, onceKey, notification, message, delivery *sql.Stmt
 	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
 	heldFiring, cancel, lastSent                         *sql.Stmt
+	seenID, deliveryID                                   *sql.Stmt
 }
 
 func (ins *inserts) all() []**sql.Stmt {
 	return []**sql.Stmt{&ins.lastStatus, &ins.onceKey, &ins.notification, &ins.message, &ins.delivery, &ins.dedupGet,
-		&ins.dedupPut, &ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent}
+		&ins.dedupPut, &ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent,
+		&ins.seenID, &ins.deliveryID}
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -499,6 +531,10 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		`SELECT n.status FROM deliveries d JOIN messages m ON m.id = d.message_id JOIN notifications n ON n.id = m.notification_id
 			WHERE d.number = ? AND n.group_key = ? AND d.state IN ('pending', 'sending', 'accepted', 'bundled')
 			ORDER BY n.id DESC LIMIT 1`,
+		`SELECT notification_id FROM delivery_ids WHERE id = ? AND expires_at > ?`,
+		// An expired record of the id is replaced: the sender may reuse it.
+		`INSERT INTO delivery_ids (id, notification_id, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET notification_id = excluded.notification_id, expires_at = excluded.expires_at`,
 	}
 	for i, st := range ins.all() {
 		p, err := db.PrepareContext(ctx, queries[i])

@@ -17,7 +17,8 @@ import (
 // most once per batch. Rows whose lease lapsed (a stuck holder) are due
 // again. Every call has its own random token: no counter or clock can
 // repeat it across restarts.
-func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) ([]outbox.Batch, error) {
+func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers int, leaseFor time.Duration) (_ []outbox.Batch, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return nil, err
 	}
@@ -145,7 +146,8 @@ func (s *Store) Lease(ctx context.Context, now time.Time, maxBatches, maxNumbers
 // token the row no longer carries (the lease lapsed and the row was leased
 // again, failed for max age, or recovered at Open) is skipped and logged:
 // the row's current holder decides.
-func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
+func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) (err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return err
 	}
@@ -247,7 +249,8 @@ func (s *Store) Complete(ctx context.Context, outcomes []outbox.Outcome) error {
 // FailExpired fails every queued delivery that entered the queue maxAge or
 // more before now, and returns how many. Rows leased and not yet lapsed are
 // left to their sender; they are caught once they return to the queue.
-func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (int, error) {
+func (s *Store) FailExpired(ctx context.Context, now time.Time, maxAge time.Duration) (_ int, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return 0, err
 	}

@@ -17,7 +17,8 @@ import (
 // connection: every Admit, in order, sees what the ones before it
 // admitted, so two can never both take a number's last place or the
 // budget's last segments.
-func (s *Store) Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, limits outbox.Limits) (outbox.Admission, error) {
+func (s *Store) Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, limits outbox.Limits) (_ outbox.Admission, err error) {
+	defer s.noteFullp(&err)
 	var adm outbox.Admission
 	if err := s.closed(); err != nil {
 		return adm, err
@@ -260,7 +261,8 @@ const waitingDigest = `EXISTS (SELECT 1 FROM deliveries x WHERE x.number = h.num
 
 // Release ends the hold of the numbers whose held deliveries are due, in
 // one transaction; see outbox.Store.
-func (s *Store) Release(ctx context.Context, now time.Time, digest outbox.DigestFunc) ([]outbox.ReleasedHold, error) {
+func (s *Store) Release(ctx context.Context, now time.Time, digest outbox.DigestFunc) (_ []outbox.ReleasedHold, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return nil, err
 	}

@@ -89,6 +89,7 @@ func TestMigrateV1(t *testing.T) {
 		"budget", "claims", "claims_expiry", "dedup", "dedup_at",
 		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_failover",
 		"deliveries_held", "deliveries_leased", "deliveries_number", "deliveries_outstanding", "deliveries_updated",
+		"delivery_ids", "delivery_ids_expiry",
 		"messages", "messages_notification",
 		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
 		"oncall_overrides", "oncall_overrides_end", "opt_outs",
@@ -148,6 +149,13 @@ func TestMigrateV1(t *testing.T) {
 	if e := enqueue(t, s, note("new")); e.ID != 3 {
 		t.Errorf("new notification id %d, want 3", e.ID)
 	}
+	// Version 6's delivery ids: recorded, and a replay writes nothing.
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || e.Outcome != outbox.OutcomeAccepted {
+		t.Errorf("with a delivery id: %+v", e)
+	}
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || !e.Replayed {
+		t.Errorf("replay after the migration: %+v, want replayed of 4", e)
+	}
 
 	// Opening the upgraded database again changes nothing.
 	s.Close()
@@ -155,8 +163,11 @@ func TestMigrateV1(t *testing.T) {
 	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
 		t.Errorf("user_version after reopening = %d", v)
 	}
-	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 5 {
-		t.Errorf("%d deliveries after reopening, want 5", n)
+	if n := count(t, s, "SELECT count(*) FROM deliveries"); n != 7 {
+		t.Errorf("%d deliveries after reopening, want 7", n)
+	}
+	if e := enqueue(t, s, withID(note("with id"), "ci:v1")); e.ID != 4 || !e.Replayed {
+		t.Errorf("replay after reopening: %+v, want replayed of 4", e)
 	}
 }
 
@@ -198,8 +209,9 @@ func TestMigrateV1Leased(t *testing.T) {
 // TestMigrateV4 upgrades a database made by the release with on-call
 // schedules and alert names (version 4): the noise step's columns are added
 // to the same deliveries table that already has person, the CHECK is
-// widened with those columns in place, and what versions 3 and 4 stored
-// (a person, a once key, an alert name) is kept and still works.
+// widened with those columns in place, the delivery ids' table (version 6)
+// is made after it, and what versions 3 and 4 stored (a person, a once
+// key, an alert name) is kept and still works.
 func TestMigrateV4(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -283,6 +295,17 @@ func TestMigrateV4(t *testing.T) {
 	}
 	if r := records(t, s, outbox.Filter{State: outbox.StateHeld}); len(r) != 1 || r[0].Person != "bob" {
 		t.Errorf("held records %+v", r)
+	}
+	// Version 6: a delivery id is checked before the once key a version-4
+	// row holds, and recorded with what the guards decided.
+	replayed := withID(note("again"), "ci:v4")
+	replayed.OnceKey = "handoff:db:1"
+	if e := enqueue(t, s, replayed); e.ID != 7 || e.Outcome != outbox.OutcomeDuplicate || e.Replayed {
+		t.Errorf("a new delivery id with an old once key: %+v, want the once key's duplicate of 7", e)
+	}
+	first := enqueue(t, s, withID(note("id"), "ci:v4:2"))
+	if e := enqueue(t, s, withID(note("id"), "ci:v4:2")); e.ID != first.ID || !e.Replayed {
+		t.Errorf("replay after the migration: %+v, want replayed of %d", e, first.ID)
 	}
 }
 

@@ -139,7 +139,8 @@ func (s *Store) DeliveryByProviderID(ctx context.Context, id string) (outbox.Rec
 // Retry puts a failed delivery back in the queue, due now, with its
 // attempts and max age counted afresh. Its error wraps outbox.ErrNotFound
 // or outbox.ErrNotFailed when id names no failed delivery.
-func (s *Store) Retry(ctx context.Context, id int64) error {
+func (s *Store) Retry(ctx context.Context, id int64) (err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return err
 	}
@@ -184,8 +185,10 @@ const pruneChunk = 500
 // were last updated more than retention ago, with their messages and
 // deliveries. It returns the number of notifications deleted. Unfinished
 // work (pending, sending, held) is never pruned. Duplicate keys, resolved
-// alerts and budget days older than retention go too.
-func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error) {
+// alerts and budget days older than retention go too, and so do delivery
+// ids whose expiry has passed.
+func (s *Store) Prune(ctx context.Context, retention time.Duration) (_ int, err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return 0, err
 	}
@@ -230,7 +233,17 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (int, error)
 	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM oncall_overrides WHERE ends_at < ?`, cutoff); err != nil {
 		return total, fmt.Errorf("prune on-call overrides: %w", err)
 	}
-	return total, nil
+	now := ms(s.clock())
+	for {
+		res, err := s.wdb.ExecContext(ctx, `DELETE FROM delivery_ids WHERE id IN (
+			SELECT id FROM delivery_ids WHERE expires_at <= ? LIMIT ?)`, now, pruneChunk)
+		if err != nil {
+			return total, fmt.Errorf("prune delivery ids: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n < pruneChunk {
+			return total, err
+		}
+	}
 }
 
 // Notifications returns the notifications f selects, newest first, each

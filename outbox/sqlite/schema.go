@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 6
+const schemaVersion = 7
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -226,7 +226,23 @@ UPDATE sqlite_schema
 	WHERE type = 'table' AND name = 'deliveries';
 PRAGMA writable_schema = OFF;
 `,
-	// Version 6: two-way SMS (handset receipts, replies, acknowledgements).
+
+	// Version 6: the delivery ids senders put on their requests
+	// (Notification.DeliveryID), kept until they expire so that a replay
+	// or a retry of something already accepted, after a reload or a
+	// restart, sends nothing. notification_id is the notification first
+	// recorded with the id; it is no foreign key, since the id may outlive
+	// the notification's retention. The expiry index serves the prune.
+	`
+CREATE TABLE delivery_ids (
+	id              TEXT    PRIMARY KEY,
+	notification_id INTEGER NOT NULL,
+	expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX delivery_ids_expiry ON delivery_ids(expires_at);
+`,
+
+	// Version 7: two-way SMS (handset receipts, replies, acknowledgements).
 	//   - deliveries.receipt ('' until a final one: 'delivered' or
 	//     'failed'), .receipt_word (the provider's latest word) and
 	//     .receipt_at are the handset receipt beside the state;

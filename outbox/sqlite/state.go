@@ -31,7 +31,8 @@ func (s *Store) GetState(ctx context.Context, key string) (value []byte, ok bool
 
 // PutState stores value under key, replacing what was there, durably: it
 // commits (and syncs) before it returns.
-func (s *Store) PutState(ctx context.Context, key string, value []byte) error {
+func (s *Store) PutState(ctx context.Context, key string, value []byte) (err error) {
+	defer s.noteFullp(&err)
 	if err := s.closed(); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -65,6 +66,13 @@ type Options struct {
 	// another connection (a checkpoint, a reader during WAL recovery);
 	// zero means 10s, negative is refused.
 	BusyTimeout time.Duration
+	// MinFree is the free space, in bytes, below which Health reports the
+	// store unfit for new notifications (storage.min_free), so intake is
+	// refused before the disk is full. With it the store also keeps a
+	// reserve file of MinFree/2, at most 4 MiB, in the directory, given
+	// back when the disk fills so that what was accepted can still be
+	// leased and completed. Zero turns both off; negative is refused.
+	MinFree int64
 }
 
 // Store is the SQLite outbox. Its methods are safe for concurrent use.
@@ -93,6 +101,19 @@ type Store struct {
 	// two-way ones.
 	ins   *inserts
 	twIns *twoWayInserts
+
+	// dir is the storage directory and dirInfo what it was when the store
+	// opened it, to notice it removed or replaced.
+	dir     string
+	dirInfo os.FileInfo
+	// minFree and reserveSize are Options.MinFree and the reserve file's
+	// size; reserveMu serialises releasing and restoring the reserve.
+	minFree, reserveSize int64
+	reserveMu            sync.Mutex
+	// low is set while space is low (see setLow): Enqueue refuses.
+	low atomic.Bool
+	// freeSpace measures the free bytes under dir; tests replace it.
+	freeSpace func(dir string) (int64, error)
 
 	// beforeCommit, when set by a test, runs in the writer goroutine before
 	// each group commit with the number of notifications in it.
@@ -146,6 +167,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.release()
 		return nil, err
 	}
+	if s.minFree > 0 {
+		// Health restores the reserve once there is room for it; a start on
+		// a nearly full disk is reported there.
+		if err := s.keepReserve(context.Background()); err != nil {
+			s.logger.Warn("outbox opened on a nearly full disk", "err", err)
+		}
+	}
 	return s, nil
 }
 
@@ -156,6 +184,9 @@ func (o Options) check() error {
 	}
 	if o.BusyTimeout < 0 {
 		return fmt.Errorf("busy timeout must not be negative, got %s", o.BusyTimeout)
+	}
+	if o.MinFree < 0 {
+		return fmt.Errorf("min free must not be negative, got %d", o.MinFree)
 	}
 	return nil
 }
@@ -172,8 +203,13 @@ func newOwner() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// open opens the database at path, with dir's lock held.
+// open opens the database at path, with its directory's lock held.
 func open(path string, lock *dirLock, opts Options) (*Store, error) {
+	dir := filepath.Dir(path)
+	dirInfo, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
 	busy := fmt.Sprint(opts.BusyTimeout.Milliseconds())
 	wq := url.Values{}
 	wq.Add("_pragma", "busy_timeout("+busy+")")
@@ -225,6 +261,13 @@ func open(path string, lock *dirLock, opts Options) (*Store, error) {
 		reqs:      make(chan *enqueueReq, 4*maxBatch),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		dir:       dir,
+		dirInfo:   dirInfo,
+		minFree:   opts.MinFree,
+		// A reserve larger than the margin would itself push free space
+		// below it when restored.
+		reserveSize: min(opts.MinFree/2, maxReserve),
+		freeSpace:   freeBytes,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

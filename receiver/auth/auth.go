@@ -49,13 +49,13 @@ const (
 	// ReasonExpired: a correctly signed Standard Webhooks message whose
 	// timestamp lies outside the tolerance, in either direction.
 	ReasonExpired = "expired"
-	// ReasonReplayed: a correctly signed Standard Webhooks message seen before.
-	ReasonReplayed = "replayed"
 )
 
 // Reasons lists every Failure.Reason, for pre-creating metric label
-// combinations at zero.
-var Reasons = []string{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonExpired, ReasonReplayed}
+// combinations at zero. A replay within the tolerance is no failure of
+// authentication: the intake answers it as a duplicate by its webhook-id,
+// which the store remembers (see DeliveryID).
+var Reasons = []string{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonExpired}
 
 // Defaults applied by Build.
 const (
@@ -66,10 +66,6 @@ const (
 	DefaultHMACPrefix = "sha256="
 	// DefaultTolerance is the Standard Webhooks timestamp tolerance.
 	DefaultTolerance = 5 * time.Minute
-	// DefaultReplayCacheSize bounds the remembered Standard Webhooks messages.
-	// Only correctly signed messages are remembered, so only a sender holding
-	// the key can fill it; beyond the cap the soonest-expiring entry goes.
-	DefaultReplayCacheSize = 10000
 )
 
 // Standard Webhooks header names and the secret prefix (spec v1.0.0).
@@ -121,7 +117,6 @@ type Verifier struct {
 	prefix     string
 	key        []byte
 	tolerance  time.Duration
-	replay     *replayCache
 }
 
 // Failure is the error Check returns for a refused request. Detail is built
@@ -259,7 +254,6 @@ func (c *Config) buildStandard(v *Verifier, unused map[string]bool) error {
 		return err
 	}
 	v.key = key
-	v.replay = newReplayCache(DefaultReplayCacheSize)
 	return nil
 }
 
@@ -527,30 +521,25 @@ func (v *Verifier) checkStandard(h http.Header, body []byte, now time.Time) erro
 		return fail(ReasonExpired, "header %s is %s away from the receiver's clock; tolerance %s",
 			HeaderWebhookTimestamp, d.Round(time.Second), v.tolerance)
 	}
-	if v.replay.seen(replayKey(id, ts), sentAt.Add(v.tolerance), now) {
-		return fail(ReasonReplayed, "message with this %s and %s already received", HeaderWebhookID, HeaderWebhookTimestamp)
-	}
 	return nil
 }
 
-// Release forgets that the Standard Webhooks message in h was received, so a
-// sender retrying it with the same id and timestamp is not refused as
-// replayed. Call it when a request passed Check but could not be processed
-// (answered 5xx); it is a no-op for the other schemes.
-func (v *Verifier) Release(h http.Header) {
-	if v.replay == nil {
-		return
+// DeliveryID returns the Standard Webhooks message id of a request that
+// passed Check, and when a replay of that request stops passing Check
+// (its signed timestamp plus the tolerance): remembering the id until
+// then, as the intake does in the store, refuses every replay. ok is
+// false for the other schemes, whose delivery ids (if any) are not
+// signed.
+func (v *Verifier) DeliveryID(h http.Header) (id string, expires time.Time, ok bool) {
+	if v.typ != TypeStandardWebhooks {
+		return "", time.Time{}, false
 	}
-	v.replay.forget(replayKey(h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp)))
-}
-
-// replayKey identifies a message attempt. A conforming sender keeps the id
-// across retries but stamps each attempt anew and signs that timestamp, so
-// keying on both refuses a captured request sent again while letting the
-// sender's own retries through. Hashing bounds the memory per entry whatever
-// the header length.
-func replayKey(id, ts string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(id + "." + ts))
+	id, ts := h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp)
+	sent, err := strconv.ParseInt(ts, 10, 64)
+	if id == "" || !allDigits(ts) || err != nil {
+		return "", time.Time{}, false
+	}
+	return id, time.Unix(sent, 0).Add(v.tolerance), true
 }
 
 func allDigits(s string) bool {

@@ -144,15 +144,6 @@ func TestNoSecretLeaks(t *testing.T) {
 				l.Warn("refused", "err", err)
 			}
 		}
-		if v.NeedsBody() && cfg.Type == TypeStandardWebhooks {
-			h := rightRequest(t, cfg, key)
-			err := v.Check(h, []byte(body), now)
-			if err == nil {
-				t.Fatal("replay accepted")
-			}
-			reasons[err.(*Failure).Reason] = true
-			record("error", err)
-		}
 	}
 	for _, r := range Reasons {
 		if !reasons[r] {

@@ -53,6 +53,28 @@ type Client struct {
 
 var _ sms.Provider = (*Client)(nil)
 
+// Fields of Config that a ConfigError names, as the configuration calls
+// them.
+const (
+	FieldAPIKey  = "api_key"
+	FieldURL     = "url"
+	FieldTimeout = "timeout"
+)
+
+// ConfigError is New's error: Field names the Config field it concerns
+// (FieldAPIKey, FieldURL or FieldTimeout), so a configuration error can
+// point at its line. Its text never holds the key.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configError(field string, err error) error { return &ConfigError{Field: field, Err: err} }
+
 // minKeyInURL is the length from which New looks for the key in the URL: a
 // shorter key could occur in any URL by chance.
 const minKeyInURL = 8
@@ -63,11 +85,11 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 	key := cfg.APIKey
 	switch {
 	case key == "":
-		return nil, errors.New("sms api key is empty")
+		return nil, configError(FieldAPIKey, errors.New("sms api key is empty"))
 	case strings.IndexFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) >= 0:
 		// A key read from a file with its newline would fail every request
 		// with a cryptic error; say so at start.
-		return nil, errors.New("sms api key contains whitespace or control characters")
+		return nil, configError(FieldAPIKey, errors.New("sms api key contains whitespace or control characters"))
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
@@ -79,21 +101,21 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 		// Not wrapped: the parser's message can quote a part of the URL
 		// (a port, say), and the key may be there. The redacted text says
 		// all there is to say.
-		return nil, fmt.Errorf("sms url does not parse: %s", redact(err.Error(), key))
+		return nil, configError(FieldURL, fmt.Errorf("sms url does not parse: %s", redact(err.Error(), key)))
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("sms url: scheme must be http or https, not %q", redact(u.Scheme, key))
+		return nil, configError(FieldURL, fmt.Errorf("sms url: scheme must be http or https, not %q", redact(u.Scheme, key)))
 	case u.Host == "":
-		return nil, errors.New("sms url: no host")
+		return nil, configError(FieldURL, errors.New("sms url: no host"))
 	case u.User != nil:
-		return nil, errors.New("sms url: must not contain credentials, the api key is sent as a bearer token")
+		return nil, configError(FieldURL, errors.New("sms url: must not contain credentials, the api key is sent as a bearer token"))
 	case len(key) >= minKeyInURL && (strings.Contains(cfg.URL, key) ||
 		strings.Contains(cfg.URL, url.QueryEscape(key)) || strings.Contains(cfg.URL, url.PathEscape(key))):
 		// A URL is logged and shown on the status page; the key must not be.
-		return nil, errors.New("sms url: must not contain the api key, it is sent as a bearer token")
+		return nil, configError(FieldURL, errors.New("sms url: must not contain the api key, it is sent as a bearer token"))
 	case cfg.Timeout <= 0:
-		return nil, fmt.Errorf("sms timeout must be positive, not %s", cfg.Timeout)
+		return nil, configError(FieldTimeout, fmt.Errorf("sms timeout must be positive, not %s", cfg.Timeout))
 	}
 	// An own Transport rather than http.DefaultTransport: nothing else in
 	// the process can change or exhaust our pool, and the idle pool per

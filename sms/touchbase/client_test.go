@@ -571,6 +571,18 @@ func TestNewValidates(t *testing.T) {
 			if strings.Contains(err.Error(), testKey) {
 				t.Errorf("error %q contains the key", err)
 			}
+			// The field the error concerns, for the configuration's line.
+			want := FieldURL
+			switch {
+			case strings.Contains(tc.want, "api key is empty"), strings.Contains(tc.want, "whitespace"):
+				want = FieldAPIKey
+			case strings.Contains(tc.want, "timeout"):
+				want = FieldTimeout
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != want {
+				t.Errorf("error %#v, want a *ConfigError for field %s", err, want)
+			}
 		})
 	}
 	// A short key may occur in the URL by chance; it is no reason to refuse.
