@@ -107,8 +107,7 @@ func (optOutStore) Retry(context.Context, int64) error { return outbox.ErrOptedO
 
 func TestRetryOptedOut(t *testing.T) {
 	t.Parallel()
-	srv, st := newTestServer(t, &fakeBridge{}, func(o *Options) { o.Store = optOutStore{o.Store.(*fakeStore)}; o.AdminAPI = true })
-	_ = st
+	srv, _ := newTestServer(t, &fakeBridge{}, func(o *Options) { o.Store = optOutStore{o.Store.(*fakeStore)}; o.AdminAPI = true })
 	code, body := do(t, "POST", srv.URL+"/api/v1/deliveries/2/retry", "")
 	if code != 409 || !strings.Contains(body, "replied STOP") {
 		t.Errorf("retry to an opted-out number: %d %s", code, body)
