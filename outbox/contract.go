@@ -145,7 +145,9 @@ type Store interface {
 	// duplicate keys, resolved alerts and budget days older than
 	// retention, deletes the on-call overrides that ended more than
 	// retention ago, and forgets delivery ids (Notification.DeliveryID)
-	// whose expiry has passed (none of these counted).
+	// whose expiry has passed and escalation steps that ended more than
+	// retention ago and began more than EscalationEpisode ago (none of
+	// these counted).
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// AddOverride stores an on-call override added at run time and
@@ -171,6 +173,10 @@ type Store interface {
 	// TwoWay: receipts, reply codes, acknowledgements, opt-outs (see
 	// twoway.go).
 	TwoWay
+
+	// Escalations: the steps of receivers' escalate lists (see
+	// escalation.go).
+	Escalations
 
 	// Close stops background work after the current commit, fails calls
 	// still waiting with ErrClosed, and releases the backend (and, for
@@ -294,6 +300,21 @@ type Notification struct {
 	// (its group labels, or its common labels when it has none); stored
 	// with n for ReplyTarget and ReceiptMatch. Nil for none.
 	AckLabels map[string]string
+	// EscalationLabels are the labels that select the group's alerts
+	// (its group labels, or its common labels when it has none), stored
+	// with the escalation steps n schedules (EscalationStep.Labels), for
+	// the check in Alertmanager at a step's time. Nil for none.
+	EscalationLabels map[string]string
+	// Escalation, when its ID is set, makes n the page of that leased
+	// escalation step: evaluated after OnceKey and before the other
+	// guards, atomically with the write, unless the step is still pending
+	// under Escalation.Lease nothing is written and Enqueue returns
+	// OutcomeDuplicate with the id of the notification the step escalated
+	// with (0 when it did not: it was stopped or failed, or another
+	// holder leased it). Otherwise n is recorded and the step ends
+	// escalated, pointing at n (EscalationStep.EscalatedTo). A
+	// notification with Escalation schedules no steps of its own.
+	Escalation EscalationRef
 }
 
 // AlertRef names one alert instance: Alertmanager's fingerprint and when
@@ -340,6 +361,12 @@ type Enqueued struct {
 	// then OutcomeDuplicate and nothing was written), so that the caller
 	// can tell a replay from a duplicate the noise guards recorded.
 	Replayed bool
+	// EscalationsScheduled counts the escalations n's messages began
+	// (Message.Escalate): one per receiver whose steps were scheduled.
+	EscalationsScheduled int
+	// EscalationsStopped counts the escalations a resolution stopped:
+	// those of n's group with a pending step.
+	EscalationsStopped int
 }
 
 // Message is one rendered text for one receiver and the numbers to send it
@@ -386,6 +413,16 @@ type Message struct {
 	// id failed at the handset (a receiver's on_undelivered), that id; 0
 	// otherwise. Its deliveries record it (Record.FailoverOf).
 	FailoverOf int64
+	// Escalate are the escalation steps of the message's receiver, in
+	// order, After increasing. On a firing notification with a GroupKey
+	// (ErrInvalid without one) whose message passes its guards, Enqueue
+	// schedules them, due After from now, unless the receiver already has
+	// an escalation of the group in this episode (see Escalations): a
+	// step pending, or one begun within EscalationEpisode and not ended
+	// by a resolution. The steps keep the message's text (with
+	// ReplyCodePlaceholder where its code goes), Summary and Critical
+	// mark. Ignored on a notification of another status.
+	Escalate []EscalationPlan
 
 	// template and code are set by FillReplyCode: the text as given, and
 	// the code written into it.

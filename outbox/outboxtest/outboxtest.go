@@ -117,6 +117,13 @@ func Run(t *testing.T, h Harness) {
 		{"OptOuts", testOptOuts},
 		{"ClaimAllow", testClaimAllow},
 		{"PruneTwoWay", testPruneTwoWay},
+		{"EscalationSchedule", testEscalationSchedule},
+		{"EscalationLease", testEscalationLease},
+		{"EscalationSend", testEscalationSend},
+		{"EscalationStop", testEscalationStop},
+		{"EscalationValidation", testEscalationValidation},
+		{"EscalationLeaseConcurrent", testEscalationLeaseConcurrent},
+		{"PruneEscalations", testPruneEscalations},
 	}
 	if h.Concurrent() {
 		tests = append(tests,

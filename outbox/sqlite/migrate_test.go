@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -90,6 +91,7 @@ func TestMigrateV1(t *testing.T) {
 		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_failover",
 		"deliveries_held", "deliveries_leased", "deliveries_number", "deliveries_outstanding", "deliveries_updated",
 		"delivery_ids", "delivery_ids_expiry",
+		"escalations", "escalations_due", "escalations_escalation", "escalations_open", "escalations_started",
 		"messages", "messages_notification",
 		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
 		"oncall_overrides", "oncall_overrides_end", "opt_outs",
@@ -370,5 +372,58 @@ func TestMigrateV5(t *testing.T) {
 	e := enqueue(t, s, note("after"))
 	if rs := records(t, s, outbox.Filter{NotificationID: e.ID}); len(rs) != 2 || rs[0].Receipt != "" {
 		t.Errorf("records enqueued after the migration: %+v", rs)
+	}
+}
+
+// TestMigrateV7 upgrades a database version 7 made (two-way SMS, before
+// escalation) with a firing group in it: the escalations table appears,
+// and a page of the group schedules its steps as a first episode.
+func TestMigrateV7(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for i, q := range migrations[:7] {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+		// As migrate does: version 5 edits the stored schema, and the
+		// steps after it must read it anew.
+		var cookie int
+		if err := db.QueryRow("PRAGMA schema_version").Scan(&cookie); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(fmt.Sprintf("PRAGMA schema_version = %d", cookie+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		"PRAGMA user_version = 7",
+		"INSERT INTO notifications (id, received_at, source, group_key, status, outcome, alertname) VALUES (7, 1000, 'alertmanager', 'g', 'firing', 'accepted', 'DiskFull')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'disk full', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (9, 8, '+27830000001', 'accepted', 1000, 1000, 1000)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	n := outbox.Notification{Source: "alertmanager", GroupKey: "g", Status: "firing",
+		Messages: []outbox.Message{{Receiver: "ops", Text: "disk full", Segments: 1, Numbers: []string{"+27830000001"},
+			Escalate: []outbox.EscalationPlan{{After: time.Minute, Receiver: "db2"}}}}}
+	if e := enqueue(t, s, n); e.EscalationsScheduled != 1 {
+		t.Errorf("a page after the migration began %d escalations, want 1", e.EscalationsScheduled)
+	}
+	steps, err := s.EscalationSteps(context.Background(), outbox.EscalationFilter{Open: true})
+	if err != nil || len(steps) != 1 || steps[0].StepReceiver != "db2" || steps[0].State != outbox.EscalationPending {
+		t.Errorf("steps after the migration: %+v %v", steps, err)
 	}
 }

@@ -229,6 +229,9 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (_ int, err 
 	if err := s.pruneTwoWay(ctx, cutoff); err != nil {
 		return total, err
 	}
+	if err := s.pruneEscalations(ctx, cutoff); err != nil {
+		return total, err
+	}
 	// Overrides are few; the ones long over only clutter the list.
 	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM oncall_overrides WHERE ends_at < ?`, cutoff); err != nil {
 		return total, fmt.Errorf("prune on-call overrides: %w", err)

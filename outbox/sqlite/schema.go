@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 7
+const schemaVersion = 8
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -323,6 +323,65 @@ CREATE TABLE rate_events (
 );
 CREATE INDEX rate_events_key ON rate_events(key, at);
 CREATE INDEX rate_events_at  ON rate_events(at);
+`,
+
+	// Version 8: escalation. One row per scheduled step of a receiver's
+	// escalate list:
+	//   - escalation is the id of the escalation's first step (a
+	//     receiver's steps in one firing episode of a group); receiver
+	//     the receiver whose list it is, step its position (from 1),
+	//     after_ms its delay and step_receiver whom it pages;
+	//   - notification_id is the page that began the episode, started_at
+	//     when; due_at when the step is due, next_attempt_at when it is
+	//     tried next (later than due_at after a check that failed);
+	//   - state is pending, escalated (escalated_to the notification of
+	//     its page), stopped (reason: acked, resolved, silenced,
+	//     cancelled) or failed; detail says more, for people;
+	//   - episode_open is 1 until a resolution of the group ends the
+	//     episode: a firing page to the receiver then begins a new one;
+	//   - text is the page as its receiver got it, with the reply code's
+	//     placeholder; summary, critical and labels (a JSON object, the
+	//     group's labels) are what the escalated page and the check in
+	//     Alertmanager need;
+	//   - lease, lease_owner and lease_until as for deliveries.
+	// The partial indexes cover the pending steps (the queue) and the
+	// open episodes (the guard at every firing page of a group).
+	`
+CREATE TABLE escalations (
+	id              INTEGER PRIMARY KEY,
+	escalation      INTEGER NOT NULL,
+	group_key       TEXT    NOT NULL,
+	source          TEXT    NOT NULL,
+	alertname       TEXT    NOT NULL,
+	receiver        TEXT    NOT NULL,
+	step            INTEGER NOT NULL,
+	after_ms        INTEGER NOT NULL,
+	step_receiver   TEXT    NOT NULL,
+	notification_id INTEGER NOT NULL,
+	started_at      INTEGER NOT NULL,
+	due_at          INTEGER NOT NULL,
+	next_attempt_at INTEGER NOT NULL,
+	state           TEXT    NOT NULL CHECK (state IN ('pending', 'escalated', 'stopped', 'failed')),
+	reason          TEXT    NOT NULL DEFAULT '',
+	detail          TEXT    NOT NULL DEFAULT '',
+	episode_open    INTEGER NOT NULL DEFAULT 1,
+	text            TEXT    NOT NULL,
+	summary         TEXT    NOT NULL DEFAULT '',
+	critical        INTEGER NOT NULL DEFAULT 0,
+	labels          TEXT    NOT NULL DEFAULT '',
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	error           TEXT    NOT NULL DEFAULT '',
+	lease           TEXT    NOT NULL DEFAULT '',
+	lease_owner     TEXT    NOT NULL DEFAULT '',
+	lease_until     INTEGER,
+	escalated_to    INTEGER,
+	ended_at        INTEGER,
+	updated_at      INTEGER NOT NULL
+);
+CREATE INDEX escalations_due        ON escalations(next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX escalations_open       ON escalations(group_key, receiver) WHERE episode_open = 1;
+CREATE INDEX escalations_escalation ON escalations(escalation, step);
+CREATE INDEX escalations_started    ON escalations(started_at);
 `,
 }
 
