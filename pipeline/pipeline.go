@@ -159,6 +159,11 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
 	p.logGuards(n, res)
+	for _, st := range p.stages {
+		if c, ok := st.(Committer); ok {
+			c.Committed(e, res)
+		}
+	}
 	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients, Replayed: res.Replayed}
 	if res.Recipients > 0 {
 		for _, en := range e.Plan.Entries {
@@ -184,6 +189,13 @@ type Envelope struct {
 	// recorded with it and sends nothing.
 	outcome string
 	p       *Pipeline
+}
+
+// Committer is a stage that hears what the store made of the record it
+// annotated: Accept calls Committed after a successful Enqueue, for every
+// such stage, whatever the outcome. It must not block.
+type Committer interface {
+	Committed(e *Envelope, res outbox.Enqueued)
 }
 
 // Previewer is a stage whose judgement needs no store and changes
@@ -222,6 +234,12 @@ func (p *Pipeline) ackLabels(n *alert.Notification) map[string]string {
 	if p.replies == nil {
 		return nil
 	}
+	return groupLabels(n)
+}
+
+// groupLabels are the labels that select n's group: its group labels, or
+// its common labels when it has none; nil when it has neither.
+func groupLabels(n *alert.Notification) map[string]string {
 	l := n.Data.GroupLabels
 	if len(l) == 0 {
 		l = n.Data.CommonLabels

@@ -71,6 +71,9 @@ type Marks struct {
 	Unthrottled bool
 	Critical    bool
 	Summary     string
+	// Escalate are the receiver's escalation steps, for the store to
+	// schedule with the page.
+	Escalate []outbox.EscalationPlan
 }
 
 // Plan routes every alert of n and renders one text per receiver, with the
@@ -208,7 +211,7 @@ func (pl *Plan) stored() []outbox.Message {
 		out = append(out, outbox.Message{
 			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
 			People: slices.Clone(e.People), DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
-			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+			Critical: e.Marks.Critical, Summary: e.Marks.Summary, Escalate: slices.Clone(e.Marks.Escalate),
 			ReplyCode: strings.Contains(e.Text, outbox.ReplyCodePlaceholder),
 		})
 	}

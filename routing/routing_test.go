@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -474,5 +475,42 @@ func TestOnUndelivered(t *testing.T) {
 				t.Errorf("error %v (path %v), want %q at %s", err, re, tc.wantErr, tc.wantPath)
 			}
 		})
+	}
+}
+
+func TestEscalate(t *testing.T) {
+	t.Parallel()
+	receivers := func(steps ...EscalationStep) []Receiver {
+		return []Receiver{
+			{Name: "db", Numbers: []string{"+27830000001"}, Escalate: steps},
+			{Name: "db2", Numbers: []string{"+27830000002"}},
+			{Name: "managers", Oncall: []string{"mgmt"}},
+		}
+	}
+	lists := []Oncall{{Name: "mgmt", Numbers: []string{"+27830000003"}}}
+	r, err := New(&Route{Receiver: "db"}, receivers(EscalationStep{After: "10m", Receiver: "db2"}, EscalationStep{After: " 1h30m ", Receiver: "managers"}), lists, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv, _ := r.Receiver("db")
+	want := []Escalation{{After: 10 * time.Minute, Receiver: "db2"}, {After: 90 * time.Minute, Receiver: "managers"}}
+	if !slices.Equal(rcv.Escalate, want) {
+		t.Errorf("steps %+v, want %+v", rcv.Escalate, want)
+	}
+	if other, _ := r.Receiver("db2"); other.Escalate != nil {
+		t.Errorf("db2 has steps %+v", other.Escalate)
+	}
+	// Bounds at their edges: 10s and a day pass, the eleventh step not.
+	if _, err := New(&Route{Receiver: "db"}, receivers(EscalationStep{After: "10s", Receiver: "db2"}, EscalationStep{After: "1d", Receiver: "managers"}), lists, opts); err != nil {
+		t.Errorf("10s and 1d: %v", err)
+	}
+	var many []EscalationStep
+	for i := range MaxEscalationSteps + 1 {
+		many = append(many, EscalationStep{After: fmt.Sprintf("%dm", i+1), Receiver: "db2"})
+	}
+	_, err = New(&Route{Receiver: "db"}, receivers(many...), lists, opts)
+	var re *Error
+	if !errors.As(err, &re) || re.Path != "receivers[0].escalate" || err.Error() != `receiver "db": escalate has 11 steps; at most 10` {
+		t.Errorf("eleven steps: %v", err)
 	}
 }
