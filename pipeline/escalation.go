@@ -69,4 +69,3 @@ func (s Escalation) Committed(e *Envelope, res outbox.Enqueued) {
 		s.Observer.Resolved(e.Record.GroupKey, res.EscalationsStopped)
 	}
 }
-
