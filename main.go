@@ -37,6 +37,7 @@ import (
 
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/escalate"
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/outbox/sqlite"
@@ -252,6 +253,11 @@ type bridge struct {
 	twoway      *twoway.Processor
 	twowayM     *twoway.Metrics
 	dryRunToken string
+
+	// escalator sends escalation steps as they come due; it outlives
+	// generations.
+	escalator *escalate.Escalator
+	escalateM *escalate.Metrics
 }
 
 type reloadResult struct {
@@ -293,6 +299,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.muteM = pipeline.NewMuteMetrics(b.reg)
 	b.rosterM = roster.NewMetrics(b.reg)
 	b.twowayM = twoway.NewMetrics(b.reg)
+	b.escalateM = escalate.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -330,6 +337,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.store = store
 	b.readiness = newReadiness(store, b.reg, logger.With("component", "readiness"))
 	b.readiness.check(context.Background())
+	b.newEscalator()
 	b.newTwoWay()
 	b.roster = roster.New(roster.Options{
 		Store:   store,
@@ -380,6 +388,7 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 		Store:           b.store,
 		Overrides:       b.roster,
 		MuteMetrics:     b.muteM,
+		Escalations:     b.escalator,
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
@@ -395,6 +404,7 @@ func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 		b.muteM.Init(r.Name)
+		b.escalateM.Init(r.Name, len(r.Escalate))
 	}
 	for _, s := range g.Router.Lists() {
 		if s.NotifyHandoff {
@@ -548,6 +558,9 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	silCtx, silCancel := context.WithCancel(context.Background())
 	silDone := make(chan struct{})
 	go b.runSilencer(silCtx, silDone)
+	escCtx, escCancel := context.WithCancel(context.Background())
+	escDone := make(chan struct{})
+	go b.runEscalator(escCtx, escDone)
 
 	srv := &http.Server{
 		Handler: underPrefix(b.flags.prefix, b.handler()),
@@ -589,12 +602,14 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
-	// The roster and the silencer stop first: a notice or an answer they
-	// queue must still be sent.
+	// The roster, the silencer and the escalator stop first: a notice,
+	// an answer or an escalated page they queue must still be sent.
 	rcancel()
 	<-rdone
 	silCancel()
 	<-silDone
+	escCancel()
+	<-escDone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)

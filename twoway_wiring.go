@@ -41,6 +41,8 @@ func (b *bridge) newTwoWay() {
 		Logger:      b.logger.With("component", "twoway"),
 		Metrics:     b.twowayM,
 		CountFailed: b.dispatchM.AddFailed,
+		// An acknowledgement stops the group's escalation at once.
+		OnAck: b.escalator.Acknowledged,
 	})
 	b.reg.MustRegister(twoway.OptOutCollector(b.store, b.logger.With("component", "twoway")))
 }

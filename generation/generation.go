@@ -27,6 +27,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/escalate"
 	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
 	"github.com/smsbridge/smsbridge/oncall"
@@ -71,6 +72,9 @@ type Options struct {
 	// gives the in-process fake so that it can post receipts and replies
 	// back; the configured token is not read in a dry run.
 	DryRunCallbackToken string
+	// Escalations hears what the pipeline's commits did to escalations
+	// (the escalator, which outlives generations); nil for nobody.
+	Escalations pipeline.EscalationObserver
 }
 
 // OverrideSource holds the on-call overrides added at run time.
@@ -121,6 +125,9 @@ type Generation struct {
 	// TwoWay is the callback endpoint's, replies' and silences'
 	// configuration.
 	TwoWay *twoway.Config
+	// Escalation is what the escalator reads of this configuration: the
+	// receivers steps page, and Alertmanager to check with.
+	Escalation *escalate.Config
 	// Warnings are problems that do not stop the configuration from
 	// running, each a *config.Error with file and line: templates the
 	// render limits would cut off in a storm. check-config prints them and
@@ -149,6 +156,8 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
 	g.Dispatch.Limits = b.limits(g)
 	g.TwoWay = b.twoWay(g)
+	g.Escalation = b.escalation(g)
+	g.Warnings = append(g.Warnings, b.escalationWarnings()...)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {

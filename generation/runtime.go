@@ -165,7 +165,7 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 			mute,
 			b.throttle(g),
 			b.budget(),
-			// escalation timers belong here
+			pipeline.Escalation{Observer: b.opts.Escalations},
 		),
 		Store:     b.opts.Store,
 		Logger:    b.opts.Logger,

@@ -66,6 +66,8 @@ type Handler struct {
 	oncall Oncall
 	// twoway are the opt-outs and acknowledgements (nil: none).
 	twoway TwoWay
+	// escalations are the escalations (nil: none).
+	escalations Escalations
 }
 
 // New returns a Handler; it fails only if the embedded templates do.
@@ -74,7 +76,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
 	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		noiseSrc: o.Noise, oncall: o.Oncall, twoway: o.TwoWay, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
+		noiseSrc: o.Noise, oncall: o.Oncall, twoway: o.TwoWay, escalations: o.Escalations, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
 	switch {
 	case h.refresh == 0:
 		h.refresh = defaultRefresh
@@ -103,7 +105,7 @@ func New(o Options) (*Handler, error) {
 
 func (h *Handler) parse(page string) (*template.Template, error) {
 	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/parts/*.html", "templates/oncall.html",
-		"templates/noise.html", "templates/"+page)
+		"templates/noise.html", "templates/escalations.html", "templates/"+page)
 	if err != nil {
 		return nil, fmt.Errorf("status: parse %s: %w", page, err)
 	}
@@ -123,6 +125,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
 	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
 	h.registerOncall(e)
+	h.registerEscalations(e)
 }
 
 // Admin is the gate of --web.enable-admin-api: every endpoint that changes

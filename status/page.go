@@ -88,6 +88,9 @@ type indexData struct {
 	// says why they or the acknowledgements are missing.
 	OptOuts   []optOutView
 	TwoWayErr string
+	// Escalations are the open escalations and those that ended lately;
+	// nil when the bridge has none to show.
+	Escalations *escalationSection
 }
 
 type filterLink struct {
@@ -282,6 +285,7 @@ func (h *Handler) page(c echo.Context) error {
 		}
 	}
 	d.Noise, d.NoiseErr = h.noise(ctx)
+	d.Escalations = h.escalationsSection(ctx, d.Now)
 	var acks map[int64][]ackView
 	d.OptOuts, acks, d.TwoWayErr = h.twoWay(ctx, d.Now)
 	for i := range d.Notifications {
