@@ -67,6 +67,9 @@ func TestEscalationConfig(t *testing.T) {
 					t.Errorf("db2 at %v: %+v %t, want %s on call, unthrottled, 1 segment", c.at, tg, ok, c.want)
 				}
 			}
+			if sum := g.Summary(); !strings.Contains(sum, "  db: 1 number, send_resolved=true, escalates to db2 after 10m\n") {
+				t.Errorf("summary:\n%s", sum)
+			}
 			if _, ok := cfg.Target("gone", day1); ok {
 				t.Error("an unknown receiver was found")
 			}

@@ -362,7 +362,15 @@ func (g *Generation) Summary() string {
 			}
 			fmt.Fprintf(&b, " and oncall %s", strings.Join(names, ", "))
 		}
-		fmt.Fprintf(&b, ", send_resolved=%t\n", r.SendResolved)
+		fmt.Fprintf(&b, ", send_resolved=%t", r.SendResolved)
+		for i, st := range r.Escalate {
+			sep := ", escalates to "
+			if i > 0 {
+				sep = ", then "
+			}
+			fmt.Fprintf(&b, "%s%s after %s", sep, st.Receiver, config.Duration(st.After))
+		}
+		b.WriteString("\n")
 	}
 	if lists := g.Router.Lists(); len(lists) > 0 {
 		fmt.Fprintf(&b, "oncall lists: %d\n", len(lists))
