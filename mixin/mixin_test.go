@@ -55,7 +55,11 @@ var metricLabels = map[string][]string{
 	"smsbridge_replies_total":                                {"result"},
 	"smsbridge_silences_created_total":                       nil,
 	"smsbridge_silence_errors_total":                         {"reason"},
-	"up":                                                     nil,
+	"smsbridge_escalations_total":                            {"receiver", "step"},
+	"smsbridge_escalations_stopped_total":                    {"reason"},
+	"smsbridge_escalation_steps_failed_total":                nil,
+	"smsbridge_escalation_check_errors_total":                {"reason"},
+	"up": nil,
 }
 
 // histograms may be referenced by their _bucket, _sum and _count series.
@@ -384,6 +388,8 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeThrottlingSustained", "smsbridge_throttled_total", "warning", "30m"},
 		{"SmsbridgeNumberOptedOut", "smsbridge_opted_out_numbers", "critical", "1m"},
 		{"SmsbridgeSilencesFailing", "smsbridge_silence_errors_total", "warning", ""},
+		{"SmsbridgeEscalationStepFailed", "smsbridge_escalation_steps_failed_total", "critical", ""},
+		{"SmsbridgeEscalationChecksFailing", "smsbridge_escalation_check_errors_total", "warning", ""},
 	}
 	for _, req := range required {
 		r, ok := seen[req.alert]
