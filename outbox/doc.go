@@ -113,6 +113,19 @@
 // transaction. Claim and Allow are small guards for the callback
 // endpoint: a callback body handled once, answers counted per number.
 //
+// # Escalation
+//
+// A firing message may carry its receiver's escalation steps: Enqueue
+// schedules them in the same transaction as the page, unless the
+// receiver's escalation of the group is already under way in this firing
+// episode, and a resolved notification stops its group's pending steps and
+// ends the episode, in its own transaction, whatever becomes of it. So a
+// 202 always comes with its timers and a resolution always stops them. A
+// step is leased when due like a delivery (owner, token, deadline); the
+// page it sends is written by Enqueue only while the step is still pending
+// under that lease, and ends it, so a step stopped meanwhile sends nothing
+// and none sends twice.
+//
 // # Small durable state
 //
 // GetState and PutState keep the little state that must survive a restart

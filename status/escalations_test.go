@@ -89,11 +89,11 @@ func TestEscalationsOnThePage(t *testing.T) {
 		}
 		for _, want := range []string{
 			`<section id="escalations">`, `<tr id="escalation-11" class="escalation open">`, `<span class="alertname">DiskFull</span>`,
-			`<a href="/sms/api/v1/deliveries?notification=7">notification 7</a>`,
+			`<a href="/sms/#notification-7">notification #7</a>`,
 			`<span class="badge st-pending">step 1</span> <code>db-secondary</code>`, `2026-11-26 03:04:00Z <span class="hint">(in 4m 0s)</span>`,
 			`Alertmanager not answering: 2 checks failed; alertmanager http://am:9093: connection refused`,
 			`<div>step 2: <code>managers</code> after 30m, 2026-11-26 03:24:00Z</div>`,
-			`<b>HighLatency</b> to <code>web</code>`, `<span class="badge warn">escalated</span> 2026-11-26 01:10:00Z, <a href="/sms/api/v1/deliveries?notification=9">notification 9</a>`,
+			`<b>HighLatency</b> to <code>web</code>`, `<span class="badge warn">escalated</span> 2026-11-26 01:10:00Z, <a href="/sms/#notification-9">notification #9</a>`,
 			`<span class="badge ok">acked</span> <span class="hint">acknowledged by bob (&#43;2783****002) (ACK 4)</span>`,
 			`<a href="/sms/api/v1/escalations"><code>/api/v1/escalations</code></a>`,
 		} {
