@@ -771,3 +771,41 @@ func BenchmarkEnqueueReplyCodes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEnqueueEscalation compares durable enqueues with and without
+// escalation steps on the pages, from many concurrent callers: 200
+// groups, every tenth notification a resolution of its group (which
+// stops its steps and ends the episode), the others firing pages that
+// begin an episode or find one under way.
+func BenchmarkEnqueueEscalation(b *testing.B) {
+	for _, steps := range []bool{false, true} {
+		b.Run(fmt.Sprintf("steps=%t", steps), func(b *testing.B) {
+			s := mustOpen(b, b.TempDir(), Options{Retention: week})
+			b.SetParallelism(16)
+			var seq atomic.Int64
+			var plan []outbox.EscalationPlan
+			if steps {
+				plan = []outbox.EscalationPlan{{After: 10 * time.Minute, Receiver: "db-secondary"}, {After: 30 * time.Minute, Receiver: "managers"}}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := seq.Add(1)
+					n := outbox.Notification{Source: "alertmanager", GroupKey: fmt.Sprint("g", k%200), Status: "firing",
+						EscalationLabels: map[string]string{"alertname": "DiskFull", "team": "db"},
+						Messages: []outbox.Message{{Receiver: "ops", Text: "[FIRING:1] DiskFull db1 /var 97%", Segments: 1,
+							Numbers: []string{fmt.Sprintf("+2783%07d", k%300)}, Escalate: plan}}}
+					if k%10 == 0 {
+						n.Status = "resolved"
+					}
+					if _, err := s.Enqueue(context.Background(), n); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
+		})
+	}
+}
