@@ -7,7 +7,8 @@
 # counts, the self-refresh, the routing tree, the dry-run banner and the noise
 # controls (a throttled number's held, bundled and cancelled messages, its
 # digest, the throttle section), and in the dry run the two-way loop
-# (receipts on the chips, an acknowledgement by reply, the STOP banner);
+# (receipts on the chips, an acknowledgement by reply, the STOP banner) and
+# the page's escalation, open and then stopped by the acknowledgement;
 # every link must stay under the prefix. Screenshots are kept as CI artifacts:
 # $BUILD_DIR/status-page.png and, with the DOM dumps, $BUILD_DIR/browser-test/.
 #
@@ -370,12 +371,16 @@ check "$dry" "the grouped notification" '<div class="alertname">DiskFull</div>'
 refuse "$dry" "a retry form without the admin API" '/retry'
 check "$dry" "why there is no retry" 'id="admin-disabled"'
 curl -fsS "$DRY/api/v1/status" | grep -q '"dry_run":true' || { echo "MISSING: dry_run in /api/v1/status" >&2; errors=$((errors + 1)); }
+check "$dry" "the page's open escalation" 'id="escalation-1" class="escalation open"'
+check "$dry" "its next step" '<span class="badge st-pending">step 1</span> <code>db-escalation</code>'
+refuse "$dry" "a cancel button without the admin API" '/escalations/1/cancel'
 tw="$OUT/dry-run-twoway.html"
 check "$tw" "the STOP banner" 'id="optout-banner"'
 check "$tw" "who replied STOP" '+2783****568</code> replied STOP'
 check "$tw" "a handset receipt on a chip" 'data-receipt="delivered"'
 check "$tw" "who acknowledged" 'acked by <b>+2783****568</b> (ACK 1)'
 check "$tw" "the reply code" 'reply code 1'
+check "$tw" "the escalation the acknowledgement stopped" '<span class="badge ok">acked</span>'
 
 # No secret and no full number, on the pages or in the admin API.
 curl -fsS "$BRIDGE/api/v1/status" >"$OUT/api-status.json"

@@ -419,7 +419,10 @@ type Message struct {
 	// schedules them, due After from now, unless the receiver already has
 	// an escalation of the group in this episode (see Escalations): a
 	// step pending, or one begun within EscalationEpisode and not ended
-	// by a resolution. The steps keep the message's text (with
+	// by a resolution. The check is atomic with the write: of pages of
+	// the group to the receiver enqueued at once, in any process, one
+	// schedules the steps (a shared database serialises them per group,
+	// as it does the dedup guard). The steps keep the message's text (with
 	// ReplyCodePlaceholder where its code goes), Summary and Critical
 	// mark. Ignored on a notification of another status.
 	Escalate []EscalationPlan

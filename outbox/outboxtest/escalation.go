@@ -480,3 +480,30 @@ func testPruneEscalations(t *testing.T, h Harness) {
 		t.Errorf("after the episode: %+v; want only the escalation with a pending step", got)
 	}
 }
+
+// testEscalationScheduleConcurrent: pages of one group to one receiver
+// enqueued at once (an HA pair's two copies reaching two replicas, with
+// no dedup window) begin one escalation between them, not one each.
+func testEscalationScheduleConcurrent(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	stores := []outbox.Store{e.Open()}
+	if h.Concurrent() {
+		stores = append(stores, e.Open())
+	}
+	var mu sync.Mutex
+	began := 0
+	var wg sync.WaitGroup
+	for i := range 8 {
+		s := stores[i%len(stores)]
+		wg.Go(func() {
+			r := enqueueOrError(t, s, escPage("db-oncall", fmt.Sprint("FIRING DiskFull copy ", i)))
+			mu.Lock()
+			began += r.EscalationsScheduled
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got := steps(t, stores[0], outbox.EscalationFilter{Open: true}); began != 1 || len(got) != 2 {
+		t.Errorf("8 pages at once began %d escalations with %d steps, want 1 with 2", began, len(got))
+	}
+}

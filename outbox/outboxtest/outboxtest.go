@@ -123,6 +123,7 @@ func Run(t *testing.T, h Harness) {
 		{"EscalationStop", testEscalationStop},
 		{"EscalationValidation", testEscalationValidation},
 		{"EscalationLeaseConcurrent", testEscalationLeaseConcurrent},
+		{"EscalationScheduleConcurrent", testEscalationScheduleConcurrent},
 		{"PruneEscalations", testPruneEscalations},
 	}
 	if h.Concurrent() {
