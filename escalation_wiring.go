@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/smsbridge/smsbridge/escalate"
 	"github.com/smsbridge/smsbridge/outbox"
@@ -22,15 +23,60 @@ func (b *bridge) escalationConfig() *escalate.Config {
 }
 
 // newEscalator builds the escalator, after the store is open and before
-// the two-way processor, whose acknowledgements it hears.
+// the two-way processor, whose acknowledgements it hears. With replicas
+// sharing the store, it sends steps only while this replica dispatches
+// (it leads); every replica stops the steps of the acknowledgements it
+// records.
 func (b *bridge) newEscalator() {
+	leading := func() bool { return true }
+	if l, ok := b.store.(outbox.Leadership); ok {
+		b.leader = &leaderWatch{Leadership: l}
+		leading = b.leader.leading
+	}
 	b.escalator = escalate.New(escalate.Options{
 		Store:   b.store,
 		Config:  b.escalationConfig,
 		Logger:  b.logger.With("component", "escalate"),
 		Metrics: b.escalateM,
+		Leading: leading,
 	})
+	if b.leader != nil {
+		b.leader.onLead = b.escalator.Wake
+	}
 }
+
+// leaderWatch is the store's Leadership as the dispatcher uses it, and
+// tells whether this replica holds a term now.
+type leaderWatch struct {
+	outbox.Leadership
+	// term is the number of the term held, 0 between terms; onLead is
+	// called as each begins.
+	term   atomic.Int64
+	terms  atomic.Int64
+	onLead func()
+}
+
+// Lead waits for a term as the store's Lead does, and notes it until it
+// is lost (or resigned).
+func (l *leaderWatch) Lead(ctx context.Context) (outbox.Term, error) {
+	t, err := l.Leadership.Lead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := l.terms.Add(1)
+	l.term.Store(n)
+	go func() {
+		<-t.Lost()
+		l.term.CompareAndSwap(n, 0)
+	}()
+	if l.onLead != nil {
+		l.onLead()
+	}
+	return t, nil
+}
+
+// leading reports whether this replica holds a term.
+func (l *leaderWatch) leading() bool { return l.term.Load() != 0 }
 
 // runEscalator runs the escalator until ctx ends; done is closed then.
 func (b *bridge) runEscalator(ctx context.Context, done chan<- struct{}) {

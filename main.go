@@ -256,6 +256,9 @@ type bridge struct {
 	// escalator sends escalation steps as they come due; it outlives
 	// generations.
 	escalator *escalate.Escalator
+	// leader is the store's Leadership, watched, when replicas share the
+	// store; nil otherwise.
+	leader    *leaderWatch
 	escalateM *escalate.Metrics
 }
 
@@ -365,8 +368,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		Logger:   logger.With("component", "dispatch"),
 		Metrics:  b.dispatchM,
 	}
-	if l, ok := store.(outbox.Leadership); ok {
-		dopts.Leadership = l // one replica dispatches at a time
+	if b.leader != nil {
+		dopts.Leadership = b.leader // one replica dispatches (and escalates) at a time
 	}
 	b.dispatcher, err = dispatch.New(dopts)
 	if err != nil {

@@ -123,6 +123,11 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Leading reports whether this process sends steps now: with replicas
+	// sharing a store, only the dispatching leader does (Wake it when it
+	// begins to lead). Every process stops the steps of the
+	// acknowledgements it records. Nil means always.
+	Leading func() bool
 }
 
 // Escalator sends the escalation steps that come due. Its methods are
@@ -133,6 +138,7 @@ type Escalator struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	leading func() bool
 	kick    chan struct{}
 
 	mu sync.Mutex
@@ -142,7 +148,8 @@ type Escalator struct {
 
 // New returns an Escalator for o.
 func New(o Options) *Escalator {
-	e := &Escalator{store: o.Store, config: o.Config, logger: o.Logger, metrics: o.Metrics, now: o.Now, kick: make(chan struct{}, 1)}
+	e := &Escalator{store: o.Store, config: o.Config, logger: o.Logger, metrics: o.Metrics, now: o.Now, leading: o.Leading,
+		kick: make(chan struct{}, 1)}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -155,8 +162,14 @@ func New(o Options) *Escalator {
 	if e.config == nil {
 		e.config = func() *Config { return nil }
 	}
+	if e.leading == nil {
+		e.leading = func() bool { return true }
+	}
 	return e
 }
+
+// Wake makes Run look for due steps now (this process began to lead).
+func (e *Escalator) Wake() { e.wake() }
 
 func (e *Escalator) wake() {
 	select {
@@ -188,7 +201,8 @@ func (e *Escalator) Acknowledged(a outbox.Ack) {
 	e.wake()
 }
 
-// Run sends steps as they come due until ctx ends.
+// Run sends steps as they come due until ctx ends (while Leading), and
+// stops the steps of acknowledgements as they come.
 func (e *Escalator) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -200,7 +214,10 @@ func (e *Escalator) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		e.stopAcknowledged(ctx)
-		next := e.Step(ctx)
+		var next time.Time
+		if e.leading() {
+			next = e.Step(ctx)
+		}
 		wait := poll
 		if !next.IsZero() {
 			wait = min(wait, max(0, next.Sub(e.now())))

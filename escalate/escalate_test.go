@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,6 +462,63 @@ func TestRun(t *testing.T) {
 			t.Fatal("Run did not send the due step")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRunNotLeading: a replica that does not lead sends no step, however
+// due, but stops the steps of an acknowledgement it recorded; once it
+// leads, it sends what is due.
+func TestRunNotLeading(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		ack  bool
+	}{{"acknowledged", true}, {"then leading", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			var leading atomic.Bool
+			ev.esc = New(Options{Store: ev.store, Config: func() *Config { return ev.cfg }, Now: ev.clock,
+				Metrics: NewMetrics(prometheus.NewRegistry()), Leading: leading.Load})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = ev.esc.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			ev.page("alertmanager")
+			ev.at(10 * time.Minute)
+			ev.esc.Scheduled(group, 1)
+			if tc.ack {
+				ev.esc.Acknowledged(outbox.Ack{GroupKey: group, Number: alice, Code: 1, At: ev.clock()})
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				open, err := ev.store.EscalationSteps(context.Background(), outbox.EscalationFilter{Open: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.ack && len(open) == 0 || !tc.ack && time.Now().After(deadline.Add(-9*time.Second)) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the acknowledgement did not stop the steps")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n := len(ev.sentTo(bob)); n != 0 {
+				t.Fatalf("a replica that does not lead sent %d pages", n)
+			}
+			if tc.ack {
+				return
+			}
+			leading.Store(true)
+			ev.esc.Wake()
+			for len(ev.sentTo(bob)) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("Run did not send the due step once leading")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
 }
 

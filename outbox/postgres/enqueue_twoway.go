@@ -20,9 +20,9 @@ type guardAsk struct {
 	// stepIDs are the steps escalated pages name; openGroups the groups
 	// whose firing pages may schedule steps; endGroups the groups a
 	// resolution ends; numbers those a reply code may be issued to.
-	stepIDs                       []int64
+	stepIDs                        []int64
 	openGroups, endGroups, numbers []string
-	seen                          map[string]bool
+	seen                           map[string]bool
 	// steps is the most steps the commit may schedule: the ids it
 	// allocates.
 	steps int
