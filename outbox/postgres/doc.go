@@ -23,27 +23,23 @@
 // and no two replicas act on one check (READ COMMITTED is enough: each
 // statement after the lock sees what the lock's previous holder
 // committed):
-//
 //   - the group key: the resolved rule (RequireFiring) and duplicate
 //     suppression (one dedup row per receiver and group). A
 //     notification's id is allocated while it holds its group, so within
 //     a group ids follow the order of recording;
-//
 //   - the sender's delivery id and the once key: checked, then written in
 //     the same transaction. The delivery id is written with INSERT ... ON
 //     CONFLICT DO UPDATE ... WHERE the old record expired, so an
 //     unexpired record is never replaced whatever happens; a failed
 //     commit writes none (the retry is taken); the once key is unique in
 //     an index as well;
-//
 //   - the number: Admit (its throttle windows, counted from
 //     deliveries.admitted_at, and whether it has held deliveries or a
 //     digest waiting), Release (one digest per number: it reads the held
 //     deliveries again under the lock and skips a number another replica
 //     released) and CancelHeld (the held firings a resolution cancels).
 //     The day's budget is one row, locked (SELECT ... FOR UPDATE) after
-//     the numbers, so two replicas never both spend its last segments.
-//
+//     the numbers, so two replicas never both spend its last segments;
 //   - two-way SMS and escalation: a page's reply code is chosen under a
 //     lock on each number it is issued to; its escalation steps are
 //     scheduled, and a resolution's stopped, under the group's lock (as
