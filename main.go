@@ -37,6 +37,7 @@ import (
 
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/escalate"
 	"github.com/smsbridge/smsbridge/generation"
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/pipeline"
@@ -46,6 +47,7 @@ import (
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 	"github.com/smsbridge/smsbridge/status"
 	"github.com/smsbridge/smsbridge/templates"
+	"github.com/smsbridge/smsbridge/twoway"
 )
 
 func main() {
@@ -244,6 +246,20 @@ type bridge struct {
 	roster  *roster.Roster
 	rosterM *roster.Metrics
 	muteM   *pipeline.MuteMetrics
+
+	// twoway acts on the provider's callbacks and creates silences; it
+	// outlives generations. dryRunToken is a dry run's callback token.
+	twoway      *twoway.Processor
+	twowayM     *twoway.Metrics
+	dryRunToken string
+
+	// escalator sends escalation steps as they come due; it outlives
+	// generations.
+	escalator *escalate.Escalator
+	// leader is the store's Leadership, watched, when replicas share the
+	// store; nil otherwise.
+	leader    *leaderWatch
+	escalateM *escalate.Metrics
 }
 
 type reloadResult struct {
@@ -284,6 +300,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	b.dispatchM = dispatch.NewMetrics(b.reg)
 	b.muteM = pipeline.NewMuteMetrics(b.reg)
 	b.rosterM = roster.NewMetrics(b.reg)
+	b.twowayM = twoway.NewMetrics(b.reg)
+	b.escalateM = escalate.NewMetrics(b.reg)
 	logger.Info("starting smsbridge", "version", version.Info(), "build_context", version.BuildContext())
 
 	file, err := config.LoadFile(f.configFile)
@@ -292,6 +310,7 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		return nil, err
 	}
 	if f.dryRun {
+		b.dryRunToken = dryRunToken()
 		b.fake = smsfake.NewServer(smsfake.Options{
 			APIKey: generation.DryRunKey, Credits: smsfake.Unlimited, Logger: logger.With("component", "dry-run"),
 			// A long dry run must not grow without bound: the log is the record.
@@ -299,6 +318,11 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 			// The ids it gives say, in the store and on the page, that
 			// nothing was sent.
 			IDPrefix: status.DryRunIDPrefix,
+			// It plays the provider's webhooks too: a receipt for each
+			// message, and replies (POST /api/v1/sms/dry-run/reply), to
+			// the bridge's own callback endpoint.
+			CallbackURL:   dryRunCallbackURL(f, b.dryRunToken),
+			CallbackDelay: time.Second,
 		})
 		logger.Warn("dry run: messages go to an in-process fake of the SMS API and are only logged", "fake_url", b.fake.URL)
 	}
@@ -311,6 +335,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 	hc, _ := store.(outbox.HealthChecker) // nil: no check, write errors still answer 503
 	b.readiness = newReadiness(hc, b.reg, logger.With("component", "readiness"))
 	b.readiness.check(context.Background())
+	b.newEscalator()
+	b.newTwoWay()
 	b.roster = roster.New(roster.Options{
 		Store:   store,
 		View:    b.rosterView,
@@ -342,8 +368,8 @@ func newBridge(f *flags, logger *slog.Logger) (*bridge, error) {
 		Logger:   logger.With("component", "dispatch"),
 		Metrics:  b.dispatchM,
 	}
-	if l, ok := store.(outbox.Leadership); ok {
-		dopts.Leadership = l // one replica dispatches at a time
+	if b.leader != nil {
+		dopts.Leadership = b.leader // one replica dispatches (and escalates) at a time
 	}
 	b.dispatcher, err = dispatch.New(dopts)
 	if err != nil {
@@ -364,9 +390,11 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 		Store:           b.store,
 		Overrides:       b.roster,
 		MuteMetrics:     b.muteM,
+		Escalations:     b.escalator,
 	}
 	if b.fake != nil {
 		opts.DryRunURL = b.fake.URL
+		opts.DryRunCallbackToken = b.dryRunToken
 	}
 	return generation.Build(file, opts)
 }
@@ -374,9 +402,11 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 // apply makes g the running generation.
 func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
+	b.dispatchM.InitReceivers(twoway.ReceiverReplies)
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 		b.muteM.Init(r.Name)
+		b.escalateM.Init(r.Name, len(r.Escalate))
 	}
 	for _, s := range g.Router.Lists() {
 		if s.NotifyHandoff {
@@ -472,6 +502,7 @@ func (b *bridge) handler() http.Handler {
 	e.Use(middleware.Recover())
 	e.Use(refuseCrossOrigin(b.logger))
 	b.intake.Register(e)
+	b.registerTwoWay(e)
 	b.registerStatus(e)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg})))
 	if b.flags.pprof {
@@ -515,7 +546,8 @@ func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if err := csrf.Check(c.Request()); err != nil {
-				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", c.Request().URL.Path)...)
+				// The path, never a callback's token.
+				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", twoway.RedactPath(c.Request().URL.Path))...)
 				return echo.NewHTTPError(http.StatusForbidden, "cross-origin request refused")
 			}
 			return next(c)
@@ -531,6 +563,12 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan struct{})
 	go func() { _ = b.roster.Run(rctx); close(rdone) }()
+	silCtx, silCancel := context.WithCancel(context.Background())
+	silDone := make(chan struct{})
+	go b.runSilencer(silCtx, silDone)
+	escCtx, escCancel := context.WithCancel(context.Background())
+	escDone := make(chan struct{})
+	go b.runEscalator(escCtx, escDone)
 
 	srv := &http.Server{
 		Handler: underPrefix(b.flags.prefix, b.handler()),
@@ -572,9 +610,14 @@ loop:
 	}
 	// Intake is closed: nothing new is accepted, so the dispatcher can stop;
 	// it lets in-flight sends finish or returns their rows to the queue.
-	// The roster stops first: a notice it queues must still be sent.
+	// The roster, the silencer and the escalator stop first: a notice,
+	// an answer or an escalated page they queue must still be sent.
 	rcancel()
 	<-rdone
+	silCancel()
+	<-silDone
+	escCancel()
+	<-escDone
 	dcancel()
 	if derr := <-ddone; derr != nil && !errors.Is(derr, context.Canceled) {
 		b.logger.Warn("dispatcher stopped", "err", derr)

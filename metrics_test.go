@@ -49,6 +49,9 @@ receivers:
   - name: ops
     numbers: ["+27830000001"]
     oncall: [dbas]
+    escalate: [{after: 10m, receiver: managers}]
+  - name: managers
+    numbers: ["+27830000003"]
 `
 
 // family is one metric family of the registry: its type and, for each

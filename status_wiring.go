@@ -19,14 +19,16 @@ import (
 // registerStatus adds the status page and the admin API to e.
 func (b *bridge) registerStatus(e *echo.Echo) {
 	h, err := status.New(status.Options{
-		Store:      b.store,
-		Bridge:     statusBridge{b},
-		Started:    b.started,
-		Logger:     b.logger.With("component", "status"),
-		Noise:      statusNoise{b},
-		Oncall:     oncallBridge{b},
-		AdminAPI:   b.flags.adminAPI,
-		PathPrefix: b.flags.linkPrefix(),
+		Store:       b.store,
+		Bridge:      statusBridge{b},
+		Started:     b.started,
+		Logger:      b.logger.With("component", "status"),
+		Noise:       statusNoise{b},
+		Oncall:      oncallBridge{b},
+		TwoWay:      statusTwoWay{b},
+		Escalations: statusEscalations{b},
+		AdminAPI:    b.flags.adminAPI,
+		PathPrefix:  b.flags.linkPrefix(),
 	})
 	if err != nil {
 		// The templates are embedded: this is a broken build, not a

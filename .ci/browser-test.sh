@@ -6,7 +6,10 @@
 # one chip per number, next attempts), the held provider's card, the 24-hour
 # counts, the self-refresh, the routing tree, the dry-run banner and the noise
 # controls (a throttled number's held, bundled and cancelled messages, its
-# digest, the throttle section); every link must stay under the prefix. Screenshots are kept as CI artifacts:
+# digest, the throttle section), and in the dry run the two-way loop
+# (receipts on the chips, an acknowledgement by reply, the STOP banner) and
+# the page's escalation, open and then stopped by the acknowledgement;
+# every link must stay under the prefix. Screenshots are kept as CI artifacts:
 # $BUILD_DIR/status-page.png and, with the DOM dumps, $BUILD_DIR/browser-test/.
 #
 # The bridge sends to status/internal/fakeapi: the SMS provider's fake, which
@@ -232,13 +235,31 @@ DRY_PORT="$("$WORK/fakeapi" -free-port)"
 DRY="http://127.0.0.1:$DRY_PORT"
 setsid "$WORK/smsbridge" --config.file=config.example.yaml --sms.dry-run --storage.path="$WORK/dry-data" \
   --web.listen-address="127.0.0.1:$DRY_PORT" >"$OUT/dry-run.log" 2>&1 &
-PIDS+=($!)
+DRY_PID=$!
+PIDS+=($DRY_PID)
 wait_for "the dry-run bridge to be ready" 30 curl -fsS "$DRY/-/ready"
 curl -fsS -H 'Content-Type: application/json' --data @receiver/testdata/am-firing.json "$DRY/api/v1/alertmanager" >/dev/null ||
   fail "post to the dry run"
 wait_for "3 accepted in the dry run" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries?status=accepted' | grep -o '\"dry_run\":true' | wc -l | grep -qx 3"
 chrome "$DRY/" "$OUT/dry-run.html" --dump-dom
 (cd "$OUT" && chrome "$DRY/" /dev/null --screenshot="$OUT/dry-run.png" --window-size=1400,1400 --hide-scrollbars)
+
+echo "the dry run's two-way loop: receipts, a reply, a STOP"
+wait_for "the dry run's receipts" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries?status=accepted' | grep -o '\"receipt\":\"delivered\"' | wc -l | grep -qx 3"
+# A phone's reply changes state: the same dry run again (its outbox, the
+# reply codes in it), now with --web.enable-admin-api.
+kill -TERM -- "-$DRY_PID" 2>/dev/null || kill -TERM "$DRY_PID"
+wait "$DRY_PID" 2>/dev/null || true
+setsid "$WORK/smsbridge" --config.file=config.example.yaml --sms.dry-run --web.enable-admin-api --storage.path="$WORK/dry-data" \
+  --web.listen-address="127.0.0.1:$DRY_PORT" >>"$OUT/dry-run.log" 2>&1 &
+PIDS+=($!)
+wait_for "the dry-run bridge to be ready again" 30 curl -fsS "$DRY/-/ready"
+curl -fsS -d '{"number": "+27831234568", "text": "ACK 1"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's reply"
+wait_for "the acknowledgement's answer" 30 sh -c "curl -fsS '$DRY/api/v1/deliveries' | grep -q 'Acked DiskFull'"
+curl -fsS -d '{"number": "+27831234568", "text": "STOP"}' "$DRY/api/v1/sms/dry-run/reply" >/dev/null || fail "the dry run's STOP"
+wait_for "the opt-out" 30 sh -c "curl -fsS '$DRY/api/v1/status' | grep -q '\"opted_out\"'"
+chrome "$DRY/" "$OUT/dry-run-twoway.html" --dump-dom
+(cd "$OUT" && chrome "$DRY/" /dev/null --screenshot="$OUT/dry-run-twoway.png" --window-size=1400,1400 --hide-scrollbars)
 test -s "$OUT/dry-run.png" || fail "no dry-run screenshot"
 
 errors=0
@@ -350,6 +371,16 @@ check "$dry" "the grouped notification" '<div class="alertname">DiskFull</div>'
 refuse "$dry" "a retry form without the admin API" '/retry'
 check "$dry" "why there is no retry" 'id="admin-disabled"'
 curl -fsS "$DRY/api/v1/status" | grep -q '"dry_run":true' || { echo "MISSING: dry_run in /api/v1/status" >&2; errors=$((errors + 1)); }
+check "$dry" "the page's open escalation" 'id="escalation-1" class="escalation open"'
+check "$dry" "its next step" '<span class="badge st-pending">step 1</span> <code>db-escalation</code>'
+refuse "$dry" "a cancel button without the admin API" '/escalations/1/cancel'
+tw="$OUT/dry-run-twoway.html"
+check "$tw" "the STOP banner" 'id="optout-banner"'
+check "$tw" "who replied STOP" '+2783****568</code> replied STOP'
+check "$tw" "a handset receipt on a chip" 'data-receipt="delivered"'
+check "$tw" "who acknowledged" 'acked by <b>+2783****568</b> (ACK 1)'
+check "$tw" "the reply code" 'reply code 1'
+check "$tw" "the escalation the acknowledgement stopped" '<span class="badge ok">acked</span>'
 
 # No secret and no full number, on the pages or in the admin API.
 curl -fsS "$BRIDGE/api/v1/status" >"$OUT/api-status.json"

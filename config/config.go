@@ -48,6 +48,11 @@ type Config struct {
 	TimeIntervals []TimeInterval `yaml:"time_intervals"`
 	// People are whom on-call lists and receivers may name.
 	People []oncall.Person `yaml:"people"`
+	// Replies are the answers recipients send (two-way SMS).
+	Replies Replies `yaml:"replies"`
+	// AlertmanagerAPI is where acknowledgements create silences; nil
+	// for none.
+	AlertmanagerAPI *AlertmanagerAPI `yaml:"alertmanager_api"`
 }
 
 // SMS is the provider's API: the primary account and, optionally, a
@@ -72,6 +77,9 @@ type SMS struct {
 	// FallbackAfter is how long the primary must have failed every attempt
 	// before the fallback takes over.
 	FallbackAfter Duration `yaml:"fallback_after"`
+	// Callback is the endpoint the provider posts receipts and replies
+	// to; nil for none.
+	Callback *Callback `yaml:"callback"`
 }
 
 // Fallback is the second provider account. URL, RateLimit and Timeout
@@ -342,6 +350,7 @@ func (c *Config) setDefaults() {
 		c.Webhooks[i].RateLimit.setDefaults()
 		setDuration(&c.Webhooks[i].DeliveryID.TTL, DefaultDeliveryIDTTL)
 	}
+	c.setTwoWayDefaults()
 }
 
 // setDefaults sizes an unset bucket to a second's worth of requests, and
@@ -433,6 +442,10 @@ func load(data []byte, path, dir string) (*File, error) {
 	dec = yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(f.Config); err != nil {
+		var he *httpConfigError
+		if errors.As(err, &he) {
+			return fail(&Error{Line: f.Line("alertmanager_api.http_config"), Msg: "alertmanager_api.http_config: " + he.Error(), Err: he.err})
+		}
 		return fail(yamlError(err))
 	}
 	f.Config.setDefaults()
@@ -665,6 +678,9 @@ func (f *File) validate() error {
 		return err
 	}
 	if err := f.validateNoise(); err != nil {
+		return err
+	}
+	if err := f.validateTwoWay(); err != nil {
 		return err
 	}
 	return f.validateTimeIntervals()

@@ -26,6 +26,9 @@ type Store interface {
 	PutState(ctx context.Context, key string, value []byte) error
 	// The noise controls at send time (see Limits).
 	Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, limits outbox.Limits) (outbox.Admission, error)
+	// OptedOut returns those of numbers that replied STOP: they get
+	// nothing.
+	OptedOut(ctx context.Context, numbers []string) ([]string, error)
 	Release(ctx context.Context, now time.Time, digest outbox.DigestFunc) ([]outbox.ReleasedHold, error)
 	BudgetUsed(ctx context.Context, day string) (int, error)
 }
@@ -264,6 +267,12 @@ func (r *runner) step() time.Duration {
 			break
 		}
 		b := batches[0]
+		if b, err = d.skipOptedOut(r.ctx, b); err != nil {
+			return r.storeFailed(now, err)
+		}
+		if len(b.Deliveries) == 0 {
+			continue
+		}
 		if lim := s.Limits.at(now); lim.Active() {
 			// Decided now, not at intake: what a number may receive depends
 			// on what it was sent by now, requests in flight included.

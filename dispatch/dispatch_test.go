@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,38 @@ func TestDeliver(t *testing.T) {
 		}
 		if !strings.Contains(h.logs.String(), "sms accepted by the provider") {
 			t.Errorf("no accepted line in the log:\n%s", h.logs)
+		}
+	})
+}
+
+// TestOptedOut: a number that replied STOP gets nothing, whatever was
+// queued for it: its rows fail with reason opted_out just before a
+// request, which goes to the other numbers (or is not made at all).
+func TestOptedOut(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProvider(accept)
+		h := newHarness(t, testSettings(primary(p, 100)), nil)
+		h.m.InitReceivers("ops")
+		h.store.optOut("+27830000002", "+27830000009")
+		h.store.add("ops", "disk full", 1, "+27830000001", "+27830000002")
+		h.store.add("ops", "only the stopped one", 1, "+27830000009")
+		h.run()
+		until(t, time.Second, "settled", func() bool {
+			return h.count(outbox.StateAccepted) == 1 && h.count(outbox.StateFailed) == 2
+		})
+		h.stop()
+		calls := p.Calls()
+		if len(calls) != 1 || !slices.Equal(calls[0].numbers, []string{"+27830000001"}) {
+			t.Errorf("requests %+v, want one, to the number that did not stop", calls)
+		}
+		for _, r := range h.store.rowsIn(outbox.StateFailed) {
+			if r.code != outbox.CodeOptedOut || r.Attempts != 0 || r.account != "" {
+				t.Errorf("failed row %+v, want opted_out without an attempt", r)
+			}
+		}
+		if v := testutil.ToFloat64(h.m.failed.WithLabelValues(ReasonOptedOut)); v != 2 {
+			t.Errorf("failed{opted_out} = %v, want 2", v)
 		}
 	})
 }
@@ -793,7 +826,7 @@ func TestRunTwice(t *testing.T) {
 
 func TestStoreFailures(t *testing.T) {
 	t.Parallel()
-	for _, method := range []string{"Schedule", "Lease", "GetState"} {
+	for _, method := range []string{"Schedule", "Lease", "GetState", "OptedOut"} {
 		t.Run(method, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := newMemStore()

@@ -26,6 +26,8 @@ type memStore struct {
 	fail func(method string) error
 	// budget is the segments admitted per day.
 	budget map[string]int
+	// optedOut are the numbers that replied STOP.
+	optedOut map[string]bool
 }
 
 type memRow struct {
@@ -408,6 +410,33 @@ func (m *memStore) BudgetUsed(_ context.Context, day string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.budget[day], nil
+}
+
+func (m *memStore) OptedOut(_ context.Context, numbers []string) ([]string, error) {
+	if err := m.check("OptedOut"); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range numbers {
+		if m.optedOut[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// optOut marks numbers opted out.
+func (m *memStore) optOut(numbers ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.optedOut == nil {
+		m.optedOut = map[string]bool{}
+	}
+	for _, n := range numbers {
+		m.optedOut[n] = true
+	}
 }
 
 func (m *memStore) GetState(_ context.Context, key string) ([]byte, bool, error) {

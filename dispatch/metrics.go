@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/sms"
 )
 
@@ -21,8 +22,11 @@ const (
 	ReasonPermanent = "permanent"
 )
 
+// ReasonOptedOut: the number replied STOP (outbox.CodeOptedOut).
+const ReasonOptedOut = outbox.CodeOptedOut
+
 // Reasons lists every value of the reason label.
-var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent, ReasonBudgetExhausted}
+var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent, ReasonBudgetExhausted, ReasonOptedOut}
 
 // AccountNames are the values of the account label.
 var AccountNames = []string{sms.AccountPrimary, sms.AccountFallback}
@@ -128,6 +132,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 	}
 	return m
+}
+
+// AddFailed counts n deliveries failed for good for reason (one of
+// Reasons) outside the dispatcher: the opt-out fails what waits for a
+// number at once.
+func (m *Metrics) AddFailed(reason string, n int) {
+	if n > 0 {
+		m.failed.WithLabelValues(reason).Add(float64(n))
+	}
 }
 
 // InitReceivers creates the per-receiver counters at zero, so rate() works

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -243,4 +244,40 @@ func notifications(ds []outbox.Delivery) []int64 {
 		}
 	}
 	return out
+}
+
+// optedOutError is the error of a delivery the dispatcher failed because
+// its number opted out.
+const optedOutError = "the number opted out of SMS (it replied STOP); it gets nothing until it replies START"
+
+// skipOptedOut fails the deliveries of b whose number replied STOP and
+// returns b without them. The check is made just before sending, so it
+// covers whatever was queued before the opt-out (a retry, a digest).
+func (d *Dispatcher) skipOptedOut(ctx context.Context, b outbox.Batch) (outbox.Batch, error) {
+	out, err := d.store.OptedOut(ctx, b.Numbers())
+	if err != nil {
+		// Back to the queue now rather than when the lease lapses; if the
+		// store cannot take that either, the lapse returns them.
+		outs := make([]outbox.Outcome, len(b.Deliveries))
+		for i, dl := range b.Deliveries {
+			outs[i] = outbox.Released(dl)
+		}
+		_ = d.store.Complete(ctx, outs)
+		return outbox.Batch{}, fmt.Errorf("read opt-outs: %w", err)
+	}
+	if len(out) == 0 {
+		return b, nil
+	}
+	var keep []outbox.Delivery
+	var vs []verdict
+	for _, dl := range b.Deliveries {
+		if slices.Contains(out, dl.Number) {
+			vs = append(vs, verdict{out: outbox.Failed(dl, "", outbox.CodeOptedOut, optedOutError), reason: ReasonOptedOut})
+			continue
+		}
+		keep = append(keep, dl)
+	}
+	d.record(b, "", vs)
+	b.Deliveries = keep
+	return b, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
+	"github.com/smsbridge/smsbridge/escalate"
 	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
 	"github.com/smsbridge/smsbridge/oncall"
@@ -38,6 +39,7 @@ import (
 	"github.com/smsbridge/smsbridge/sms"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
 	"github.com/smsbridge/smsbridge/templates"
+	"github.com/smsbridge/smsbridge/twoway"
 )
 
 // Options tunes Build.
@@ -66,6 +68,13 @@ type Options struct {
 	// MuteMetrics count what the routes' time intervals hold back; nil
 	// counts nothing.
 	MuteMetrics *pipeline.MuteMetrics
+	// DryRunCallbackToken is the callback token of a dry run, which main
+	// gives the in-process fake so that it can post receipts and replies
+	// back; the configured token is not read in a dry run.
+	DryRunCallbackToken string
+	// Escalations hears what the pipeline's commits did to escalations
+	// (the escalator, which outlives generations); nil for nobody.
+	Escalations pipeline.EscalationObserver
 }
 
 // OverrideSource holds the on-call overrides added at run time.
@@ -113,6 +122,12 @@ type Generation struct {
 	Pipeline *pipeline.Pipeline
 	// Dispatch are the dispatcher's settings, with a client per account.
 	Dispatch dispatch.Settings
+	// TwoWay is the callback endpoint's, replies' and silences'
+	// configuration.
+	TwoWay *twoway.Config
+	// Escalation is what the escalator reads of this configuration: the
+	// receivers steps page, and Alertmanager to check with.
+	Escalation *escalate.Config
 	// Warnings are problems that do not stop the configuration from
 	// running, each a *config.Error with file and line: templates the
 	// render limits would cut off in a storm. check-config prints them and
@@ -146,6 +161,9 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 	g.Sources = b.intake()
 	g.Dispatch, g.clients = b.dispatchSettings(g.Accounts)
 	g.Dispatch.Limits = b.limits(g)
+	g.TwoWay = b.twoWay(g)
+	g.Escalation = b.escalation(g)
+	g.Warnings = append(g.Warnings, b.escalationWarnings()...)
 	g.Pipeline = b.pipeline(g)
 	g.intakeView = g.intake()
 	if len(b.errs) > 0 {
@@ -366,7 +384,15 @@ func (g *Generation) Summary() string {
 			}
 			fmt.Fprintf(&b, " and oncall %s", strings.Join(names, ", "))
 		}
-		fmt.Fprintf(&b, ", send_resolved=%t\n", r.SendResolved)
+		fmt.Fprintf(&b, ", send_resolved=%t", r.SendResolved)
+		for i, st := range r.Escalate {
+			sep := ", escalates to "
+			if i > 0 {
+				sep = ", then "
+			}
+			fmt.Fprintf(&b, "%s%s after %s", sep, st.Receiver, config.Duration(st.After))
+		}
+		b.WriteString("\n")
 	}
 	if lists := g.Router.Lists(); len(lists) > 0 {
 		fmt.Fprintf(&b, "oncall lists: %d\n", len(lists))
@@ -389,6 +415,7 @@ func (g *Generation) Summary() string {
 		b.WriteString(a.Name)
 	}
 	b.WriteString("\n")
+	b.WriteString(g.twoWaySummary())
 	return b.String()
 }
 

@@ -175,6 +175,17 @@ func TestBadConfigs(t *testing.T) {
 			`27: oncall list "primary": unknown time interval "weekends"`,
 		}},
 		{"oncall-empty-name", []string{`8: oncall[0]: empty name`}},
+		{"escalate", []string{
+			`9: receiver "db": escalate[1]: after 5m is not after the step before it (10m); steps come in order, each later`,
+			`10: receiver "db": escalate[2]: names the receiver itself; a step pages someone else`,
+			`11: receiver "db": escalate[3]: unknown receiver "ghost"`,
+			`12: receiver "db": escalate[4]: after "ten minutes" is not a duration such as 10m, 30m or 1h`,
+			`13: receiver "db": escalate[5]: after 2s is too soon; at least 10s (nobody can answer a page sooner)`,
+			`14: receiver "db": escalate[6]: after 3d is too late; at most 1d`,
+			`15: receiver "db": escalate[7]: after is missing; say how long after the page the step is due, such as 10m`,
+			`16: receiver "db": escalate[8]: receiver is missing; name the receiver the step pages`,
+			`17: receiver "db": escalate[9]: receiver "nobody-home" has no numbers and no on-call lists: the step would page nobody`,
+		}},
 		{"several", []string{
 			`5: route.routes[0]: bad matcher "team=~\"[\"": error parsing regexp: missing closing ]: ` + "`[)$`",
 			`6: route.routes[0]: unknown receiver "ghost"`,

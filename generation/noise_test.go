@@ -29,12 +29,12 @@ func TestNoiseControls(t *testing.T) {
 		daily    int
 		zone     string
 	}{
-		{"defaults: dedup and the time intervals only", noiseBase, []string{"resolved_rule", "dedup", "mute"}, nil, 0, ""},
+		{"defaults: dedup and the time intervals only", noiseBase, []string{"resolved_rule", "dedup", "mute", "escalation"}, nil, 0, ""},
 		{"everything", noiseBase + `
 dedup: {window: 2m}
 throttle: {per_number: [{count: 5, per: 15m}, {count: 11, per: 1h}]}
 budget: {daily_segments: 500, time_zone: Europe/Berlin, critical: ['severity="critical"', 'team=~"db|web"']}
-`, []string{"resolved_rule", "dedup", "mute", "throttle", "budget"},
+`, []string{"resolved_rule", "dedup", "mute", "throttle", "budget", "escalation"},
 			[]outbox.Bucket{{Count: 5, Per: 15 * time.Minute}, {Count: 11, Per: time.Hour}}, 500, "Europe/Berlin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

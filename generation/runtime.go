@@ -139,6 +139,9 @@ func (g *Generation) Close() {
 	for _, c := range g.clients {
 		c.CloseIdleConnections()
 	}
+	if g.TwoWay != nil && g.TwoWay.Alertmanager != nil {
+		g.TwoWay.Alertmanager.CloseIdleConnections()
+	}
 }
 
 func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
@@ -162,12 +165,13 @@ func (b *builder) pipeline(g *Generation) *pipeline.Pipeline {
 			mute,
 			b.throttle(g),
 			b.budget(),
-			// escalation timers belong here
+			pipeline.Escalation{Observer: b.opts.Escalations},
 		),
 		Store:     b.opts.Store,
 		Logger:    b.opts.Logger,
 		Now:       b.opts.Now,
 		Overrides: overrides,
+		Replies:   b.replies(),
 	})
 	if err != nil {
 		b.errorf("", "%w", err)

@@ -50,7 +50,18 @@ var metricLabels = map[string][]string{
 	"smsbridge_digests_sent_total":                           nil,
 	"smsbridge_budget_segments_used":                         nil,
 	"smsbridge_budget_segments_remaining":                    nil,
-	"up":                                                     nil,
+	"smsbridge_opted_out_numbers":                            nil,
+	"smsbridge_receipts_total":                               {"status"},
+	"smsbridge_receipts_unmatched_total":                     nil,
+	"smsbridge_failovers_total":                              nil,
+	"smsbridge_replies_total":                                {"result"},
+	"smsbridge_silences_created_total":                       nil,
+	"smsbridge_silence_errors_total":                         {"reason"},
+	"smsbridge_escalations_total":                            {"receiver", "step"},
+	"smsbridge_escalations_stopped_total":                    {"reason"},
+	"smsbridge_escalation_steps_failed_total":                nil,
+	"smsbridge_escalation_check_errors_total":                {"reason"},
+	"up": nil,
 }
 
 // histograms may be referenced by their _bucket, _sum and _count series.
@@ -377,6 +388,10 @@ func TestAlertRules(t *testing.T) {
 		{"SmsbridgeBudgetLow", "smsbridge_budget_segments_used", "warning", "1m"},
 		{"SmsbridgeBudgetSpent", "smsbridge_budget_segments_remaining", "critical", "1m"},
 		{"SmsbridgeThrottlingSustained", "smsbridge_throttled_total", "warning", "30m"},
+		{"SmsbridgeNumberOptedOut", "smsbridge_opted_out_numbers", "critical", "1m"},
+		{"SmsbridgeSilencesFailing", "smsbridge_silence_errors_total", "warning", ""},
+		{"SmsbridgeEscalationStepFailed", "smsbridge_escalation_steps_failed_total", "critical", ""},
+		{"SmsbridgeEscalationChecksFailing", "smsbridge_escalation_check_errors_total", "warning", ""},
 	}
 	for _, req := range required {
 		r, ok := seen[req.alert]

@@ -135,7 +135,7 @@ type Store interface {
 	DeliveryByProviderID(ctx context.Context, id string) (Record, error)
 	// Retry puts a failed delivery back in the queue, due now, with its
 	// attempts and max age counted afresh. Errors wrap ErrNotFound or
-	// ErrNotFailed.
+	// ErrNotFailed, or ErrOptedOut for a number that opted out.
 	Retry(ctx context.Context, id int64) error
 	// Prune deletes notifications received more than retention ago whose
 	// deliveries are all finished (accepted, failed, bundled or
@@ -145,7 +145,9 @@ type Store interface {
 	// duplicate keys, resolved alerts and budget days older than
 	// retention, deletes the on-call overrides that ended more than
 	// retention ago, and forgets delivery ids (Notification.DeliveryID)
-	// whose expiry has passed (none of these counted).
+	// whose expiry has passed and escalation steps that ended more than
+	// retention ago and began more than EscalationEpisode ago (none of
+	// these counted).
 	Prune(ctx context.Context, retention time.Duration) (int, error)
 
 	// AddOverride stores an on-call override added at run time and
@@ -167,6 +169,14 @@ type Store interface {
 	// empty one. Keys must not be empty.
 	GetState(ctx context.Context, key string) (value []byte, ok bool, err error)
 	PutState(ctx context.Context, key string, value []byte) error
+
+	// TwoWay: receipts, reply codes, acknowledgements, opt-outs (see
+	// twoway.go).
+	TwoWay
+
+	// Escalations: the steps of receivers' escalate lists (see
+	// escalation.go).
+	Escalations
 
 	// Close stops background work after the current commit, fails calls
 	// still waiting with ErrClosed, and releases the backend (and, for
@@ -286,6 +296,25 @@ type Notification struct {
 	// Messages are the rendered texts; none means the notification was
 	// not routed anywhere, which is still recorded.
 	Messages []Message
+	// AckLabels are the labels an acknowledgement of the group silences
+	// (its group labels, or its common labels when it has none); stored
+	// with n for ReplyTarget and ReceiptMatch. Nil for none.
+	AckLabels map[string]string
+	// EscalationLabels are the labels that select the group's alerts
+	// (its group labels, or its common labels when it has none), stored
+	// with the escalation steps n schedules (EscalationStep.Labels), for
+	// the check in Alertmanager at a step's time. Nil for none.
+	EscalationLabels map[string]string
+	// Escalation, when its ID is set, makes n the page of that leased
+	// escalation step: evaluated after OnceKey and before the other
+	// guards, atomically with the write, unless the step is still pending
+	// under Escalation.Lease nothing is written and Enqueue returns
+	// OutcomeDuplicate with the id of the notification the step escalated
+	// with (0 when it did not: it was stopped or failed, or another
+	// holder leased it). Otherwise n is recorded and the step ends
+	// escalated, pointing at n (EscalationStep.EscalatedTo). A
+	// notification with Escalation schedules no steps of its own.
+	Escalation EscalationRef
 }
 
 // AlertRef names one alert instance: Alertmanager's fingerprint and when
@@ -325,10 +354,19 @@ type Enqueued struct {
 	// Cancelled counts deliveries CancelHeld ended: held ones of the
 	// group and n's own.
 	Cancelled int
+	// ReplyCode is the reply code written into n's texts (see
+	// ReplyCodePlaceholder): digits, or ReplyCodeAll; empty for none.
+	ReplyCode string
 	// Replayed is set when the DeliveryID guard found the id (Outcome is
 	// then OutcomeDuplicate and nothing was written), so that the caller
 	// can tell a replay from a duplicate the noise guards recorded.
 	Replayed bool
+	// EscalationsScheduled counts the escalations n's messages began
+	// (Message.Escalate): one per receiver whose steps were scheduled.
+	EscalationsScheduled int
+	// EscalationsStopped counts the escalations a resolution stopped:
+	// those of n's group with a pending step.
+	EscalationsStopped int
 }
 
 // Message is one rendered text for one receiver and the numbers to send it
@@ -364,6 +402,34 @@ type Message struct {
 	// that number when the notification was routed, or "". Nil or empty
 	// means no names; otherwise it has one entry per number (ErrInvalid).
 	People []string
+	// ReplyCode asks for a reply code: on a firing notification, Enqueue
+	// chooses one for the notification (see ReplyCodePlaceholder),
+	// issues it to the message's numbers and writes it into Text in place
+	// of every ReplyCodePlaceholder, keeping the text as given as the
+	// message's template (ReceiptMatch.Template). On a notification of
+	// another status the placeholder is removed.
+	ReplyCode bool
+	// FailoverOf is, for a message sent because the delivery with this
+	// id failed at the handset (a receiver's on_undelivered), that id; 0
+	// otherwise. Its deliveries record it (Record.FailoverOf).
+	FailoverOf int64
+	// Escalate are the escalation steps of the message's receiver, in
+	// order, After increasing. On a firing notification with a GroupKey
+	// (ErrInvalid without one) whose message passes its guards, Enqueue
+	// schedules them, due After from now, unless the receiver already has
+	// an escalation of the group in this episode (see Escalations): a
+	// step pending, or one begun within EscalationEpisode and not ended
+	// by a resolution. The check is atomic with the write: of pages of
+	// the group to the receiver enqueued at once, in any process, one
+	// schedules the steps (a shared database serialises them per group,
+	// as it does the dedup guard). The steps keep the message's text (with
+	// ReplyCodePlaceholder where its code goes), Summary and Critical
+	// mark. Ignored on a notification of another status.
+	Escalate []EscalationPlan
+
+	// template and code are set by FillReplyCode: the text as given, and
+	// the code written into it.
+	template, code string
 }
 
 // State is the state of one delivery (one text to one number).
@@ -559,6 +625,21 @@ type Record struct {
 	// Person is who was on call at Number when the notification was
 	// routed, or "".
 	Person string
+	// Receipt is the handset's final status, ReceiptDelivered or
+	// ReceiptFailed, or "" while none came; ReceiptWord is the provider's
+	// latest word for it (a final one, or information such as
+	// "Enroute") and ReceiptAt its time; zero without any.
+	Receipt     string
+	ReceiptWord string
+	ReceiptAt   time.Time
+	// ReplyCode is the reply code the text carries, or "".
+	ReplyCode string
+	// FailoverOf is the delivery this one is the failover of (the
+	// receiver's on_undelivered); 0 otherwise. FailedOverTo is, for a
+	// delivery that failed at the handset, the notification that carried
+	// its failover; 0 for none.
+	FailoverOf   int64
+	FailedOverTo int64
 }
 
 // Override is an on-call override added at run time: Members are on call

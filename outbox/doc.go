@@ -111,6 +111,36 @@
 // the hold are kept with GetState/PutState, so each new leader reads
 // them when its term starts.
 //
+// # Two-way SMS
+//
+// The provider's callbacks come back through the same store (TwoWay). A
+// handset receipt is recorded beside a delivery's state, on the latest
+// delivery to its number accepted within a window that has no final
+// receipt yet: the provider's batch send gives no id to match by. A
+// firing message can ask for a reply code: Enqueue chooses one per
+// notification, in the write transaction, that none of its numbers was
+// issued within a day, and writes it into the text in place of a
+// placeholder, so all the numbers still share one text. An
+// acknowledgement of a group is recorded atomically with the check that
+// none is in force (Acknowledge), with the silence it asks for, which
+// stays pending, leased and retried like a delivery, until Alertmanager
+// took it. Opt-outs (STOP) fail what waits for their number in the same
+// transaction. Claim and Allow are small guards for the callback
+// endpoint: a callback body handled once, answers counted per number.
+//
+// # Escalation
+//
+// A firing message may carry its receiver's escalation steps: Enqueue
+// schedules them in the same transaction as the page, unless the
+// receiver's escalation of the group is already under way in this firing
+// episode, and a resolved notification stops its group's pending steps and
+// ends the episode, in its own transaction, whatever becomes of it. So a
+// 202 always comes with its timers and a resolution always stops them. A
+// step is leased when due like a delivery (owner, token, deadline); the
+// page it sends is written by Enqueue only while the step is still pending
+// under that lease, and ends it, so a step stopped meanwhile sends nothing
+// and none sends twice.
+//
 // # Small durable state
 //
 // GetState and PutState keep the little state that must survive a restart

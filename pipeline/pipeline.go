@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/smsbridge/smsbridge/alert"
@@ -52,6 +54,17 @@ type Options struct {
 	// Overrides are the on-call overrides added at run time; nil for
 	// none.
 	Overrides routing.OverridesFunc
+	// Replies, when set, gives every firing text a reply code
+	// (replies.enabled); nil for none.
+	Replies *Replies
+}
+
+// Replies is how firing texts ask for an answer.
+type Replies struct {
+	// Silence is how long an acknowledgement silences an Alertmanager
+	// group, as the text says it ("1h"); empty when acknowledgements
+	// silence nothing (no alertmanager_api).
+	Silence string
 }
 
 // Pipeline is immutable and safe for concurrent use.
@@ -65,6 +78,8 @@ type Pipeline struct {
 
 	// overrides are the on-call overrides added at run time.
 	overrides routing.OverridesFunc
+	// replies, when set, gives firing texts a reply code.
+	replies *Replies
 }
 
 // New returns a Pipeline for opts.
@@ -73,7 +88,7 @@ func New(opts Options) (*Pipeline, error) {
 		return nil, errors.New("pipeline: a router and a renderer are required")
 	}
 	p := &Pipeline{router: opts.Router, renderer: opts.Renderer,
-		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now, overrides: opts.Overrides}
+		stages: opts.Stages, store: opts.Store, logger: opts.Logger, now: opts.Now, overrides: opts.Overrides, replies: opts.Replies}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,7 +135,7 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 	}
 	e := &Envelope{Notification: n, Plan: p.Plan(n), p: p,
 		Record: outbox.Notification{Source: n.Source, GroupKey: n.GroupKey, Status: n.Data.Status, AlertName: n.AlertName(),
-			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires}}
+			DeliveryID: n.DeliveryID, DeliveryIDExpires: n.DeliveryIDExpires, AckLabels: p.ackLabels(n)}}
 	for _, st := range p.stages {
 		if e.outcome != "" {
 			break
@@ -144,6 +159,11 @@ func (p *Pipeline) Accept(ctx context.Context, n *alert.Notification) (Result, e
 		return Result{}, fmt.Errorf("enqueue notification from %s: %w", n.Source, err)
 	}
 	p.logGuards(n, res)
+	for _, st := range p.stages {
+		if c, ok := st.(Committer); ok {
+			c.Committed(e, res)
+		}
+	}
 	out := Result{ID: res.ID, Outcome: res.Outcome, Recipients: res.Recipients, Replayed: res.Replayed}
 	if res.Recipients > 0 {
 		for _, en := range e.Plan.Entries {
@@ -171,6 +191,13 @@ type Envelope struct {
 	p       *Pipeline
 }
 
+// Committer is a stage that hears what the store made of the record it
+// annotated: Accept calls Committed after a successful Enqueue, for every
+// such stage, whatever the outcome. It must not block.
+type Committer interface {
+	Committed(e *Envelope, res outbox.Enqueued)
+}
+
 // Previewer is a stage whose judgement needs no store and changes
 // nothing outside the envelope: Preview marks the plan's entries as Exec
 // would, without dropping, counting or logging, so that a routes test
@@ -189,7 +216,38 @@ func (p *Pipeline) Preview(n *alert.Notification, at time.Time) *Plan {
 			pv.Preview(e)
 		}
 	}
+	for i := range e.Plan.Entries {
+		// The store chooses the code when the text is queued.
+		e.Plan.Entries[i].Text = strings.ReplaceAll(e.Plan.Entries[i].Text, outbox.ReplyCodePlaceholder, PreviewReplyCode)
+	}
 	return e.Plan
+}
+
+// PreviewReplyCode stands for the reply code in a preview's texts (the
+// routes test): the store chooses the code when a text is queued.
+const PreviewReplyCode = "###"
+
+// ackLabels are the labels an acknowledgement of n's group silences: its
+// group labels, or its common labels when it has none. Nil without
+// replies.
+func (p *Pipeline) ackLabels(n *alert.Notification) map[string]string {
+	if p.replies == nil {
+		return nil
+	}
+	return groupLabels(n)
+}
+
+// groupLabels are the labels that select n's group: its group labels, or
+// its common labels when it has none; nil when it has neither.
+func groupLabels(n *alert.Notification) map[string]string {
+	l := n.Data.GroupLabels
+	if len(l) == 0 {
+		l = n.Data.CommonLabels
+	}
+	if len(l) == 0 {
+		return nil
+	}
+	return maps.Clone(map[string]string(l))
 }
 
 // Drop records the whole notification with outcome (duplicate, muted...)

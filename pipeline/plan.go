@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
@@ -70,6 +71,9 @@ type Marks struct {
 	Unthrottled bool
 	Critical    bool
 	Summary     string
+	// Escalate are the receiver's escalation steps, for the store to
+	// schedule with the page.
+	Escalate []outbox.EscalationPlan
 }
 
 // Plan routes every alert of n and renders one text per receiver, with the
@@ -146,7 +150,15 @@ func (p *Pipeline) narrow(n *alert.Notification, e *Entry, keep []int) {
 
 func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) (string, int) {
 	maxSeg := rcv.MaxSegments
-	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, templates.NewData(n), maxSeg)
+	data := templates.NewData(n)
+	if p.replies != nil && n.Data.Status == alert.StatusFiring {
+		// The store writes the code in place of the placeholder.
+		data.Reply = templates.Reply{Code: outbox.ReplyCodePlaceholder}
+		if n.Source == alert.SourceAlertmanager {
+			data.Reply.Silence = p.replies.Silence
+		}
+	}
+	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, data, maxSeg)
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
 		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
@@ -199,7 +211,8 @@ func (pl *Plan) stored() []outbox.Message {
 		out = append(out, outbox.Message{
 			Receiver: e.Receiver.Name, Text: e.Text, Segments: e.Segments, Numbers: slices.Clone(e.Numbers),
 			People: slices.Clone(e.People), DedupKey: e.Marks.DedupKey, Alerts: e.Marks.Alerts, Unthrottled: e.Marks.Unthrottled,
-			Critical: e.Marks.Critical, Summary: e.Marks.Summary,
+			Critical: e.Marks.Critical, Summary: e.Marks.Summary, Escalate: slices.Clone(e.Marks.Escalate),
+			ReplyCode: strings.Contains(e.Text, outbox.ReplyCodePlaceholder),
 		})
 	}
 	return out

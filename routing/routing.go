@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/timeinterval"
+	"github.com/prometheus/common/model"
 
 	"github.com/smsbridge/smsbridge/oncall"
 )
@@ -77,6 +78,42 @@ type Receiver struct {
 	// Throttle says whether the per-number throttle applies to this
 	// receiver's messages; nil means true. false is for a last resort.
 	Throttle *bool `yaml:"throttle"`
+	// OnUndelivered names the receiver that gets the same text, once,
+	// when the provider reports that it did not reach one of this
+	// receiver's numbers (a failed delivery receipt); empty for none.
+	OnUndelivered string `yaml:"on_undelivered"`
+	// Escalate are the steps taken when nobody acknowledges a firing
+	// page to this receiver: each pages another receiver After the page,
+	// unless the group was acknowledged, resolved or silenced by then.
+	Escalate []EscalationStep `yaml:"escalate"`
+}
+
+// EscalationStep is one step of a receiver's escalate list, as written.
+type EscalationStep struct {
+	// After is how long after the page the step is due, as Alertmanager
+	// writes durations ("10m", "1h30m").
+	After string `yaml:"after"`
+	// Receiver names the receiver the step pages.
+	Receiver string `yaml:"receiver"`
+}
+
+// Bounds of a receiver's escalate list.
+const (
+	// MinEscalationAfter is the earliest a step may come: sooner, the
+	// page has barely reached the phone, and nobody could have answered.
+	MinEscalationAfter = 10 * time.Second
+	// MaxEscalationAfter is the latest: escalation is about a page that
+	// goes unanswered, not about a problem that lasts (and an episode
+	// without a resolution ends after a day).
+	MaxEscalationAfter = 24 * time.Hour
+	// MaxEscalationSteps is the longest list.
+	MaxEscalationSteps = 10
+)
+
+// Escalation is one step of a resolved receiver's escalate list.
+type Escalation struct {
+	After    time.Duration
+	Receiver string
 }
 
 // Oncall is a named on-call list that receivers can share: a fixed list of
@@ -105,6 +142,11 @@ type ResolvedReceiver struct {
 	MaxSegments int
 	// Throttle says whether the per-number throttle applies.
 	Throttle bool
+	// OnUndelivered is the receiver a text undelivered to one of this
+	// receiver's numbers goes to; empty for none.
+	OnUndelivered string
+	// Escalate are its escalation steps, After increasing.
+	Escalate []Escalation
 }
 
 // OverridesFunc returns the run-time overrides of the on-call list called
@@ -266,11 +308,70 @@ func New(root *Route, receivers []Receiver, lists []Oncall, opts Options) (*Rout
 		r.byName[rr.Name] = rr
 		r.receivers = append(r.receivers, rr)
 	}
+	for i := range receivers {
+		rc := &receivers[i]
+		switch name := rc.OnUndelivered; {
+		case name == "":
+		case name == rc.Name:
+			errs.add(fmt.Sprintf("receivers[%d].on_undelivered", i), nil, "receiver %q: on_undelivered names the receiver itself; name another", rc.Name)
+		case r.byName[name] == nil:
+			errs.add(fmt.Sprintf("receivers[%d].on_undelivered", i), nil, "receiver %q: on_undelivered names unknown receiver %q", rc.Name, name)
+		}
+		if rr := r.byName[rc.Name]; rr != nil && len(rc.Escalate) > 0 {
+			rr.Escalate = r.escalation(rc, i, &errs)
+		}
+	}
 	r.root = r.buildRoot(root, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// escalation checks receiver i's escalate list: at most
+// MaxEscalationSteps steps, each after the one before it within the
+// bounds, to another receiver that pages someone.
+func (r *Router) escalation(rc *Receiver, i int, errs *problems) []Escalation {
+	at := fmt.Sprintf("receivers[%d].escalate", i)
+	if len(rc.Escalate) > MaxEscalationSteps {
+		errs.add(at, nil, "receiver %q: escalate has %d steps; at most %d", rc.Name, len(rc.Escalate), MaxEscalationSteps)
+		return nil
+	}
+	var out []Escalation
+	var prev time.Duration
+	for k, st := range rc.Escalate {
+		path := fmt.Sprintf("%s[%d]", at, k)
+		what := fmt.Sprintf("receiver %q: escalate[%d]", rc.Name, k)
+		d, err := model.ParseDuration(strings.TrimSpace(st.After))
+		after := time.Duration(d)
+		switch {
+		case strings.TrimSpace(st.After) == "":
+			errs.add(path+".after", nil, "%s: after is missing; say how long after the page the step is due, such as 10m", what)
+		case err != nil:
+			errs.add(path+".after", nil, "%s: after %q is not a duration such as 10m, 30m or 1h", what, st.After)
+		case after < MinEscalationAfter:
+			errs.add(path+".after", nil, "%s: after %s is too soon; at least %s (nobody can answer a page sooner)", what, st.After, model.Duration(MinEscalationAfter))
+		case after > MaxEscalationAfter:
+			errs.add(path+".after", nil, "%s: after %s is too late; at most %s", what, st.After, model.Duration(MaxEscalationAfter))
+		case after <= prev:
+			errs.add(path+".after", nil, "%s: after %s is not after the step before it (%s); steps come in order, each later", what, st.After, model.Duration(prev))
+		default:
+			prev = after
+		}
+		target := r.byName[st.Receiver]
+		switch name := st.Receiver; {
+		case strings.TrimSpace(name) == "":
+			errs.add(path+".receiver", nil, "%s: receiver is missing; name the receiver the step pages", what)
+		case name == rc.Name:
+			errs.add(path+".receiver", nil, "%s: names the receiver itself; a step pages someone else", what)
+		case target == nil:
+			errs.add(path+".receiver", nil, "%s: unknown receiver %q", what, name)
+		case len(target.Numbers) == 0 && len(target.Oncall) == 0:
+			errs.add(path+".receiver", nil, "%s: receiver %q has no numbers and no on-call lists: the step would page nobody", what, name)
+		}
+		out = append(out, Escalation{After: after, Receiver: st.Receiver})
+	}
+	return out
 }
 
 // resolveOncall compiles every on-call list, referenced or not, so that a
@@ -361,14 +462,15 @@ func resolveReceiver(rc *Receiver, i int, lists map[string]oncallList, dir *onca
 		nums[k] = m.Number
 	}
 	return &ResolvedReceiver{
-		Name:         rc.Name,
-		Numbers:      nums,
-		Members:      members,
-		Oncall:       schedules,
-		Template:     rc.Template,
-		SendResolved: sendResolved,
-		MaxSegments:  rc.MaxSegments,
-		Throttle:     rc.Throttle == nil || *rc.Throttle,
+		Name:          rc.Name,
+		Numbers:       nums,
+		Members:       members,
+		Oncall:        schedules,
+		Template:      rc.Template,
+		SendResolved:  sendResolved,
+		MaxSegments:   rc.MaxSegments,
+		Throttle:      rc.Throttle == nil || *rc.Throttle,
+		OnUndelivered: rc.OnUndelivered,
 	}
 }
 

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -439,5 +440,77 @@ func TestNullReceiverIsAllowed(t *testing.T) {
 	}
 	if got := r.Route([]map[string]string{{"alertname": "Watchdog"}}); len(got) != 1 || got[0].Receiver.Name != "null" {
 		t.Errorf("Watchdog routed to %+v", got)
+	}
+}
+
+func TestOnUndelivered(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, target string
+		wantErr      string // "" for none
+		wantPath     string
+	}{
+		{"another receiver", "backup", "", ""},
+		{"none", "", "", ""},
+		{"itself", "db", `receiver "db": on_undelivered names the receiver itself; name another`, "receivers[0].on_undelivered"},
+		{"unknown", "nobody", `receiver "db": on_undelivered names unknown receiver "nobody"`, "receivers[0].on_undelivered"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := New(&Route{Receiver: "db"}, []Receiver{
+				{Name: "db", Numbers: []string{"+27830000001"}, OnUndelivered: tc.target},
+				{Name: "backup", Numbers: []string{"+27830000002"}},
+			}, nil, opts)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rcv, _ := r.Receiver("db"); rcv.OnUndelivered != tc.target {
+					t.Errorf("OnUndelivered %q, want %q", rcv.OnUndelivered, tc.target)
+				}
+				return
+			}
+			var re *Error
+			if err == nil || !errors.As(err, &re) || err.Error() != tc.wantErr || re.Path != tc.wantPath {
+				t.Errorf("error %v (path %v), want %q at %s", err, re, tc.wantErr, tc.wantPath)
+			}
+		})
+	}
+}
+
+func TestEscalate(t *testing.T) {
+	t.Parallel()
+	receivers := func(steps ...EscalationStep) []Receiver {
+		return []Receiver{
+			{Name: "db", Numbers: []string{"+27830000001"}, Escalate: steps},
+			{Name: "db2", Numbers: []string{"+27830000002"}},
+			{Name: "managers", Oncall: []string{"mgmt"}},
+		}
+	}
+	lists := []Oncall{{Name: "mgmt", Numbers: []string{"+27830000003"}}}
+	r, err := New(&Route{Receiver: "db"}, receivers(EscalationStep{After: "10m", Receiver: "db2"}, EscalationStep{After: " 1h30m ", Receiver: "managers"}), lists, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv, _ := r.Receiver("db")
+	want := []Escalation{{After: 10 * time.Minute, Receiver: "db2"}, {After: 90 * time.Minute, Receiver: "managers"}}
+	if !slices.Equal(rcv.Escalate, want) {
+		t.Errorf("steps %+v, want %+v", rcv.Escalate, want)
+	}
+	if other, _ := r.Receiver("db2"); other.Escalate != nil {
+		t.Errorf("db2 has steps %+v", other.Escalate)
+	}
+	// Bounds at their edges: 10s and a day pass, the eleventh step not.
+	if _, err := New(&Route{Receiver: "db"}, receivers(EscalationStep{After: "10s", Receiver: "db2"}, EscalationStep{After: "1d", Receiver: "managers"}), lists, opts); err != nil {
+		t.Errorf("10s and 1d: %v", err)
+	}
+	var many []EscalationStep
+	for i := range MaxEscalationSteps + 1 {
+		many = append(many, EscalationStep{After: fmt.Sprintf("%dm", i+1), Receiver: "db2"})
+	}
+	_, err = New(&Route{Receiver: "db"}, receivers(many...), lists, opts)
+	var re *Error
+	if !errors.As(err, &re) || re.Path != "receivers[0].escalate" || err.Error() != `receiver "db": escalate has 11 steps; at most 10` {
+		t.Errorf("eleven steps: %v", err)
 	}
 }

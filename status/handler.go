@@ -64,6 +64,10 @@ type Handler struct {
 	tests testLimiter
 	// oncall are the on-call lists (nil: none).
 	oncall Oncall
+	// twoway are the opt-outs and acknowledgements (nil: none).
+	twoway TwoWay
+	// escalations are the escalations (nil: none).
+	escalations Escalations
 }
 
 // New returns a Handler; it fails only if the embedded templates do.
@@ -72,7 +76,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("status: a store and a bridge are required")
 	}
 	h := &Handler{store: o.Store, bridge: o.Bridge, started: o.Started, now: o.Now, logger: o.Logger,
-		noiseSrc: o.Noise, oncall: o.Oncall, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
+		noiseSrc: o.Noise, oncall: o.Oncall, twoway: o.TwoWay, escalations: o.Escalations, prefix: strings.TrimRight(o.PathPrefix, "/"), refresh: o.Refresh}
 	switch {
 	case h.refresh == 0:
 		h.refresh = defaultRefresh
@@ -101,7 +105,7 @@ func New(o Options) (*Handler, error) {
 
 func (h *Handler) parse(page string) (*template.Template, error) {
 	t, err := template.New(page).Funcs(h.funcs()).ParseFS(assets, "templates/layout.html", "templates/parts/*.html", "templates/oncall.html",
-		"templates/noise.html", "templates/"+page)
+		"templates/noise.html", "templates/escalations.html", "templates/"+page)
 	if err != nil {
 		return nil, fmt.Errorf("status: parse %s: %w", page, err)
 	}
@@ -121,6 +125,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
 	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
 	h.registerOncall(e)
+	h.registerEscalations(e)
 }
 
 // Admin is the gate of --web.enable-admin-api: every endpoint that changes
@@ -219,6 +224,17 @@ type deliveryJSON struct {
 	BundledInto int64 `json:"bundled_into,omitempty"`
 	// Person is who was on call at the number when it was routed.
 	Person string `json:"person,omitempty"`
+	// Receipt is the handset's final status (delivered, failed);
+	// ReceiptWord the provider's latest word, ReceiptAt its time.
+	Receipt     string     `json:"receipt,omitempty"`
+	ReceiptWord string     `json:"receipt_word,omitempty"`
+	ReceiptAt   *time.Time `json:"receipt_at,omitempty"`
+	// ReplyCode is the code its text asks the recipient to reply with.
+	ReplyCode string `json:"reply_code,omitempty"`
+	// FailoverOf is the delivery this one is the failover of;
+	// FailedOverTo the notification that carried this one's failover.
+	FailoverOf   int64 `json:"failover_of,omitempty"`
+	FailedOverTo int64 `json:"failed_over_to,omitempty"`
 }
 
 func toJSON(r outbox.Record) deliveryJSON {
@@ -228,6 +244,8 @@ func toJSON(r outbox.Record) deliveryJSON {
 		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
 		Text: r.Text, Account: r.Account, ProviderMessageID: r.APIMessageID, DryRun: isDryRun(r), ErrorCode: r.ErrorCode, Error: r.Error, Person: r.Person,
 		NextAttemptAt: optTime(r.NextAttemptAt), BundledInto: r.BundledInto,
+		Receipt: r.Receipt, ReceiptWord: r.ReceiptWord, ReceiptAt: optTime(r.ReceiptAt), ReplyCode: r.ReplyCode,
+		FailoverOf: r.FailoverOf, FailedOverTo: r.FailedOverTo,
 	}
 }
 
@@ -276,6 +294,8 @@ func (h *Handler) retry(c echo.Context, id int64, via string) error {
 		return echo.NewHTTPError(http.StatusNotFound, fmt.Sprintf("no delivery with id %d", id))
 	case errors.Is(err, outbox.ErrNotFailed):
 		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("delivery %d has not failed (or does not exist); only a failed delivery can be retried", id))
+	case errors.Is(err, outbox.ErrOptedOut):
+		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("delivery %d goes to a number that replied STOP; it gets nothing until it replies START", id))
 	default:
 		return h.unavailable("retry delivery", err)
 	}
@@ -384,6 +404,9 @@ type statusJSON struct {
 	NoiseError  string       `json:"noise_error,omitempty"`
 	// Last24h counts the last 24 hours; absent when the outbox failed.
 	Last24h *countsJSON `json:"last_24h,omitempty"`
+	// OptedOut are the numbers that replied STOP, masked; absent without
+	// two-way SMS.
+	OptedOut []optOutJSON `json:"opted_out,omitempty"`
 }
 
 type countsJSON struct {
@@ -490,6 +513,7 @@ func (h *Handler) apiStatus(c echo.Context) error {
 	} else {
 		out.Last24h = &countsJSON{Notifications: cs.Notifications, Accepted: cs.Accepted, Failed: cs.Failed}
 	}
+	out.OptedOut = h.optOutsJSON(c.Request().Context())
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -84,6 +84,13 @@ type indexData struct {
 	// Noise is the throttle and budget; NoiseErr says why it is missing.
 	Noise    *Noise
 	NoiseErr string
+	// OptOuts are the numbers that replied STOP (a banner); TwoWayErr
+	// says why they or the acknowledgements are missing.
+	OptOuts   []optOutView
+	TwoWayErr string
+	// Escalations are the open escalations and those that ended lately;
+	// nil when the bridge has none to show.
+	Escalations *escalationSection
 }
 
 type filterLink struct {
@@ -106,6 +113,10 @@ type notificationView struct {
 	Messages []messageView
 	// States counts its deliveries by state, in display order.
 	States []stateCount
+	// Acks are the acknowledgements by reply of its code.
+	Acks []ackView
+	// FailoverOf is, for a failover, the delivery it stands in for.
+	FailoverOf int64
 }
 
 type stateCount struct {
@@ -140,6 +151,16 @@ type chipView struct {
 	Waiting string
 	// BundledInto is the digest's delivery of a bundled number.
 	BundledInto int64
+	// Receipt is the handset's final status (delivered, failed), or "";
+	// ReceiptWord the provider's latest word and ReceiptAt its time.
+	Receipt     string
+	ReceiptWord string
+	ReceiptAt   time.Time
+	// ReplyCode is the code the number may reply with.
+	ReplyCode string
+	// FailedOverTo is the notification that took an undelivered text to
+	// the receiver's on_undelivered.
+	FailedOverTo int64
 }
 
 // waiting says why nothing pending goes out now, from the provider's
@@ -179,7 +200,11 @@ func group(ns []outbox.NotificationRecord) []notificationView {
 				ID: r.ID, Number: Person{Name: r.Person, Number: r.Number}.String(), State: string(r.State), DryRun: isDryRun(r),
 				Attempts: r.Attempts, UpdatedAt: r.UpdatedAt, NextAttempt: r.NextAttemptAt, Account: r.Account,
 				APIMessageID: r.APIMessageID, ErrorCode: r.ErrorCode, Error: r.Error, BundledInto: r.BundledInto,
+				Receipt: r.Receipt, ReceiptWord: r.ReceiptWord, ReceiptAt: r.ReceiptAt, ReplyCode: r.ReplyCode, FailedOverTo: r.FailedOverTo,
 			})
+			if r.FailoverOf != 0 {
+				v.FailoverOf = r.FailoverOf
+			}
 			counts[string(r.State)]++
 		}
 		for _, st := range states {
@@ -260,6 +285,12 @@ func (h *Handler) page(c echo.Context) error {
 		}
 	}
 	d.Noise, d.NoiseErr = h.noise(ctx)
+	d.Escalations = h.escalationsSection(ctx, d.Now)
+	var acks map[int64][]ackView
+	d.OptOuts, acks, d.TwoWayErr = h.twoWay(ctx, d.Now)
+	for i := range d.Notifications {
+		d.Notifications[i].Acks = acks[d.Notifications[i].ID]
+	}
 	d.Filters = append(d.Filters, filterLink{Name: "all", Href: link(""), Active: d.Filter == "" && err == nil})
 	for _, st := range states {
 		d.Filters = append(d.Filters, filterLink{Name: string(st), Href: link(string(st)), Active: d.Filter == string(st)})

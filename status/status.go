@@ -233,6 +233,10 @@ type Options struct {
 	Noise NoiseSource
 	// Oncall are the on-call lists; nil hides them and their API.
 	Oncall Oncall
+	// TwoWay are the opt-outs and acknowledgements; nil hides them.
+	TwoWay TwoWay
+	// Escalations are the escalations; nil hides them and their API.
+	Escalations Escalations
 	// AdminAPI opens the endpoints that change state (--web.enable-admin-api);
 	// without it they answer 403 and the page hides them.
 	AdminAPI bool

@@ -414,9 +414,14 @@ func Fit(s string, maxSegments int) string {
 	if _, segments := measure(s); segments <= maxSegments {
 		return s
 	}
-	cut := fitPrefix(s, maxSegments, len(ellipsis))
-	// Prefer ending on a word boundary, but only if that costs a few runes:
-	// a long word (a URL, a hash) is better cut than dropped.
+	cut := onBoundary(s, fitPrefix(s, maxSegments, len(ellipsis)))
+	head := strings.TrimRight(s[:cut], " \n")
+	return head + ellipsis
+}
+
+// onBoundary moves cut back to a word boundary, but only if that costs a
+// few runes: a long word (a URL, a hash) is better cut than dropped.
+func onBoundary(s string, cut int) int {
 	runes := 0
 	if cut < len(s) && (s[cut] == ' ' || s[cut] == '\n') {
 		runes = fitWordWindow + 1 // already on a boundary
@@ -424,14 +429,41 @@ func Fit(s string, maxSegments int) string {
 	for i := cut; i > 0 && runes <= fitWordWindow; {
 		r, size := utf8.DecodeLastRuneInString(s[:i])
 		if r == ' ' || r == '\n' {
-			cut = i - size
-			break
+			return i - size
 		}
 		i -= size
 		runes++
 	}
-	head := strings.TrimRight(s[:cut], " \n")
-	return head + ellipsis
+	return cut
+}
+
+// FitSuffix returns ToGSM(s) followed by ToGSM(suffix), in at most
+// maxSegments segments (DefaultMaxSegments when maxSegments <= 0): when
+// they do not fit, s is cut as Fit cuts it (ending in "...") and suffix
+// kept whole. A suffix that does not fit on its own is cut with the rest.
+func FitSuffix(s, suffix string, maxSegments int) string {
+	if maxSegments <= 0 {
+		maxSegments = DefaultMaxSegments
+	}
+	s, suffix = ToGSM(s), ToGSM(suffix)
+	if _, segments := measure(s + suffix); segments <= maxSegments {
+		return s + suffix
+	}
+	if _, segments := measure(ellipsis + suffix); segments > maxSegments {
+		return Fit(s+suffix, maxSegments)
+	}
+	reserve, _ := measure(ellipsis + suffix)
+	cut := onBoundary(s, fitPrefix(s, maxSegments, reserve))
+	for {
+		head := strings.TrimRight(s[:cut], " \n") + ellipsis
+		// The reserve counts septets; an escape pair pushed whole into the
+		// next segment can cost one more, so check and step back.
+		if _, segments := measure(head + suffix); segments <= maxSegments || cut == 0 {
+			return head + suffix
+		}
+		_, size := utf8.DecodeLastRuneInString(s[:cut])
+		cut -= size
+	}
 }
 
 // fitPrefix returns the byte length of the longest prefix of the GSM text s

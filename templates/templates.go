@@ -36,6 +36,9 @@ var defaultTemplates []byte
 const (
 	DefaultTemplate = "sms.default"
 	WebhookTemplate = "sms.webhook"
+	// ReplyTemplate is the line Render ends a text with when it has a
+	// reply code (Data.Reply): "Reply ACK 12 to silence 1h".
+	ReplyTemplate = "sms.reply"
 )
 
 // Data is what templates execute against: Alertmanager's template data (so
@@ -54,6 +57,23 @@ type Data struct {
 	TruncatedAlerts int `json:"truncatedAlerts"`
 	// ReceivedAt is when smsbridge received the notification.
 	ReceivedAt time.Time `json:"receivedAt"`
+	// Reply is what the recipient may answer with; its Code is empty
+	// when the text carries none (replies off, or not firing).
+	Reply Reply `json:"reply"`
+}
+
+// Reply is the reply code of a firing SMS when replies are enabled.
+type Reply struct {
+	// Code is the code the recipient replies with ("ACK 12"). The store
+	// chooses it when the text is written; while the text is rendered it
+	// is a placeholder as wide as the widest code, which the store
+	// replaces, so a template may place it anywhere but should not
+	// transform it.
+	Code string `json:"code"`
+	// Silence is how long an acknowledgement silences the group ("1h"),
+	// or empty when it silences nothing (no alertmanager_api, or not an
+	// Alertmanager group): then it only acknowledges.
+	Silence string `json:"silence"`
 }
 
 // NewData is the template data of n: every field of the notification,
@@ -302,6 +322,11 @@ func New(opts Options) (*Renderer, error) {
 	if err := r.checkDigest(am); err != nil {
 		return nil, err
 	}
+	withCode := *am
+	withCode.Reply = Reply{Code: "12", Silence: "1h"}
+	if _, err := r.user(invoke(ReplyTemplate), &withCode); err != nil && !errors.Is(err, errEmptyText) {
+		return nil, fmt.Errorf("template %s: %w", ReplyTemplate, err)
+	}
 	return r, nil
 }
 
@@ -439,6 +464,10 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 			return "", 0, fmt.Errorf("render for receiver %q: %w; default template: %w", receiver, err, fallbackErr)
 		}
 	}
+	if data.Reply.Code != "" {
+		text = r.withReply(receiver, text, &data, maxSegments)
+		return text, Segments(text), nil
+	}
 	text, segments = r.Plain(text, maxSegments)
 	return text, segments, nil
 }
@@ -457,6 +486,28 @@ func (r *Renderer) user(tmpl string, d any) (string, error) {
 // bounded, it runs without a goroutine of its own, under the output cap.
 func (r *Renderer) builtin(tmpl string, d any) (string, error) {
 	return r.base.execute(tmpl, d, Limits{Output: r.limits.Output}, nil)
+}
+
+// withReply fits text, with the reply line (sms.reply) after it, to
+// maxSegments: the text is cut, never the line, so the code always
+// reaches the phone. A template that placed the code itself, where it
+// survives the fitting, gets no line; one whose sms.reply renders nothing
+// gets none either.
+func (r *Renderer) withReply(receiver, text string, d *Data, maxSegments int) string {
+	if strings.Contains(text, d.Reply.Code) {
+		if fitted := Fit(text, maxSegments); strings.Contains(fitted, d.Reply.Code) {
+			return fitted
+		}
+	}
+	line, err := r.user(invoke(ReplyTemplate), d)
+	if err != nil && !errors.Is(err, errEmptyText) {
+		r.failed(receiver, d.Source, d.GroupKey, err)
+		line, err = r.builtin(invoke(ReplyTemplate), d)
+	}
+	if err != nil || line == "" {
+		return Fit(text, maxSegments)
+	}
+	return FitSuffix(text, "\n"+line, maxSegments)
 }
 
 // Plain makes a text that no template produced sendable: GSM 03.38, fitted

@@ -39,7 +39,16 @@
 //     deliveries again under the lock and skips a number another replica
 //     released) and CancelHeld (the held firings a resolution cancels).
 //     The day's budget is one row, locked (SELECT ... FOR UPDATE) after
-//     the numbers, so two replicas never both spend its last segments.
+//     the numbers, so two replicas never both spend its last segments;
+//   - two-way SMS and escalation: a page's reply code is chosen under a
+//     lock on each number it is issued to; its escalation steps are
+//     scheduled, and a resolution's stopped, under the group's lock (as
+//     is StopEscalations), and an escalated page's step row is locked
+//     (FOR UPDATE) while its guard is evaluated; a receipt is matched
+//     under a lock on the number, an acknowledgement under one on the
+//     group, an opt-out under the number's lock that Admit takes, Allow
+//     under one on its key; Claim is one INSERT ... ON CONFLICT.
+//     LeaseSilences and LeaseEscalations skip locked rows, as Lease does.
 //
 // Resolved alerts are remembered with INSERT ... ON CONFLICT DO UPDATE.
 // To rule out deadlocks, every transaction takes its locks in one order:

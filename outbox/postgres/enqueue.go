@@ -87,6 +87,9 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	if n.CancelHeld && n.GroupKey == "" {
 		return n, fmt.Errorf("%w: cancelling held deliveries needs a group key", outbox.ErrInvalid)
 	}
+	if n.Escalation.ID != 0 && n.Escalation.Lease == "" {
+		return n, fmt.Errorf("%w: an escalated page needs its step's lease", outbox.ErrInvalid)
+	}
 	for i, a := range n.Resolved {
 		if a.Fingerprint == "" {
 			return n, fmt.Errorf("%w: resolved alert %d has no fingerprint", outbox.ErrInvalid, i)
@@ -107,6 +110,9 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 		}
 		if m.DedupKey != "" && n.DedupWindow > 0 && n.GroupKey == "" {
 			return n, fmt.Errorf("%w: message %d has a dedup key but the notification no group key", outbox.ErrInvalid, i)
+		}
+		if err := outbox.CheckEscalate(n, m); err != nil {
+			return n, fmt.Errorf("%w: message %d: %w", outbox.ErrInvalid, i, err)
 		}
 		for k, a := range m.Alerts {
 			if a.Fingerprint == "" {
@@ -240,6 +246,8 @@ type commitState struct {
 	held     map[pair][]int64     // (number, group) → held firing deliveries
 	lastSent map[pair]string      // (number, group) → status last sent
 	watched  map[pair]bool        // the (number, group) pairs CancelHeld asks about
+	twoWayState
+	escState
 }
 
 // commitWrites is what one group commit writes, column by column.
@@ -260,6 +268,8 @@ type commitWrites struct {
 	resolved map[alertKey]outbox.AlertRef
 	ids      map[string]idRecord
 	cancel   []int64
+	twoWayWrites
+	escWrites
 }
 
 // write records the batch in one transaction of four round trips, however
@@ -293,6 +303,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 		messages               int
 	)
 	seenPair, seenAlert := map[pair]bool{}, map[alertKey]bool{}
+	ask := newGuardAsk()
 	st := &commitState{ids: map[string]idRecord{}, once: map[string]int64{}, last: map[string]string{},
 		dedup: map[pair]dedupRecord{}, resolved: map[alertKey]bool{}, held: map[pair][]int64{},
 		lastSent: map[pair]string{}, watched: map[pair]bool{}}
@@ -313,6 +324,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			locks = append(locks, s.lockOf(lockSpaceOnce, n.OnceKey))
 			onceKeys = append(onceKeys, n.OnceKey)
 		}
+		locks = append(locks, ask.add(s, n)...)
 		for _, m := range n.Messages {
 			if m.DedupKey != "" && n.DedupWindow > 0 {
 				if p := (pair{m.Receiver, n.GroupKey}); !seenPair[p] {
@@ -348,10 +360,12 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 
 	b := &pgx.Batch{}
 	queueLocks(b, locks)
-	var nids, mids []int64
+	var nids, mids, eids []int64
 	b.Queue(`SELECT ARRAY(SELECT nextval('notifications_id_seq') FROM generate_series(1, $1::int)),
-		ARRAY(SELECT nextval('messages_id_seq') FROM generate_series(1, $2::int))`, len(batch), messages).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&nids, &mids) })
+		ARRAY(SELECT nextval('messages_id_seq') FROM generate_series(1, $2::int)),
+		ARRAY(SELECT nextval('escalations_id_seq') FROM generate_series(1, $3::int))`, len(batch), messages, ask.steps).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&nids, &mids, &eids) })
+	ask.queue(b, st, now)
 	if len(ids) > 0 {
 		b.Queue(`SELECT id, notification_id, expires_at FROM delivery_ids WHERE id = ANY($1) AND expires_at > $2`, ids, now).
 			Query(func(rows pgx.Rows) error {
@@ -453,10 +467,12 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}
 	slices.Sort(nids)
 	slices.Sort(mids)
+	slices.Sort(eids)
 
 	w := &commitWrites{dedup: map[pair]dedupRecord{}, resolved: map[alertKey]outbox.AlertRef{}, ids: map[string]idRecord{}}
+	w.escWrites.newSteps = map[string][]int{}
 	for i, r := range batch {
-		if st.record(r, nids[i], &mids, now, w) {
+		if st.record(r, nids[i], &mids, &eids, now, w) {
 			due = true
 		}
 	}
@@ -487,25 +503,31 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			ON CONFLICT (fingerprint, starts_at) DO UPDATE SET seen_at = excluded.seen_at`, fp, at, now)
 	}
 	if len(w.nID) > 0 {
-		b.Queue(`INSERT INTO notifications (id, received_at, source, group_key, status, outcome, once_key, alertname)
-			SELECT id, $2, source, group_key, status, outcome, once_key, alertname
-			FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-				AS t(id, source, group_key, status, outcome, once_key, alertname)`,
-			w.nID, now, w.nSource, w.nGroup, w.nStatus, w.nOutcome, w.nOnce, w.nAlert)
+		b.Queue(`INSERT INTO notifications (id, received_at, source, group_key, status, outcome, once_key, alertname, ack_labels)
+			SELECT id, $2, source, group_key, status, outcome, once_key, alertname, NULLIF(ack_labels, '')::jsonb
+			FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+				AS t(id, source, group_key, status, outcome, once_key, alertname, ack_labels)`,
+			w.nID, now, w.nSource, w.nGroup, w.nStatus, w.nOutcome, w.nOnce, w.nAlert, w.nAck)
 	}
+	// The steps of notifications recorded earlier end before this
+	// commit's own are written: a resolution stops only what was
+	// scheduled before it (record settled this commit's own).
+	w.queueEscalationEnds(b, now)
 	if len(w.mID) > 0 {
-		b.Queue(`INSERT INTO messages (id, notification_id, receiver, text, segments, summary)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[])`,
-			w.mID, w.mNote, w.mReceiver, w.mText, w.mSegments, w.mSummary)
+		b.Queue(`INSERT INTO messages (id, notification_id, receiver, text, segments, summary, template, reply_code)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[])`,
+			w.mID, w.mNote, w.mReceiver, w.mText, w.mSegments, w.mSummary, w.mTemplate, w.mReplyCode)
 	}
 	if len(w.dMessage) > 0 {
 		b.Queue(`INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at,
-				unthrottled, critical, error_code, error, person)
-			SELECT message_id, number, state, $3, $3, $3, unthrottled, critical, error_code, error, person
-			FROM unnest($1::bigint[], $2::text[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::text[], $9::text[])
-				AS t(message_id, number, state, unthrottled, critical, error_code, error, person)`,
-			w.dMessage, w.dNumber, now, w.dState, w.dUnthrottled, w.dCritical, w.dCode, w.dError, w.dPerson)
+				unthrottled, critical, error_code, error, person, failover_of)
+			SELECT message_id, number, state, $3, $3, $3, unthrottled, critical, error_code, error, person, NULLIF(failover_of, 0)
+			FROM unnest($1::bigint[], $2::text[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+				AS t(message_id, number, state, unthrottled, critical, error_code, error, person, failover_of)`,
+			w.dMessage, w.dNumber, now, w.dState, w.dUnthrottled, w.dCritical, w.dCode, w.dError, w.dPerson, w.dFailover)
 	}
+	w.queueTwoWay(b, now)
+	w.queueSteps(b, now)
 	if len(w.cancel) > 0 {
 		slices.Sort(w.cancel)
 		b.Queue(`UPDATE deliveries SET state = 'cancelled', error_code = $1, error = $2, updated_at = $3
@@ -551,7 +573,7 @@ const resolvedBeforeSent = "resolved before sent: the group resolved while its f
 // gives, adds what it writes to w (taking message ids from mids), updates
 // st for the calls after it, and sets r.res. It reports whether a delivery
 // due now is written.
-func (st *commitState) record(r *enqueueReq, nid int64, mids *[]int64, now time.Time, w *commitWrites) bool {
+func (st *commitState) record(r *enqueueReq, nid int64, mids, eids *[]int64, now time.Time, w *commitWrites) bool {
 	n := r.n
 	// The sender's delivery id first: a repeat writes nothing, whatever
 	// the other guards would say.
@@ -564,6 +586,12 @@ func (st *commitState) record(r *enqueueReq, nid int64, mids *[]int64, now time.
 	if n.OnceKey != "" {
 		if prior, ok := st.once[n.OnceKey]; ok {
 			r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+			return false
+		}
+	}
+	if n.Escalation.ID != 0 {
+		if ok, to := st.escalationGuard(n.Escalation); !ok {
+			r.res = outbox.Enqueued{ID: to, Outcome: outbox.OutcomeDuplicate}
 			return false
 		}
 	}
@@ -604,6 +632,18 @@ func (st *commitState) record(r *enqueueReq, nid int64, mids *[]int64, now time.
 		st.resolved[k] = true
 		w.resolved[k] = a
 	}
+	// So is a resolution's end of its group's escalations.
+	if n.Status == "resolved" && n.GroupKey != "" {
+		res.EscalationsStopped = st.resolveEscalations(n.GroupKey, w)
+	}
+	if n.Escalation.ID != 0 {
+		st.escalated(n.Escalation.ID, nid, w)
+	} else if n.Status == "firing" {
+		res.EscalationsScheduled = st.scheduleEscalations(n, nid, eids, now, w)
+	}
+	res.ReplyCode = st.replyCode(n, nid, w)
+	n.Messages = outbox.FillReplyCode(n.Messages, res.ReplyCode)
+	w.nAck = append(w.nAck, labelsJSON(n.AckLabels))
 	res.ID, res.Outcome = nid, n.Outcome
 	w.nID = append(w.nID, nid)
 	w.nSource, w.nGroup, w.nStatus = append(w.nSource, n.Source), append(w.nGroup, n.GroupKey), append(w.nStatus, n.Status)
@@ -628,6 +668,11 @@ func (st *commitState) record(r *enqueueReq, nid int64, mids *[]int64, now time.
 		*mids = (*mids)[1:]
 		w.mID, w.mNote, w.mReceiver = append(w.mID, mid), append(w.mNote, nid), append(w.mReceiver, m.Receiver)
 		w.mText, w.mSegments, w.mSummary = append(w.mText, m.Text), append(w.mSegments, int32(m.Segments)), append(w.mSummary, m.Summary)
+		rc := ""
+		if m.Template != "" {
+			rc = m.ReplyCode
+		}
+		w.mTemplate, w.mReplyCode = append(w.mTemplate, m.Template), append(w.mReplyCode, rc)
 		for _, num := range m.Numbers {
 			state, code, reason := outbox.StatePending, "", ""
 			p := pair{num.Number, n.GroupKey}
@@ -651,6 +696,7 @@ func (st *commitState) record(r *enqueueReq, nid int64, mids *[]int64, now time.
 			w.dMessage, w.dNumber, w.dState = append(w.dMessage, mid), append(w.dNumber, num.Number), append(w.dState, string(state))
 			w.dUnthrottled, w.dCritical = append(w.dUnthrottled, num.Unthrottled), append(w.dCritical, num.Critical)
 			w.dCode, w.dError, w.dPerson = append(w.dCode, code), append(w.dError, reason), append(w.dPerson, num.Person)
+			w.dFailover = append(w.dFailover, m.FailoverOf)
 			if state == outbox.StatePending {
 				res.Recipients++
 				due = true

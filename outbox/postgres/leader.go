@@ -158,6 +158,9 @@ func (s *Store) takeOver(ctx context.Context, t *term) (err error) {
 		s.logger.Warn("returned deliveries leased by an earlier leader to the queue; they will be sent again (at-least-once)",
 			"deliveries", total, "owners", strings.Join(names, ","))
 	}
+	if err := s.releaseEscalations(ctx); err != nil {
+		return err
+	}
 	s.term.Store(t)
 	go t.watch()
 	s.signal()

@@ -23,6 +23,14 @@ const (
 	// write of a once key and of a sender's delivery id.
 	lockSpaceOnce       int32 = 0x534d5305
 	lockSpaceDeliveryID int32 = 0x534d5306
+	// lockSpaceReply serialises the choice of reply codes per number
+	// (Enqueue), lockSpaceAck the acknowledgement of a group, lockSpaceReceipt
+	// the match of a receipt to a number's delivery, lockSpaceRate the
+	// count of one Allow key.
+	lockSpaceReply   int32 = 0x534d5307
+	lockSpaceAck     int32 = 0x534d5308
+	lockSpaceReceipt int32 = 0x534d5309
+	lockSpaceRate    int32 = 0x534d530a
 )
 
 // xactLock is one transaction-level advisory lock.

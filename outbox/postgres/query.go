@@ -39,7 +39,10 @@ func (s *Store) Stats(ctx context.Context) (_ outbox.Stats, err error) {
 // selectRecords is the query behind outbox.Record, without its WHERE.
 const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, n.alertname, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person
+		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person,
+		d.receipt, d.receipt_word, d.receipt_at, m.reply_code, COALESCE(d.failover_of, 0),
+		COALESCE((SELECT fm.notification_id FROM deliveries f JOIN messages fm ON fm.id = f.message_id
+			WHERE f.failover_of = d.id ORDER BY f.id LIMIT 1), 0)
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -48,11 +51,16 @@ const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source,
 func scanRecord(sc pgx.Row) (outbox.Record, error) {
 	var r outbox.Record
 	var next time.Time
+	var receiptAt *time.Time
 	var state string
 	if err := sc.Scan(&r.ID, &r.NotificationID, &r.ReceivedAt, &r.UpdatedAt, &r.Source, &r.GroupKey, &r.Status, &r.AlertName, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person); err != nil {
+		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person,
+		&r.Receipt, &r.ReceiptWord, &receiptAt, &r.ReplyCode, &r.FailoverOf, &r.FailedOverTo); err != nil {
 		return outbox.Record{}, err
+	}
+	if receiptAt != nil {
+		r.ReceiptAt = *receiptAt
 	}
 	r.State = outbox.State(state)
 	if r.State == outbox.StatePending || r.State == outbox.StateHeld {
@@ -142,7 +150,7 @@ func (s *Store) Retry(ctx context.Context, id int64) (err error) {
 	defer func() { end(err) }()
 	now := s.clock()
 	tag, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = $1, next_attempt_at = $1, updated_at = $1
-		WHERE id = $2 AND state = 'failed'`, now, id)
+		WHERE id = $2 AND state = 'failed' AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.number = deliveries.number)`, now, id)
 	if err != nil {
 		return fmt.Errorf("retry delivery %d: %w", id, err)
 	}
@@ -153,6 +161,14 @@ func (s *Store) Retry(ctx context.Context, id int64) (err error) {
 		}
 		if !exists {
 			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFound)
+		}
+		var optedOut bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries d JOIN opt_outs o ON o.number = d.number
+			WHERE d.id = $1 AND d.state = 'failed')`, id).Scan(&optedOut); err != nil {
+			return fmt.Errorf("retry delivery %d: %w", id, err)
+		}
+		if optedOut {
+			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrOptedOut)
 		}
 		return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFailed)
 	}
@@ -232,7 +248,43 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (total int, 
 		SELECT id FROM delivery_ids WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, now); err != nil {
 		return total, err
 	}
+	// Two-way state: acknowledgements whose silence is settled, expired
+	// claims, and counted events older than retention and a day. Reply
+	// codes go with their notifications.
+	for _, q := range []struct {
+		what, sql string
+		arg       time.Time
+	}{
+		{"acknowledgements", `DELETE FROM acks WHERE id IN (
+			SELECT id FROM acks WHERE at < $1 AND silence <> 'pending' LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff},
+		{"claims", `DELETE FROM claims WHERE key IN (
+			SELECT key FROM claims WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, now},
+		{"counted events", `DELETE FROM rate_events WHERE id IN (
+			SELECT id FROM rate_events WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, minTime(cutoff, now.Add(-24*time.Hour))},
+	} {
+		if _, err := chunks(q.what, q.sql, q.arg); err != nil {
+			return total, err
+		}
+	}
+	// Escalations whose steps all ended before the cutoff and that began
+	// more than an episode ago (an episode still running needs its steps
+	// to know it is). Their rows are locked by nobody: only pending steps
+	// and those of recent episodes are ever written.
+	if _, err := chunks("escalations", `DELETE FROM escalations WHERE escalation IN (
+		SELECT escalation FROM escalations GROUP BY escalation
+		HAVING bool_and(state <> 'pending') AND max(COALESCE(ended_at, '-infinity')) < $1 AND max(started_at) < $2
+		LIMIT $3)`, cutoff, now.Add(-outbox.EscalationEpisode)); err != nil {
+		return total, err
+	}
 	return total, nil
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Notifications returns the notifications f selects, newest first, each

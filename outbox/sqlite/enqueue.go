@@ -84,6 +84,9 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 	if n.CancelHeld && n.GroupKey == "" {
 		return n, fmt.Errorf("%w: cancelling held deliveries needs a group key", outbox.ErrInvalid)
 	}
+	if n.Escalation.ID != 0 && n.Escalation.Lease == "" {
+		return n, fmt.Errorf("%w: an escalated page needs its step's lease", outbox.ErrInvalid)
+	}
 	for i, a := range n.Resolved {
 		if a.Fingerprint == "" {
 			return n, fmt.Errorf("%w: resolved alert %d has no fingerprint", outbox.ErrInvalid, i)
@@ -104,6 +107,9 @@ func clean(n outbox.Notification) (outbox.Notification, error) {
 		}
 		if m.DedupKey != "" && n.DedupWindow > 0 && n.GroupKey == "" {
 			return n, fmt.Errorf("%w: message %d has a dedup key but the notification no group key", outbox.ErrInvalid, i)
+		}
+		if err := outbox.CheckEscalate(n, m); err != nil {
+			return n, fmt.Errorf("%w: message %d: %w", outbox.ErrInvalid, i, err)
 		}
 		for k, a := range m.Alerts {
 			if a.Fingerprint == "" {
@@ -216,6 +222,16 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 			return false, err
 		}
 	}
+	if s.twIns == nil {
+		if s.twIns, err = prepareTwoWay(ctx, s.wdb); err != nil {
+			return false, err
+		}
+	}
+	if s.escIns == nil {
+		if s.escIns, err = prepareEscalation(ctx, s.wdb); err != nil {
+			return false, err
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("begin: %w", err)
@@ -227,7 +243,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
-	w := &txInserts{}
+	w := &txInserts{tw: s.twIns.in(ctx, tx), esc: s.escIns.in(ctx, tx)}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
 		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
 		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
@@ -260,6 +276,10 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 
 // txInserts are the group commit's statements inside one transaction.
 type txInserts struct {
+	// tw are the two-way statements (enqueue_twoway.go), esc the
+	// escalation ones (enqueue_escalation.go).
+	tw                                                   *twoWayInserts
+	esc                                                  *escInserts
 	lastStatus, onceKey, notification, message, delivery *sql.Stmt
 	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
 	heldFiring, cancel, lastSent                         *sql.Stmt
@@ -291,6 +311,16 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return false, fmt.Errorf("read the once key: %w", err)
+		}
+	}
+	if n.Escalation.ID != 0 {
+		ok, escalatedTo, err := w.escalationGuard(ctx, n.Escalation)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			r.res = outbox.Enqueued{ID: escalatedTo, Outcome: outbox.OutcomeDuplicate}
+			return false, nil
 		}
 	}
 	if n.RequireFiring {
@@ -342,6 +372,14 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, fmt.Errorf("remember a resolved alert: %w", err)
 		}
 	}
+	// So is a resolution's end of its group's escalations.
+	if n.Status == "resolved" && n.GroupKey != "" {
+		stopped, err := w.resolveEscalations(ctx, n.GroupKey, nowMS)
+		if err != nil {
+			return false, err
+		}
+		res.EscalationsStopped = stopped
+	}
 	id, err := insertID(ctx, w.notification, nowMS, n.Source, n.GroupKey, n.Status, n.Outcome, n.OnceKey, n.AlertName)
 	if err != nil {
 		return false, fmt.Errorf("insert notification: %w", err)
@@ -352,6 +390,20 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, fmt.Errorf("record the delivery id: %w", err)
 		}
 	}
+	if n.Escalation.ID != 0 {
+		if err := w.escalated(ctx, n.Escalation.ID, id, nowMS); err != nil {
+			return false, err
+		}
+	} else if n.Status == "firing" {
+		// The texts as given, before their reply code is written in.
+		if res.EscalationsScheduled, err = w.scheduleEscalations(ctx, n, id, now); err != nil {
+			return false, err
+		}
+	}
+	if res.ReplyCode, err = w.replyCode(ctx, n, id, now); err != nil {
+		return false, err
+	}
+	n.Messages = outbox.FillReplyCode(n.Messages, res.ReplyCode)
 	cancelling := n.CancelHeld && n.Status == "resolved"
 	// keep caches the CancelHeld decision per number, so every text of n
 	// to one number is judged alike.
@@ -361,6 +413,9 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		mid, err := insertID(ctx, w.message, id, m.Receiver, m.Text, m.Segments, m.Summary)
 		if err != nil {
 			return false, fmt.Errorf("insert message: %w", err)
+		}
+		if err := w.messageTwoWay(ctx, mid, m); err != nil {
+			return false, err
 		}
 		for _, num := range m.Numbers {
 			state, code, reason := outbox.StatePending, "", ""
@@ -387,6 +442,9 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 				res.Recipients++
 				due = true
 			}
+		}
+		if err := w.failover(ctx, mid, m); err != nil {
+			return false, err
 		}
 	}
 	r.res = res

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,13 +86,16 @@ func TestMigrateV1(t *testing.T) {
 	}
 	rs.Close()
 	wantNames := []string{
-		"budget", "dedup", "dedup_at",
-		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_held",
-		"deliveries_leased", "deliveries_number", "deliveries_updated",
+		"acks", "acks_at", "acks_group", "acks_pending",
+		"budget", "claims", "claims_expiry", "dedup", "dedup_at",
+		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_failover",
+		"deliveries_held", "deliveries_leased", "deliveries_number", "deliveries_outstanding", "deliveries_updated",
 		"delivery_ids", "delivery_ids_expiry",
+		"escalations", "escalations_due", "escalations_escalation", "escalations_open", "escalations_started",
 		"messages", "messages_notification",
 		"notifications", "notifications_dedup", "notifications_group", "notifications_once", "notifications_received",
-		"oncall_overrides", "oncall_overrides_end",
+		"oncall_overrides", "oncall_overrides_end", "opt_outs",
+		"rate_events", "rate_events_at", "rate_events_key", "reply_codes", "reply_codes_issued", "reply_codes_notification",
 		"resolved_alerts", "resolved_alerts_seen", "state",
 	}
 	if !slices.Equal(names, wantNames) {
@@ -304,5 +308,122 @@ func TestMigrateV4(t *testing.T) {
 	first := enqueue(t, s, withID(note("id"), "ci:v4:2"))
 	if e := enqueue(t, s, withID(note("id"), "ci:v4:2")); e.ID != first.ID || !e.Replayed {
 		t.Errorf("replay after the migration: %+v, want replayed of %d", e, first.ID)
+	}
+}
+
+// TestMigrateV5 upgrades a database made by the release with the noise
+// controls (version 5), whose last step edited the deliveries table's
+// CHECK through writable_schema: the two-way step then adds receipt
+// columns to that very table, and a row stored before gets a receipt and
+// keeps every state. (A fresh database runs both steps in one
+// transaction, which every other test does.)
+func TestMigrateV5(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range migrations[:5] {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+	}
+	qs := []string{
+		"PRAGMA user_version = 5",
+		"INSERT INTO notifications (id, received_at, source, group_key, status, outcome, alertname) VALUES (7, 1000, 'alertmanager', 'g', 'firing', 'accepted', 'DiskFull')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'disk full', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, updated_at, account, api_message_id) VALUES (9, 8, '+27830000001', 'accepted', 1000, 1000, ?, 'primary', 'api-9')",
+	}
+	now := time.Now()
+	for _, q := range qs {
+		args := []any{}
+		if strings.Contains(q, "?") {
+			args = append(args, now.UnixMilli())
+		}
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	ctx := context.Background()
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	var integrity string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity check after the migration: %q %v", integrity, err)
+	}
+	m, err := s.RecordReceipt(ctx, now, outbox.Receipt{Number: "+27830000001", Status: outbox.ReceiptDelivered, Word: "Delivered", Window: time.Hour})
+	if err != nil {
+		t.Fatalf("a receipt for the row stored by version 5: %v", err)
+	}
+	if m.Delivery.ID != 9 || m.Delivery.State != outbox.StateAccepted || m.Delivery.Receipt != outbox.ReceiptDelivered || m.Template != "disk full" {
+		t.Errorf("receipt recorded as %+v", m)
+	}
+	for _, st := range []string{"held", "failed", "pending"} {
+		if _, err := s.wdb.ExecContext(ctx, "UPDATE deliveries SET state = ? WHERE id = 9", st); err != nil {
+			t.Errorf("state %s refused after the migration: %v", st, err)
+		}
+	}
+	e := enqueue(t, s, note("after"))
+	if rs := records(t, s, outbox.Filter{NotificationID: e.ID}); len(rs) != 2 || rs[0].Receipt != "" {
+		t.Errorf("records enqueued after the migration: %+v", rs)
+	}
+}
+
+// TestMigrateV7 upgrades a database version 7 made (two-way SMS, before
+// escalation) with a firing group in it: the escalations table appears,
+// and a page of the group schedules its steps as a first episode.
+func TestMigrateV7(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for i, q := range migrations[:7] {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+		// As migrate does: version 5 edits the stored schema, and the
+		// steps after it must read it anew.
+		var cookie int
+		if err := db.QueryRow("PRAGMA schema_version").Scan(&cookie); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(fmt.Sprintf("PRAGMA schema_version = %d", cookie+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		"PRAGMA user_version = 7",
+		"INSERT INTO notifications (id, received_at, source, group_key, status, outcome, alertname) VALUES (7, 1000, 'alertmanager', 'g', 'firing', 'accepted', 'DiskFull')",
+		"INSERT INTO messages (id, notification_id, receiver, text, segments) VALUES (8, 7, 'ops', 'disk full', 1)",
+		"INSERT INTO deliveries (id, message_id, number, state, queued_at, next_attempt_at, updated_at) VALUES (9, 8, '+27830000001', 'accepted', 1000, 1000, 1000)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dir, Options{Retention: week})
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version = %d, want %d", v, schemaVersion)
+	}
+	n := outbox.Notification{Source: "alertmanager", GroupKey: "g", Status: "firing",
+		Messages: []outbox.Message{{Receiver: "ops", Text: "disk full", Segments: 1, Numbers: []string{"+27830000001"},
+			Escalate: []outbox.EscalationPlan{{After: time.Minute, Receiver: "db2"}}}}}
+	if e := enqueue(t, s, n); e.EscalationsScheduled != 1 {
+		t.Errorf("a page after the migration began %d escalations, want 1", e.EscalationsScheduled)
+	}
+	steps, err := s.EscalationSteps(context.Background(), outbox.EscalationFilter{Open: true})
+	if err != nil || len(steps) != 1 || steps[0].StepReceiver != "db2" || steps[0].State != outbox.EscalationPending {
+		t.Errorf("steps after the migration: %+v %v", steps, err)
 	}
 }

@@ -36,7 +36,10 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 // selectRecords is the query behind outbox.Record, without its WHERE.
 const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source, n.group_key, n.status, n.alertname, m.receiver, d.number,
 		m.text, m.segments, d.state, d.attempts, d.account, COALESCE(d.api_message_id, ''), d.error_code, d.error,
-		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person
+		d.next_attempt_at, d.lease_owner, COALESCE(d.bundled_into, 0), m.summary, d.critical, d.person,
+		d.receipt, d.receipt_word, d.receipt_at, m.reply_code, COALESCE(d.failover_of, 0),
+		COALESCE((SELECT fm.notification_id FROM deliveries f JOIN messages fm ON fm.id = f.message_id
+			WHERE f.failover_of = d.id ORDER BY f.id LIMIT 1), 0)
 	FROM deliveries d
 	JOIN messages m ON m.id = d.message_id
 	JOIN notifications n ON n.id = m.notification_id`
@@ -45,13 +48,18 @@ const selectRecords = `SELECT d.id, n.id, n.received_at, d.updated_at, n.source,
 func scanRecord(sc interface{ Scan(...any) error }) (outbox.Record, error) {
 	var r outbox.Record
 	var received, updated, next int64
+	var receiptAt sql.NullInt64
 	var state string
 	if err := sc.Scan(&r.ID, &r.NotificationID, &received, &updated, &r.Source, &r.GroupKey, &r.Status, &r.AlertName, &r.Receiver, &r.Number,
 		&r.Text, &r.Segments, &state, &r.Attempts, &r.Account, &r.APIMessageID, &r.ErrorCode, &r.Error,
-		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person); err != nil {
+		&next, &r.LeaseOwner, &r.BundledInto, &r.Summary, &r.Critical, &r.Person,
+		&r.Receipt, &r.ReceiptWord, &receiptAt, &r.ReplyCode, &r.FailoverOf, &r.FailedOverTo); err != nil {
 		return outbox.Record{}, err
 	}
 	r.ReceivedAt, r.UpdatedAt, r.State = fromMS(received), fromMS(updated), outbox.State(state)
+	if receiptAt.Valid {
+		r.ReceiptAt = fromMS(receiptAt.Int64)
+	}
 	if r.State == outbox.StatePending || r.State == outbox.StateHeld {
 		r.NextAttemptAt = fromMS(next)
 	}
@@ -138,7 +146,7 @@ func (s *Store) Retry(ctx context.Context, id int64) (err error) {
 	}
 	now := ms(s.clock())
 	res, err := s.wdb.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = ?, next_attempt_at = ?,
-		updated_at = ? WHERE id = ? AND state = 'failed'`, now, now, now, id)
+		updated_at = ? WHERE id = ? AND state = 'failed' AND number NOT IN (SELECT number FROM opt_outs)`, now, now, now, id)
 	if err != nil {
 		return fmt.Errorf("retry delivery %d: %w", id, err)
 	}
@@ -153,6 +161,14 @@ func (s *Store) Retry(ctx context.Context, id int64) (err error) {
 		}
 		if !exists {
 			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFound)
+		}
+		var optedOut bool
+		if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries d JOIN opt_outs o ON o.number = d.number
+			WHERE d.id = ? AND d.state = 'failed')`, id).Scan(&optedOut); err != nil {
+			return fmt.Errorf("retry delivery %d: %w", id, err)
+		}
+		if optedOut {
+			return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrOptedOut)
 		}
 		return fmt.Errorf("retry delivery %d: %w", id, outbox.ErrNotFailed)
 	}
@@ -209,6 +225,12 @@ func (s *Store) Prune(ctx context.Context, retention time.Duration) (_ int, err 
 		if _, err := s.wdb.ExecContext(ctx, q, cutoff); err != nil {
 			return total, fmt.Errorf("prune outbox: %w", err)
 		}
+	}
+	if err := s.pruneTwoWay(ctx, cutoff); err != nil {
+		return total, err
+	}
+	if err := s.pruneEscalations(ctx, cutoff); err != nil {
+		return total, err
 	}
 	// Overrides are few; the ones long over only clutter the list.
 	if _, err := s.wdb.ExecContext(ctx, `DELETE FROM oncall_overrides WHERE ends_at < ?`, cutoff); err != nil {

@@ -97,8 +97,11 @@ type Store struct {
 	wg        sync.WaitGroup
 
 	// ins are the group commit's statements, prepared once by the writer
-	// goroutine (the only one that uses them) on first use.
-	ins *inserts
+	// goroutine (the only one that uses them) on first use; twIns the
+	// two-way ones.
+	ins    *inserts
+	twIns  *twoWayInserts
+	escIns *escInserts
 
 	// dir is the storage directory and dirInfo what it was when the store
 	// opened it, to notice it removed or replaced.
@@ -274,6 +277,11 @@ func open(path string, lock *dirLock, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
+	if err := s.recoverEscalations(ctx); err != nil {
+		s.cancel()
+		s.closeDBs()
+		return nil, fmt.Errorf("open outbox %s: %w", path, err)
+	}
 	if sc, err := s.Schedule(ctx, s.clock()); err == nil && !sc.NextDue.IsZero() && !sc.NextDue.After(s.clock()) {
 		s.signal()
 	}
@@ -310,6 +318,12 @@ func (s *Store) Close() error {
 func (s *Store) closeDBs() error {
 	if s.ins != nil {
 		s.ins.close()
+	}
+	if s.twIns != nil {
+		s.twIns.close()
+	}
+	if s.escIns != nil {
+		s.escIns.close()
 	}
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }

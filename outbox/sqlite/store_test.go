@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -738,4 +739,73 @@ func BenchmarkEnqueueSerial(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
+}
+
+// BenchmarkEnqueueReplyCodes compares durable enqueues of firing pages
+// with and without a reply code (chosen and issued in the write
+// transaction), from many concurrent callers, each page to three of a
+// pool of numbers, as on-call rotations spread them.
+func BenchmarkEnqueueReplyCodes(b *testing.B) {
+	for _, codes := range []bool{false, true} {
+		b.Run(fmt.Sprintf("codes=%t", codes), func(b *testing.B) {
+			s := mustOpen(b, b.TempDir(), Options{Retention: week})
+			b.SetParallelism(16)
+			var seq atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := seq.Add(1)
+					n := outbox.Notification{Source: "alertmanager", GroupKey: fmt.Sprint("g", k%50), Status: "firing",
+						AckLabels: map[string]string{"alertname": "DiskFull", "team": "db"},
+						Messages: []outbox.Message{{Receiver: "ops", Text: "[FIRING:1] DiskFull db1 /var 97%\nReply ACK " + outbox.ReplyCodePlaceholder,
+							Segments: 1, ReplyCode: codes, Numbers: []string{
+								fmt.Sprintf("+2783%07d", k%300), fmt.Sprintf("+2783%07d", 300+k%300), fmt.Sprintf("+2783%07d", 600+k%300)}}}}
+					if _, err := s.Enqueue(context.Background(), n); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
+		})
+	}
+}
+
+// BenchmarkEnqueueEscalation compares durable enqueues with and without
+// escalation steps on the pages, from many concurrent callers: 200
+// groups, every tenth notification a resolution of its group (which
+// stops its steps and ends the episode), the others firing pages that
+// begin an episode or find one under way.
+func BenchmarkEnqueueEscalation(b *testing.B) {
+	for _, steps := range []bool{false, true} {
+		b.Run(fmt.Sprintf("steps=%t", steps), func(b *testing.B) {
+			s := mustOpen(b, b.TempDir(), Options{Retention: week})
+			b.SetParallelism(16)
+			var seq atomic.Int64
+			var plan []outbox.EscalationPlan
+			if steps {
+				plan = []outbox.EscalationPlan{{After: 10 * time.Minute, Receiver: "db-secondary"}, {After: 30 * time.Minute, Receiver: "managers"}}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := seq.Add(1)
+					n := outbox.Notification{Source: "alertmanager", GroupKey: fmt.Sprint("g", k%200), Status: "firing",
+						EscalationLabels: map[string]string{"alertname": "DiskFull", "team": "db"},
+						Messages: []outbox.Message{{Receiver: "ops", Text: "[FIRING:1] DiskFull db1 /var 97%", Segments: 1,
+							Numbers: []string{fmt.Sprintf("+2783%07d", k%300)}, Escalate: plan}}}
+					if k%10 == 0 {
+						n.Status = "resolved"
+					}
+					if _, err := s.Enqueue(context.Background(), n); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
+		})
+	}
 }

@@ -70,13 +70,28 @@ func (s *Server) FailDelivery(number, word string) {
 	s.deliveryWords[k] = word
 }
 
+// SetCallbackURL points the fake's callbacks at u from now on (a test
+// whose bridge listens only after the fake was made); "" stops them.
+func (s *Server) SetCallbackURL(u string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.callback = u
+}
+
+// callbackURL is where callbacks go now.
+func (s *Server) callbackURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.callback
+}
+
 // Reply POSTs a MessageReply callback to Options.CallbackURL, as the
 // provider does when a recipient answers: one event from number (sent
 // without its leading "+", as the provider writes numbers) with text as
 // its Message. It fails if no CallbackURL is set, if the fake is closed,
 // or if the callback is not answered with a 2xx.
 func (s *Server) Reply(ctx context.Context, number, text string) error {
-	if s.opts.CallbackURL == "" {
+	if s.callbackURL() == "" {
 		return errors.New("fake sms api: no callback url to send a reply to")
 	}
 	if !s.track() {
@@ -94,7 +109,7 @@ func (s *Server) Reply(ctx context.Context, number, text string) error {
 // status of each is fixed now, by FailDelivery. Callbacks still waiting
 // when the fake is closed are not sent.
 func (s *Server) scheduleReceipts(msgs []Message) {
-	if s.opts.CallbackURL == "" || len(msgs) == 0 {
+	if s.callbackURL() == "" || len(msgs) == 0 {
 		return
 	}
 	events := make([]any, len(msgs))
@@ -156,7 +171,11 @@ func (s *Server) post(ctx context.Context, typ string, events []any) error {
 	if err != nil {
 		return fmt.Errorf("fake sms api: encode callback: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.CallbackURL, bytes.NewReader(body))
+	target := s.callbackURL()
+	if target == "" {
+		return errors.New("fake sms api: no callback url")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("fake sms api: callback: %w", withoutURL(err))
 	}

@@ -281,6 +281,23 @@ func TestReply(t *testing.T) {
 	if err := New(Options{}).Reply(ctx, "+27831234567", "x"); err == nil || !strings.Contains(err.Error(), "no callback url") {
 		t.Errorf("without CallbackURL: %v", err)
 	}
+
+	// Pointed at the receiver later, for a bridge that listens after the
+	// fake was made; and away again.
+	r.status.Store(http.StatusOK)
+	late := New(Options{})
+	defer late.Close()
+	late.SetCallbackURL(r.URL)
+	if err := late.Reply(ctx, "+27831234567", "ACK 3"); err != nil {
+		t.Fatalf("after SetCallbackURL: %v", err)
+	}
+	if got := decodeCallback(t, r.next(t), TypeReply, "Message", "Number"); len(got) != 1 || got[0].Message != "ACK 3" {
+		t.Errorf("sent %+v", got)
+	}
+	late.SetCallbackURL("")
+	if err := late.Reply(ctx, "+27831234567", "x"); err == nil {
+		t.Error("Reply after SetCallbackURL(\"\") succeeded")
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the fake's goroutines and the

@@ -174,6 +174,9 @@ type Server struct {
 	// deliveryWords maps a number (without "+") to the status its
 	// delivery callbacks report instead of "Delivered".
 	deliveryWords map[string]string
+	// callback is where callbacks go: Options.CallbackURL, or what
+	// SetCallbackURL set.
+	callback string
 
 	// callbacks is the client that POSTs callbacks.
 	callbacks *http.Client
@@ -183,13 +186,14 @@ type Server struct {
 func New(opts Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		opts:    opts,
-		now:     time.Now,
-		ctx:     ctx,
-		cancel:  cancel,
-		credits: opts.Credits,
-		rng:     mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
-		changed: make(chan struct{}),
+		opts:     opts,
+		callback: opts.CallbackURL,
+		now:      time.Now,
+		ctx:      ctx,
+		cancel:   cancel,
+		credits:  opts.Credits,
+		rng:      mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x5eed)),
+		changed:  make(chan struct{}),
 		callbacks: &http.Client{
 			Timeout: 10 * time.Second,
 			// The provider's webhooks do not follow redirects either; a

@@ -1,0 +1,827 @@
+package twoway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/smsbridge/smsbridge/internal/secret"
+	"github.com/smsbridge/smsbridge/oncall"
+	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/outbox/sqlite"
+	"github.com/smsbridge/smsbridge/sms/touchbase"
+)
+
+const (
+	token   = "t0ken-c4llback-0123456789abcdef"
+	alice   = "+27830000001"
+	bob     = "+27830000002"
+	carol   = "+27830000003"
+	backup  = "+27830000009"
+	unknown = "+27839999999"
+)
+
+// fakeAM is an Alertmanager's silences endpoint: it records what it is
+// sent and answers with status (200: a new id).
+type fakeAM struct {
+	mu       sync.Mutex
+	status   int
+	silences []apiSilence
+	srv      *httptest.Server
+}
+
+func newFakeAM(t *testing.T) *fakeAM {
+	am := &fakeAM{status: http.StatusOK}
+	am.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		am.mu.Lock()
+		defer am.mu.Unlock()
+		if r.URL.Path != silencesPath || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		if am.status != http.StatusOK {
+			w.WriteHeader(am.status)
+			fmt.Fprint(w, `"silence invalid: matchers"`)
+			return
+		}
+		var s apiSilence
+		if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		am.silences = append(am.silences, s)
+		fmt.Fprintf(w, `{"silenceID":"sil-%d"}`, len(am.silences))
+	}))
+	t.Cleanup(am.srv.Close)
+	return am
+}
+
+func (am *fakeAM) set(status int) {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	am.status = status
+}
+
+func (am *fakeAM) got() []apiSilence {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	return slices.Clone(am.silences)
+}
+
+// env is a Processor and Handler on a real store, a fake clock and a
+// fake Alertmanager.
+type env struct {
+	t     *testing.T
+	store *sqlite.Store
+	proc  *Processor
+	h     *Handler
+	e     *echo.Echo
+	am    *fakeAM
+	cfg   *Config
+	now   time.Time
+	mu    sync.Mutex
+	logs  *bytes.Buffer
+	reg   *prometheus.Registry
+	acks  []outbox.Ack
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ev := &env{t: t, now: time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC), logs: &bytes.Buffer{}, reg: prometheus.NewRegistry()}
+	st, err := sqlite.Open(t.TempDir(), sqlite.Options{Retention: 7 * 24 * time.Hour, PruneInterval: -1, Clock: ev.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ev.store = st
+	ev.am = newFakeAM(t)
+	am, err := NewAlertmanager([]string{ev.am.srv.URL}, time.Second, commoncfg.DefaultHTTPClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser, err := touchbase.New(touchbase.Config{URL: "http://127.0.0.1:1/sms/messages", APIKey: "parser-key-never-in-a-reply-3f9a", Timeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{alice: "alice", bob: "bob", carol: "", backup: "dave"}
+	ev.cfg = &Config{Token: token, BodyLimit: 64 << 10, MatchWindow: 24 * time.Hour, Inbound: parser, Replies: true,
+		AckSilence: time.Hour, MaxSilence: 24 * time.Hour, NotifyOthers: true, Alertmanager: am,
+		Lookup: func(n string) (string, bool) { name, ok := names[n]; return name, ok },
+		Failover: func(receiver string, _ time.Time) (string, []oncall.Member) {
+			if receiver != "db" {
+				return "", nil
+			}
+			return "db-backup", []oncall.Member{{Name: "dave", Number: backup}, {Name: "alice", Number: alice}}
+		},
+	}
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&ev.mu, ev.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ev.proc = NewProcessor(Options{Store: st, Config: func() *Config { return ev.cfg }, Logger: logger, Metrics: NewMetrics(ev.reg),
+		Now: ev.clock, OnAck: func(a outbox.Ack) { ev.acks = append(ev.acks, a) }})
+	ev.h = NewHandler(ev.proc)
+	ev.e = echo.New()
+	ev.h.Register(ev.e)
+	return ev
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (ev *env) clock() time.Time {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.now
+}
+
+func (ev *env) advance(d time.Duration) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	ev.now = ev.now.Add(d)
+}
+
+func (ev *env) log() string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.logs.String()
+}
+
+// page queues a firing Alertmanager page of DiskFull team=db (group g)
+// to numbers through receiver db, with a reply code, and marks it
+// accepted by the provider. It returns the code.
+func (ev *env) page(group string, numbers ...string) int {
+	ev.t.Helper()
+	n := outbox.Notification{Source: "alertmanager", GroupKey: group, Status: "firing", AlertName: "DiskFull",
+		AckLabels: map[string]string{"alertname": "DiskFull", "team": "db"},
+		Messages: []outbox.Message{{Receiver: "db", Text: "FIRING:1 DiskFull\nReply ACK " + outbox.ReplyCodePlaceholder + " to silence 1h",
+			Segments: 1, Numbers: numbers, People: make([]string, len(numbers)), ReplyCode: true}}}
+	res, err := ev.store.Enqueue(context.Background(), n)
+	if err != nil {
+		ev.t.Fatal(err)
+	}
+	ev.acceptAll()
+	var code int
+	fmt.Sscan(res.ReplyCode, &code)
+	return code
+}
+
+// acceptAll records every due delivery accepted, as the dispatcher
+// would after the provider took it.
+func (ev *env) acceptAll() {
+	ev.t.Helper()
+	ctx := context.Background()
+	bs, err := ev.store.Lease(ctx, ev.clock(), 100, 100, time.Minute)
+	if err != nil {
+		ev.t.Fatal(err)
+	}
+	for _, b := range bs {
+		for _, d := range b.Deliveries {
+			if err := ev.store.Complete(ctx, []outbox.Outcome{outbox.Accepted(d, "primary", fmt.Sprint("api-", d.ID))}); err != nil {
+				ev.t.Fatal(err)
+			}
+		}
+	}
+}
+
+// callback posts a callback of typ with events to path's token.
+func (ev *env) post(tok, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, CallbackPath+tok, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	ev.e.ServeHTTP(rec, req)
+	return rec
+}
+
+// body is a callback of typ from the provider, one event per pair of
+// number and text (a reply's message, or a status word).
+func body(typ string, pairs ...string) string {
+	var events []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		field := "Message"
+		if typ == "MessageStatusUpdate" {
+			field = "Status"
+		}
+		events = append(events, fmt.Sprintf(`{"Number": %q, %q: %q}`, strings.TrimPrefix(pairs[i], "+"), field, pairs[i+1]))
+	}
+	return fmt.Sprintf(`{"Timestamp": "2026-03-01T03:00:00.1234567Z", "Type": %q, "Events": [%s]}`, typ, strings.Join(events, ", "))
+}
+
+// reply posts one reply from number and fails unless it is accepted.
+func (ev *env) reply(number, text string) {
+	ev.t.Helper()
+	// A distinct timestamp per reply, as the provider's: equal bodies
+	// are one callback sent twice.
+	ev.advance(time.Millisecond)
+	b := strings.Replace(body("MessageReply", number, text), "03:00:00.1234567Z", ev.clock().Format("15:04:05.0000000Z"), 1)
+	if rec := ev.post(token, b); rec.Code != http.StatusOK {
+		ev.t.Fatalf("reply %q: %d %s", text, rec.Code, rec.Body)
+	}
+}
+
+// answers returns the texts queued for number by the replies, oldest
+// first.
+func (ev *env) answers(number string) []string {
+	ev.t.Helper()
+	rs, err := ev.store.Deliveries(context.Background(), outbox.Filter{Limit: 1000})
+	if err != nil {
+		ev.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range slices.Backward(rs) {
+		if r.Number == number && r.Source == SourceReplies {
+			out = append(out, r.Text)
+		}
+	}
+	return out
+}
+
+func (ev *env) replies(result string) float64 {
+	return testutil.ToFloat64(ev.proc.metrics.replies.WithLabelValues(result))
+}
+
+func TestCallbackToken(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	code := ev.page("g1", alice)
+	ack := body("MessageReply", alice, fmt.Sprintf("ACK %d", code))
+	unknownPath := httptest.NewRecorder()
+	ev.e.ServeHTTP(unknownPath, httptest.NewRequest(http.MethodPost, "/api/v1/nothing-here", nil))
+	for _, tc := range []struct {
+		name, token string
+		disable     func(*Config)
+	}{
+		{"wrong token", "wrong-" + token, nil},
+		{"prefix of the token", token[:10], nil},
+		{"empty token", "", nil},
+		{"callbacks off", token, func(c *Config) { c.Token = "" }},
+		{"no parser", token, func(c *Config) { c.Inbound = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := *ev.cfg
+			if tc.disable != nil {
+				tc.disable(ev.cfg)
+			}
+			rec := ev.post(tc.token, ack)
+			*ev.cfg = saved
+			if rec.Code != http.StatusNotFound || rec.Body.String() != unknownPath.Body.String() {
+				t.Errorf("answer %d %q, want the 404 of an unknown path %q", rec.Code, rec.Body, unknownPath.Body)
+			}
+		})
+	}
+	if len(ev.acks) != 0 || len(ev.am.got()) != 0 {
+		t.Errorf("a refused callback acknowledged %d groups", len(ev.acks))
+	}
+	// The empty token matches no route: Echo's own 404, not counted.
+	if n := testutil.ToFloat64(ev.proc.metrics.callbacks.WithLabelValues(CallbackNotFound)); n != 4 {
+		t.Errorf("not_found counted %v, want 4", n)
+	}
+	if rec := ev.post(token, ack); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status":"accepted"`) {
+		t.Errorf("the right token: %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(ev.log(), token[:10]) {
+		t.Errorf("the token is in the log:\n%s", ev.log())
+	}
+	if !strings.Contains(ev.log(), "callback refused: wrong token") {
+		t.Errorf("wrong tokens not logged:\n%s", ev.log())
+	}
+}
+
+func TestCallbackBody(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ev.cfg.BodyLimit = 512
+	tests := []struct {
+		name     string
+		body     string
+		code     int
+		outcome  string
+		contains string
+	}{
+		{"too large", `{"Type": "MessageReply", "Events": [` + strings.Repeat(`{"Number": "27830000001", "Message": "hi"}, `, 20) + `{}]}`,
+			http.StatusRequestEntityTooLarge, CallbackTooLarge, "body_limit"},
+		{"not json", `<html>proxy error</html>`, http.StatusBadRequest, CallbackInvalid, "not the provider's format"},
+		{"events not a list", `{"Type": "MessageReply", "Events": "x"}`, http.StatusBadRequest, CallbackInvalid, "not a list"},
+		{"unknown type: counted, ignored", `{"Type": "MessageSomethingNew", "Events": [{"Number": "27830000001"}]}`, http.StatusOK, CallbackAccepted, `"events":1`},
+		{"empty events", `{"Type": "MessageStatusUpdate", "Events": []}`, http.StatusOK, CallbackAccepted, `"events":0`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.ToFloat64(ev.proc.metrics.callbacks.WithLabelValues(tc.outcome))
+			rec := ev.post(token, tc.body)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.contains) {
+				t.Errorf("answer %d %s, want %d with %q", rec.Code, rec.Body, tc.code, tc.contains)
+			}
+			if after := testutil.ToFloat64(ev.proc.metrics.callbacks.WithLabelValues(tc.outcome)); after != before+1 {
+				t.Errorf("%s counted %v times, want once", tc.outcome, after-before)
+			}
+		})
+	}
+	if n := testutil.ToFloat64(ev.proc.metrics.events.WithLabelValues("unknown")); n != 1 {
+		t.Errorf("unknown events %v, want 1", n)
+	}
+}
+
+// TestReplayedBodyOnce: the provider sending one body again acknowledges
+// once and answers once.
+func TestReplayedBodyOnce(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	code := ev.page("g1", alice, bob)
+	b := body("MessageReply", alice, fmt.Sprintf("ACK %d", code))
+	for i := range 3 {
+		rec := ev.post(token, b)
+		want := CallbackAccepted
+		if i > 0 {
+			want = CallbackDuplicate
+		}
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status":"`+want+`"`) {
+			t.Errorf("post %d: %d %s, want %s", i+1, rec.Code, rec.Body, want)
+		}
+	}
+	ev.proc.Silencer().Step(context.Background())
+	if got := ev.am.got(); len(got) != 1 {
+		t.Errorf("%d silences, want 1", len(got))
+	}
+	if got := ev.answers(alice); len(got) != 1 {
+		t.Errorf("answers to alice %q, want one confirmation", got)
+	}
+	if got := ev.answers(bob); len(got) != 1 {
+		t.Errorf("answers to bob %q, want one \"acked by\"", got)
+	}
+}
+
+// TestAckCreatesSilence: the whole acknowledgement, as the issue words it.
+func TestAckCreatesSilence(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	code := ev.page(`{}:{alertname="DiskFull", team="db"}`, alice, bob, carol)
+	ev.reply(alice, fmt.Sprintf("'ack %d'", code))
+	at := ev.clock()
+	if len(ev.acks) != 1 || ev.acks[0].Person != "alice" || ev.acks[0].Code != code {
+		t.Fatalf("OnAck got %+v", ev.acks)
+	}
+	// The others hear at once; the sender when the silence exists.
+	for _, n := range []string{bob, carol} {
+		if got := ev.answers(n); len(got) != 1 || got[0] != "DiskFull team=db acked by alice for 1h" {
+			t.Errorf("answers to %s %q", n, got)
+		}
+	}
+	if got := ev.answers(alice); len(got) != 0 {
+		t.Errorf("alice answered before the silence exists: %q", got)
+	}
+	ev.proc.Silencer().Step(context.Background())
+	got := ev.am.got()
+	if len(got) != 1 {
+		t.Fatalf("%d silences, want 1", len(got))
+	}
+	s := got[0]
+	wantMatchers := []apiMatcher{{Name: "alertname", Value: "DiskFull", IsEqual: true}, {Name: "team", Value: "db", IsEqual: true}}
+	if !slices.Equal(s.Matchers, wantMatchers) || s.CreatedBy != "smsbridge" || !s.StartsAt.Equal(at) || !s.EndsAt.Equal(at.Add(time.Hour)) {
+		t.Errorf("silence %+v", s)
+	}
+	if want := fmt.Sprintf("Acknowledged by SMS from alice (ACK %d)", code); s.Comment != want {
+		t.Errorf("comment %q, want %q", s.Comment, want)
+	}
+	if got := ev.answers(alice); len(got) != 1 || got[0] != fmt.Sprintf("Silenced DiskFull team=db for 1h (ACK %d)", code) {
+		t.Errorf("confirmation %q", got)
+	}
+	as, err := ev.store.Acks(context.Background(), time.Time{}, 0)
+	if err != nil || len(as) != 1 || as[0].Silence != outbox.SilenceCreated || as[0].SilenceID != "sil-1" {
+		t.Errorf("stored ack %+v %v", as, err)
+	}
+	if testutil.ToFloat64(ev.proc.metrics.silencesCreated) != 1 || ev.replies(ResultAck) != 1 {
+		t.Error("silence or ack not counted")
+	}
+
+	// Bob acks too: already acked, by alice.
+	ev.reply(bob, fmt.Sprintf("%da", code))
+	if got := ev.answers(bob); len(got) != 2 || !strings.HasPrefix(got[1], "Already acked by alice, 1h left") {
+		t.Errorf("bob's answers %q", got)
+	}
+	if len(ev.am.got()) != 1 || ev.replies(ResultAlreadyAcked) != 1 {
+		t.Error("a second silence for an acknowledged group")
+	}
+}
+
+func TestAckDurations(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reply string
+		want  time.Duration
+	}{
+		{"ACK %d", time.Hour},
+		{"ACK %d 4h", 4 * time.Hour},
+		{"ack%d 90m", 90 * time.Minute},
+		{"ACK %d 3d", 24 * time.Hour}, // at most max_silence
+		{"ACK %d sometime", time.Hour},
+	} {
+		t.Run(tc.reply, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			code := ev.page("g", alice)
+			ev.reply(alice, fmt.Sprintf(tc.reply, code))
+			at := ev.clock()
+			ev.proc.Silencer().Step(context.Background())
+			got := ev.am.got()
+			if len(got) != 1 || !got[0].EndsAt.Equal(at.Add(tc.want)) {
+				t.Errorf("silences %+v, want one ending %v later", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAckAll(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ev.page("g1", alice)
+	ev.page("g2", alice, bob)
+	ev.page("g3", bob) // not alice's
+	ev.reply(alice, "ACK ALL")
+	ev.proc.Silencer().Step(context.Background())
+	if n := len(ev.am.got()); n != 2 {
+		t.Errorf("%d silences, want alice's 2 groups", n)
+	}
+	if ev.replies(ResultAckAll) != 1 {
+		t.Error("ack_all not counted")
+	}
+	// Nothing left open for alice now: both acknowledged.
+	ev.reply(alice, "ack all")
+	if got := ev.answers(alice); len(got) != 3 || !strings.HasPrefix(got[2], "Already acked") {
+		t.Errorf("answers %q", got)
+	}
+	// A number with nothing open gets told so.
+	ev.reply(carol, "ACK ALL")
+	if got := ev.answers(carol); len(got) != 1 || got[0] != nothingOpenText {
+		t.Errorf("carol's answers %q", got)
+	}
+}
+
+// TestHelpAndLimits: a bad code and junk get help, at most 5 an hour per
+// number; an unknown number gets nothing at all.
+func TestHelpAndLimits(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	code := ev.page("g", alice)
+	ev.reply(alice, fmt.Sprintf("ACK %d", code+1))
+	if got := ev.answers(alice); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("no alert with code %d", code+1)) {
+		t.Errorf("bad code answered %q", got)
+	}
+	for range 6 {
+		ev.reply(bob, "thanks, looking")
+	}
+	if got := ev.answers(bob); len(got) != 5 || got[0] != helpText {
+		t.Errorf("6 junk replies got %d answers, want 5: %q", len(got), got)
+	}
+	if n := testutil.ToFloat64(ev.proc.metrics.suppressed); n != 1 {
+		t.Errorf("suppressed %v, want 1", n)
+	}
+	// An hour later bob may be answered again.
+	ev.advance(time.Hour)
+	ev.reply(bob, "hello?")
+	if got := ev.answers(bob); len(got) != 6 {
+		t.Errorf("after an hour %d answers, want 6", len(got))
+	}
+	for _, text := range []string{"ACK 1", "hello", "ACK ALL"} {
+		ev.reply(unknown, text)
+	}
+	if got := ev.answers(unknown); len(got) != 0 || ev.replies(ResultUnknownNumber) != 3 {
+		t.Errorf("an unknown number was answered %q", got)
+	}
+	if ev.replies(ResultBadCode) != 1 || ev.replies(ResultJunk) != 7 {
+		t.Errorf("bad_code %v, junk %v", ev.replies(ResultBadCode), ev.replies(ResultJunk))
+	}
+}
+
+func TestStopStart(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ev.page("g1", alice)
+	// Waiting for alice: pending, not yet sent.
+	if _, err := ev.store.Enqueue(context.Background(), outbox.Notification{Source: "alertmanager", GroupKey: "g2", Status: "firing",
+		Messages: []outbox.Message{{Receiver: "db", Text: "waiting", Segments: 1, Numbers: []string{alice, bob}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var failed int
+	ev.proc.countFailed = func(reason string, n int) { failed += n }
+	ev.reply(alice, "STOP")
+	outs, err := ev.store.OptOuts(context.Background())
+	if err != nil || len(outs) != 1 || outs[0].Number != alice {
+		t.Fatalf("opt-outs %+v %v", outs, err)
+	}
+	if failed != 1 || ev.replies(ResultStop) != 1 {
+		t.Errorf("failed %d, stop counted %v", failed, ev.replies(ResultStop))
+	}
+	if got := ev.answers(alice); len(got) != 0 {
+		t.Errorf("STOP was answered: %q", got)
+	}
+	if !strings.Contains(ev.log(), "a number replied STOP") || strings.Contains(ev.log(), alice) {
+		t.Errorf("the opt-out is not logged loudly, or with the number in full:\n%s", ev.log())
+	}
+	ev.reply(alice, "Start")
+	if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 0 {
+		t.Errorf("opt-outs after START: %+v", outs)
+	}
+	if got := ev.answers(alice); len(got) != 1 || got[0] != startText {
+		t.Errorf("START answered %q", got)
+	}
+	// STOP and START work with replies off; nothing else does.
+	ev.cfg.Replies = false
+	ev.reply(bob, "quit")
+	ev.reply(bob, "ACK 1")
+	if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 1 || ev.replies(ResultIgnored) != 1 || len(ev.acks) != 0 {
+		t.Errorf("replies off: opt-outs %+v, ignored %v, acks %d", outs, ev.replies(ResultIgnored), len(ev.acks))
+	}
+}
+
+// TestNoSilence: what is acknowledged without a silence says why.
+func TestNoSilence(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(ev *env) int
+		why   string
+	}{
+		{"no alertmanager_api", func(ev *env) int { ev.cfg.Alertmanager = nil; return ev.page("g", alice) }, "alertmanager_api is not configured"},
+		{"a webhook's alert", func(ev *env) int {
+			res, err := ev.store.Enqueue(context.Background(), outbox.Notification{Source: "github", GroupKey: "ci:1", Status: "firing", AlertName: "WorkflowFailed",
+				AckLabels: map[string]string{"alertname": "WorkflowFailed"},
+				Messages:  []outbox.Message{{Receiver: "db", Text: "ci " + outbox.ReplyCodePlaceholder, Segments: 1, Numbers: []string{alice}, ReplyCode: true}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c int
+			fmt.Sscan(res.ReplyCode, &c)
+			return c
+		}, "not an Alertmanager alert"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			code := tc.setup(ev)
+			ev.reply(alice, fmt.Sprintf("ACK %d", code))
+			ev.proc.Silencer().Step(context.Background())
+			if len(ev.am.got()) != 0 || len(ev.acks) != 1 || ev.acks[0].Silence != outbox.SilenceNone {
+				t.Errorf("silences %d, acks %+v", len(ev.am.got()), ev.acks)
+			}
+			if got := ev.answers(alice); len(got) != 1 || !strings.HasSuffix(got[0], "no silence: "+tc.why) {
+				t.Errorf("answer %q", got)
+			}
+		})
+	}
+}
+
+// TestSilenceRetries: while Alertmanager does not answer, the
+// acknowledgement waits in the store and is retried with backoff; the
+// sender hears "pending" once and "silenced" when it worked. A refusal is
+// not retried.
+func TestSilenceRetries(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ctx := context.Background()
+	code := ev.page("g", alice)
+	ev.am.set(http.StatusServiceUnavailable)
+	ev.reply(alice, fmt.Sprintf("ACK %d", code))
+	acked := ev.clock()
+	s := ev.proc.Silencer()
+	next := s.Step(ctx)
+	if want := ev.clock().Add(minRetry); !next.Equal(want) {
+		t.Errorf("next attempt %v, want %v", next, want)
+	}
+	if got := ev.answers(alice); len(got) != 1 || !strings.HasPrefix(got[0], fmt.Sprintf("Ack recorded, silence pending (ACK %d)", code)) {
+		t.Errorf("answers %q", got)
+	}
+	ev.advance(minRetry)
+	if next := s.Step(ctx); !next.Equal(ev.clock().Add(2 * minRetry)) {
+		t.Errorf("second retry at %v, want doubled", next)
+	}
+	if n := testutil.ToFloat64(ev.proc.metrics.silenceErrors.WithLabelValues(ReasonServerError)); n != 2 {
+		t.Errorf("server_error counted %v, want 2", n)
+	}
+	ev.am.set(http.StatusOK)
+	ev.advance(2 * minRetry)
+	s.Step(ctx)
+	if len(ev.am.got()) != 1 {
+		t.Fatal("no silence once Alertmanager answered")
+	}
+	got := ev.answers(alice)
+	if len(got) != 2 || !strings.HasPrefix(got[1], "Silenced DiskFull team=db for ") {
+		t.Errorf("answers %q: want pending once, then silenced", got)
+	}
+	// Late, but it ends when the acknowledgement said.
+	if s := ev.am.got()[0]; !s.EndsAt.Equal(acked.Add(time.Hour)) || !s.StartsAt.Equal(ev.clock()) {
+		t.Errorf("silence from %v to %v, want from now to %v", s.StartsAt, s.EndsAt, acked.Add(time.Hour))
+	}
+
+	// Refused: failed for good, said so, not retried.
+	code = ev.page("g-refused", bob)
+	ev.am.set(http.StatusBadRequest)
+	ev.reply(bob, fmt.Sprintf("ACK %d", code))
+	if next := s.Step(ctx); !next.IsZero() {
+		t.Errorf("a refused silence is due again at %v", next)
+	}
+	if got := ev.answers(bob); len(got) != 1 || !strings.Contains(got[0], "refused the silence") {
+		t.Errorf("bob's answers %q", got)
+	}
+
+	// Too late: given up once the acknowledgement ended.
+	code = ev.page("g-late", carol)
+	ev.am.set(http.StatusBadGateway)
+	ev.reply(carol, fmt.Sprintf("ACK %d 1m", code))
+	s.Step(ctx)
+	ev.advance(2 * time.Minute)
+	s.Step(ctx)
+	if n := testutil.ToFloat64(ev.proc.metrics.silenceErrors.WithLabelValues(ReasonExpired)); n != 1 {
+		t.Errorf("expired %v, want 1", n)
+	}
+}
+
+// TestReceiptsAndFailover: receipts land on the message; a failure sends
+// the same text once to on_undelivered, with a code of its own.
+func TestReceiptsAndFailover(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ctx := context.Background()
+	ev.page("g", alice, bob)
+	rec := ev.post(token, body("MessageStatusUpdate", alice, "Delivered", bob, "Undeliverable", carol, "Delivered", bob, "Enroute"))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		label string
+		want  float64
+	}{{ReceiptDelivered, 1}, {ReceiptFailed, 1}, {ReceiptOther, 0}} {
+		if n := testutil.ToFloat64(ev.proc.metrics.receipts.WithLabelValues(tc.label)); n != tc.want {
+			t.Errorf("receipts{%s} %v, want %v", tc.label, n, tc.want)
+		}
+	}
+	// carol had nothing; bob's Enroute came after his failure.
+	if n := testutil.ToFloat64(ev.proc.metrics.unmatched); n != 2 {
+		t.Errorf("unmatched %v, want 2", n)
+	}
+	rs, err := ev.store.Deliveries(ctx, outbox.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failover []outbox.Record
+	byNumber := map[string]outbox.Record{}
+	for _, r := range rs {
+		if r.FailoverOf != 0 {
+			failover = append(failover, r)
+		} else {
+			byNumber[r.Number] = r
+		}
+	}
+	if r := byNumber[alice]; r.Receipt != outbox.ReceiptDelivered || r.State != outbox.StateAccepted {
+		t.Errorf("alice's delivery %+v", r)
+	}
+	if len(failover) != 1 || failover[0].Number != backup || failover[0].Receiver != "db-backup" || failover[0].FailoverOf != byNumber[bob].ID ||
+		failover[0].Person != "dave" || failover[0].ReplyCode == "" || !strings.HasPrefix(failover[0].Text, "FIRING:1 DiskFull\nReply ACK ") {
+		t.Fatalf("failover %+v: want the text once to dave (alice had it already), with a code", failover)
+	}
+	if byNumber[bob].FailedOverTo != failover[0].NotificationID {
+		t.Errorf("bob's delivery names failover %d, want %d", byNumber[bob].FailedOverTo, failover[0].NotificationID)
+	}
+	// The backup's code acknowledges the same group.
+	var c int
+	fmt.Sscan(failover[0].ReplyCode, &c)
+	ev.reply(backup, fmt.Sprintf("ACK %d", c))
+	if len(ev.acks) != 1 || ev.acks[0].GroupKey != "g" || ev.acks[0].Person != "dave" {
+		t.Errorf("the backup's ack %+v", ev.acks)
+	}
+	// The failover failing too goes nowhere (one hop); the same failure
+	// reported twice fails over once.
+	ev.acceptAll()
+	ev.post(token, body("MessageStatusUpdate", backup, "Failed"))
+	if n := testutil.ToFloat64(ev.proc.metrics.failovers); n != 1 {
+		t.Errorf("failovers %v, want 1", n)
+	}
+}
+
+func TestAlertmanagerClient(t *testing.T) {
+	t.Parallel()
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // connection refused from now on
+	am := newFakeAM(t)
+	withStatus := func(code int) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			if code == http.StatusOK {
+				fmt.Fprint(w, `{"unexpected": true}`)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	withPrefix := httptest.NewServer(http.StripPrefix("/am", am.srv.Config.Handler))
+	t.Cleanup(withPrefix.Close)
+	tests := []struct {
+		name      string
+		urls      []string
+		reason    string // "" for success
+		permanent bool
+	}{
+		{"first answers", []string{am.srv.URL}, "", false},
+		{"the first is down: the second", []string{downURL, am.srv.URL}, "", false},
+		{"the first fails: the second", []string{withStatus(http.StatusInternalServerError), am.srv.URL}, "", false},
+		{"a route prefix", []string{withPrefix.URL + "/am/"}, "", false},
+		{"all down", []string{downURL}, ReasonUnreachable, false},
+		{"unauthorized", []string{withStatus(http.StatusUnauthorized)}, ReasonUnauthorized, false},
+		{"refused: the peer is not asked", []string{withStatus(http.StatusBadRequest), am.srv.URL}, ReasonRejected, true},
+		{"no id", []string{withStatus(http.StatusOK)}, ReasonBadResponse, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewAlertmanager(tc.urls, time.Second, commoncfg.DefaultHTTPClientConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := len(am.got())
+			id, err := c.CreateSilence(context.Background(), Silence{Matchers: map[string]string{"alertname": "X"},
+				StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour), Comment: "test"})
+			if tc.reason == "" {
+				if err != nil || id == "" || len(am.got()) != before+1 {
+					t.Errorf("id %q, err %v", id, err)
+				}
+				return
+			}
+			se, ok := err.(*SilenceError)
+			if !ok || se.Reason != tc.reason || se.Permanent != tc.permanent || len(am.got()) != before {
+				t.Errorf("error %#v, want reason %s (permanent %t) and nothing created", err, tc.reason, tc.permanent)
+			}
+		})
+	}
+	if _, err := (&Alertmanager{}).CreateSilence(context.Background(), Silence{}); err == nil {
+		t.Error("a silence without matchers was sent")
+	}
+}
+
+// TestAlertmanagerSecrets: the basic auth password reaches Alertmanager
+// in the header only, and no error holds it.
+func TestAlertmanagerSecrets(t *testing.T) {
+	t.Parallel()
+	const pass = "am-pa55w0rd-s3cret"
+	var gotAuth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, p, _ := r.BasicAuth()
+		gotAuth = p
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, "forbidden: "+r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	cfg := commoncfg.DefaultHTTPClientConfig
+	cfg.BasicAuth = &commoncfg.BasicAuth{Username: "sb", Password: commoncfg.Secret(pass)}
+	c, err := NewAlertmanager([]string{srv.URL}, time.Second, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateSilence(context.Background(), Silence{Matchers: map[string]string{"a": "b"}, EndsAt: time.Now().Add(time.Hour)})
+	if gotAuth != pass {
+		t.Errorf("Alertmanager got password %q", gotAuth)
+	}
+	if err == nil || strings.Contains(err.Error(), pass) || strings.Contains(fmt.Sprintf("%+v", c), pass) {
+		t.Errorf("the password leaks: %v", err)
+	}
+}
+
+func TestTokenEqualAndRedact(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		got, want string
+		eq        bool
+	}{{token, token, true}, {token + "x", token, false}, {"", token, false}, {"", "", true}, {strings.ToUpper(token), token, false}} {
+		if TokenEqual(tc.got, secret.Secret(tc.want)) != tc.eq {
+			t.Errorf("TokenEqual(%q, %q) != %t", tc.got, tc.want, tc.eq)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"/api/v1/sms/callback/" + token, "/api/v1/sms/callback/<secret>"},
+		{"/sms/api/v1/sms/callback/" + token + "?x=1", "/sms/api/v1/sms/callback/<secret>?x=1"},
+		{"/api/v1/alertmanager", "/api/v1/alertmanager"},
+	} {
+		if got := RedactPath(tc.in); got != tc.want {
+			t.Errorf("RedactPath(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
