@@ -825,3 +825,47 @@ func TestTokenEqualAndRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbackLogsPeer: a refused callback is logged with the peer's
+// address; X-Forwarded-For and X-Real-IP, which anyone can send, never
+// take its place.
+func TestCallbackLogsPeer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, token, body string
+		headers           map[string]string
+		want, absent      []string
+	}{
+		{"wrong token, forged headers", "wrong-" + token, "{}",
+			map[string]string{"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "198.51.100.8"},
+			[]string{"remote=192.0.2.1:1234", "forwarded_for=203.0.113.7"}, []string{"remote=203.0.113.7", "remote=198.51.100.8"}},
+		{"wrong token, no headers", "wrong-" + token, "{}", nil,
+			[]string{"remote=192.0.2.1:1234"}, []string{"forwarded_for"}},
+		{"not the provider's format", token, "<html>", map[string]string{"X-Real-IP": "198.51.100.8"},
+			[]string{"not the provider's format", "remote=192.0.2.1:1234"}, []string{"198.51.100.8"}},
+		{"too large", token, strings.Repeat("x", 128), map[string]string{"X-Forwarded-For": "203.0.113.7, 10.0.0.1"},
+			[]string{"body too large", "remote=192.0.2.1:1234", `forwarded_for="203.0.113.7, 10.0.0.1"`}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			ev.cfg.BodyLimit = 64
+			req := httptest.NewRequest(http.MethodPost, CallbackPath+tc.token, strings.NewReader(tc.body))
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			ev.e.ServeHTTP(httptest.NewRecorder(), req)
+			log := ev.log()
+			for _, w := range tc.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(log, a) {
+					t.Errorf("log has %q:\n%s", a, log)
+				}
+			}
+		})
+	}
+}
