@@ -290,7 +290,11 @@ func (p *Processor) start(ctx context.Context, number, name string, configured b
 	if !configured {
 		return nil
 	}
-	return p.answers.send(ctx, []string{number}, []string{name}, startText, "answer: START", key+"/answer")
+	// Within the limit of answers: a phone (or an auto-responder) that
+	// alternates STOP and START must not make the bridge text it without
+	// end. A STOP is not answered at all.
+	_, err = p.answers.limited(ctx, now, number, name, startText, "answer: START", key+"/answer")
+	return err
 }
 
 // ack acknowledges each target's group for d, as number (called name)

@@ -869,3 +869,42 @@ func TestCallbackLogsPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestStartAnswerLimited: START's confirmation counts in the 5 answers an
+// hour, so STOP/START pairs cannot make the bridge text without end; STOP
+// is never answered.
+func TestStartAnswerLimited(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		pairs    int
+		answers  int
+		suppress float64
+	}{
+		{"within the limit", 3, 3, 0},
+		{"the limit", 5, 5, 0},
+		{"past it", 8, 5, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			for range tc.pairs {
+				ev.reply(alice, "STOP")
+				ev.reply(alice, "START")
+			}
+			got := ev.answers(alice)
+			if len(got) != tc.answers || slices.ContainsFunc(got, func(s string) bool { return s != startText }) {
+				t.Errorf("%d STOP/START pairs got %d answers %q, want %d confirmations", tc.pairs, len(got), got, tc.answers)
+			}
+			if n := testutil.ToFloat64(ev.proc.metrics.suppressed); n != tc.suppress {
+				t.Errorf("suppressed %v, want %v", n, tc.suppress)
+			}
+			if ev.replies(ResultStart) != float64(tc.pairs) {
+				t.Errorf("start counted %v, want %d", ev.replies(ResultStart), tc.pairs)
+			}
+			if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 0 {
+				t.Errorf("opted out after START: %+v", outs)
+			}
+		})
+	}
+}
