@@ -908,3 +908,132 @@ func TestStartAnswerLimited(t *testing.T) {
 		})
 	}
 }
+
+// TestStopKnownNumbersOnly: STOP opts out only a number the bridge pages
+// (configured, or given a code in the last day); any other number's STOP
+// or START is counted as unknown_number and changes nothing.
+func TestStopKnownNumbersOnly(t *testing.T) {
+	t.Parallel()
+	const paged = "+27830000010" // not configured; given a code
+	forget := func(ev *env, n string) {
+		lookup := ev.cfg.Lookup
+		ev.cfg.Lookup = func(m string) (string, bool) {
+			if m == n {
+				return "", false
+			}
+			return lookup(m)
+		}
+	}
+	for _, tc := range []struct {
+		name                 string
+		steps                func(ev *env)
+		out                  []string
+		stop, start, unknown float64
+		errorLog             bool
+	}{
+		{"configured", func(ev *env) { ev.reply(alice, "STOP") }, []string{alice}, 1, 0, 0, true},
+		{"given a code in the last day", func(ev *env) { ev.page("g", paged); ev.reply(paged, "stop") }, []string{paged}, 1, 0, 0, true},
+		{"given a code 25h ago", func(ev *env) { ev.page("g", paged); ev.advance(25 * time.Hour); ev.reply(paged, "STOP") }, nil, 0, 0, 1, false},
+		{"never paged", func(ev *env) { ev.reply(unknown, "STOP") }, nil, 0, 0, 1, false},
+		{"never paged, START", func(ev *env) { ev.reply(unknown, "START") }, nil, 0, 0, 1, false},
+		{"configured later: its second STOP counts", func(ev *env) {
+			ev.reply(unknown, "STOP")
+			lookup := ev.cfg.Lookup
+			ev.cfg.Lookup = func(m string) (string, bool) {
+				if m == unknown {
+					return "erin", true
+				}
+				return lookup(m)
+			}
+			ev.reply(unknown, "STOP")
+		}, []string{unknown}, 1, 0, 1, true},
+		{"no longer configured: START still opts back in", func(ev *env) {
+			ev.reply(bob, "STOP")
+			forget(ev, bob)
+			ev.reply(bob, "START")
+		}, nil, 1, 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			tc.steps(ev)
+			outs, err := ev.store.OptOuts(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range outs {
+				got = append(got, o.Number)
+			}
+			if !slices.Equal(got, tc.out) {
+				t.Errorf("opted out %q, want %q", got, tc.out)
+			}
+			for _, c := range []struct {
+				result string
+				want   float64
+			}{{ResultStop, tc.stop}, {ResultStart, tc.start}, {ResultUnknownNumber, tc.unknown}} {
+				if n := ev.replies(c.result); n != c.want {
+					t.Errorf("replies{%s} %v, want %v", c.result, n, c.want)
+				}
+			}
+			if has := strings.Contains(ev.log(), "level=ERROR"); has != tc.errorLog {
+				t.Errorf("error logged %t, want %t:\n%s", has, tc.errorLog, ev.log())
+			}
+			for _, n := range []string{unknown, paged} {
+				if a := ev.answers(n); len(a) != 0 {
+					t.Errorf("%s answered %q", n, a)
+				}
+			}
+		})
+	}
+}
+
+// TestStopFlood: one callback of many STOPs. From numbers the bridge does
+// not page it changes nothing and logs no error; from numbers it pages
+// every opt-out is recorded, and the error lines keep to their budget,
+// the next one counting those left out.
+func TestStopFlood(t *testing.T) {
+	t.Parallel()
+	numbers := func(prefix string, n int) []string {
+		var pairs []string
+		for i := range n {
+			pairs = append(pairs, fmt.Sprintf("%s%04d", prefix, i), "STOP")
+		}
+		return pairs
+	}
+	t.Run("unknown numbers", func(t *testing.T) {
+		t.Parallel()
+		ev := newEnv(t)
+		if rec := ev.post(token, body("MessageReply", numbers("+2784000", 1000)...)); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 0 {
+			t.Errorf("%d numbers opted out, want none", len(outs))
+		}
+		if n := ev.replies(ResultUnknownNumber); n != 1000 || ev.replies(ResultStop) != 0 {
+			t.Errorf("unknown_number %v, stop %v: want 1000, 0", n, ev.replies(ResultStop))
+		}
+		if n := strings.Count(ev.log(), "level=ERROR") + strings.Count(ev.log(), "level=WARN") + strings.Count(ev.log(), "level=INFO"); n != 0 {
+			t.Errorf("%d lines above debug", n)
+		}
+	})
+	t.Run("known numbers", func(t *testing.T) {
+		t.Parallel()
+		ev := newEnv(t)
+		ev.cfg.Lookup = func(string) (string, bool) { return "", true }
+		if rec := ev.post(token, body("MessageReply", numbers("+2784100", 30)...)); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 30 || ev.replies(ResultStop) != 30 {
+			t.Errorf("%d numbers opted out, stop %v: want 30", len(outs), ev.replies(ResultStop))
+		}
+		if n := strings.Count(ev.log(), "level=ERROR"); n != 10 {
+			t.Errorf("%d error lines for 30 STOPs at once, want the burst of 10", n)
+		}
+		ev.advance(2 * time.Second)
+		ev.reply("+27842000000", "STOP")
+		if n := strings.Count(ev.log(), "level=ERROR"); n != 11 || !strings.Contains(ev.log(), "suppressed=20") {
+			t.Errorf("%d error lines, want 11, the last with suppressed=20:\n%s", n, ev.log())
+		}
+	})
+}
