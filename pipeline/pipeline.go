@@ -228,11 +228,15 @@ func (p *Pipeline) Preview(n *alert.Notification, at time.Time) *Plan {
 const PreviewReplyCode = "###"
 
 // ackLabels are the labels an acknowledgement of n's group silences: its
-// group labels, or its common labels when it has none. Nil without
-// replies.
+// group labels, or its common labels when it has none, and for an
+// Alertmanager group its route's equality matchers too
+// (alertmanagerAckLabels). Nil without replies.
 func (p *Pipeline) ackLabels(n *alert.Notification) map[string]string {
 	if p.replies == nil {
 		return nil
+	}
+	if n.Source == alert.SourceAlertmanager {
+		return alertmanagerAckLabels(n)
 	}
 	return groupLabels(n)
 }

@@ -42,9 +42,17 @@ func TestReplyCodes(t *testing.T) {
 	grouped := func(source, status string) *alert.Notification {
 		n := notification(source, status, map[string]string{"alertname": "DiskFull", "team": "db", "instance": "db1"})
 		n.Data.GroupLabels = template.KV{"alertname": "DiskFull", "team": "db"}
+		if source == alert.SourceAlertmanager {
+			n.GroupKey = `{}:{alertname="DiskFull", team="db"}`
+		}
 		return n
 	}
 	ungrouped := notification("alertmanager", "firing", map[string]string{"alertname": "DiskFull", "instance": "db1"})
+	ungrouped.GroupKey = `{}:{}`
+	// The README's sample: grouped by alertname under a route for team db.
+	routed := notification("alertmanager", "firing", map[string]string{"alertname": "DiskFull", "team": "db", "instance": "db1"})
+	routed.GroupKey = `{}/{team="db"}:{alertname="DiskFull"}`
+	routed.Data.GroupLabels = template.KV{"alertname": "DiskFull"}
 	tests := []struct {
 		name      string
 		replies   *Replies
@@ -58,6 +66,8 @@ func TestReplyCodes(t *testing.T) {
 			"\nReply ACK " + outbox.ReplyCodePlaceholder + " to acknowledge", map[string]string{"alertname": "DiskFull", "team": "db"}},
 		{"a webhook never silences", &Replies{Silence: "1h"}, grouped("ci", "firing"),
 			"\nReply ACK " + outbox.ReplyCodePlaceholder + " to acknowledge", map[string]string{"alertname": "DiskFull", "team": "db"}},
+		{"a route's matchers: within the route", &Replies{Silence: "1h"}, routed,
+			"\nReply ACK " + outbox.ReplyCodePlaceholder + " to silence 1h", map[string]string{"alertname": "DiskFull", "team": "db"}},
 		{"no group labels: the common labels", &Replies{Silence: "1h"}, ungrouped,
 			"\nReply ACK " + outbox.ReplyCodePlaceholder + " to silence 1h", map[string]string{"alertname": "DiskFull", "instance": "db1"}},
 		{"resolved: no code", &Replies{Silence: "1h"}, grouped("alertmanager", "resolved"), "", map[string]string{"alertname": "DiskFull", "team": "db"}},

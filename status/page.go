@@ -84,10 +84,13 @@ type indexData struct {
 	// Noise is the throttle and budget; NoiseErr says why it is missing.
 	Noise    *Noise
 	NoiseErr string
-	// OptOuts are the numbers that replied STOP (a banner); TwoWayErr
-	// says why they or the acknowledgements are missing.
-	OptOuts   []optOutView
-	TwoWayErr string
+	// OptOuts are the numbers that replied STOP (a banner), at most
+	// maxOptOutsShown of them, the oldest first; OptOutsTotal counts them
+	// all and OptOutsMore those not shown. TwoWayErr says why they or the
+	// acknowledgements are missing.
+	OptOuts                   []optOutView
+	OptOutsTotal, OptOutsMore int
+	TwoWayErr                 string
 	// Escalations are the open escalations and those that ended lately;
 	// nil when the bridge has none to show.
 	Escalations *escalationSection
@@ -288,6 +291,9 @@ func (h *Handler) page(c echo.Context) error {
 	d.Escalations = h.escalationsSection(ctx, d.Now)
 	var acks map[int64][]ackView
 	d.OptOuts, acks, d.TwoWayErr = h.twoWay(ctx, d.Now)
+	d.OptOutsTotal = len(d.OptOuts)
+	d.OptOuts = d.OptOuts[:min(len(d.OptOuts), maxOptOutsShown)]
+	d.OptOutsMore = d.OptOutsTotal - len(d.OptOuts)
 	for i := range d.Notifications {
 		d.Notifications[i].Acks = acks[d.Notifications[i].ID]
 	}

@@ -20,6 +20,10 @@ type TwoWay interface {
 	NameOf(number string) string
 }
 
+// maxOptOutsShown bounds the banner's list of opted-out numbers; the rest
+// are counted ("and 3 more") and listed in full by /api/v1/status.
+const maxOptOutsShown = 10
+
 // optOutView is one opted-out number, masked and named.
 type optOutView struct {
 	Who string

@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,46 @@ func TestRetryOptedOut(t *testing.T) {
 	code, body := do(t, "POST", srv.URL+"/api/v1/deliveries/2/retry", "")
 	if code != 409 || !strings.Contains(body, "replied STOP") {
 		t.Errorf("retry to an opted-out number: %d %s", code, body)
+	}
+}
+
+// TestOptOutBannerBounded: the banner lists at most maxOptOutsShown
+// numbers and counts the rest, so many opt-outs do not make the page huge.
+func TestOptOutBannerBounded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		n, shown int
+		head     string
+		more     string // "" for none
+	}{
+		{1, 1, "1 number gets no SMS", ""},
+		{10, 10, "10 numbers get no SMS", ""},
+		{11, 10, "11 numbers get no SMS", ", and 1 more"},
+		{1000, 10, "1000 numbers get no SMS", ", and 990 more"},
+	} {
+		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
+			t.Parallel()
+			tw := &fakeTwoWay{}
+			for i := range tc.n {
+				tw.outs = append(tw.outs, outbox.OptOut{Number: fmt.Sprintf("+2784%07d", i), At: testNow.Add(-time.Hour)})
+			}
+			srv, _ := newTestServer(t, &fakeBridge{}, func(o *Options) { o.TwoWay = tw })
+			code, page := do(t, "GET", srv.URL+"/", "")
+			if code != 200 {
+				t.Fatalf("page %d", code)
+			}
+			if !strings.Contains(page, tc.head) {
+				t.Errorf("banner lacks %q", tc.head)
+			}
+			if n := strings.Count(page, "replied STOP"); n != tc.shown {
+				t.Errorf("banner lists %d numbers, want %d", n, tc.shown)
+			}
+			if has := strings.Contains(page, " more (<code>/api/v1/status</code> lists them)"); has != (tc.more != "") || (tc.more != "" && !strings.Contains(page, tc.more)) {
+				t.Errorf("banner's rest: want %q", tc.more)
+			}
+			if tc.n == 1000 && len(page) > 40<<10 {
+				t.Errorf("page of %d bytes with 1000 opt-outs", len(page))
+			}
+		})
 	}
 }

@@ -80,7 +80,7 @@ func (h *Handler) callback(c echo.Context) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			h.metrics.callbacks.WithLabelValues(CallbackTooLarge).Inc()
-			h.logger.Warn("callback refused: body too large", "limit", cfg.BodyLimit, "remote", c.RealIP())
+			h.logger.Warn("callback refused: body too large", append([]any{"limit", cfg.BodyLimit}, caller(c)...)...)
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "body is larger than sms.callback.body_limit")
 		}
 		h.metrics.callbacks.WithLabelValues(CallbackInvalid).Inc()
@@ -90,7 +90,7 @@ func (h *Handler) callback(c echo.Context) error {
 	if err != nil {
 		h.metrics.callbacks.WithLabelValues(CallbackInvalid).Inc()
 		// The parser's errors never quote the body.
-		h.logger.Warn("callback refused: not the provider's format", "err", err, "remote", c.RealIP())
+		h.logger.Warn("callback refused: not the provider's format", append([]any{"err", err}, caller(c)...)...)
 		return echo.NewHTTPError(http.StatusBadRequest, "callback body is not the provider's format: "+err.Error())
 	}
 	// The provider may hang up; what was started is finished.
@@ -131,11 +131,23 @@ func (h *Handler) refused(c echo.Context) {
 		h.suppressed.Add(1)
 		return
 	}
-	attrs := []any{"remote", c.RealIP()}
+	attrs := caller(c)
 	if n := h.suppressed.Swap(0); n > 0 {
 		attrs = append(attrs, "suppressed", n)
 	}
 	h.logger.Warn("callback refused: wrong token, or callbacks are not configured", attrs...)
+}
+
+// caller is where a request came from, for the log: the peer's address
+// (remote) and, when present, what X-Forwarded-For claims (forwarded_for:
+// set by a proxy, or forged by anyone, so logged and never trusted).
+// c.RealIP would believe the header, and a scanner could hide behind it.
+func caller(c echo.Context) []any {
+	attrs := []any{"remote", c.Request().RemoteAddr}
+	if fwd := c.Request().Header.Get(echo.HeaderXForwardedFor); fwd != "" {
+		attrs = append(attrs, "forwarded_for", truncate(fwd, 200))
+	}
+	return attrs
 }
 
 // TokenEqual compares a token from a URL with the configured one in

@@ -50,7 +50,7 @@ const (
 	ResultStop         = "stop"
 	ResultStart        = "start"
 	// ResultUnknownNumber: from a number the bridge does not page; not
-	// answered.
+	// answered, and a STOP or START from it changes nothing.
 	ResultUnknownNumber = "unknown_number"
 	// ResultIgnored: an acknowledgement or other text while replies are
 	// off (replies.enabled: false); not answered.

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/smsbridge/smsbridge/alert"
 	"github.com/smsbridge/smsbridge/outbox"
@@ -63,12 +66,17 @@ type Processor struct {
 	answers     answerer
 	// kick wakes the Silencer for a new pending silence.
 	kick chan struct{}
+	// optLog bounds the log lines of STOP and START (on the clock now):
+	// numbers alternating them must not fill the disk.
+	optLog        *rate.Limiter
+	optSuppressed atomic.Int64
 }
 
 // NewProcessor returns a Processor for o.
 func NewProcessor(o Options) *Processor {
 	p := &Processor{store: o.Store, config: o.Config, logger: o.Logger, metrics: o.Metrics, now: o.Now, onAck: o.OnAck,
-		countFailed: o.CountFailed, kick: make(chan struct{}, 1)}
+		countFailed: o.CountFailed, kick: make(chan struct{}, 1),
+		optLog: rate.NewLimiter(1, 10)}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -205,10 +213,22 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 	name, configured := cfg.lookup(number)
 	now := p.now()
 	switch cmd.Kind {
-	case Stop:
-		return p.stop(ctx, number, name, now)
-	case Start:
-		return p.start(ctx, number, name, configured, key, now)
+	case Stop, Start:
+		// Only a number the bridge pages (the rule replies follow) can
+		// opt out: a STOP from any other number is a hole in nothing,
+		// and must not raise the alarm of one.
+		known := configured
+		if !known {
+			targets, err := p.store.ReplyTargets(ctx, number, now.Add(-outbox.ReplyCodeLifetime))
+			if err != nil {
+				return fmt.Errorf("read what was sent to the number: %w", err)
+			}
+			known = len(targets) > 0
+		}
+		if cmd.Kind == Stop {
+			return p.stop(ctx, number, name, known, now)
+		}
+		return p.start(ctx, number, name, configured, known, key, now)
 	}
 	if !cfg.Replies {
 		p.metrics.replies.WithLabelValues(ResultIgnored).Inc()
@@ -259,8 +279,15 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 	return err
 }
 
-// stop opts number out: nothing is sent to it until it replies START.
-func (p *Processor) stop(ctx context.Context, number, name string, now time.Time) error {
+// stop opts number out, if the bridge pages it (known): nothing is sent
+// to it until it replies START. Any other number's STOP is counted and
+// ignored: nothing is sent to it anyway.
+func (p *Processor) stop(ctx context.Context, number, name string, known bool, now time.Time) error {
+	if !known {
+		p.metrics.replies.WithLabelValues(ResultUnknownNumber).Inc()
+		p.logger.Debug("STOP from a number the bridge does not page; ignored", "number", sms.MaskNumber(number))
+		return nil
+	}
 	changed, failed, err := p.store.SetOptOut(ctx, number, true, now)
 	if err != nil {
 		return err
@@ -270,27 +297,53 @@ func (p *Processor) stop(ctx context.Context, number, name string, now time.Time
 		p.countFailed(outbox.CodeOptedOut, failed)
 	}
 	if changed {
-		p.logger.Error("a number replied STOP: it gets no SMS, pages included, until it replies START",
+		p.optLogged(now, slog.LevelError, "a number replied STOP: it gets no SMS, pages included, until it replies START",
 			"number", who(name, number), "failed_deliveries", failed)
 	}
 	return nil
 }
 
-// start opts number back in and, if the bridge pages it, says so.
-func (p *Processor) start(ctx context.Context, number, name string, configured bool, key string, now time.Time) error {
+// optLogged logs a line of STOP or START within a budget: a line a second
+// at most (bursts of 10), the next one saying how many were left out. The
+// banner and smsbridge_opted_out_numbers still show every opt-out.
+func (p *Processor) optLogged(now time.Time, level slog.Level, msg string, attrs ...any) {
+	if !p.optLog.AllowN(now, 1) {
+		p.optSuppressed.Add(1)
+		return
+	}
+	if n := p.optSuppressed.Swap(0); n > 0 {
+		attrs = append(attrs, "suppressed", n)
+	}
+	p.logger.Log(context.Background(), level, msg, attrs...)
+}
+
+// start opts number back in and, if the configuration pages it, says
+// so. A number the bridge no longer pages (not known) is opted back in
+// too when it had opted out, so its opt-out does not outlive it; otherwise
+// its START is counted as from an unknown number and ignored.
+func (p *Processor) start(ctx context.Context, number, name string, configured, known bool, key string, now time.Time) error {
 	changed, _, err := p.store.SetOptOut(ctx, number, false, now)
 	if err != nil {
 		return err
+	}
+	if !known && !changed {
+		p.metrics.replies.WithLabelValues(ResultUnknownNumber).Inc()
+		p.logger.Debug("START from a number the bridge does not page; ignored", "number", sms.MaskNumber(number))
+		return nil
 	}
 	p.metrics.replies.WithLabelValues(ResultStart).Inc()
 	if !changed {
 		return nil
 	}
-	p.logger.Warn("a number replied START: it gets SMS again", "number", who(name, number))
+	p.optLogged(now, slog.LevelWarn, "a number replied START: it gets SMS again", "number", who(name, number))
 	if !configured {
 		return nil
 	}
-	return p.answers.send(ctx, []string{number}, []string{name}, startText, "answer: START", key+"/answer")
+	// Within the limit of answers: a phone (or an auto-responder) that
+	// alternates STOP and START must not make the bridge text it without
+	// end. A STOP is not answered at all.
+	_, err = p.answers.limited(ctx, now, number, name, startText, "answer: START", key+"/answer")
+	return err
 }
 
 // ack acknowledges each target's group for d, as number (called name)

@@ -825,3 +825,215 @@ func TestTokenEqualAndRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbackLogsPeer: a refused callback is logged with the peer's
+// address; X-Forwarded-For and X-Real-IP, which anyone can send, never
+// take its place.
+func TestCallbackLogsPeer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, token, body string
+		headers           map[string]string
+		want, absent      []string
+	}{
+		{"wrong token, forged headers", "wrong-" + token, "{}",
+			map[string]string{"X-Forwarded-For": "203.0.113.7", "X-Real-IP": "198.51.100.8"},
+			[]string{"remote=192.0.2.1:1234", "forwarded_for=203.0.113.7"}, []string{"remote=203.0.113.7", "remote=198.51.100.8"}},
+		{"wrong token, no headers", "wrong-" + token, "{}", nil,
+			[]string{"remote=192.0.2.1:1234"}, []string{"forwarded_for"}},
+		{"not the provider's format", token, "<html>", map[string]string{"X-Real-IP": "198.51.100.8"},
+			[]string{"not the provider's format", "remote=192.0.2.1:1234"}, []string{"198.51.100.8"}},
+		{"too large", token, strings.Repeat("x", 128), map[string]string{"X-Forwarded-For": "203.0.113.7, 10.0.0.1"},
+			[]string{"body too large", "remote=192.0.2.1:1234", `forwarded_for="203.0.113.7, 10.0.0.1"`}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			ev.cfg.BodyLimit = 64
+			req := httptest.NewRequest(http.MethodPost, CallbackPath+tc.token, strings.NewReader(tc.body))
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			ev.e.ServeHTTP(httptest.NewRecorder(), req)
+			log := ev.log()
+			for _, w := range tc.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(log, a) {
+					t.Errorf("log has %q:\n%s", a, log)
+				}
+			}
+		})
+	}
+}
+
+// TestStartAnswerLimited: START's confirmation counts in the 5 answers an
+// hour, so STOP/START pairs cannot make the bridge text without end; STOP
+// is never answered.
+func TestStartAnswerLimited(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		pairs    int
+		answers  int
+		suppress float64
+	}{
+		{"within the limit", 3, 3, 0},
+		{"the limit", 5, 5, 0},
+		{"past it", 8, 5, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			for range tc.pairs {
+				ev.reply(alice, "STOP")
+				ev.reply(alice, "START")
+			}
+			got := ev.answers(alice)
+			if len(got) != tc.answers || slices.ContainsFunc(got, func(s string) bool { return s != startText }) {
+				t.Errorf("%d STOP/START pairs got %d answers %q, want %d confirmations", tc.pairs, len(got), got, tc.answers)
+			}
+			if n := testutil.ToFloat64(ev.proc.metrics.suppressed); n != tc.suppress {
+				t.Errorf("suppressed %v, want %v", n, tc.suppress)
+			}
+			if ev.replies(ResultStart) != float64(tc.pairs) {
+				t.Errorf("start counted %v, want %d", ev.replies(ResultStart), tc.pairs)
+			}
+			if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 0 {
+				t.Errorf("opted out after START: %+v", outs)
+			}
+		})
+	}
+}
+
+// TestStopKnownNumbersOnly: STOP opts out only a number the bridge pages
+// (configured, or given a code in the last day); any other number's STOP
+// or START is counted as unknown_number and changes nothing.
+func TestStopKnownNumbersOnly(t *testing.T) {
+	t.Parallel()
+	const paged = "+27830000010" // not configured; given a code
+	forget := func(ev *env, n string) {
+		lookup := ev.cfg.Lookup
+		ev.cfg.Lookup = func(m string) (string, bool) {
+			if m == n {
+				return "", false
+			}
+			return lookup(m)
+		}
+	}
+	for _, tc := range []struct {
+		name                 string
+		steps                func(ev *env)
+		out                  []string
+		stop, start, unknown float64
+		errorLog             bool
+	}{
+		{"configured", func(ev *env) { ev.reply(alice, "STOP") }, []string{alice}, 1, 0, 0, true},
+		{"given a code in the last day", func(ev *env) { ev.page("g", paged); ev.reply(paged, "stop") }, []string{paged}, 1, 0, 0, true},
+		{"given a code 25h ago", func(ev *env) { ev.page("g", paged); ev.advance(25 * time.Hour); ev.reply(paged, "STOP") }, nil, 0, 0, 1, false},
+		{"never paged", func(ev *env) { ev.reply(unknown, "STOP") }, nil, 0, 0, 1, false},
+		{"never paged, START", func(ev *env) { ev.reply(unknown, "START") }, nil, 0, 0, 1, false},
+		{"configured later: its second STOP counts", func(ev *env) {
+			ev.reply(unknown, "STOP")
+			lookup := ev.cfg.Lookup
+			ev.cfg.Lookup = func(m string) (string, bool) {
+				if m == unknown {
+					return "erin", true
+				}
+				return lookup(m)
+			}
+			ev.reply(unknown, "STOP")
+		}, []string{unknown}, 1, 0, 1, true},
+		{"no longer configured: START still opts back in", func(ev *env) {
+			ev.reply(bob, "STOP")
+			forget(ev, bob)
+			ev.reply(bob, "START")
+		}, nil, 1, 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			tc.steps(ev)
+			outs, err := ev.store.OptOuts(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range outs {
+				got = append(got, o.Number)
+			}
+			if !slices.Equal(got, tc.out) {
+				t.Errorf("opted out %q, want %q", got, tc.out)
+			}
+			for _, c := range []struct {
+				result string
+				want   float64
+			}{{ResultStop, tc.stop}, {ResultStart, tc.start}, {ResultUnknownNumber, tc.unknown}} {
+				if n := ev.replies(c.result); n != c.want {
+					t.Errorf("replies{%s} %v, want %v", c.result, n, c.want)
+				}
+			}
+			if has := strings.Contains(ev.log(), "level=ERROR"); has != tc.errorLog {
+				t.Errorf("error logged %t, want %t:\n%s", has, tc.errorLog, ev.log())
+			}
+			for _, n := range []string{unknown, paged} {
+				if a := ev.answers(n); len(a) != 0 {
+					t.Errorf("%s answered %q", n, a)
+				}
+			}
+		})
+	}
+}
+
+// TestStopFlood: one callback of many STOPs. From numbers the bridge does
+// not page it changes nothing and logs no error; from numbers it pages
+// every opt-out is recorded, and the error lines keep to their budget,
+// the next one counting those left out.
+func TestStopFlood(t *testing.T) {
+	t.Parallel()
+	numbers := func(prefix string, n int) []string {
+		var pairs []string
+		for i := range n {
+			pairs = append(pairs, fmt.Sprintf("%s%04d", prefix, i), "STOP")
+		}
+		return pairs
+	}
+	t.Run("unknown numbers", func(t *testing.T) {
+		t.Parallel()
+		ev := newEnv(t)
+		if rec := ev.post(token, body("MessageReply", numbers("+2784000", 1000)...)); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 0 {
+			t.Errorf("%d numbers opted out, want none", len(outs))
+		}
+		if n := ev.replies(ResultUnknownNumber); n != 1000 || ev.replies(ResultStop) != 0 {
+			t.Errorf("unknown_number %v, stop %v: want 1000, 0", n, ev.replies(ResultStop))
+		}
+		if n := strings.Count(ev.log(), "level=ERROR") + strings.Count(ev.log(), "level=WARN") + strings.Count(ev.log(), "level=INFO"); n != 0 {
+			t.Errorf("%d lines above debug", n)
+		}
+	})
+	t.Run("known numbers", func(t *testing.T) {
+		t.Parallel()
+		ev := newEnv(t)
+		ev.cfg.Lookup = func(string) (string, bool) { return "", true }
+		if rec := ev.post(token, body("MessageReply", numbers("+2784100", 30)...)); rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if outs, _ := ev.store.OptOuts(context.Background()); len(outs) != 30 || ev.replies(ResultStop) != 30 {
+			t.Errorf("%d numbers opted out, stop %v: want 30", len(outs), ev.replies(ResultStop))
+		}
+		if n := strings.Count(ev.log(), "level=ERROR"); n != 10 {
+			t.Errorf("%d error lines for 30 STOPs at once, want the burst of 10", n)
+		}
+		ev.advance(2 * time.Second)
+		ev.reply("+27842000000", "STOP")
+		if n := strings.Count(ev.log(), "level=ERROR"); n != 11 || !strings.Contains(ev.log(), "suppressed=20") {
+			t.Errorf("%d error lines, want 11, the last with suppressed=20:\n%s", n, ev.log())
+		}
+	})
+}
