@@ -79,10 +79,10 @@ type goal struct {
 
 // report gathers every phase's results.
 type report struct {
-	opts                    options
-	started                 time.Time
-	loadBefore, loadAfter   string
-	maxMinimal, maxBridge   intakeResult
+	opts                      options
+	started                   time.Time
+	loadBefore, loadAfter     string
+	maxMinimal, maxBridge     intakeResult
 	rateMinimal, rateBridge   intakeResult
 	heavyMinimal, heavyBridge intakeResult
 	e2e                       *e2eResult
