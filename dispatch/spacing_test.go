@@ -57,8 +57,8 @@ func TestAdmit(t *testing.T) {
 		{"under the limit", 10, []time.Duration{0, 100 * ms, 200 * ms}, []time.Duration{0, 0, 0}},
 		{"eleventh in the window", 10,
 			[]time.Duration{0, 10 * ms, 20 * ms, 30 * ms, 40 * ms, 50 * ms, 60 * ms, 70 * ms, 80 * ms, 90 * ms, 950 * ms},
-			[]time.Duration{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100 * ms}},
-		{"below one a second", 0.5, []time.Duration{0, 500 * ms}, []time.Duration{0, 550 * ms}},
+			[]time.Duration{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50*ms + windowGuard}},
+		{"below one a second", 0.5, []time.Duration{0, 500 * ms}, []time.Duration{0, 500*ms + windowGuard}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &pace{}
@@ -79,5 +79,25 @@ func TestAdmit(t *testing.T) {
 	}
 	if w := p.admit(t0.Add(time.Second+windowGuard), 10); w != ms {
 		t.Errorf("the twelfth: wait %v, want 1ms (a window after the second)", w)
+	}
+}
+
+// TestAdmitLeavesSpacingAlone: requests that leave at their planned
+// slots never wait for the window; the window only catches late ones. A
+// window longer than rate limit requests at spacing would set the pace
+// itself, below the spacing's share of the limit.
+func TestAdmitLeavesSpacingAlone(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, rate := range []float64{1, 2, 10, 50, 97, 1000} {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			p := &pace{}
+			gap := spacing(rate)
+			for i := range 3 * int(rate+1) {
+				if w := p.admit(t0.Add(time.Duration(i)*gap), rate); w != 0 {
+					t.Fatalf("request %d at its slot waits %v for the window", i, w)
+				}
+			}
+		})
 	}
 }

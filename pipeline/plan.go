@@ -87,6 +87,10 @@ func (p *Pipeline) Plan(n *alert.Notification) *Plan {
 // PlanAt is Plan as if it were at: the on-call lists are resolved then.
 func (p *Pipeline) PlanAt(n *alert.Notification, at time.Time) *Plan {
 	pl := &Plan{At: at}
+	// Receivers that share a template, a segment limit and alerts get the
+	// same text: it is rendered once (an alert routed to three receivers
+	// is one render, not three).
+	var done []rendered
 	for _, t := range p.router.Route(n.RouteLabels()) {
 		rcv := t.Receiver
 		e := Entry{Receiver: rcv, Routes: t.Nodes}
@@ -113,11 +117,31 @@ func (p *Pipeline) PlanAt(n *alert.Notification, at time.Time) *Plan {
 				e.People = append(e.People, m.Name)
 			}
 			e.Notification = n.Subset(alerts)
-			e.Text, e.Segments = p.render(rcv, e.Notification)
+			k := slices.IndexFunc(done, func(r rendered) bool {
+				return r.tmpl == rcv.Template && r.maxSeg == rcv.MaxSegments && slices.Equal(r.alerts, e.alerts)
+			})
+			if k >= 0 {
+				e.Text, e.Segments = done[k].text, done[k].segs
+			} else {
+				e.Text, e.Segments = p.render(rcv, e.Notification)
+				done = append(done, rendered{rcv.Template, rcv.MaxSegments, e.alerts, e.Text, e.Segments})
+			}
 		}
 		pl.Entries = append(pl.Entries, e)
 	}
 	return pl
+}
+
+// rendered is one text PlanAt rendered, by what it depends on: the
+// template, the segment limit and the alerts (indexes into the
+// notification's); the receiver's name only labels a failed render's log
+// line and metric.
+type rendered struct {
+	tmpl   string
+	maxSeg int
+	alerts []int
+	text   string
+	segs   int
 }
 
 // narrow renders entry i again with only the alerts whose positions (in

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -429,7 +430,7 @@ func caller(c echo.Context) []any {
 
 // decodeJSON decodes body into v with messages a person can act on.
 func decodeJSON(body []byte, v any) error {
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return errors.New("body is empty; expected a JSON object")
 	}
 	if err := json.Unmarshal(body, v); err != nil {

@@ -91,6 +91,17 @@ type bridgeParams struct {
 	Env []string
 	// DSNFile, when set, puts the store in that PostgreSQL database.
 	DSNFile string
+	// Heavy routes every notification to three receivers (heavyRoutes)
+	// with Numbers each, instead of one.
+	Heavy bool
+}
+
+// heavyReceivers are the receivers of the heavy config: every alert of
+// heavyPayload matches all three routes.
+var heavyReceivers = []struct{ name, matcher string }{
+	{"db-oncall", `team=~"db|web|net"`},
+	{"ops", `severity="critical"`},
+	{"platform", `env="prod"`},
 }
 
 func (b bridgeParams) yaml() string {
@@ -109,12 +120,28 @@ delivery:
   workers: %d
   min_backoff: 100ms
   max_backoff: 2s
-route:
-  receiver: ops
-receivers:
-  - name: ops
-    numbers: ["%s"]
-`, b.ProviderURL, b.KeyFile, b.Timeout, b.RateLimit, b.BatchSize, b.Workers, strings.Join(b.Numbers, `", "`))
+%s`, b.ProviderURL, b.KeyFile, b.Timeout, b.RateLimit, b.BatchSize, b.Workers, b.routes())
+}
+
+// routes is the config's route and receivers.
+func (b bridgeParams) routes() string {
+	if !b.Heavy {
+		return fmt.Sprintf("route:\n  receiver: ops\nreceivers:\n  - name: ops\n    numbers: [\"%s\"]\n", strings.Join(b.Numbers, `", "`))
+	}
+	var r, recv strings.Builder
+	r.WriteString("route:\n  receiver: ops\n  routes:\n")
+	recv.WriteString("receivers:\n")
+	for i, h := range heavyReceivers {
+		fmt.Fprintf(&r, "    - matchers: ['%s']\n      receiver: %s\n      continue: true\n", h.matcher, h.name)
+		// Each receiver its own numbers: len(Numbers) deliveries per
+		// receiver.
+		nums := make([]string, len(b.Numbers))
+		for k := range nums {
+			nums[k] = fmt.Sprintf("+2784%07d", 1000000+i*1000+k)
+		}
+		fmt.Fprintf(&recv, "  - name: %s\n    numbers: [\"%s\"]\n", h.name, strings.Join(nums, `", "`))
+	}
+	return r.String() + recv.String()
 }
 
 // numbers returns n distinct valid numbers.
@@ -134,6 +161,9 @@ type bridgeProc struct {
 	logPath   string
 	logFile   *os.File
 	exited    chan struct{}
+	// args and env start the process again (restart).
+	args, env []string
+	bin       string
 }
 
 // startBridge starts bin with a fresh store in dir and waits until it is
@@ -155,39 +185,55 @@ func startBridge(ctx context.Context, bin, dir string, p bridgeParams, profile b
 	if err != nil {
 		return nil, err
 	}
-	b := &bridgeProc{URL: "http://" + addr, logPath: filepath.Join(dir, "bridge.log"), exited: make(chan struct{})}
-	b.logFile, err = os.Create(b.logPath)
-	if err != nil {
-		return nil, err
-	}
-	b.cmd = exec.Command(bin,
-		"--config.file="+cfg,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn")
-	b.cmd.Stdout, b.cmd.Stderr = b.logFile, b.logFile
-	b.cmd.Env = append(os.Environ(), p.Env...)
+	b := &bridgeProc{URL: "http://" + addr, logPath: filepath.Join(dir, "bridge.log"), bin: bin}
+	b.args = []string{
+		"--config.file=" + cfg,
+		"--storage.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr,
+		"--log.level=warn"}
+	b.env = append(os.Environ(), p.Env...)
 	if profile {
 		if b.PprofAddr, err = freeAddr(); err != nil {
 			return nil, err
 		}
-		b.cmd.Env = append(b.cmd.Env, pprofEnv+"="+b.PprofAddr)
+		b.env = append(b.env, pprofEnv+"="+b.PprofAddr)
 	}
-	dieWithParent(b.cmd)
-	if err := b.cmd.Start(); err != nil {
-		b.logFile.Close()
-		return nil, fmt.Errorf("start bridge: %w", err)
-	}
-	go func() {
-		_ = b.cmd.Wait()
-		close(b.exited)
-	}()
-	if err := waitReady(ctx, b.URL+"/-/ready", b.exited); err != nil {
-		b.stop()
-		return nil, fmt.Errorf("bridge: %w\n%s", err, b.logTail())
+	if err := b.launch(ctx); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
+
+// launch starts the process and waits until it is ready.
+func (b *bridgeProc) launch(ctx context.Context) error {
+	var err error
+	b.logFile, err = os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	b.exited = make(chan struct{})
+	b.cmd = exec.Command(b.bin, b.args...)
+	b.cmd.Stdout, b.cmd.Stderr = b.logFile, b.logFile
+	b.cmd.Env = b.env
+	dieWithParent(b.cmd)
+	if err := b.cmd.Start(); err != nil {
+		b.logFile.Close()
+		return fmt.Errorf("start bridge: %w", err)
+	}
+	exited := b.exited
+	go func() {
+		_ = b.cmd.Wait()
+		close(exited)
+	}()
+	if err := waitReady(ctx, b.URL+"/-/ready", b.exited); err != nil {
+		b.stop()
+		return fmt.Errorf("bridge: %w\n%s", err, b.logTail())
+	}
+	return nil
+}
+
+// restart starts a stopped bridge again, on the same store and address.
+func (b *bridgeProc) restart(ctx context.Context) error { return b.launch(ctx) }
 
 // waitReady polls url until it answers 200, for at most 30 s.
 func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {

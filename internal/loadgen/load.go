@@ -27,6 +27,30 @@ func payload(name string, seq int) []byte {
 		name, seq)
 }
 
+// heavyPayload is an Alertmanager webhook with three firing alerts of
+// one group (about 3 KB), named name, each alert on its own instance and
+// team, for the heavy phase's config (heavyRoutes), which routes the
+// group to three receivers.
+func heavyPayload(name string, seq int) []byte {
+	var alerts []byte
+	for i, team := range []string{"db", "web", "net"} {
+		if i > 0 {
+			alerts = append(alerts, ',')
+		}
+		alerts = fmt.Appendf(alerts, `{"status":"firing","labels":{"alertname":"%[1]s","env":"prod","instance":"%[3]s-%[2]d.example.net:9100","job":"node","severity":"critical","team":"%[3]s","mountpoint":"/","device":"/dev/sda1","fstype":"ext4"},`+
+			`"annotations":{"summary":"Filesystem / on %[3]s-%[2]d is 97%% full","description":"The filesystem / on %[3]s-%[2]d has 3%% space left and at the current rate fills within 2 hours.","runbook_url":"https://runbooks.example.net/disk-full"},`+
+			`"startsAt":"2026-11-26T03:00:00.000Z","endsAt":"0001-01-01T00:00:00Z",`+
+			`"generatorURL":"http://prometheus.example.net:9090/graph?g0.expr=node_filesystem_avail_bytes%%7Bmountpoint%%3D%%22%%2F%%22%%7D+%%2F+node_filesystem_size_bytes+%%3C+0.05","fingerprint":"%016[4]x"}`,
+			name, seq, team, 3*seq+i)
+	}
+	return fmt.Appendf(nil, `{"version":"4","status":"firing","receiver":"sms","groupKey":"{}/{severity=\"critical\"}:{alertname=\"%[1]s\"}",`+
+		`"groupLabels":{"alertname":"%[1]s"},`+
+		`"commonLabels":{"alertname":"%[1]s","env":"prod","job":"node","severity":"critical","mountpoint":"/","device":"/dev/sda1","fstype":"ext4"},`+
+		`"commonAnnotations":{"runbook_url":"https://runbooks.example.net/disk-full"},`+
+		`"externalURL":"http://alertmanager.example.net:9093","truncatedAlerts":0,"alerts":[%[2]s]}`,
+		name, alerts)
+}
+
 // alertName is the unique name of request seq in a run tagged tag
 // (lower-case letters): it matches nameRE.
 func alertName(tag string, seq int) string {
@@ -108,6 +132,8 @@ type loader struct {
 	urls   []string
 	tag    string
 	seq    atomic.Int64
+	// body makes request seq's payload; payload unless set.
+	body func(name string, seq int) []byte
 }
 
 func newLoader(baseURL, tag string, conns int) *loader {
@@ -122,7 +148,7 @@ func newSpreadLoader(baseURLs []string, tag string, conns int) *loader {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	l := &loader{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, tag: tag}
+	l := &loader{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, tag: tag, body: payload}
 	for _, u := range baseURLs {
 		l.urls = append(l.urls, u+"/api/v1/alertmanager")
 	}
@@ -135,7 +161,7 @@ func (l *loader) close() { l.client.CloseIdleConnections() }
 func (l *loader) post(ctx context.Context, start time.Time) shot {
 	seq := int(l.seq.Add(1))
 	s := shot{Name: alertName(l.tag, seq)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.urls[seq%len(l.urls)], bytes.NewReader(payload(s.Name, seq)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.urls[seq%len(l.urls)], bytes.NewReader(l.body(s.Name, seq)))
 	if err != nil {
 		s.Err = err
 		return s

@@ -117,3 +117,46 @@ func TestBridgeConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestHeavyBridgeConfig(t *testing.T) {
+	y := bridgeParams{ProviderURL: "http://127.0.0.1:1/sms/messages", KeyFile: "/k", Timeout: 10 * time.Second,
+		RateLimit: 50, BatchSize: 100, Numbers: numbers(4), Heavy: true}.yaml()
+	if _, err := config.Load([]byte(y)); err != nil {
+		t.Fatalf("config.Load: %v\n%s", err, y)
+	}
+	for _, want := range []string{"workers: 0", "continue: true", "name: platform", "+27841002003"} {
+		if !bytes.Contains([]byte(y), []byte(want)) {
+			t.Errorf("config lacks %q:\n%s", want, y)
+		}
+	}
+	var p struct {
+		Alerts []struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"alerts"`
+	}
+	if err := json.Unmarshal(heavyPayload(alertName("h", 3), 3), &p); err != nil || len(p.Alerts) != 3 {
+		t.Fatalf("heavy payload: %v, %d alerts", err, len(p.Alerts))
+	}
+}
+
+func TestPauseViolations(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tooMany := providerRequest{At: at(0), Answered: at(20), Status: http.StatusTooManyRequests}
+	for _, tc := range []struct {
+		name string
+		reqs []providerRequest
+		want int
+	}{
+		{"no 429", []providerRequest{{At: at(0), Answered: at(20), Status: 202}, {At: at(10), Answered: at(30), Status: 202}}, 0},
+		{"on the wire before the 429 came back", []providerRequest{tooMany, {At: at(15), Answered: at(35), Status: 202}}, 0},
+		{"sent inside the pause", []providerRequest{tooMany, {At: at(25), Answered: at(45), Status: 202}, {At: at(900), Answered: at(920), Status: 202}}, 2},
+		{"after the pause", []providerRequest{tooMany, {At: at(1021), Answered: at(1041), Status: 202}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pauseViolations(tc.reqs, time.Second); got != tc.want {
+				t.Errorf("pauseViolations = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

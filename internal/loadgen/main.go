@@ -12,11 +12,18 @@
 //     intake latency percentiles.
 //   - e2e: -low-rate webhooks a second; the time from the bridge's 202 to
 //     the fake receiving the SMS, and provider requests per notification.
+//   - heavy: as max, with a three-alert payload routed to three receivers
+//     of -heavy-numbers numbers each.
 //   - drain: -backlog notifications accepted while the provider answers
 //     every request with 500 (an outage), then healthy again; the rate the
 //     backlog drains at against the
 //     provider's rate limit (-provider-rate, also the bridge's
-//     sms.rate_limit unless -bridge-rate sets it).
+//     sms.rate_limit unless -bridge-rate sets it), once per provider
+//     latency in -drain-latency, and the requests sent inside a 429's
+//     pause.
+//   - cold: -backlog notifications accepted during an outage, the bridge
+//     stopped, the outage ended, the bridge started again: the time from
+//     its start to the first SMS the provider accepts.
 //
 // Peak RSS (VmHWM) and CPU time of the bridge are read from /proc. Every
 // phase is bounded in time and count, talks to 127.0.0.1 only, and stops
@@ -58,6 +65,8 @@ type options struct {
 	rate         int
 	lowRate      int
 	latency      time.Duration
+	drainLat     []time.Duration
+	heavyNumbers int
 	providerRate int
 	bridgeRate   float64
 	backlog      int
@@ -86,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.target, "target", "", "base URL of a running bridge on 127.0.0.1 to post to (max and rate phases only); default: build and start one")
 	fs.IntVar(&o.targetPID, "target-pid", 0, "pid of the -target bridge, to read its peak RSS")
 	fs.StringVar(&o.bin, "bin", "", "bridge binary to start; default: go build the module in a temporary directory")
-	fs.StringVar(&o.phases, "phases", "max,rate,e2e,drain", "phases to run, comma-separated: max, rate, e2e, drain")
+	fs.StringVar(&o.phases, "phases", "max,heavy,rate,e2e,drain,cold", "phases to run, comma-separated: max, heavy, rate, e2e, drain, cold")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load run (max, rate, e2e)")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "senders in the max phase")
 	fs.IntVar(&o.rate, "rate", 1000, "webhooks per second in the rate phase")
@@ -97,7 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.backlog, "backlog", 1000, "notifications in the drain phase's backlog")
 	fs.IntVar(&o.numbers, "numbers", 2, "numbers the receiver pages per notification")
 	fs.IntVar(&o.batchSize, "batch-size", 100, "the bridge's sms.batch_size")
-	fs.IntVar(&o.workers, "workers", 2, "the bridge's delivery.workers")
+	fs.IntVar(&o.workers, "workers", 0, "the bridge's delivery.workers; 0 is the shipped default (the dispatcher chooses)")
+	fs.IntVar(&o.heavyNumbers, "heavy-numbers", 4, "numbers each of the heavy phase's three receivers pages")
+	drainLat := fs.String("drain-latency", "20ms,200ms", "the fake provider's reply latencies the drain phase runs at, comma-separated")
 	fs.StringVar(&o.pprofDir, "pprof", "", "save CPU and heap profiles of the bridge into this directory (builds the bridge with a pprof listener)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	fs.StringVar(&o.bridgeEnv, "bridge-env", "", "extra environment of the bridge, comma-separated KEY=VALUE pairs (e.g. GOGC=200)")
@@ -112,6 +123,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if serve != "" {
 		return serveMinimal(serve)
+	}
+	for f := range strings.SplitSeq(*drainLat, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 || d > 5*time.Second {
+			fmt.Fprintf(stderr, "loadgen: -drain-latency %q: a list of durations between 0 and 5s\n", *drainLat)
+			return 2
+		}
+		o.drainLat = append(o.drainLat, d)
 	}
 	if err := o.validate(); err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
@@ -131,13 +150,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 func (o *options) validate() error {
 	for p := range strings.SplitSeq(o.phases, ",") {
 		switch p {
-		case "max", "rate":
-		case "e2e", "drain":
+		case "max", "rate", "heavy":
+		case "e2e", "drain", "cold":
 			if o.target != "" {
 				return fmt.Errorf("phase %s needs the fake provider and cannot run against -target", p)
 			}
 		default:
-			return fmt.Errorf("unknown phase %q; phases are max, rate, e2e, drain", p)
+			return fmt.Errorf("unknown phase %q; phases are max, heavy, rate, e2e, drain, cold", p)
 		}
 	}
 	if o.target != "" && !strings.HasPrefix(o.target, "http://127.0.0.1:") && !strings.HasPrefix(o.target, "http://localhost:") {
@@ -158,8 +177,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("-bridge-rate %v must be between 0 (the provider's rate) and 1000", o.bridgeRate)
 	case o.backlog < 1 || o.backlog > 100000:
 		return fmt.Errorf("-backlog %d must be between 1 and 100000", o.backlog)
-	case o.numbers < 1 || o.numbers > 1000:
-		return fmt.Errorf("-numbers %d must be between 1 and 1000", o.numbers)
+	case o.numbers < 1 || o.numbers > 1000 || o.heavyNumbers < 1 || o.heavyNumbers > 1000:
+		return fmt.Errorf("-numbers and -heavy-numbers must be between 1 and 1000")
+	case o.workers < 0 || o.workers > 64:
+		return fmt.Errorf("-workers %d must be between 0 (the default) and 64", o.workers)
 	case o.store != "sqlite" && o.store != "postgres":
 		return fmt.Errorf("-store %q must be sqlite or postgres", o.store)
 	case o.replicas < 1 || o.replicas > 5:
@@ -242,9 +263,11 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 		fn   func(context.Context) error
 	}{
 		{"max", m.phaseMax},
+		{"heavy", m.phaseHeavy},
 		{"rate", m.phaseRate},
 		{"e2e", m.phaseE2E},
 		{"drain", m.phaseDrain},
+		{"cold", m.phaseCold},
 	} {
 		if !o.has(ph.name) {
 			continue
@@ -274,8 +297,14 @@ type measurer struct {
 // bridges starts -replicas fresh bridges on one fresh store against prov;
 // the first is the one whose process and metrics the report reads.
 func (m *measurer) bridges(ctx context.Context, prov *provider, timeout time.Duration) (replicas, error) {
+	return m.bridgesWith(ctx, prov, timeout, false)
+}
+
+// bridgesWith is bridges, with the heavy phase's routes when heavy.
+func (m *measurer) bridgesWith(ctx context.Context, prov *provider, timeout time.Duration, heavy bool) (replicas, error) {
 	m.n++
 	params := bridgeParams{
+		Heavy:       heavy,
 		ProviderURL: prov.URL,
 		Timeout:     timeout,
 		RateLimit:   m.o.bridgeLimit(),
@@ -283,6 +312,9 @@ func (m *measurer) bridges(ctx context.Context, prov *provider, timeout time.Dur
 		Workers:     m.o.workers,
 		Numbers:     numbers(m.o.numbers),
 		Env:         m.o.env(),
+	}
+	if heavy {
+		params.Numbers = numbers(m.o.heavyNumbers)
 	}
 	var rs replicas
 	if m.o.store == "postgres" {
@@ -361,7 +393,7 @@ type intakeTarget struct {
 	prov   *provider
 }
 
-func (m *measurer) startTarget(ctx context.Context) (*intakeTarget, error) {
+func (m *measurer) startTarget(ctx context.Context, heavy bool) (*intakeTarget, error) {
 	if m.o.target != "" {
 		return &intakeTarget{url: strings.TrimSuffix(m.o.target, "/"), pid: m.o.targetPID, stop: func() {}}, nil
 	}
@@ -369,7 +401,7 @@ func (m *measurer) startTarget(ctx context.Context) (*intakeTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := m.bridges(ctx, prov, 10*time.Second)
+	rs, err := m.bridgesWith(ctx, prov, 10*time.Second, heavy)
 	if err != nil {
 		prov.close()
 		return nil, err
@@ -382,12 +414,15 @@ func (m *measurer) startTarget(ctx context.Context) (*intakeTarget, error) {
 }
 
 // intakeRun loads one target with fn and notes its process statistics.
-func (m *measurer) intakeRun(ctx context.Context, t *intakeTarget, tag string, fn func(*loader) runResult, profile string) (intakeResult, error) {
+func (m *measurer) intakeRun(ctx context.Context, t *intakeTarget, tag string, fn func(*loader) runResult, profile string, heavy bool) (intakeResult, error) {
 	urls := t.urls
 	if urls == nil {
 		urls = []string{t.url}
 	}
 	l := newSpreadLoader(urls, tag, max(m.o.concurrency, 64))
+	if heavy {
+		l.body = heavyPayload
+	}
 	defer l.close()
 	// Warm up: connections, the store's first pages, the Go runtime's
 	// heap; none of it is measured.
@@ -438,35 +473,44 @@ func latencies(shots []shot) []time.Duration {
 // phaseMax compares throughput at maximum concurrency.
 func (m *measurer) phaseMax(ctx context.Context) error {
 	load := func(l *loader) runResult { return l.closedLoop(ctx, m.o.concurrency, m.o.duration, 0) }
-	return m.compare(ctx, "max", load, "bridge-max-cpu.pprof", func(min, br intakeResult) {
+	return m.compare(ctx, "max", load, "bridge-max-cpu.pprof", false, func(min, br intakeResult) {
 		m.r.maxMinimal, m.r.maxBridge = min, br
+	})
+}
+
+// phaseHeavy compares throughput at maximum concurrency with the heavy
+// payload and routes.
+func (m *measurer) phaseHeavy(ctx context.Context) error {
+	load := func(l *loader) runResult { return l.closedLoop(ctx, m.o.concurrency, m.o.duration, 0) }
+	return m.compare(ctx, "heavy", load, "bridge-heavy-cpu.pprof", true, func(min, br intakeResult) {
+		m.r.heavyMinimal, m.r.heavyBridge = min, br
 	})
 }
 
 // phaseRate measures intake latency at a fixed rate.
 func (m *measurer) phaseRate(ctx context.Context) error {
 	load := func(l *loader) runResult { return l.openLoop(ctx, m.o.rate, m.o.duration, 256) }
-	return m.compare(ctx, "rate", load, "bridge-rate-cpu.pprof", func(min, br intakeResult) {
+	return m.compare(ctx, "rate", load, "bridge-rate-cpu.pprof", false, func(min, br intakeResult) {
 		m.r.rateMinimal, m.r.rateBridge = min, br
 	})
 }
 
 // compare runs load against the minimal handler, then against the bridge.
-func (m *measurer) compare(ctx context.Context, tag string, load func(*loader) runResult, profile string, save func(min, br intakeResult)) error {
+func (m *measurer) compare(ctx context.Context, tag string, load func(*loader) runResult, profile string, heavy bool, save func(min, br intakeResult)) error {
 	mp, err := startMinimal(ctx)
 	if err != nil {
 		return err
 	}
-	minRes, err := m.intakeRun(ctx, &intakeTarget{url: mp.URL, pid: mp.pid()}, "min"+tag, load, "")
+	minRes, err := m.intakeRun(ctx, &intakeTarget{url: mp.URL, pid: mp.pid()}, "min"+tag, load, "", heavy)
 	mp.stop()
 	if err != nil {
 		return err
 	}
-	t, err := m.startTarget(ctx)
+	t, err := m.startTarget(ctx, heavy)
 	if err != nil {
 		return err
 	}
-	brRes, err := m.intakeRun(ctx, t, tag, load, profile)
+	brRes, err := m.intakeRun(ctx, t, tag, load, profile, heavy)
 	if err == nil && t.bridge != nil {
 		brRes.panics, brRes.errorLines = t.bridge.logProblems()
 		if m.o.pprofDir != "" && tag == "max" {
@@ -534,46 +578,72 @@ func (m *measurer) phaseE2E(ctx context.Context) error {
 
 // phaseDrain builds a backlog while the provider is down (every request
 // answered 500), ends the outage, and measures how fast the bridge drains
-// the backlog.
+// the backlog, once per provider latency in -drain-latency.
 func (m *measurer) phaseDrain(ctx context.Context) error {
-	prov, err := startProvider(m.o.latency, m.o.providerRate, true)
-	if err != nil {
-		return err
+	for _, lat := range m.o.drainLat {
+		d, err := m.drainAt(ctx, lat)
+		if err != nil {
+			return fmt.Errorf("provider latency %s: %w", lat, err)
+		}
+		m.r.drains = append(m.r.drains, d)
 	}
-	defer prov.close()
+	return nil
+}
+
+// backlog starts a provider in an outage and bridges on it, and posts
+// -backlog notifications; it returns their names.
+func (m *measurer) backlog(ctx context.Context, lat time.Duration) (*provider, replicas, []string, error) {
+	prov, err := startProvider(lat, m.o.providerRate, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	rs, err := m.bridges(ctx, prov, 10*time.Second)
 	if err != nil {
-		return err
+		prov.close()
+		return nil, nil, nil, err
 	}
-	defer rs.stop()
-	b := rs[0]
 	l := newSpreadLoader(rs.urls(), "d", 16)
 	defer l.close()
 	res := l.closedLoop(ctx, 16, 2*time.Minute, m.o.backlog)
 	ok := res.ok()
 	if len(ok) != m.o.backlog {
-		return fmt.Errorf("backlog: %d of %d notifications accepted (%s)", len(ok), m.o.backlog, res.failures())
+		rs.stop()
+		prov.close()
+		return nil, nil, nil, fmt.Errorf("backlog: %d of %d notifications accepted (%s)", len(ok), m.o.backlog, res.failures())
 	}
 	names := make([]string, len(ok))
 	for i, s := range ok {
 		names[i] = s.Name
 	}
+	return prov, rs, names, nil
+}
+
+func (m *measurer) drainAt(ctx context.Context, lat time.Duration) (*drainResult, error) {
+	prov, rs, names, err := m.backlog(ctx, lat)
+	if err != nil {
+		return nil, err
+	}
+	defer prov.close()
+	defer rs.stop()
+	b := rs[0]
 	t0 := prov.release()
 	// Twice the time the rate limit needs, and some.
-	need := time.Duration(float64(len(ok)) / float64(m.o.providerRate) * float64(time.Second))
+	need := time.Duration(float64(len(names)) / float64(m.o.providerRate) * float64(time.Second))
 	wctx, cancel := context.WithTimeout(ctx, 2*need+30*time.Second)
 	defer cancel()
 	if err := prov.waitDelivered(wctx, names); err != nil {
-		return fmt.Errorf("backlog not drained: %w\n%s", err, b.logTail())
+		return nil, fmt.Errorf("backlog not drained: %w\n%s", err, b.logTail())
 	}
 	reqs, firstOK, _ := prov.snapshot()
 	var okTimes, allTimes []time.Time
+	var after []providerRequest
 	numbersSent, tooMany := 0, 0
 	var last time.Time
 	for _, r := range reqs {
 		if r.At.Before(t0) {
 			continue
 		}
+		after = append(after, r)
 		allTimes = append(allTimes, r.At)
 		switch r.Status {
 		case 202:
@@ -585,12 +655,9 @@ func (m *measurer) phaseDrain(ctx context.Context) error {
 	}
 	if m.o.drainTrace {
 		var prev time.Time
-		for _, r := range reqs {
-			if r.At.Before(t0) {
-				continue
-			}
+		for _, r := range after {
 			if !prev.IsZero() && r.At.Sub(prev) > 150*time.Millisecond || r.Status != 202 {
-				fmt.Fprintf(m.out, "drain trace: t=%.3fs after the outage, %.3fs after the previous request, status %d\n", r.At.Sub(t0).Seconds(), r.At.Sub(prev).Seconds(), r.Status)
+				fmt.Fprintf(m.out, "drain trace (%s): t=%.3fs after the outage, %.3fs after the previous request, status %d\n", lat, r.At.Sub(t0).Seconds(), r.At.Sub(prev).Seconds(), r.Status)
 			}
 			prev = r.At
 		}
@@ -602,14 +669,66 @@ func (m *measurer) phaseDrain(ctx context.Context) error {
 	}
 	st, _ := readProc(b.pid())
 	d := &drainResult{
-		backlog: len(ok), numbers: m.o.numbers, requests: len(allTimes), accepted: len(okTimes),
-		tooMany: tooMany, elapsed: last.Sub(t0), reqRate: rate(okTimes), peakRSS: st.PeakRSS,
+		latency: lat, backlog: len(names), numbers: m.o.numbers, requests: len(allTimes), accepted: len(okTimes),
+		tooMany: tooMany, inPause: pauseViolations(after, providerPause), elapsed: last.Sub(t0), reqRate: rate(okTimes), peakRSS: st.PeakRSS,
 	}
 	if len(okTimes) > 0 {
 		d.numRate = d.reqRate * float64(numbersSent) / float64(len(okTimes))
 	}
 	d.panics, d.errorLines = b.logProblems()
-	m.r.drain = d
+	return d, nil
+}
+
+// phaseCold measures a cold start with a backlog: the notifications are
+// accepted during an outage, the bridges stopped, the outage ended, and
+// the bridges started again on the same store; the figure is the time
+// from the first bridge's start to the first SMS the provider accepts.
+func (m *measurer) phaseCold(ctx context.Context) error {
+	prov, rs, names, err := m.backlog(ctx, m.o.latency)
+	if err != nil {
+		return err
+	}
+	defer prov.close()
+	rs.stop()
+	// Every row retried during the outage is due again within the
+	// backoff's ceiling (max_backoff 2s): wait it out, so the backlog is
+	// due when the bridge starts, as after a long stop.
+	select {
+	case <-time.After(2*time.Second + 100*time.Millisecond):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	prov.release()
+	var t0 time.Time
+	for i, b := range rs {
+		if i == 0 {
+			t0 = time.Now()
+		}
+		if err := b.restart(ctx); err != nil {
+			rs[:i].stop()
+			return err
+		}
+	}
+	defer rs.stop()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for prov.delivered(names) == 0 {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("no SMS within 30 s of the restart: %w\n%s", wctx.Err(), rs[0].logTail())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	_, firstOK, _ := prov.snapshot()
+	var first time.Time
+	for _, at := range firstOK {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	st, _ := readProc(rs[0].pid())
+	m.r.cold = &coldResult{backlog: len(names), firstSMS: first.Sub(t0), peakRSS: st.PeakRSS}
+	m.r.cold.panics, m.r.cold.errorLines = rs[0].logProblems()
 	return nil
 }
 

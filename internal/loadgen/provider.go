@@ -17,6 +17,9 @@ import (
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
+// providerPause is the pause the fake announces with a 429.
+const providerPause = time.Second
+
 // providerKey is the fake's API key; it guards nothing but proves the
 // bridge sends one.
 const providerKey = "loadgen-key"
@@ -48,6 +51,26 @@ type providerRequest struct {
 	At      time.Time
 	Status  int
 	Numbers int
+	// Answered is when the fake's answer had been written: for a 429,
+	// the moment the pause began as the bridge can know it.
+	Answered time.Time
+}
+
+// pauseViolations counts the requests that arrived after a 429 had been
+// answered and before the pause it announced (pause) ended: requests the
+// bridge sent inside a pause it knew of. A request already on its way
+// when the 429 arrived is not one.
+func pauseViolations(reqs []providerRequest, pause time.Duration) int {
+	n := 0
+	for _, r := range reqs {
+		for _, p := range reqs {
+			if p.Status == http.StatusTooManyRequests && r.At.After(p.Answered) && r.At.Before(p.Answered.Add(pause)) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // startProvider serves a fake with the given latency and rate limit on
@@ -56,7 +79,7 @@ func startProvider(latency time.Duration, rateLimit int, down bool) (*provider, 
 	p := &provider{
 		fake: smsfake.New(smsfake.Options{
 			APIKey: providerKey, Credits: smsfake.Unlimited,
-			Latency: latency, RateLimit: rateLimit, RateLimitPause: 1,
+			Latency: latency, RateLimit: rateLimit, RateLimitPause: int(providerPause / time.Second),
 			// The recorder keeps what the tool needs; the fake need not
 			// keep every message of a long run.
 			MaxMessages: 1,
@@ -115,9 +138,10 @@ func (p *provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	p.fake.ServeHTTP(rec, r)
 
+	answered := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.requests = append(p.requests, providerRequest{At: at, Status: rec.status, Numbers: len(req.To)})
+	p.requests = append(p.requests, providerRequest{At: at, Status: rec.status, Numbers: len(req.To), Answered: answered})
 	if rec.status == http.StatusAccepted {
 		if name := nameRE.FindString(req.Text); name != "" {
 			if _, ok := p.firstOK[name]; !ok {
