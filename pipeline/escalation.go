@@ -52,7 +52,14 @@ func (Escalation) Exec(_ context.Context, e *Envelope) error {
 		marked = true
 	}
 	if marked {
-		e.Record.EscalationLabels = groupLabels(n)
+		// The same labels an acknowledgement silences: for an
+		// Alertmanager group its route's matchers too, so that the check
+		// in Alertmanager does not find other routes' alerts.
+		if n.Source == alert.SourceAlertmanager {
+			e.Record.EscalationLabels = alertmanagerAckLabels(n)
+		} else {
+			e.Record.EscalationLabels = groupLabels(n)
+		}
 	}
 	return nil
 }

@@ -86,6 +86,13 @@ func TestEscalationStage(t *testing.T) {
 		{"firing: db's steps, none for ops", grouped("firing", a), outbox.Enqueued{EscalationsScheduled: 1},
 			map[string][]outbox.EscalationPlan{"db": {{After: 10 * time.Minute, Receiver: "db2"}, {After: 30 * time.Minute, Receiver: "ops"}}, "ops": nil},
 			map[string]string{"alertname": "Disk"}, []string{`{}:{alertname="Disk"}`}, nil},
+		{"a nested route: its matchers too", func() *alert.Notification {
+			n := grouped("firing", a)
+			n.GroupKey = `{}/{team="db"}:{alertname="Disk"}`
+			return n
+		}(), outbox.Enqueued{},
+			map[string][]outbox.EscalationPlan{"db": {{After: 10 * time.Minute, Receiver: "db2"}, {After: 30 * time.Minute, Receiver: "ops"}}, "ops": nil},
+			map[string]string{"alertname": "Disk", "team": "db"}, nil, nil},
 		{"no group labels: the common ones", amNotification("firing", a), outbox.Enqueued{},
 			map[string][]outbox.EscalationPlan{"db": {{After: 10 * time.Minute, Receiver: "db2"}, {After: 30 * time.Minute, Receiver: "ops"}}, "ops": nil},
 			map[string]string{"alertname": "Disk", "team": "db"}, nil, nil},
