@@ -82,6 +82,9 @@ type TwoWay interface {
 	// holds it then (it was claimed and has not expired): then false.
 	// Atomic: of two concurrent claims of a key, one wins.
 	Claim(ctx context.Context, key string, now time.Time, ttl time.Duration) (bool, error)
+	// Claimed reports whether key is held at now (claimed, not given
+	// back, not expired), without taking it.
+	Claimed(ctx context.Context, key string, now time.Time) (bool, error)
 	// Unclaim gives key back, so the next Claim of it wins.
 	Unclaim(ctx context.Context, key string) error
 	// Allow counts one event under key and reports true, unless limit

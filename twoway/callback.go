@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,9 +24,15 @@ import (
 // the secret token.
 const CallbackPath = "/api/v1/sms/callback/"
 
-// claimFor is how long a callback body is remembered, so that the
-// provider's retry of one already handled does nothing.
+// claimFor is how long a callback body is remembered once handled, so
+// that the provider's retry of it does nothing.
 const claimFor = 24 * time.Hour
+
+// workFor is how long a body is held while it is handled: a retry of it
+// meanwhile is told to come back later. Should the process die while
+// handling it, the hold lapses and the provider's retry handles it again
+// (every event's effect happens once, however often it is handled).
+const workFor = 2 * time.Minute
 
 // Handler serves POST /api/v1/sms/callback/{token}: the provider's
 // delivery receipts and replies. The token is the only secret (the
@@ -98,22 +105,45 @@ func (h *Handler) callback(c echo.Context) error {
 	defer cancel()
 	sum := sha256.Sum256(body)
 	key := hex.EncodeToString(sum[:])
-	first, err := h.store.Claim(ctx, "callback/"+key, h.now(), claimFor)
+	// A body is marked handled only once it was: a process that dies
+	// while handling it leaves a hold that lapses, not a mark that would
+	// answer the provider's retry "duplicate" with events left undone.
+	done, working := "callback/"+key, "callback-working/"+key
+	handled, err := h.store.Claimed(ctx, done, h.now())
 	if err != nil {
 		return h.storeError(err)
 	}
-	if !first {
+	if handled {
 		h.metrics.callbacks.WithLabelValues(CallbackDuplicate).Inc()
 		h.logger.Info("callback body already handled; ignored", "events", len(events))
 		return c.JSON(http.StatusOK, callbackAnswer{Status: CallbackDuplicate, Events: len(events)})
 	}
-	if err := h.proc.Process(ctx, cfg, key[:16], events); err != nil {
-		// The provider retries: the body must be handled then.
-		if uerr := h.store.Unclaim(ctx, "callback/"+key); uerr != nil {
-			h.logger.Error("cannot release a callback body; the provider's retry of it will be ignored", "err", uerr)
-		}
+	first, err := h.store.Claim(ctx, working, h.now(), workFor)
+	if err != nil {
 		return h.storeError(err)
 	}
+	if !first {
+		h.metrics.callbacks.WithLabelValues(CallbackInProgress).Inc()
+		h.logger.Info("callback body is being handled by another request; the provider is told to retry", "events", len(events))
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(workFor/time.Second)))
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "this callback body is being handled; retry later")
+	}
+	release := func() {
+		if uerr := h.store.Unclaim(ctx, working); uerr != nil {
+			h.logger.Warn("cannot release a callback body's hold; it lapses by itself", "err", uerr, "after", workFor)
+		}
+	}
+	if err := h.proc.Process(ctx, cfg, key[:16], events); err != nil {
+		// The provider retries: the body must be handled then.
+		release()
+		return h.storeError(err)
+	}
+	if _, err := h.store.Claim(ctx, done, h.now(), claimFor); err != nil {
+		// Handled, but not marked: a retry handles it again, which
+		// changes nothing (each event's effect happens once).
+		h.logger.Warn("a handled callback body could not be marked handled; a retry of it is handled again, harmlessly", "err", err)
+	}
+	release()
 	h.metrics.callbacks.WithLabelValues(CallbackAccepted).Inc()
 	return c.JSON(http.StatusOK, callbackAnswer{Status: CallbackAccepted, Events: len(events)})
 }

@@ -20,10 +20,14 @@ const (
 	CallbackInvalid    = "invalid"
 	CallbackTooLarge   = "too_large"
 	CallbackStoreError = "store_error"
+	// CallbackInProgress: the same body is being handled by another
+	// request (or was, by a process that died less than workFor ago);
+	// 503, so the provider retries.
+	CallbackInProgress = "in_progress"
 )
 
 // CallbackOutcomes lists every value of the outcome label.
-var CallbackOutcomes = []string{CallbackAccepted, CallbackDuplicate, CallbackNotFound, CallbackInvalid, CallbackTooLarge, CallbackStoreError}
+var CallbackOutcomes = []string{CallbackAccepted, CallbackDuplicate, CallbackNotFound, CallbackInvalid, CallbackTooLarge, CallbackStoreError, CallbackInProgress}
 
 // Kinds of callback events, the values of the kind label of
 // smsbridge_callback_events_total.

@@ -30,6 +30,7 @@ type Store interface {
 	SetOptOut(ctx context.Context, number string, out bool, at time.Time) (bool, int, error)
 	OptOuts(ctx context.Context) ([]outbox.OptOut, error)
 	Claim(ctx context.Context, key string, now time.Time, ttl time.Duration) (bool, error)
+	Claimed(ctx context.Context, key string, now time.Time) (bool, error)
 	Unclaim(ctx context.Context, key string) error
 	Allow(ctx context.Context, key string, now time.Time, limit int, per time.Duration) (bool, error)
 }

@@ -3,6 +3,8 @@ package twoway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -368,6 +370,67 @@ func TestReplayedBodyOnce(t *testing.T) {
 	}
 	if got := ev.answers(bob); len(got) != 1 {
 		t.Errorf("answers to bob %q, want one \"acked by\"", got)
+	}
+}
+
+// TestBodyCutShortHandledOnRetry: a process that dies while handling a
+// body (some events done, the rest not) must not leave the body marked
+// handled: the provider's retry is told to come back while the dead
+// process's hold lasts, and then handles every event.
+func TestBodyCutShortHandledOnRetry(t *testing.T) {
+	t.Parallel()
+	ev := newEnv(t)
+	ctx := context.Background()
+	ev.page("g1", alice, bob)
+	b := body("MessageReply", alice, "STOP", bob, "STOP")
+	sum := sha256.Sum256([]byte(b))
+	key := hex.EncodeToString(sum[:])
+	// The dead process: it held the body and handled its first event.
+	if ok, err := ev.store.Claim(ctx, "callback-working/"+key, ev.clock(), workFor); err != nil || !ok {
+		t.Fatalf("hold: %t %v", ok, err)
+	}
+	events, err := ev.cfg.Inbound.ParseCallback(http.Header{}, []byte(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.proc.Process(ctx, ev.cfg, key[:16], events[:1]); err != nil {
+		t.Fatal(err)
+	}
+	optedOut := func() []string {
+		got, err := ev.store.OptedOut(ctx, []string{alice, bob})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := optedOut(); !slices.Equal(got, []string{alice}) {
+		t.Fatalf("opted out before the retry: %v", got)
+	}
+	for _, step := range []struct {
+		after  time.Duration
+		code   int
+		status string
+		opted  []string
+	}{
+		{0, http.StatusServiceUnavailable, "being handled", []string{alice}},
+		{workFor - time.Second, http.StatusServiceUnavailable, "being handled", []string{alice}},
+		{time.Second, http.StatusOK, `"status":"accepted"`, []string{alice, bob}},
+		{time.Minute, http.StatusOK, `"status":"duplicate"`, []string{alice, bob}},
+	} {
+		ev.advance(step.after)
+		rec := ev.post(token, b)
+		if rec.Code != step.code || !strings.Contains(rec.Body.String(), step.status) {
+			t.Errorf("+%s: %d %s, want %d with %q", step.after, rec.Code, rec.Body, step.code, step.status)
+		}
+		if step.code == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "" {
+			t.Errorf("+%s: 503 without Retry-After", step.after)
+		}
+		if got := optedOut(); !slices.Equal(got, step.opted) {
+			t.Errorf("+%s: opted out %v, want %v", step.after, got, step.opted)
+		}
+	}
+	if n := testutil.ToFloat64(ev.proc.metrics.callbacks.WithLabelValues(CallbackInProgress)); n != 2 {
+		t.Errorf("in_progress counted %v, want 2", n)
 	}
 }
 

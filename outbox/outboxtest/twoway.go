@@ -556,7 +556,13 @@ func testClaimAllow(t *testing.T, h Harness) {
 		call func() (bool, error)
 		want bool
 	}{
+		{"not claimed yet", func() (bool, error) { return s.Claimed(ctx, "k", t0) }, false},
 		{"claim", func() (bool, error) { return s.Claim(ctx, "k", t0, time.Hour) }, true},
+		{"claimed", func() (bool, error) { return s.Claimed(ctx, "k", t0.Add(time.Minute)) }, true},
+		{"claimed, seen from another store", func() (bool, error) {
+			return stores[len(stores)-1].Claimed(ctx, "k", t0.Add(time.Minute))
+		}, true},
+		{"expired is not claimed", func() (bool, error) { return s.Claimed(ctx, "k", t0.Add(time.Hour)) }, false},
 		{"claim again", func() (bool, error) { return s.Claim(ctx, "k", t0.Add(time.Minute), time.Hour) }, false},
 		{"another key", func() (bool, error) { return s.Claim(ctx, "k2", t0, time.Hour) }, true},
 		{"after expiry", func() (bool, error) { return s.Claim(ctx, "k", t0.Add(time.Hour), time.Hour) }, true},
@@ -566,6 +572,12 @@ func testClaimAllow(t *testing.T, h Harness) {
 			}
 			return s.Claim(ctx, "k2", t0, time.Hour)
 		}, true},
+		{"given back is not claimed", func() (bool, error) {
+			if err := s.Unclaim(ctx, "k2"); err != nil {
+				return false, err
+			}
+			return s.Claimed(ctx, "k2", t0)
+		}, false},
 	}
 	for _, st := range steps {
 		if got, err := st.call(); err != nil || got != st.want {

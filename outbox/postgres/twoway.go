@@ -483,6 +483,21 @@ func (s *Store) Claim(ctx context.Context, key string, now time.Time, ttl time.D
 	return tag.RowsAffected() > 0, nil
 }
 
+// Claimed reports whether key is held at now.
+func (s *Store) Claimed(ctx context.Context, key string, now time.Time) (_ bool, err error) {
+	if err := s.closed(); err != nil {
+		return false, err
+	}
+	ctx, end := s.op(ctx, "claimed")
+	defer func() { end(err) }()
+	var held bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM claims WHERE key = $1 AND expires_at > $2)`,
+		key, now).Scan(&held); err != nil {
+		return false, fmt.Errorf("claimed: %w", err)
+	}
+	return held, nil
+}
+
 // Unclaim gives key back.
 func (s *Store) Unclaim(ctx context.Context, key string) (err error) {
 	if err := s.closed(); err != nil {

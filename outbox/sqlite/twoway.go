@@ -498,6 +498,19 @@ func (s *Store) Claim(ctx context.Context, key string, now time.Time, ttl time.D
 	return n > 0, nil
 }
 
+// Claimed reports whether key is held at now.
+func (s *Store) Claimed(ctx context.Context, key string, now time.Time) (bool, error) {
+	if err := s.closed(); err != nil {
+		return false, err
+	}
+	var held bool
+	if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM claims WHERE key = ? AND expires_at > ?)`,
+		key, ms(now)).Scan(&held); err != nil {
+		return false, fmt.Errorf("claimed: %w", err)
+	}
+	return held, nil
+}
+
 // Unclaim gives key back.
 func (s *Store) Unclaim(ctx context.Context, key string) error {
 	if err := s.closed(); err != nil {
