@@ -262,19 +262,12 @@ func (h *Handler) webhook(c echo.Context) error {
 	return h.accept(c, in, src, n)
 }
 
-// intake applies what every endpoint checks before decoding: rate limit,
-// content type, credentials and body size. It returns the raw body.
+// intake applies what every endpoint checks before decoding: content
+// type, credentials, rate limit and body size. It returns the raw body.
+// Only an authenticated request spends the source's rate limit, so that
+// unauthenticated ones cannot use up the tokens of the real sender.
 func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, error) {
 	req := c.Request()
-	if src.Limiter != nil {
-		r := src.Limiter.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			return nil, h.refuse(c, src.Name, OutcomeRateLimited, http.StatusTooManyRequests,
-				fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
-		}
-	}
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -286,6 +279,11 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 	// an unauthenticated sender costs us nothing.
 	if src.Verifier != nil && !src.Verifier.NeedsBody() {
 		if err := h.authenticate(c, src, nil, now); err != nil {
+			return nil, err
+		}
+	}
+	if src.Verifier == nil || !src.Verifier.NeedsBody() {
+		if err := h.limit(c, src, now); err != nil {
 			return nil, err
 		}
 	}
@@ -302,8 +300,33 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 		if err := h.authenticate(c, src, body, now); err != nil {
 			return nil, err
 		}
+		if err := h.limit(c, src, now); err != nil {
+			return nil, err
+		}
 	}
 	return body, nil
+}
+
+// limit takes a token from the source's rate limit, or refuses the
+// request with Retry-After: 503 for Alertmanager, which retries 5xx and
+// never 429 (a 429 would lose the notification), 429 for the rest.
+func (h *Handler) limit(c echo.Context, src *Source, now time.Time) error {
+	if src.Limiter == nil {
+		return nil
+	}
+	r := src.Limiter.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	code := http.StatusTooManyRequests
+	if src.Mapping == nil { // the Alertmanager source, the only one without a mapping
+		code = http.StatusServiceUnavailable
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	return h.refuse(c, src.Name, OutcomeRateLimited, code,
+		fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
 }
 
 func (h *Handler) authenticate(c echo.Context, src *Source, body []byte, now time.Time) error {
