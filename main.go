@@ -523,8 +523,18 @@ func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
 	}
 }
 
-// serve runs until ctx ends, reloading on each value from hup.
+// serve runs until ctx ends, reloading on each value from hup. It checks
+// --web.config.file and binds the listen addresses first: when either
+// fails, nothing has started and nothing is queued.
 func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
+	if err := web.Validate(b.flags.webConfigFile()); err != nil {
+		return fmt.Errorf("--web.config.file %s: %w", b.flags.webConfigFile(), err)
+	}
+	listeners, err := listen(b.flags.web, b.logger)
+	if err != nil {
+		return err
+	}
+	defer closeListeners(listeners)
 	dctx, dcancel := context.WithCancel(context.Background())
 	ddone := make(chan error, 1)
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
@@ -541,14 +551,13 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
+	go func() { errc <- web.ServeMultiple(listeners, srv, b.flags.web, b.logger) }()
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	go b.readiness.run(hctx)
 	b.readiness.setServing(true)
 	b.logReady()
 
-	var err error
 loop:
 	for {
 		select {
