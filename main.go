@@ -100,7 +100,7 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
 		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
 	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
-		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address, with --web.route-prefix as its path.").PlaceHolder("URL").StringVar(&f.externalURL)
 	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
 		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
 	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
