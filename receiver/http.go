@@ -243,7 +243,7 @@ func (h *Handler) webhook(c echo.Context) error {
 			h.metrics.received.WithLabelValues(src.Name, OutcomeFiltered).Inc()
 			// Most events of a CI source are filtered by design (pushes,
 			// green builds): worth a line only when debugging.
-			h.logger.Debug("notification filtered by the mapping; nothing sent", "source", src.Name)
+			h.logger.Debug("notification filtered by the mapping; nothing sent", "intake_source", src.Name)
 			return c.JSON(http.StatusAccepted, accepted{Status: OutcomeFiltered})
 		case errors.As(err, &be):
 			return h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
@@ -359,7 +359,7 @@ func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notifi
 	res, err := in.Sink.Accept(ctx, n)
 	if err != nil {
 		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
-		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
+		h.logger.Error("notification not stored; the sender will be told to retry", "intake_source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
 	outcome := res.Outcome
@@ -367,14 +367,14 @@ func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notifi
 		// A label value nobody declared would be a series nobody
 		// pre-created or alerts on; the notification is stored all the same.
 		h.logger.Error("the sink reported an outcome the intake does not know; counted as accepted",
-			"source", src.Name, "outcome", truncate(outcome, 40), "id", res.ID)
+			"intake_source", src.Name, "outcome", truncate(outcome, 40), "id", res.ID)
 		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
 	if res.Replayed {
-		h.logger.Info("delivery already accepted; nothing sent", "source", src.Name, "header", header, "notification", res.ID)
+		h.logger.Info("delivery already accepted; nothing sent", "intake_source", src.Name, "header", header, "notification", res.ID)
 	} else {
-		attrs := []any{"id", res.ID, "source", src.Name, "outcome", outcome, "alertname", res.AlertName,
+		attrs := []any{"id", res.ID, "intake_source", src.Name, "outcome", outcome, "alertname", res.AlertName,
 			"receivers", res.Receivers, "recipients", res.Recipients}
 		if outcome == OutcomeUnrouted {
 			h.logger.Warn("notification accepted, but it reached no receiver with numbers: nobody is paged", attrs...)
@@ -434,7 +434,7 @@ func (h *Handler) refuse(c echo.Context, source, outcome string, code int, msg s
 // may quote the request's body.
 func (h *Handler) refuseLogging(c echo.Context, source, outcome string, code int, msg, reason string, attrs ...any) error {
 	h.metrics.received.WithLabelValues(source, outcome).Inc()
-	h.refusals.log(h.now(), append(append([]any{"source", source, "outcome", outcome, "status", code, "reason", reason},
+	h.refusals.log(h.now(), append(append([]any{"intake_source", source, "outcome", outcome, "status", code, "reason", reason},
 		caller(c)...), attrs...))
 	return echo.NewHTTPError(code, msg)
 }
