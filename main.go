@@ -374,6 +374,9 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 // apply makes g the running generation.
 func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
+	for _, a := range g.Dispatch.Accounts {
+		b.dispatchM.InitAccounts(a.Name)
+	}
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 		b.muteM.Init(r.Name)
