@@ -12,6 +12,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -462,16 +463,44 @@ func decodeJSON(body []byte, v any) error {
 		case errors.As(err, &se):
 			return fmt.Errorf("body is not valid JSON: %s at byte %d", se.Error(), se.Offset)
 		case errors.As(err, &te):
-			field := te.Field
+			// The path names amPayload's embedded template.Data by its Go
+			// name; the sender's JSON has no such level.
+			field := strings.TrimPrefix(te.Field, "Data.")
 			if field == "" {
 				field = "the body"
 			}
-			return fmt.Errorf("field %q has the wrong type: got JSON %s, want %s", field, te.Value, te.Type)
+			return fmt.Errorf("field %q has the wrong type: got JSON %s, want %s", field, te.Value, jsonKind(te.Type))
 		default:
 			return fmt.Errorf("body is not valid JSON: %s", truncate(err.Error(), 200))
 		}
 	}
 	return nil
+}
+
+// jsonKind names what JSON a Go type is decoded from, for a sender who
+// never saw our Go types.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
 }
 
 func truncate(s string, n int) string {
