@@ -90,13 +90,22 @@ func TestCheckConfigIsTheDaemonsValidation(t *testing.T) {
 			"3: storage.min_free 1024 bytes must be at least 1MiB"},
 		{"bad delivery id header", "sms: {api_key: k}\nwebhooks:\n  - name: ci\n    preset: plain\n    delivery_id_header: 'X:Id'\n" + route,
 			`5: webhooks "ci": delivery_id_header "X:Id" is not a valid header name`},
+		// PostgreSQL DSNs the driver cannot parse, and the DSN is shown
+		// nowhere.
+		{"dsn with a bad connect timeout", "sms: {api_key: k}\nstorage:\n  driver: postgres\n  dsn: 'postgres://u:pa55@db.example/sms?connect_timeout=bad'\n" + route,
+			"4: storage: the storage DSN is not a valid PostgreSQL connection string (its value is not shown)"},
+		{"dsn with a bad port", "sms: {api_key: k}\nstorage:\n  driver: postgres\n  dsn: 'host=db.example password=pa55 port=notaport'\n" + route,
+			"4: storage: the storage DSN is not a valid PostgreSQL connection string (its value is not shown)"},
+		{"dsn file with a bad pool size", "sms: {api_key: k}\nstorage:\n  driver: postgres\n  dsn_file: DSNFILE\n" + route,
+			"4: storage: the storage DSN is not a valid PostgreSQL connection string (its value is not shown)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			keyFile := writeFile(t, dir, "key", "tb live\n")
-			path := writeFile(t, dir, "smsbridge.yml", strings.ReplaceAll(tc.yaml, "KEYFILE", keyFile))
+			dsnFile := writeFile(t, dir, "dsn", "postgres://u:pa55@db.example/sms?pool_max_conns=lots\n")
+			path := writeFile(t, dir, "smsbridge.yml", strings.NewReplacer("KEYFILE", keyFile, "DSNFILE", dsnFile).Replace(tc.yaml))
 			want := path + ":" + tc.want
 			code, stdout, stderr := runCLI(t, "check-config", "--config.file="+path)
 			if code != 1 || strings.TrimSpace(stderr) != want {
@@ -106,7 +115,7 @@ func TestCheckConfigIsTheDaemonsValidation(t *testing.T) {
 			if err == nil || err.Error() != want {
 				t.Errorf("the daemon: %v\nwant:       %s", err, want)
 			}
-			for _, secret := range []string{"pa55", "k3y-in-the-url", "tb live"} {
+			for _, secret := range []string{"pa55", "k3y-in-the-url", "tb live", "db.example"} {
 				if strings.Contains(stderr, secret) || (err != nil && strings.Contains(err.Error(), secret)) {
 					t.Errorf("a secret (%q) is in the error", secret)
 				}

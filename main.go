@@ -102,7 +102,7 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
 		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
 	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
-		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address.").PlaceHolder("URL").StringVar(&f.externalURL)
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address, with --web.route-prefix as its path.").PlaceHolder("URL").StringVar(&f.externalURL)
 	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
 		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
 	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
@@ -403,6 +403,9 @@ func (b *bridge) build(file *config.File) (*generation.Generation, error) {
 func (b *bridge) apply(g *generation.Generation) *generation.Generation {
 	b.intake.Precreate(g.Sources)
 	b.dispatchM.InitReceivers(twoway.ReceiverReplies)
+	for _, a := range g.Dispatch.Accounts {
+		b.dispatchM.InitAccounts(a.Name)
+	}
 	for _, r := range g.Router.Receivers() {
 		b.dispatchM.InitReceivers(r.Name)
 		b.muteM.Init(r.Name)
@@ -555,8 +558,18 @@ func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
 	}
 }
 
-// serve runs until ctx ends, reloading on each value from hup.
+// serve runs until ctx ends, reloading on each value from hup. It checks
+// --web.config.file and binds the listen addresses first: when either
+// fails, nothing has started and nothing is queued.
 func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
+	if err := web.Validate(b.flags.webConfigFile()); err != nil {
+		return fmt.Errorf("--web.config.file %s: %w", b.flags.webConfigFile(), err)
+	}
+	listeners, err := listen(b.flags.web, b.logger)
+	if err != nil {
+		return err
+	}
+	defer closeListeners(listeners)
 	dctx, dcancel := context.WithCancel(context.Background())
 	ddone := make(chan error, 1)
 	go func() { ddone <- b.dispatcher.Run(dctx) }()
@@ -579,14 +592,13 @@ func (b *bridge) serve(ctx context.Context, hup <-chan os.Signal) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, b.flags.web, b.logger) }()
+	go func() { errc <- web.ServeMultiple(listeners, srv, b.flags.web, b.logger) }()
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	go b.readiness.run(hctx)
 	b.readiness.setServing(true)
 	b.logReady()
 
-	var err error
 loop:
 	for {
 		select {

@@ -34,12 +34,19 @@ receivers:
 // same handler as the daemon, under prefix.
 func newDryRunBridge(t *testing.T, prefix string) (*bridge, *httptest.Server, *syncBuffer) {
 	t.Helper()
+	return newDryRunBridgeAt(t, prefix, "http://bridge.example"+prefix)
+}
+
+// newDryRunBridgeAt is newDryRunBridge with --web.external-url external
+// ("" for none).
+func newDryRunBridgeAt(t *testing.T, prefix, external string) (*bridge, *httptest.Server, *syncBuffer) {
+	t.Helper()
 	dir := t.TempDir()
 	path := writeFile(t, dir, "smsbridge.yml", dryRunConfig)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f := &flags{configFile: path, storagePath: filepath.Join(dir, "data"), dryRun: true, routePrefix: prefix,
-		externalURL: "http://bridge.example" + prefix, adminAPI: true}
+		externalURL: external, adminAPI: true}
 	if err := resolveWeb(f); err != nil {
 		t.Fatal(err)
 	}

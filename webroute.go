@@ -12,9 +12,10 @@ import (
 
 // resolveWeb computes the external URL and the route prefix from the
 // flags, as Prometheus does: without --web.external-url the bridge is
-// reached at http://<hostname>:<port>/ of the first listen address, and
-// without --web.route-prefix every path is served under the external URL's
-// path.
+// reached at http://<hostname>:<port>/ of the first listen address, under
+// --web.route-prefix when that is given (so the page's links carry the
+// prefix), and without --web.route-prefix every path is served under the
+// external URL's path.
 func resolveWeb(f *flags) error {
 	listen := ""
 	if f.web != nil && f.web.WebListenAddresses != nil && len(*f.web.WebListenAddresses) > 0 {
@@ -23,6 +24,9 @@ func resolveWeb(f *flags) error {
 	u, err := externalURL(f.externalURL, listen)
 	if err != nil {
 		return err
+	}
+	if f.externalURL == "" && f.routePrefix != "" {
+		u.Path = strings.TrimSuffix(cleanPrefix(f.routePrefix), "/")
 	}
 	f.external = u
 	prefix := f.routePrefix

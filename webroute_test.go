@@ -1,7 +1,9 @@
 package main
 
 import (
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -27,7 +29,11 @@ func TestResolveWeb(t *testing.T) {
 			wantURL: "https://ops.example/sms", wantPrefix: "/sms", wantLinks: "/sms"},
 		{name: "proxy strips the path", external: "https://ops.example/sms", prefix: "/", listen: ":9754",
 			wantURL: "https://ops.example/sms", wantPrefix: "/", wantLinks: "/sms"},
-		{name: "prefix without slashes", prefix: "alerts/sms", listen: ":9754", wantPrefix: "/alerts/sms", wantLinks: ""},
+		{name: "prefix without slashes", prefix: "alerts/sms", listen: ":9754", wantURL: "http://" + host + ":9754/alerts/sms", wantPrefix: "/alerts/sms", wantLinks: "/alerts/sms"},
+		// Without an external URL, its path is the route prefix: the
+		// page's links work.
+		{name: "prefix only", prefix: "/sms/", listen: ":9754", wantURL: "http://" + host + ":9754/sms", wantPrefix: "/sms", wantLinks: "/sms"},
+		{name: "root prefix only", prefix: "/", listen: ":9754", wantURL: "http://" + host + ":9754", wantPrefix: "/", wantLinks: ""},
 		{name: "quoted", external: `"https://ops.example/"`, wantErr: "is quoted"},
 		{name: "not http", external: "ftp://ops.example/", wantErr: "not an absolute http or https URL"},
 		{name: "relative", external: "/sms/", wantErr: "not an absolute http or https URL"},
@@ -60,5 +66,35 @@ func TestResolveWeb(t *testing.T) {
 				t.Errorf("link prefix %q, want %q", f.linkPrefix(), tc.wantLinks)
 			}
 		})
+	}
+}
+
+// TestRoutePrefixAlone: --web.route-prefix without --web.external-url;
+// every link, form and asset of the pages starts with the prefix and
+// answers.
+func TestRoutePrefixAlone(t *testing.T) {
+	_, srv, _ := newDryRunBridgeAt(t, "/sms", "")
+	for _, page := range []string{"/sms/", "/sms/routes-test?labels=team%3Ddb"} {
+		code, body, _ := get(t, "GET", srv.URL+page)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d", page, code)
+		}
+		links := regexp.MustCompile(`(?:href|action|src)="([^"#]*)"`).FindAllStringSubmatch(body, -1)
+		if len(links) < 3 {
+			t.Fatalf("%s: only %d links", page, len(links))
+		}
+		for _, m := range links {
+			u := strings.ReplaceAll(m[1], "&amp;", "&")
+			if !strings.HasPrefix(u, "/sms/") {
+				t.Errorf("%s: link %s is outside the prefix", page, u)
+				continue
+			}
+			if strings.Contains(u, "/retry") {
+				continue
+			}
+			if code, _, _ := get(t, "GET", srv.URL+u); code != http.StatusOK {
+				t.Errorf("%s: link %s answers %d", page, u, code)
+			}
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package dispatch
 
 import (
+	"slices"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -28,7 +31,8 @@ const ReasonOptedOut = outbox.CodeOptedOut
 // Reasons lists every value of the reason label.
 var Reasons = []string{ReasonRejected, ReasonMaxAge, ReasonBadRequest, ReasonPermanent, ReasonBudgetExhausted, ReasonOptedOut}
 
-// AccountNames are the values of the account label.
+// AccountNames are the values the account label can take; a series is
+// created only for the accounts a configuration has (InitAccounts).
 var AccountNames = []string{sms.AccountPrimary, sms.AccountFallback}
 
 // heldKinds are the values of the kind label of smsbridge_dispatch_held_reason.
@@ -50,6 +54,12 @@ type Metrics struct {
 	throttled      *prometheus.CounterVec
 	digests        prometheus.Counter
 	budget         *budgetCollector
+
+	mu sync.Mutex
+	// accounts are the accounts whose series exist: the primary, and the
+	// fallback once a configuration had one. One that a reload removed
+	// keeps its series until the next start, as a removed receiver does.
+	accounts []string
 }
 
 // NewMetrics registers the dispatcher's metrics with reg (nil registers
@@ -122,7 +132,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range Reasons {
 		m.failed.WithLabelValues(r)
 	}
-	for _, a := range AccountNames {
+	m.InitAccounts(sms.AccountPrimary)
+	return m
+}
+
+// InitAccounts creates the per-account series of the configured accounts
+// at zero; call it with each generation's accounts, before InitReceivers.
+func (m *Metrics) InitAccounts(names ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range names {
+		if slices.Contains(m.accounts, a) {
+			continue
+		}
+		m.accounts = append(m.accounts, a)
 		m.segments.WithLabelValues(a)
 		m.held.WithLabelValues(a)
 		m.pausedUntil.WithLabelValues(a)
@@ -131,7 +154,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.heldReason.WithLabelValues(a, k)
 		}
 	}
-	return m
+}
+
+// knownAccounts returns the accounts whose series exist.
+func (m *Metrics) knownAccounts() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.accounts)
 }
 
 // AddFailed counts n deliveries failed for good for reason (one of
@@ -146,8 +175,9 @@ func (m *Metrics) AddFailed(reason string, n int) {
 // InitReceivers creates the per-receiver counters at zero, so rate() works
 // from the first SMS. Call it with the configured names.
 func (m *Metrics) InitReceivers(names ...string) {
+	accounts := m.knownAccounts()
 	for _, n := range names {
-		for _, a := range AccountNames {
+		for _, a := range accounts {
 			m.sent.WithLabelValues(n, a)
 		}
 		m.receiverFailed.WithLabelValues(n)
@@ -171,7 +201,8 @@ func (m *Metrics) setHeld(account, kind string) {
 }
 
 func (m *Metrics) setActive(account string) {
-	for _, a := range AccountNames {
+	m.InitAccounts(account)
+	for _, a := range m.knownAccounts() {
 		v := 0.0
 		if a == account {
 			v = 1

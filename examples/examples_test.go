@@ -255,7 +255,12 @@ func compileConfig(t *testing.T, data []byte) (*config.File, []string) {
 			continue
 		}
 		keys = append(keys, key)
-		if err := os.WriteFile(filepath.Join(dir, key), []byte("example-"+key+"\n"), 0o600); err != nil {
+		content := "example-" + key
+		if strings.Contains(key, "dsn") {
+			// The DSN is parsed as the driver parses it.
+			content = "postgres://smsbridge:example@db.example/smsbridge"
+		}
+		if err := os.WriteFile(filepath.Join(dir, key), []byte(content+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

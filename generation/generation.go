@@ -31,6 +31,7 @@ import (
 	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/internal/secret"
 	"github.com/smsbridge/smsbridge/oncall"
+	"github.com/smsbridge/smsbridge/outbox/postgres"
 	"github.com/smsbridge/smsbridge/pipeline"
 	"github.com/smsbridge/smsbridge/receiver"
 	"github.com/smsbridge/smsbridge/receiver/auth"
@@ -178,9 +179,9 @@ func Build(f *config.File, opts Options) (*Generation, error) {
 }
 
 // StorageDSN loads the PostgreSQL DSN of the postgres storage driver from
-// storage.dsn or the file storage.dsn_file names; it returns "" for the
-// sqlite driver. Its error is a *config.Error that names the file, never
-// its content.
+// storage.dsn or the file storage.dsn_file names, and parses it as the
+// driver does; it returns "" for the sqlite driver. Its error is a
+// *config.Error that names the file, never its content.
 func StorageDSN(f *config.File) (secret.Secret, error) {
 	st := f.Config.Storage
 	if st.Driver != config.StoragePostgres {
@@ -189,6 +190,13 @@ func StorageDSN(f *config.File) (secret.Secret, error) {
 	dsn, err := secret.Load(st.DSN, f.Resolve(st.DSNFile))
 	if err != nil {
 		return "", f.Errorf("storage.dsn_file", "storage: %w", err)
+	}
+	if err := postgres.CheckDSN(string(dsn)); err != nil {
+		at := "storage.dsn"
+		if st.DSNFile != "" {
+			at = "storage.dsn_file"
+		}
+		return "", f.Errorf(at, "storage: %w", err)
 	}
 	return dsn, nil
 }

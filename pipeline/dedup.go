@@ -119,10 +119,10 @@ func resolvedRefs(alerts template.Alerts) []outbox.AlertRef {
 func (p *Pipeline) logGuards(n *alert.Notification, res outbox.Enqueued) {
 	for _, sp := range res.Suppressed {
 		p.logger.Info("message suppressed: the receiver already got this notification, or its alerts already resolved",
-			"receiver", sp.Receiver, "reason", sp.Reason, "source", n.Source, "group_key", n.GroupKey, "id", res.ID)
+			"receiver", sp.Receiver, "reason", sp.Reason, "intake_source", n.Source, "group_key", n.GroupKey, "id", res.ID)
 	}
 	if res.Cancelled > 0 {
 		p.logger.Info("resolved before sent: held firing deliveries of the group cancelled with the resolution",
-			"deliveries", res.Cancelled, "source", n.Source, "group_key", n.GroupKey, "id", res.ID)
+			"deliveries", res.Cancelled, "intake_source", n.Source, "group_key", n.GroupKey, "id", res.ID)
 	}
 }

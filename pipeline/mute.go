@@ -82,7 +82,7 @@ func (m *Mute) Exec(_ context.Context, e *Envelope) error {
 			m.metrics.muted.WithLabelValues(en.Receiver.Name).Inc()
 		}
 		m.logger.Info("notification muted for a receiver", "receiver", en.Receiver.Name, "reason", en.Skipped,
-			"source", n.Source, "group_key", n.GroupKey)
+			"intake_source", n.Source, "group_key", n.GroupKey)
 	}
 	for _, en := range e.Plan.Entries {
 		if en.Skipped == "" {

@@ -185,7 +185,7 @@ func (p *Pipeline) render(rcv *routing.ResolvedReceiver, n *alert.Notification) 
 	text, segs, err := p.renderer.Render(rcv.Name, rcv.Template, data, maxSeg)
 	if err != nil {
 		// Even the default template failed: the page still goes out, plainly.
-		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "source", n.Source, "err", err)
+		p.logger.Error("render failed, sending a plain text", "receiver", rcv.Name, "intake_source", n.Source, "err", err)
 		return p.renderer.Plain(fmt.Sprintf("%s: %s from %s", n.Data.Status, plural.Count(len(n.Data.Alerts), "alert", "alerts"), n.Source), maxSeg)
 	}
 	return text, segs

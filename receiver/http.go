@@ -13,6 +13,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -244,7 +245,7 @@ func (h *Handler) webhook(c echo.Context) error {
 			h.metrics.received.WithLabelValues(src.Name, OutcomeFiltered).Inc()
 			// Most events of a CI source are filtered by design (pushes,
 			// green builds): worth a line only when debugging.
-			h.logger.Debug("notification filtered by the mapping; nothing sent", "source", src.Name)
+			h.logger.Debug("notification filtered by the mapping; nothing sent", "intake_source", src.Name)
 			return c.JSON(http.StatusAccepted, accepted{Status: OutcomeFiltered})
 		case errors.As(err, &be):
 			return h.refuse(c, src.Name, OutcomeInvalid, http.StatusBadRequest, err.Error())
@@ -263,19 +264,12 @@ func (h *Handler) webhook(c echo.Context) error {
 	return h.accept(c, in, src, n)
 }
 
-// intake applies what every endpoint checks before decoding: rate limit,
-// content type, credentials and body size. It returns the raw body.
+// intake applies what every endpoint checks before decoding: content
+// type, credentials, rate limit and body size. It returns the raw body.
+// Only an authenticated request spends the source's rate limit, so that
+// unauthenticated ones cannot use up the tokens of the real sender.
 func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, error) {
 	req := c.Request()
-	if src.Limiter != nil {
-		r := src.Limiter.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			return nil, h.refuse(c, src.Name, OutcomeRateLimited, http.StatusTooManyRequests,
-				fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
-		}
-	}
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -287,6 +281,11 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 	// an unauthenticated sender costs us nothing.
 	if src.Verifier != nil && !src.Verifier.NeedsBody() {
 		if err := h.authenticate(c, src, nil, now); err != nil {
+			return nil, err
+		}
+	}
+	if src.Verifier == nil || !src.Verifier.NeedsBody() {
+		if err := h.limit(c, src, now); err != nil {
 			return nil, err
 		}
 	}
@@ -303,8 +302,33 @@ func (h *Handler) intake(c echo.Context, src *Source, now time.Time) ([]byte, er
 		if err := h.authenticate(c, src, body, now); err != nil {
 			return nil, err
 		}
+		if err := h.limit(c, src, now); err != nil {
+			return nil, err
+		}
 	}
 	return body, nil
+}
+
+// limit takes a token from the source's rate limit, or refuses the
+// request with Retry-After: 503 for Alertmanager, which retries 5xx and
+// never 429 (a 429 would lose the notification), 429 for the rest.
+func (h *Handler) limit(c echo.Context, src *Source, now time.Time) error {
+	if src.Limiter == nil {
+		return nil
+	}
+	r := src.Limiter.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	code := http.StatusTooManyRequests
+	if src.Mapping == nil { // the Alertmanager source, the only one without a mapping
+		code = http.StatusServiceUnavailable
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	return h.refuse(c, src.Name, OutcomeRateLimited, code,
+		fmt.Sprintf("too many requests for source %q; retry after %s", src.Name, d.Round(time.Second)))
 }
 
 func (h *Handler) authenticate(c echo.Context, src *Source, body []byte, now time.Time) error {
@@ -337,7 +361,7 @@ func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notifi
 	res, err := in.Sink.Accept(ctx, n)
 	if err != nil {
 		h.metrics.received.WithLabelValues(src.Name, OutcomeStoreError).Inc()
-		h.logger.Error("notification not stored; the sender will be told to retry", "source", src.Name, "err", err)
+		h.logger.Error("notification not stored; the sender will be told to retry", "intake_source", src.Name, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the notification could not be stored; retry later")
 	}
 	outcome := res.Outcome
@@ -345,14 +369,14 @@ func (h *Handler) accept(c echo.Context, in Intake, src *Source, n *alert.Notifi
 		// A label value nobody declared would be a series nobody
 		// pre-created or alerts on; the notification is stored all the same.
 		h.logger.Error("the sink reported an outcome the intake does not know; counted as accepted",
-			"source", src.Name, "outcome", truncate(outcome, 40), "id", res.ID)
+			"intake_source", src.Name, "outcome", truncate(outcome, 40), "id", res.ID)
 		outcome = OutcomeAccepted
 	}
 	h.metrics.received.WithLabelValues(src.Name, outcome).Inc()
 	if res.Replayed {
-		h.logger.Info("delivery already accepted; nothing sent", "source", src.Name, "header", header, "notification", res.ID)
+		h.logger.Info("delivery already accepted; nothing sent", "intake_source", src.Name, "header", header, "notification", res.ID)
 	} else {
-		attrs := []any{"id", res.ID, "source", src.Name, "outcome", outcome, "alertname", res.AlertName,
+		attrs := []any{"id", res.ID, "intake_source", src.Name, "outcome", outcome, "alertname", res.AlertName,
 			"receivers", res.Receivers, "recipients", res.Recipients}
 		if outcome == OutcomeUnrouted {
 			h.logger.Warn("notification accepted, but it reached no receiver with numbers: nobody is paged", attrs...)
@@ -412,7 +436,7 @@ func (h *Handler) refuse(c echo.Context, source, outcome string, code int, msg s
 // may quote the request's body.
 func (h *Handler) refuseLogging(c echo.Context, source, outcome string, code int, msg, reason string, attrs ...any) error {
 	h.metrics.received.WithLabelValues(source, outcome).Inc()
-	h.refusals.log(h.now(), append(append([]any{"source", source, "outcome", outcome, "status", code, "reason", reason},
+	h.refusals.log(h.now(), append(append([]any{"intake_source", source, "outcome", outcome, "status", code, "reason", reason},
 		caller(c)...), attrs...))
 	return echo.NewHTTPError(code, msg)
 }
@@ -440,16 +464,44 @@ func decodeJSON(body []byte, v any) error {
 		case errors.As(err, &se):
 			return fmt.Errorf("body is not valid JSON: %s at byte %d", se.Error(), se.Offset)
 		case errors.As(err, &te):
-			field := te.Field
+			// The path names amPayload's embedded template.Data by its Go
+			// name; the sender's JSON has no such level.
+			field := strings.TrimPrefix(te.Field, "Data.")
 			if field == "" {
 				field = "the body"
 			}
-			return fmt.Errorf("field %q has the wrong type: got JSON %s, want %s", field, te.Value, te.Type)
+			return fmt.Errorf("field %q has the wrong type: got JSON %s, want %s", field, te.Value, jsonKind(te.Type))
 		default:
 			return fmt.Errorf("body is not valid JSON: %s", truncate(err.Error(), 200))
 		}
 	}
 	return nil
+}
+
+// jsonKind names what JSON a Go type is decoded from, for a sender who
+// never saw our Go types.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
 }
 
 func truncate(s string, n int) string {

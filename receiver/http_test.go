@@ -548,7 +548,8 @@ func TestPrecreate(t *testing.T) {
 	}
 }
 
-// TestLogKeys: the intake names its source with "source" and errors with
+// TestLogKeys: the intake names its source with "intake_source" (promslog
+// renames a "source" key, which it keeps for the caller) and errors with
 // "err", and adds no component of its own.
 func TestLogKeys(t *testing.T) {
 	t.Parallel()
@@ -565,11 +566,11 @@ func TestLogKeys(t *testing.T) {
 	h.do(http.MethodPost, "/api/v1/alertmanager", "application/json", fixture(t, "am-firing.json"), http.Header{"Authorization": {"Bearer t0ken"}})
 	logs := h.logs.String()
 	for _, want := range []string{
-		`msg="request refused" source=alertmanager outcome=unauthorized status=401 reason="wrong or missing credentials" remote_addr=192.0.2.1:1234 auth_failure=missing`,
+		`msg="request refused" intake_source=alertmanager outcome=unauthorized status=401 reason="wrong or missing credentials" remote_addr=192.0.2.1:1234 auth_failure=missing`,
 		// What a proxy (or anyone) claims is logged beside the peer, not
 		// instead of it.
 		`remote_addr=192.0.2.1:1234 forwarded_for=203.0.113.9 auth_failure=missing`,
-		"source=alertmanager err=\"disk I/O error\"",
+		"intake_source=alertmanager err=\"disk I/O error\"",
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)

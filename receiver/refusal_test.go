@@ -52,21 +52,21 @@ func TestEveryRequestIsLogged(t *testing.T) {
 		want []string
 	}{
 		{"malformed JSON", "/api/v1/alertmanager", "application/json", `{"version":`, nil, 400,
-			[]string{`level=WARN msg="request refused" source=alertmanager outcome=invalid status=400 reason="body is not valid JSON`}},
+			[]string{`level=WARN msg="request refused" intake_source=alertmanager outcome=invalid status=400 reason="body is not valid JSON`}},
 		{"unknown source", "/api/v1/webhooks/nope", "application/json", `{}`, nil, 404,
-			[]string{"source=unknown outcome=unknown_source status=404", `no webhook source named \"nope\" is configured`}},
+			[]string{"intake_source=unknown outcome=unknown_source status=404", `no webhook source named \"nope\" is configured`}},
 		{"too large", "/api/v1/webhooks/small", "application/json", `{"text":"far more than sixteen bytes"}`, nil, 413,
-			[]string{"source=small outcome=too_large status=413"}},
+			[]string{"intake_source=small outcome=too_large status=413"}},
 		{"not JSON", "/api/v1/webhooks/scripts", "text/plain", `hello`, nil, 415,
-			[]string{"source=scripts outcome=unsupported_media_type status=415"}},
+			[]string{"intake_source=scripts outcome=unsupported_media_type status=415"}},
 		{"does not fit the mapping", "/api/v1/webhooks/scripts", "application/json", `{"labels":{"pin":"SECRET-BODY-VALUE"}}`, nil, 422,
-			[]string{"source=scripts outcome=invalid status=422", `reason="the mapping's template failed for this body"`, "field=text"}},
+			[]string{"intake_source=scripts outcome=invalid status=422", `reason="the mapping's template failed for this body"`, "field=text"}},
 		{"rate limited", "/api/v1/webhooks/limited", "application/json", `{"text":"x"}`, nil, 429,
-			[]string{"source=limited outcome=rate_limited status=429", "too many requests"}},
+			[]string{"intake_source=limited outcome=rate_limited status=429", "too many requests"}},
 		{"wrong token", "/api/v1/webhooks/locked", "application/json", `{"text":"x"}`, http.Header{"Authorization": {"Bearer nope"}}, 401,
-			[]string{"source=locked outcome=unauthorized status=401", "auth_failure=mismatch"}},
+			[]string{"intake_source=locked outcome=unauthorized status=401", "auth_failure=mismatch"}},
 		{"accepted", "/api/v1/alertmanager", "application/json", am, nil, 202,
-			[]string{`level=INFO msg="notification accepted" id=1 source=alertmanager outcome=accepted alertname=DiskFull receivers="[ops db]" recipients=2`}},
+			[]string{`level=INFO msg="notification accepted" id=1 intake_source=alertmanager outcome=accepted alertname=DiskFull receivers="[ops db]" recipients=2`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

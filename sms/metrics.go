@@ -17,9 +17,6 @@ const (
 	AccountFallback = "fallback"
 )
 
-// accounts are the account label values created at zero by NewMetrics.
-var accounts = []string{AccountPrimary, AccountFallback}
-
 // Values of the code label of smsbridge_sms_numbers_rejected_total besides
 // the providers' known codes. The set is closed so the label stays bounded.
 const (
@@ -55,8 +52,10 @@ type Metrics struct {
 }
 
 // NewMetrics registers the providers' metrics with reg, every label value
-// created at zero for AccountPrimary and AccountFallback, so that rate()
-// and alerts work from the first scrape.
+// created at zero for AccountPrimary, so that rate() and alerts work from
+// the first scrape. The fallback's series are created when a configuration
+// that has one builds its client (Account), and not before: a series
+// exists only for an account that can count.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
 	m := &Metrics{
@@ -86,9 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Seconds of pause the SMS API announced in its 429 replies, by account (a 429 that names no wait adds nothing; the dispatcher then pauses for its default).",
 		}, []string{"account"}),
 	}
-	for _, a := range accounts {
-		m.Account(a)
-	}
+	m.Account(AccountPrimary)
 	return m
 }
 

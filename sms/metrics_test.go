@@ -40,15 +40,25 @@ func value(m *dto.Metric) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// TestMetricsPrecreated checks that every label combination of both
-// accounts exists at zero before anything happens.
+// TestMetricsPrecreated checks that every label combination of the
+// primary account, and of the fallback once its client is built, exists at
+// zero before anything happens; and none of a fallback nobody configured.
 func TestMetricsPrecreated(t *testing.T) {
 	t.Parallel()
-	reg := prometheus.NewRegistry()
-	NewMetrics(reg)
-	got := series(t, reg)
+	for _, accounts := range [][]string{{AccountPrimary}, {AccountPrimary, AccountFallback}} {
+		reg := prometheus.NewRegistry()
+		m := NewMetrics(reg)
+		for _, a := range accounts[1:] {
+			m.Account(a)
+		}
+		checkPrecreated(t, series(t, reg), accounts)
+	}
+}
+
+func checkPrecreated(t *testing.T, got map[string]float64, accounts []string) {
+	t.Helper()
 	var want []string
-	for _, a := range []string{AccountPrimary, AccountFallback} {
+	for _, a := range accounts {
 		for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 			want = append(want, "smsbridge_sms_api_requests_total{account="+a+",class="+c+"}")
 		}

@@ -120,12 +120,24 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/routes-test", h.routesTest)
 	e.GET("/static/status.css", h.stylesheet)
 	e.POST("/deliveries/:id/retry", h.retryForm, h.admin.Middleware)
-	e.GET("/api/v1/status", h.apiStatus)
-	e.GET("/api/v1/deliveries", h.apiDeliveries)
-	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, h.admin.Middleware)
-	e.POST("/api/v1/test", h.apiTest, h.admin.Middleware)
+	e.GET("/api/v1/status", h.apiStatus, apiHeaders)
+	e.GET("/api/v1/deliveries", h.apiDeliveries, apiHeaders)
+	e.POST("/api/v1/deliveries/:id/retry", h.apiRetry, apiHeaders, h.admin.Middleware)
+	e.POST("/api/v1/test", h.apiTest, apiHeaders, h.admin.Middleware)
 	h.registerOncall(e)
 	h.registerEscalations(e)
+}
+
+// apiHeaders marks every answer of the API, errors included, as the page
+// marks itself: never stored by a browser or a proxy (alert texts, masked
+// numbers, on-call schedules), and never sniffed as anything but JSON.
+func apiHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		hd := c.Response().Header()
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
 }
 
 // Admin is the gate of --web.enable-admin-api: every endpoint that changes

@@ -112,10 +112,10 @@ func (h *Handler) registerOncall(e *echo.Echo) {
 	if h.oncall == nil {
 		return
 	}
-	e.GET("/api/v1/oncall", h.apiOncall)
-	e.GET("/api/v1/oncall/:name/overrides", h.apiOverrides)
-	e.POST("/api/v1/oncall/:name/overrides", h.apiAddOverride, h.admin.Middleware)
-	e.DELETE("/api/v1/oncall/:name/overrides/:id", h.apiDeleteOverride, h.admin.Middleware)
+	e.GET("/api/v1/oncall", h.apiOncall, apiHeaders)
+	e.GET("/api/v1/oncall/:name/overrides", h.apiOverrides, apiHeaders)
+	e.POST("/api/v1/oncall/:name/overrides", h.apiAddOverride, apiHeaders, h.admin.Middleware)
+	e.DELETE("/api/v1/oncall/:name/overrides/:id", h.apiDeleteOverride, apiHeaders, h.admin.Middleware)
 }
 
 type personJSON struct {

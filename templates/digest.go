@@ -94,7 +94,7 @@ func (r *Renderer) failed(receiver, source, groupKey string, err error) {
 	if r.metrics != nil {
 		r.metrics.errors.WithLabelValues(receiver, reason).Inc()
 	}
-	r.logger.Warn("template failed, using the built-in one instead", "receiver", receiver, "source", source, "group_key", groupKey, "reason", reason, "err", err)
+	r.logger.Warn("template failed, using the built-in one instead", "receiver", receiver, "intake_source", source, "group_key", groupKey, "reason", reason, "err", err)
 }
 
 // checkDigest executes the digest templates against sample data, so a

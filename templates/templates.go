@@ -457,7 +457,7 @@ func (r *Renderer) Render(receiver, tmpl string, d *Data, maxSegments int) (text
 		// The error names the template position and the failed action;
 		// template data never holds a credential.
 		r.logger.Warn("template failed, sending the default text instead",
-			"receiver", receiver, "source", data.Source, "group_key", data.GroupKey, "alerts", len(data.Alerts), "reason", reason, "err", err)
+			"receiver", receiver, "intake_source", data.Source, "group_key", data.GroupKey, "alerts", len(data.Alerts), "reason", reason, "err", err)
 		var fallbackErr error
 		text, fallbackErr = r.builtin(defaultFor(&data), &data)
 		if fallbackErr != nil {
