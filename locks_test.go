@@ -158,9 +158,23 @@ func TestLockedDoors(t *testing.T) {
 		if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
 			t.Errorf("second test send at once: %d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
 		}
-		// The intake refuses a browser's cross-site post as well.
-		if code, _, body := request(t, "POST", base+"/api/v1/alertmanager", "{}", "Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
-			t.Errorf("cross-site intake post: %d %s", code, body)
+		// The intake refuses a browser's post, cross-site or not: a page
+		// whose name was rebound to this address (DNS rebinding) is
+		// same-origin to the browser.
+		for _, tc := range []struct{ path, header, value string }{
+			{"/api/v1/alertmanager", "Sec-Fetch-Site", "cross-site"},
+			{"/api/v1/alertmanager", "Sec-Fetch-Site", "same-origin"},
+			{"/api/v1/alertmanager", "Origin", "http://" + p.addr},
+			{"/api/v1/webhooks/ci", "Sec-Fetch-Site", "same-origin"},
+		} {
+			code, _, body := request(t, "POST", base+tc.path, "{}", tc.header, tc.value)
+			if code != http.StatusForbidden || !strings.Contains(body, "not from a browser page") {
+				t.Errorf("%s with %s: %s: %d %s", tc.path, tc.header, tc.value, code, body)
+			}
+		}
+		// The page's own same-origin posts still work.
+		if code, _, body := request(t, "POST", base+"/-/reload", "", "Sec-Fetch-Site", "same-origin"); code != http.StatusOK {
+			t.Errorf("same-origin reload: %d %s", code, body)
 		}
 		for _, want := range []string{
 			"--web.enable-admin-api without --web.config.file",

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -548,6 +549,13 @@ func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
 	csrf := http.NewCrossOriginProtection()
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if machineOnly(c) && fromBrowser(c.Request()) {
+				// Same-origin to the browser is no proof either: a page
+				// whose name was rebound to this address (DNS rebinding)
+				// is "same-origin" too. No sender of alerts is a browser.
+				logger.Warn("browser request to a machine endpoint refused", append(status.Caller(c), "method", c.Request().Method, "path", twoway.RedactPath(c.Request().URL.Path))...)
+				return echo.NewHTTPError(http.StatusForbidden, "this endpoint takes requests from Alertmanager, webhooks and the SMS provider, not from a browser page")
+			}
 			if err := csrf.Check(c.Request()); err != nil {
 				// The path, never a callback's token.
 				logger.Warn("cross-origin request refused", append(status.Caller(c), "method", c.Request().Method, "path", twoway.RedactPath(c.Request().URL.Path))...)
@@ -556,6 +564,25 @@ func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// machineOnly reports whether c's route is one only machines post to:
+// the intake endpoints and the provider's callback.
+func machineOnly(c echo.Context) bool {
+	switch p := c.Path(); {
+	case c.Request().Method != http.MethodPost:
+		return false
+	case p == "/api/v1/alertmanager", strings.HasPrefix(p, "/api/v1/webhooks/"), strings.HasPrefix(p, twoway.CallbackPath):
+		return true
+	}
+	return false
+}
+
+// fromBrowser reports whether r was sent by a browser: browsers add
+// Sec-Fetch-Site (or at least Origin) to every POST; Alertmanager, CI
+// systems and the provider send neither.
+func fromBrowser(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != ""
 }
 
 // serve runs until ctx ends, reloading on each value from hup. It checks
