@@ -35,20 +35,35 @@ start() {
   if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$dir"; fi
   as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 --pwfile="$dir/pwfile" -E UTF8 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
-  for _ in $(seq 1 50); do
-    port=$(( (RANDOM % 20000) + 20000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  done
-  # In the config file rather than on pg_ctl's command line, so a test can
-  # stop and start the server again (a database restart) with pg_ctl alone.
-  cat >>"$dir/data/postgresql.conf" <<CONF
+  # Ports below Linux's ephemeral range (32768 and up), which the tests'
+  # own loopback connections use: a port free a moment ago can be taken
+  # by one of them by the time the server binds, so a failed start tries
+  # another port.
+  local started=""
+  for _ in $(seq 1 8); do
+    for _ in $(seq 1 50); do
+      port=$(( (RANDOM % 12000) + 20000 ))
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    done
+    # In the config file rather than on pg_ctl's command line, so a test
+    # can stop and start the server again (a database restart) with
+    # pg_ctl alone.
+    cp "$dir/postgresql.conf.orig" "$dir/data/postgresql.conf" 2>/dev/null ||
+      cp "$dir/data/postgresql.conf" "$dir/postgresql.conf.orig"
+    cat >>"$dir/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 400
 CONF
-  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >&2 ||
-    { cat "$dir/server.log" >&2; exit 1; }
+    if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >&2; then
+      started=1
+      break
+    fi
+    echo "pg-cluster: the server did not start on port $port; trying another" >&2
+    tail -n 5 "$dir/server.log" >&2 || true
+  done
+  [ -n "$started" ] || { cat "$dir/server.log" >&2; exit 1; }
   echo "export SMSBRIDGE_TEST_PG_DIR='$dir'"
   echo "export SMSBRIDGE_TEST_PG_BIN='$bin'"
   echo "export SMSBRIDGE_TEST_PG_DSN='postgres://postgres:$pw@127.0.0.1:$port/postgres?sslmode=disable'"
