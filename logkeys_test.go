@@ -42,6 +42,13 @@ func TestLogKeysKeptByPromslog(t *testing.T) {
 			if err := fake.WaitMessages(ctx, i+1); err != nil {
 				t.Fatalf("not sent: %v\n%s", err, p.logs())
 			}
+			// The refusal is logged as its answer goes out, not before:
+			// give the line a moment to be written before the kill.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if logs := p.logs(); strings.Contains(logs, tc.want[len(tc.want)-1]) {
+					break
+				}
+			}
 			p.kill(t)
 			logs := p.logs()
 			for _, want := range tc.want {
