@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/smsbridge/smsbridge/outbox"
+	"github.com/smsbridge/smsbridge/outbox/outboxtest"
 )
 
 // queryPlan returns SQLite's plan for q, one line per step.
@@ -76,5 +79,41 @@ func TestQueryPlans(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOptOutFailsPendingAndHeld: an opt-out fails the number's pending
+// and held deliveries (one statement each since migration 9) and nothing
+// of another number or state.
+func TestOptOutFailsPendingAndHeld(t *testing.T) {
+	t.Parallel()
+	clk := outboxtest.NewClock(epoch())
+	s := mustOpen(t, t.TempDir(), Options{Retention: week, Clock: clk.Now})
+	ctx := context.Background()
+	enqueue(t, s, note("pending"))
+	held := enqueue(t, s, note("held"))
+	// Held rows come from the throttles; set one directly.
+	if _, err := s.wdb.ExecContext(ctx, `UPDATE deliveries SET state = 'held' WHERE message_id IN
+		(SELECT id FROM messages WHERE notification_id = ?)`, held.ID); err != nil {
+		t.Fatal(err)
+	}
+	changed, failed, err := s.SetOptOut(ctx, "+27830000001", true, clk.Now())
+	if err != nil || !changed || failed != 2 {
+		t.Fatalf("opt out: changed %t, failed %d, %v; want the pending and the held row failed", changed, failed, err)
+	}
+	for _, c := range []struct {
+		number, state string
+		want          int
+	}{
+		{"+27830000001", "failed", 2},
+		{"+27830000002", "pending", 1},
+		{"+27830000002", "held", 1},
+	} {
+		if n := count(t, s, "SELECT count(*) FROM deliveries WHERE number = ? AND state = ?", c.number, c.state); n != c.want {
+			t.Errorf("%s %s: %d rows, want %d", c.number, c.state, n, c.want)
+		}
+	}
+	if n := count(t, s, "SELECT count(*) FROM deliveries WHERE state = 'failed' AND error_code = ?", outbox.CodeOptedOut); n != 2 {
+		t.Errorf("%d rows failed as opted out, want 2", n)
 	}
 }
