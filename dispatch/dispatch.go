@@ -164,6 +164,11 @@ type runner struct {
 	// nextExpiry is when the oldest queued row reaches max age, as of the
 	// last schedule query.
 	nextExpiry time.Time
+	// waitingForSlot is set by a step that left work due because no
+	// account could start a request (its pace, a pause or a probe's
+	// turn): until the step's own timer or a finished request, a store
+	// wake-up, which only says more work is due, changes nothing.
+	waitingForSlot bool
 }
 
 func (r *runner) loop() {
@@ -171,13 +176,21 @@ func (r *runner) loop() {
 	defer timer.Stop()
 	for {
 		timer.Reset(r.step())
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-r.d.store.Wake():
-		case <-r.done:
-			r.inflight--
-		case <-timer.C:
+		for waiting := true; waiting; {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-r.d.store.Wake():
+				// In a storm every group commit wakes the loop; while
+				// due work already waits for a slot, the schedule query
+				// would only find it again, on the store intake needs.
+				waiting = r.waitingForSlot
+			case <-r.done:
+				r.inflight--
+				waiting = false
+			case <-timer.C:
+				waiting = false
+			}
 		}
 	}
 }
@@ -190,6 +203,7 @@ const idle = time.Hour
 func (r *runner) step() time.Duration {
 	d := r.d
 	now := d.now()
+	r.waitingForSlot = false
 	if now.Before(r.storeRetryAt) {
 		return r.storeRetryAt.Sub(now)
 	}
@@ -248,6 +262,8 @@ func (r *runner) step() time.Duration {
 		c, wake := d.pick(now, s)
 		at(wake)
 		if c.pace == nil {
+			// wake is when an account can start one; next includes it.
+			r.waitingForSlot = !wake.IsZero()
 			break
 		}
 		batches, err := d.store.Lease(r.ctx, now, 1, s.BatchSize, s.LeaseFor)

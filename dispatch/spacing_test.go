@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -98,6 +99,66 @@ func TestAdmitLeavesSpacingAlone(t *testing.T) {
 					t.Fatalf("request %d at its slot waits %v for the window", i, w)
 				}
 			}
+		})
+	}
+}
+
+// TestWakeWhileWaitingForSlot: while due work waits for the pace's next
+// slot, the wake-ups of further commits (a storm: one per group commit)
+// run no schedule query, and the work still goes at the pace, every text
+// in its own request.
+func TestWakeWhileWaitingForSlot(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		// wakes are the store wake-ups while the first text waits.
+		wakes int
+	}{{"one wake", 1}, {"a storm", 40}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(accept)
+				store := newMemStore()
+				var mu sync.Mutex
+				schedules := 0
+				store.fail = func(method string) error {
+					if method == "Schedule" {
+						mu.Lock()
+						schedules++
+						mu.Unlock()
+					}
+					return nil
+				}
+				count := func() int {
+					mu.Lock()
+					defer mu.Unlock()
+					return schedules
+				}
+				h := newHarness(t, testSettings(primary(p, 1)), store)
+				store.add("ops", "first", 1, "+27830000001")
+				h.run()
+				until(t, time.Second, "first sent", func() bool { return len(p.Calls()) == 1 })
+				// The next text is due at once, and waits for the slot a
+				// spacing after the first request.
+				store.add("ops", "second", 1, "+27830000001")
+				synctest.Wait()
+				before := count()
+				for i := range c.wakes {
+					store.add("ops", fmt.Sprintf("storm %d", i), 1, "+27830000001")
+					synctest.Wait()
+				}
+				if n := count() - before; n != 0 {
+					t.Errorf("%d schedule queries for %d wake-ups while work waited for a slot, want 0", n, c.wakes)
+				}
+				until(t, time.Duration(c.wakes+3)*2*time.Second, "all sent", func() bool { return len(p.Calls()) == c.wakes+2 })
+				h.stop()
+				calls := p.Calls()
+				for i := 1; i < len(calls); i++ {
+					if gap := calls[i].start.Sub(calls[i-1].start); gap < spacing(1) {
+						t.Errorf("request %d %v after the one before, under the spacing %v", i, gap, spacing(1))
+					}
+				}
+			})
 		})
 	}
 }

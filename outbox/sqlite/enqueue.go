@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -243,10 +244,10 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 	}()
 	// The statements stay prepared on the one writer connection; the
 	// transaction only borrows them.
-	w := &txInserts{tw: s.twIns.in(ctx, tx), esc: s.escIns.in(ctx, tx)}
+	w := &txInserts{tw: s.twIns.in(ctx, tx), esc: s.escIns.in(ctx, tx), tx: tx, deliveries: &s.ins.deliveries}
 	for _, p := range []struct{ dst, src **sql.Stmt }{
 		{&w.lastStatus, &s.ins.lastStatus}, {&w.onceKey, &s.ins.onceKey}, {&w.notification, &s.ins.notification},
-		{&w.message, &s.ins.message}, {&w.delivery, &s.ins.delivery}, {&w.dedupGet, &s.ins.dedupGet},
+		{&w.message, &s.ins.message}, {&w.dedupGet, &s.ins.dedupGet},
 		{&w.dedupPut, &s.ins.dedupPut}, {&w.resolvedHas, &s.ins.resolvedHas}, {&w.resolvedPut, &s.ins.resolvedPut},
 		{&w.heldFiring, &s.ins.heldFiring}, {&w.cancel, &s.ins.cancel}, {&w.lastSent, &s.ins.lastSent},
 		{&w.seenID, &s.ins.seenID}, {&w.deliveryID, &s.ins.deliveryID},
@@ -278,12 +279,71 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 type txInserts struct {
 	// tw are the two-way statements (enqueue_twoway.go), esc the
 	// escalation ones (enqueue_escalation.go).
-	tw                                                   *twoWayInserts
-	esc                                                  *escInserts
-	lastStatus, onceKey, notification, message, delivery *sql.Stmt
-	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
-	heldFiring, cancel, lastSent                         *sql.Stmt
-	seenID, deliveryID                                   *sql.Stmt
+	tw                                           *twoWayInserts
+	esc                                          *escInserts
+	lastStatus, onceKey, notification, message   *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut *sql.Stmt
+	heldFiring, cancel, lastSent                 *sql.Stmt
+	seenID, deliveryID                           *sql.Stmt
+	// tx is the transaction; deliveries the prepared multi-row delivery
+	// inserts, bound to tx on first use (txDeliveries).
+	tx           *sql.Tx
+	deliveries   *[maxDeliveryRows]*sql.Stmt
+	txDeliveries [maxDeliveryRows]*sql.Stmt
+}
+
+// deliveryRow is one delivery of a message, before it is written.
+type deliveryRow struct {
+	number, person, state, code, reason string
+	unthrottled, critical               bool
+}
+
+// insertDeliveries writes rows, the deliveries of message mid, with as
+// few statements as it takes: one per maxDeliveryRows rows.
+func (w *txInserts) insertDeliveries(ctx context.Context, mid, nowMS int64, rows []deliveryRow) error {
+	for len(rows) > 0 {
+		k := min(len(rows), maxDeliveryRows)
+		st := w.txDeliveries[k-1]
+		if st == nil {
+			st = w.tx.StmtContext(ctx, w.deliveries[k-1])
+			w.txDeliveries[k-1] = st
+		}
+		args := make([]any, 0, 2+deliveryArgs*k)
+		args = append(args, mid, nowMS)
+		for _, r := range rows[:k] {
+			args = append(args, r.number, r.state, r.unthrottled, r.critical, r.code, r.reason, r.person)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		rows = rows[k:]
+	}
+	return nil
+}
+
+// maxDeliveryRows is the most deliveries one insert statement writes; a
+// statement is prepared for each count up to it. deliveryArgs are the
+// arguments of each row beyond the message id and the time it shares.
+const (
+	maxDeliveryRows = 16
+	deliveryArgs    = 7
+)
+
+// deliveriesInsert returns the statement that inserts rows deliveries of
+// one message: ?1 is the message id, ?2 the time (queued, due and
+// updated), then deliveryArgs numbered parameters per row.
+func deliveriesInsert(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO deliveries (message_id, queued_at, next_attempt_at, updated_at,
+		number, state, unthrottled, critical, error_code, error, person) VALUES `)
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		p := 3 + deliveryArgs*r
+		fmt.Fprintf(&b, "(?1, ?2, ?2, ?2, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", p, p+1, p+2, p+3, p+4, p+5, p+6)
+	}
+	return b.String()
 }
 
 // record writes one call's notification, evaluating its guards, and sets
@@ -409,6 +469,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 	// to one number is judged alike.
 	keep := map[string]bool{}
 	due := false
+	var rows []deliveryRow
 	for _, m := range outbox.MergeByText(n.Messages) {
 		mid, err := insertID(ctx, w.message, id, m.Receiver, m.Text, m.Segments, m.Summary)
 		if err != nil {
@@ -417,6 +478,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		if err := w.messageTwoWay(ctx, mid, m); err != nil {
 			return false, err
 		}
+		rows = rows[:0]
 		for _, num := range m.Numbers {
 			state, code, reason := outbox.StatePending, "", ""
 			if cancelling {
@@ -434,14 +496,15 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 					res.Cancelled++
 				}
 			}
-			if _, err := w.delivery.ExecContext(ctx, mid, num.Number, string(state), nowMS, nowMS, nowMS,
-				num.Unthrottled, num.Critical, code, reason, num.Person); err != nil {
-				return false, fmt.Errorf("insert delivery: %w", err)
-			}
+			rows = append(rows, deliveryRow{number: num.Number, person: num.Person, state: string(state), code: code, reason: reason,
+				unthrottled: num.Unthrottled, critical: num.Critical})
 			if state == outbox.StatePending {
 				res.Recipients++
 				due = true
 			}
+		}
+		if err := w.insertDeliveries(ctx, mid, nowMS, rows); err != nil {
+			return false, err
 		}
 		if err := w.failover(ctx, mid, m); err != nil {
 			return false, err
@@ -533,16 +596,22 @@ func insertID(ctx context.Context, st *sql.Stmt, args ...any) (int64, error) {
 
 // inserts are the statements of a group commit.
 type inserts struct {
-	lastStatus, onceKey, notification, message, delivery *sql.Stmt
-	dedupGet, dedupPut, resolvedHas, resolvedPut         *sql.Stmt
-	heldFiring, cancel, lastSent                         *sql.Stmt
-	seenID, deliveryID                                   *sql.Stmt
+	lastStatus, onceKey, notification, message   *sql.Stmt
+	dedupGet, dedupPut, resolvedHas, resolvedPut *sql.Stmt
+	heldFiring, cancel, lastSent                 *sql.Stmt
+	seenID, deliveryID                           *sql.Stmt
+	// deliveries[k] inserts k+1 deliveries of one message.
+	deliveries [maxDeliveryRows]*sql.Stmt
 }
 
 func (ins *inserts) all() []**sql.Stmt {
-	return []**sql.Stmt{&ins.lastStatus, &ins.onceKey, &ins.notification, &ins.message, &ins.delivery, &ins.dedupGet,
+	all := []**sql.Stmt{&ins.lastStatus, &ins.onceKey, &ins.notification, &ins.message, &ins.dedupGet,
 		&ins.dedupPut, &ins.resolvedHas, &ins.resolvedPut, &ins.heldFiring, &ins.cancel, &ins.lastSent,
 		&ins.seenID, &ins.deliveryID}
+	for i := range ins.deliveries {
+		all = append(all, &ins.deliveries[i])
+	}
+	return all
 }
 
 func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
@@ -556,8 +625,6 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		`SELECT id FROM notifications WHERE once_key = ?`,
 		`INSERT INTO notifications (received_at, source, group_key, status, outcome, once_key, alertname) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		`INSERT INTO messages (notification_id, receiver, text, segments, summary) VALUES (?, ?, ?, ?, ?)`,
-		`INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, unthrottled, critical, error_code, error, person)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		`SELECT key, at FROM dedup WHERE receiver = ? AND group_key = ?`,
 		`INSERT INTO dedup (receiver, group_key, key, at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (receiver, group_key) DO UPDATE SET key = excluded.key, at = excluded.at`,
@@ -576,6 +643,9 @@ func prepareInserts(ctx context.Context, db *sql.DB) (*inserts, error) {
 		// An expired record of the id is replaced: the sender may reuse it.
 		`INSERT INTO delivery_ids (id, notification_id, expires_at) VALUES (?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET notification_id = excluded.notification_id, expires_at = excluded.expires_at`,
+	}
+	for k := range ins.deliveries {
+		queries = append(queries, deliveriesInsert(k+1))
 	}
 	for i, st := range ins.all() {
 		p, err := db.PrepareContext(ctx, queries[i])

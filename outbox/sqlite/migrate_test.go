@@ -87,9 +87,9 @@ func TestMigrateV1(t *testing.T) {
 	rs.Close()
 	wantNames := []string{
 		"acks", "acks_at", "acks_group", "acks_pending",
-		"budget", "claims", "claims_expiry", "dedup", "dedup_at",
+		"budget", "claims", "claims_expiry", "dedup",
 		"deliveries", "deliveries_admitted", "deliveries_age", "deliveries_api_id", "deliveries_digest", "deliveries_due", "deliveries_failover",
-		"deliveries_held", "deliveries_leased", "deliveries_number", "deliveries_outstanding", "deliveries_updated",
+		"deliveries_held", "deliveries_leased", "deliveries_outstanding", "deliveries_updated",
 		"delivery_ids", "delivery_ids_expiry",
 		"escalations", "escalations_due", "escalations_escalation", "escalations_open", "escalations_started",
 		"messages", "messages_notification",

@@ -9,7 +9,7 @@ import (
 // schemaVersion is stored in PRAGMA user_version. Each entry of migrations
 // moves the schema one version up, so a later release (dedup, throttles,
 // escalation, delivery receipts) adds a step instead of rewriting one.
-const schemaVersion = 8
+const schemaVersion = 9
 
 // migrations[i] upgrades a database from user_version i to i+1. A step
 // that has shipped is never edited: databases in the field were made by it.
@@ -382,6 +382,26 @@ CREATE INDEX escalations_due        ON escalations(next_attempt_at, id) WHERE st
 CREATE INDEX escalations_open       ON escalations(group_key, receiver) WHERE episode_open = 1;
 CREATE INDEX escalations_escalation ON escalations(escalation, step);
 CREATE INDEX escalations_started    ON escalations(started_at);
+`,
+
+	// Version 9: two indexes every intake insert wrote and no query needs.
+	//   - deliveries_number (number, updated_at) was the seam for
+	//     per-number throttles, which came with their own partial indexes
+	//     (deliveries_admitted, _held, _digest; receipts use
+	//     _outstanding). The number's rows of a group are found through
+	//     the group's notifications instead (notifications_group, then
+	//     the (message_id, number) unique index), and an opt-out fails
+	//     the number's pending rows by scanning the pending rows'
+	//     partial index (deliveries_age): the queue, which is small
+	//     unless the provider is down, for an event as rare as a STOP. Its entries went in the middle of the tree,
+	//     one run per number, and cost the group commit the most pages.
+	//   - dedup_at (at) served only the hourly prune, which now scans the
+	//     dedup table: one row per receiver and group seen within the
+	//     retention.
+	// TestQueryPlans pins the plans of the queries these served.
+	`
+DROP INDEX deliveries_number;
+DROP INDEX dedup_at;
 `,
 }
 

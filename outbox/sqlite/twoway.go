@@ -396,20 +396,34 @@ func (s *Store) SetOptOut(ctx context.Context, number string, out bool, at time.
 		if !out {
 			return nil
 		}
-		res, err = tx.ExecContext(ctx, `UPDATE deliveries SET state = 'failed', error_code = ?, error = ?, updated_at = ?
-			WHERE number = ? AND state IN ('pending', 'held')`, outbox.CodeOptedOut, optedOutError, ms(at), number)
-		if err != nil {
-			return err
+		// One statement per state, each on its partial index.
+		for _, q := range []string{optOutPending, optOutHeld} {
+			res, err = tx.ExecContext(ctx, q, outbox.CodeOptedOut, optedOutError, ms(at), number)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			failed += int(k)
 		}
-		k, err := res.RowsAffected()
-		failed = int(k)
-		return err
+		return nil
 	})
 	if err != nil {
 		return false, 0, fmt.Errorf("record an opt-out: %w", err)
 	}
 	return changed, failed, nil
 }
+
+// optOutPending and optOutHeld fail an opted-out number's waiting
+// deliveries.
+const (
+	optOutPending = `UPDATE deliveries SET state = 'failed', error_code = ?, error = ?, updated_at = ?
+		WHERE state = 'pending' AND number = ?`
+	optOutHeld = `UPDATE deliveries SET state = 'failed', error_code = ?, error = ?, updated_at = ?
+		WHERE state = 'held' AND number = ?`
+)
 
 // optedOutError is the error text of a delivery failed by an opt-out.
 const optedOutError = "the number opted out of SMS (it replied STOP); it gets nothing until it replies START"
