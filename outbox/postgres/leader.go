@@ -287,6 +287,13 @@ func (t *term) watch() {
 		case <-t.stop:
 			return
 		case <-t.lost:
+			select {
+			case <-t.stop:
+				// Resign ended the term (it closes stop first): it
+				// closes the connection itself, recording a clean end.
+				return
+			default:
+			}
 			t.resign(false)
 			return
 		case <-tick.C:
