@@ -7,12 +7,6 @@ import (
 	"github.com/smsbridge/smsbridge/outbox"
 )
 
-// handoverGap is how long a new leader waits after taking over before its
-// first request. Its predecessor may have started requests until the
-// moment it lost the lock; a provider counting requests per second then
-// never sees the two leaders' requests in one second.
-const handoverGap = time.Second
-
 // leadRetry is the wait after Lead failed for a reason other than ctx.
 const leadRetry = time.Second
 
@@ -56,9 +50,14 @@ func (d *Dispatcher) runLeaderTerm(ctx context.Context, t outbox.Term) {
 		case <-tctx.Done():
 		}
 	}()
-	select {
-	case <-tctx.Done():
-	case <-time.After(handoverGap):
+	// The store says how long ago an earlier leader could last have sent
+	// (outbox.Term.StartDelay): a provider counting requests per second
+	// then never sees two leaders' requests in one second.
+	if wait := t.StartDelay(); wait > 0 {
+		select {
+		case <-tctx.Done():
+		case <-time.After(wait):
+		}
 	}
 	if tctx.Err() == nil {
 		d.m.setLeader(true)

@@ -32,18 +32,20 @@ type fakeTerm struct {
 	lost     chan struct{}
 	once     sync.Once
 	resigned chan struct{}
+	delay    time.Duration
 }
 
 func newTerm() *fakeTerm { return &fakeTerm{lost: make(chan struct{}), resigned: make(chan struct{})} }
 
-func (t *fakeTerm) Lost() <-chan struct{} { return t.lost }
+func (t *fakeTerm) Lost() <-chan struct{}     { return t.lost }
+func (t *fakeTerm) StartDelay() time.Duration { return t.delay }
 func (t *fakeTerm) Resign() {
 	t.once.Do(func() { close(t.resigned) })
 }
 
 // TestLeadership: with a Leadership, the dispatcher sends only during a
-// term, starts a term a handover gap after taking over, with the pause the
-// store holds then, and stops at once when the term is lost.
+// term, starts a term after its start delay, with the pause the store
+// holds then, and stops at once when the term is lost.
 func TestLeadership(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -71,11 +73,12 @@ func TestLeadership(t *testing.T) {
 			t.Fatal(err)
 		}
 		first := newTerm()
+		first.delay = time.Second
 		took := time.Now()
 		lead.grant <- first
 		until(t, time.Minute, "the first text sent", func() bool { return len(p.Calls()) == 1 })
-		if c := p.Calls()[0]; c.start.Before(pauseEnd) || c.start.Sub(took) < handoverGap {
-			t.Errorf("first request %v after taking over; want after the handover gap and the stored pause (%v)", c.start.Sub(took), pauseEnd.Sub(took))
+		if c := p.Calls()[0]; c.start.Before(pauseEnd) || c.start.Sub(took) < first.delay {
+			t.Errorf("first request %v after taking over; want after the start delay and the stored pause (%v)", c.start.Sub(took), pauseEnd.Sub(took))
 		}
 		if v := testutil.ToFloat64(h.m.leader); v != 1 {
 			t.Errorf("leader gauge %v while leading", v)
@@ -117,6 +120,37 @@ func TestLeadership(t *testing.T) {
 			t.Errorf("losing the term was not logged:\n%s", h.logs)
 		}
 	})
+}
+
+// TestTermStartDelay: a term's first request waits exactly its start
+// delay, and none at all when the store says no earlier leader could have
+// sent within a provider second.
+func TestTermStartDelay(t *testing.T) {
+	t.Parallel()
+	for _, delay := range []time.Duration{0, 250 * time.Millisecond, 1250 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(accept)
+				store := newMemStore()
+				lead := &fakeLeadership{grant: make(chan *fakeTerm)}
+				h := newHarness(t, testSettings(primary(p, 100)), store)
+				h.d.leader = lead
+				store.add("ops", "first", 1, "+27830000001")
+				h.run()
+				synctest.Wait()
+				term := newTerm()
+				term.delay = delay
+				took := time.Now()
+				lead.grant <- term
+				until(t, time.Minute, "the first text sent", func() bool { return len(p.Calls()) == 1 })
+				if got := p.Calls()[0].start.Sub(took); got != delay {
+					t.Errorf("first request %v after taking over, want %v", got, delay)
+				}
+				h.stop()
+			})
+		})
+	}
 }
 
 // TestSoleDispatcherLeads: without a Leadership the process is the leader

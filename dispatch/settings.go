@@ -118,10 +118,18 @@ func spacing(rateLimit float64) time.Duration {
 }
 
 // lookahead is how long before a request's slot the loop may lease its
-// batch: the lease's time then overlaps the wait for the slot. At most
-// one spacing, so the loop stays at most one request ahead per account.
-func lookahead(rateLimit float64) time.Duration {
-	return min(spacing(rateLimit), 100*time.Millisecond)
+// batch: the lease's time then overlaps the wait for the slot, and a
+// lease that stalls for less than the lookahead (a busy database: 20 to
+// 80 ms now and then on PostgreSQL on a loaded machine) delays no
+// request. It was once at most one spacing (20.6 ms at 50 requests a
+// second), and every stall longer than that pushed all later slots back:
+// the drain at 200 ms of provider latency reached 91-95% of the limit on
+// PostgreSQL (docs/performance.md). At high rates the loop is so several
+// requests ahead; each waits for its slot, checks the pause just before
+// it goes, and returns its rows to the queue if the term or the run ends
+// first. Below about 10 requests a second it stays under one spacing.
+func lookahead(float64) time.Duration {
+	return 100 * time.Millisecond
 }
 
 // rateMargin is the share of the rate limit the dispatcher uses.

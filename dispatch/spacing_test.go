@@ -162,3 +162,44 @@ func TestWakeWhileWaitingForSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseStallKeepsPace: at 50 requests a second a lease that stalls
+// for less than the lookahead (a busy database) delays no request: the
+// loop leases ahead of the slots, so every request still starts a spacing
+// after the one before it, and the stalls do not add up over a drain.
+func TestLeaseStallKeepsPace(t *testing.T) {
+	t.Parallel()
+	for _, stall := range []time.Duration{15 * time.Millisecond, 40 * time.Millisecond, 70 * time.Millisecond} {
+		t.Run(stall.String(), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				p := newProvider(accept)
+				store := newMemStore()
+				leases := 0
+				store.fail = func(method string) error {
+					if method == "Lease" {
+						if leases++; leases%10 == 0 {
+							time.Sleep(stall)
+						}
+					}
+					return nil
+				}
+				h := newHarness(t, testSettings(primary(p, 50)), store)
+				const n = 100
+				for i := range n {
+					store.add("ops", fmt.Sprintf("text %d", i), 1, "+27830000001")
+				}
+				h.run()
+				until(t, time.Minute, "all sent", func() bool { return len(p.Calls()) == n })
+				h.stop()
+				calls := p.Calls()
+				gap := spacing(50)
+				for i := 1; i < len(calls); i++ {
+					if d := calls[i].start.Sub(calls[i-1].start); d != gap {
+						t.Fatalf("requests %d and %d started %v apart, want the spacing %v", i-1, i, d, gap)
+					}
+				}
+			})
+		})
+	}
+}

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Leadership is implemented by a Store whose backing several processes
@@ -30,8 +31,16 @@ type Term interface {
 	// stale leader cannot lease after another took over.
 	Lost() <-chan struct{}
 	// Resign gives leadership up, so another store can take over without
-	// waiting. A second call does nothing.
+	// waiting. A second call does nothing. The dispatcher calls it once
+	// every request of the term has ended; a driver may record that as a
+	// clean end, which lets the next leader start sooner (StartDelay).
 	Resign()
+	// StartDelay is how long, from when Lead returned, the term waits
+	// before its first request: until a provider second has passed since
+	// the last moment an earlier leader could have sent, so the provider
+	// never counts two leaders' requests in one second. It is 0 when the
+	// backing shows no earlier leader, or one that ended long enough ago.
+	StartDelay() time.Duration
 }
 
 // ErrNotLeader is returned by Lease on a store whose leadership term was

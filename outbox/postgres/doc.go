@@ -66,13 +66,18 @@
 // (pg_try_advisory_lock) on a connection of its own. The others try the
 // lock every second. The guard against stale leaders has three parts:
 //   - the leader asks its lock session every second whether it still
-//     holds the lock (a query on that very connection, five-second
-//     timeout), and ends its term at the first failure;
+//     holds the lock, and records a heartbeat (an update on that very
+//     connection), and ends its term at the first failure, or six
+//     seconds after the start of the last check that succeeded;
 //   - every Lease of a leader checks, in its own transaction, that the
 //     lock session's backend still holds the lock in pg_locks, so a
 //     leader whose session ended cannot lease after another took over;
-//   - the dispatcher waits one second after taking over before its first
-//     request, so two leaders' requests never share a provider second.
+//   - a new leader waits before its first request until a provider
+//     second has passed since the last moment the earlier leader could
+//     have sent, so two leaders' requests never share a provider second:
+//     a clean resignation records when, a heartbeat bounds it by six
+//     seconds and a quarter later, and the takeover itself bounds it
+//     (handover.go). A restart after a clean stop sends at once.
 //
 // When a leader's process dies, its kernel closes its sockets and the
 // server ends the session at once: a follower takes over within about a
@@ -82,7 +87,7 @@
 // tcp_keepalives_count 3, tcp_user_timeout 10 s): the session ends, and
 // the lock is free, within about ten seconds, so a follower takes over
 // within about eleven. The old leader, if it is alive but cut off, has
-// stopped before: its own check fails within six seconds. Pooled
+// stopped before: its term ends within six seconds of its last heartbeat. Pooled
 // connections also get idle_in_transaction_session_timeout 15 s, so a
 // frozen client cannot hold row locks. A DSN that sets any of these keeps
 // its own value.

@@ -322,6 +322,26 @@ CREATE INDEX escalations_open       ON escalations (group_key, receiver) WHERE e
 CREATE INDEX escalations_escalation ON escalations (escalation, step);
 CREATE INDEX escalations_started    ON escalations (started_at);
 `,
+
+	// Version 9: the dispatch heartbeat, one row per backing: the term
+	// that leads (or led last), the last time it proved it held the lock
+	// (beat_at) and, after a clean resignation, when its last request had
+	// ended (ended_at), both from the server's clock. A new leader reads
+	// it to decide how long to wait before its first request. A database
+	// that already has deliveries may have a leader of an earlier release
+	// sending now, which writes no heartbeat: the row is created with
+	// both times unknown, so the next leader waits as after an unknown
+	// end. On a new database there is no row: no leader has sent.
+	`
+CREATE TABLE dispatch_heartbeat (
+	name     text        PRIMARY KEY,
+	term     text        NOT NULL DEFAULT '',
+	owner    text        NOT NULL DEFAULT '',
+	beat_at  timestamptz,
+	ended_at timestamptz
+);
+INSERT INTO dispatch_heartbeat (name) SELECT 'dispatch' WHERE EXISTS (SELECT 1 FROM deliveries);
+`,
 }
 
 // schemaVersion is the version this build writes and understands.

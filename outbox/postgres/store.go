@@ -385,7 +385,8 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.cancel()
 		if t := s.term.Load(); t != nil {
-			t.Resign()
+			// Not a clean end: the dispatcher may still be sending.
+			t.resign(false)
 		}
 		s.wg.Wait()
 		s.unwatch()
