@@ -239,6 +239,13 @@ func TestEscalationThroughBinary(t *testing.T) {
 			st := b.steps(t)
 			return len(st) == 1 && st[0].State == "escalated"
 		})
+		// Bob's page recorded accepted too, for the same reason: a kill
+		// between the provider's answer and its record would send that
+		// one batch again (at least once), which is not what this checks.
+		waitFor(t, "bob's delivery recorded", func() bool {
+			_, page := getBody(t, b.url("/api/v1/deliveries?status=accepted"))
+			return strings.Contains(page, `"person":"bob"`)
+		})
 		// A second kill -9 and restart send nothing more.
 		b.p.kill(t)
 		b.start(t)
