@@ -9,13 +9,16 @@ package touchbase
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -149,9 +152,30 @@ func New(cfg Config, m *sms.AccountMetrics) (*Client, error) {
 	}, nil
 }
 
-// redact replaces every occurrence of key in s.
+// redact replaces every occurrence of key in s, and of the forms a
+// provider or proxy may echo it in: percent-encoded (query or path),
+// HTML-escaped, and base64 (standard or URL alphabet, padded or not).
 func redact(s, key string) string {
-	return strings.ReplaceAll(s, key, "<secret>")
+	if key == "" {
+		return s
+	}
+	for _, form := range keyForms(key) {
+		s = strings.ReplaceAll(s, form, "<secret>")
+	}
+	return s
+}
+
+// keyForms returns key and its encoded forms, longest first (a padded
+// base64 form before the unpadded one that is its prefix).
+func keyForms(key string) []string {
+	b := []byte(key)
+	forms := []string{
+		base64.StdEncoding.EncodeToString(b), base64.URLEncoding.EncodeToString(b),
+		base64.RawStdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		url.QueryEscape(key), url.PathEscape(key), html.EscapeString(key), key,
+	}
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
 }
 
 // CloseIdleConnections closes the keep-alive connections not in use, for a

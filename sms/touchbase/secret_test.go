@@ -3,13 +3,16 @@ package touchbase
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,5 +244,32 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 			i := strings.Index(text, secretPart)
 			t.Errorf("%s contain the API key: ...%s...", name, text[max(0, i-80):min(len(text), i+40)])
 		}
+	}
+}
+
+// TestRedactForms: the key is removed from provider text in every form a
+// provider or a proxy may echo it in, not only verbatim.
+func TestRedactForms(t *testing.T) {
+	const key = "tb-live-k3y+with/odd=chars&<x>"
+	b := []byte(key)
+	for _, tc := range []struct{ name, form string }{
+		{"verbatim", key},
+		{"query-escaped", url.QueryEscape(key)},
+		{"path-escaped", url.PathEscape(key)},
+		{"html-escaped", html.EscapeString(key)},
+		{"base64", base64.StdEncoding.EncodeToString(b)},
+		{"base64url", base64.URLEncoding.EncodeToString(b)},
+		{"base64, unpadded", base64.RawStdEncoding.EncodeToString(b)},
+		{"base64url, unpadded", base64.RawURLEncoding.EncodeToString(b)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := redact("E1: bad key "+tc.form+" (Authorization: Bearer "+tc.form+")", key)
+			if strings.Contains(got, tc.form) || strings.Count(got, "<secret>") != 2 {
+				t.Errorf("redact left %q", got)
+			}
+		})
+	}
+	if got := redact("nothing here", ""); got != "nothing here" {
+		t.Errorf("an empty key changed the text: %q", got)
 	}
 }
