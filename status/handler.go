@@ -249,10 +249,19 @@ type deliveryJSON struct {
 	FailedOverTo int64 `json:"failed_over_to,omitempty"`
 }
 
+// maskGroupKey masks the number in the group key of the answers to
+// replies ("replies:<number>"); other group keys are the sender's.
+func maskGroupKey(k string) string {
+	if n, ok := strings.CutPrefix(k, "replies:"); ok && n != "" {
+		return "replies:" + sms.MaskNumber(n)
+	}
+	return k
+}
+
 func toJSON(r outbox.Record) deliveryJSON {
 	return deliveryJSON{
 		ID: r.ID, NotificationID: r.NotificationID, ReceivedAt: r.ReceivedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		Source: r.Source, GroupKey: r.GroupKey, AlertStatus: r.Status, AlertName: r.AlertName, Receiver: r.Receiver,
+		Source: r.Source, GroupKey: maskGroupKey(r.GroupKey), AlertStatus: r.Status, AlertName: r.AlertName, Receiver: r.Receiver,
 		Number: sms.MaskNumber(r.Number), Status: string(r.State), Attempts: r.Attempts, Segments: r.Segments,
 		Text: r.Text, Account: r.Account, ProviderMessageID: r.APIMessageID, DryRun: isDryRun(r), ErrorCode: r.ErrorCode, Error: r.Error, Person: r.Person,
 		NextAttemptAt: optTime(r.NextAttemptAt), BundledInto: r.BundledInto,
