@@ -444,7 +444,7 @@ func (b *bridge) warnExposure(g *generation.Generation) {
 		b.logger.Warn("the intake requires credentials but --web.config.file is not set: the status page, the deliveries API (alert texts, masked numbers) and /metrics are open to anyone who can reach the port; see docs/security.md")
 	}
 	if b.flags.adminAPI {
-		b.logger.Warn("--web.enable-admin-api without --web.config.file: anyone who can reach the port can send test SMS and resend deliveries; see docs/security.md")
+		b.logger.Warn("--web.enable-admin-api without --web.config.file: anyone who can reach the port can send test SMS, resend deliveries, change who is on call with overrides and cancel escalations (and, in a dry run, play replies); see docs/security.md")
 	}
 	if b.flags.lifecycle {
 		b.logger.Warn("--web.enable-lifecycle without --web.config.file: anyone who can reach the port can reload the configuration; see docs/security.md")
