@@ -71,13 +71,19 @@ type Processor struct {
 	// numbers alternating them must not fill the disk.
 	optLog        *rate.Limiter
 	optSuppressed atomic.Int64
+	// replyLog bounds the log lines of replies that are not actions
+	// (unknown numbers, unknown codes, junk): one callback body can
+	// carry a thousand of them. A budget of its own, so a flood of them
+	// does not hide a STOP.
+	replyLog        *rate.Limiter
+	replySuppressed atomic.Int64
 }
 
 // NewProcessor returns a Processor for o.
 func NewProcessor(o Options) *Processor {
 	p := &Processor{store: o.Store, config: o.Config, logger: o.Logger, metrics: o.Metrics, now: o.Now, onAck: o.OnAck,
 		countFailed: o.CountFailed, kick: make(chan struct{}, 1),
-		optLog: rate.NewLimiter(1, 10)}
+		optLog: rate.NewLimiter(1, 10), replyLog: rate.NewLimiter(1, 10)}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -249,7 +255,7 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		// Someone the bridge never paged: no answer, so a stranger (or a
 		// spoofed sender id) cannot make it send SMS.
 		p.metrics.replies.WithLabelValues(ResultUnknownNumber).Inc()
-		p.logger.Info("reply from a number the bridge does not page; not answered", "number", sms.MaskNumber(number))
+		p.replyLogged(now, "reply from a number the bridge does not page; not answered", "number", sms.MaskNumber(number))
 		return nil
 	}
 	switch cmd.Kind {
@@ -257,9 +263,13 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		t, err := p.store.ReplyCode(ctx, number, cmd.Code, now)
 		if errors.Is(err, outbox.ErrNotFound) {
 			p.metrics.replies.WithLabelValues(ResultBadCode).Inc()
-			p.logger.Info("reply with a code not sent to the number; answered with help", "number", who(name, number), "code", cmd.Code)
-			_, err := p.answers.limited(ctx, now, number, name, badCodeText(cmd.Code), "help: unknown code", key+"/answer")
-			return err
+			sent, err := p.answers.limited(ctx, now, number, name, badCodeText(cmd.Code), "help: unknown code", key+"/answer")
+			if err != nil {
+				return err
+			}
+			p.replyLogged(now, "reply with a code not sent to the number; "+answered(sent, "answered with help"), "number", who(name, number),
+				"code", cmd.Code)
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read the reply code: %w", err)
@@ -275,9 +285,27 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		return p.ack(ctx, cfg, number, name, open, cfg.ackFor(cmd.Duration), key, ResultAckAll)
 	}
 	p.metrics.replies.WithLabelValues(ResultJunk).Inc()
-	p.logger.Info("reply the bridge cannot read; answered with help", "number", who(name, number))
-	_, err := p.answers.limited(ctx, now, number, name, helpText, "help", key+"/answer")
-	return err
+	sent, err := p.answers.limited(ctx, now, number, name, helpText, "help", key+"/answer")
+	if err != nil {
+		return err
+	}
+	p.replyLogged(now, "reply the bridge cannot read; "+answered(sent, "answered with help"), "number", who(name, number))
+	return nil
+}
+
+// answered says what became of the answer to a reply: how (when it was
+// queued), or that the number's limit of answers held it back.
+func answered(sent bool, how string) string {
+	if sent {
+		return how
+	}
+	return "not answered: the answer limit for this number is reached"
+}
+
+// replyLogged logs an info line about a reply that is not an action,
+// within a budget like optLogged's.
+func (p *Processor) replyLogged(now time.Time, msg string, attrs ...any) {
+	budgetLogged(p.logger, p.replyLog, &p.replySuppressed, now, slog.LevelInfo, msg, attrs...)
 }
 
 // stop opts number out, if the bridge pages it (known): nothing is sent
@@ -308,14 +336,20 @@ func (p *Processor) stop(ctx context.Context, number, name string, known bool, n
 // at most (bursts of 10), the next one saying how many were left out. The
 // banner and smsbridge_opted_out_numbers still show every opt-out.
 func (p *Processor) optLogged(now time.Time, level slog.Level, msg string, attrs ...any) {
-	if !p.optLog.AllowN(now, 1) {
-		p.optSuppressed.Add(1)
+	budgetLogged(p.logger, p.optLog, &p.optSuppressed, now, level, msg, attrs...)
+}
+
+// budgetLogged logs a line if lim allows one at now, with how many lines
+// suppressed counted since the last one; otherwise it counts it.
+func budgetLogged(logger *slog.Logger, lim *rate.Limiter, suppressed *atomic.Int64, now time.Time, level slog.Level, msg string, attrs ...any) {
+	if !lim.AllowN(now, 1) {
+		suppressed.Add(1)
 		return
 	}
-	if n := p.optSuppressed.Swap(0); n > 0 {
+	if n := suppressed.Swap(0); n > 0 {
 		attrs = append(attrs, "suppressed", n)
 	}
-	p.logger.Log(context.Background(), level, msg, attrs...)
+	logger.Log(context.Background(), level, msg, attrs...)
 }
 
 // start opts number back in and, if the configuration pages it, says

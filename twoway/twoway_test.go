@@ -1189,3 +1189,67 @@ func TestStopFlood(t *testing.T) {
 		}
 	})
 }
+
+// TestReplyLogFlood: one callback body full of replies that are not
+// actions logs within a budget (bursts of 10, then a line a second saying
+// how many were left out), and says "answered" only of answers queued.
+func TestReplyLogFlood(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		pairs func() []string
+		// answered is how many lines say an answer was queued; limited
+		// whether some say the answer limit held one back.
+		answered int
+		limited  bool
+	}{
+		{"unknown numbers", func() []string {
+			var pairs []string
+			for i := range 1000 {
+				pairs = append(pairs, fmt.Sprintf("+2784000%04d", i), "hello")
+			}
+			return pairs
+		}, 0, false},
+		{"junk from a paged number", func() []string {
+			var pairs []string
+			for range 200 {
+				pairs = append(pairs, alice, "thanks, on it")
+			}
+			return pairs
+		}, maxAnswers, true},
+		{"unknown codes from a paged number", func() []string {
+			var pairs []string
+			for range 200 {
+				pairs = append(pairs, alice, "ACK 998")
+			}
+			return pairs
+		}, maxAnswers, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			pairs := tc.pairs()
+			if rec := ev.post(token, body("MessageReply", pairs...)); rec.Code != http.StatusOK {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			if n := strings.Count(ev.log(), "level=INFO"); n != 10 {
+				t.Errorf("%d info lines for %d replies at once, want the burst of 10", n, len(pairs)/2)
+			}
+			if n := strings.Count(ev.log(), "answered with help"); n != tc.answered {
+				t.Errorf("%d lines say answered, want %d (the answers queued)", n, tc.answered)
+			}
+			if got := strings.Contains(ev.log(), "not answered: the answer limit for this number is reached"); got != tc.limited {
+				t.Errorf("a line says the answer limit held one back: %v, want %v", got, tc.limited)
+			}
+			ev.advance(2 * time.Second)
+			ev.reply(pairs[0], pairs[1])
+			want := fmt.Sprintf("suppressed=%d", len(pairs)/2-10)
+			if n := strings.Count(ev.log(), "level=INFO"); n != 11 || !strings.Contains(ev.log(), want) {
+				t.Errorf("%d info lines, want 11, the last with %s", n, want)
+			}
+			if strings.Contains(ev.log(), alice) {
+				t.Error("a number in full in the log")
+			}
+		})
+	}
+}
