@@ -129,6 +129,85 @@ func othersText(a outbox.Ack) string {
 	})
 }
 
+// summaryText answers a reply that acknowledged several groups (acks,
+// each for d): how many, whether their silences are pending (whys are
+// the reasons of those without one), and as many of their names as fit.
+func summaryText(acks []outbox.Ack, d time.Duration, whys []string) string {
+	pending := 0
+	for _, a := range acks {
+		if a.Silence == outbox.SilencePending {
+			pending++
+		}
+	}
+	head := fmt.Sprintf("Acked %d groups for %s", len(acks), human(d))
+	switch {
+	case pending == len(acks):
+		head += " (silences pending)"
+	case pending > 0:
+		head += fmt.Sprintf(" (%d silences pending, %d without)", pending, len(acks)-pending)
+	case len(whys) == 1:
+		head += " (no silence: " + whys[0] + ")"
+	default:
+		head += " (no silences)"
+	}
+	return listText(head+": ", acks)
+}
+
+// othersManyText tells another recipient that by acknowledged acks, the
+// groups of theirs one reply acknowledged, for d.
+func othersManyText(acks []outbox.Ack, by string, d time.Duration) string {
+	if len(acks) == 1 {
+		return othersText(acks[0])
+	}
+	return listText(fmt.Sprintf("%d groups acked by %s for %s: ", len(acks), by, human(d)), acks)
+}
+
+// listText is head followed by the names of acks' groups, as many as fit
+// in an answer's segments, then how many more there are: "DiskFull x2,
+// OpsDown +17 more". A name repeated (one alert in several groups) is
+// written once, with its count.
+func listText(head string, acks []outbox.Ack) string {
+	var names []string
+	count := map[string]int{}
+	for _, a := range acks {
+		n := a.Labels["alertname"]
+		if n == "" {
+			n = a.AlertName
+		}
+		if n == "" {
+			n = describe(a)
+		}
+		if count[n] == 0 {
+			names = append(names, n)
+		}
+		count[n]++
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n
+		if count[n] > 1 {
+			parts[i] = fmt.Sprintf("%s x%d", n, count[n])
+		}
+	}
+	for k := len(parts); k >= 0; k-- {
+		text := head + strings.Join(parts[:k], ", ")
+		if k < len(parts) {
+			left := 0
+			for _, n := range names[k:] {
+				left += count[n]
+			}
+			if k > 0 {
+				text += " "
+			}
+			text += fmt.Sprintf("+%d more", left)
+		}
+		if templates.Segments(text) <= answerSegments {
+			return text
+		}
+	}
+	return head + fmt.Sprintf("+%d more", len(acks))
+}
+
 // compose builds a text around a group's description, cutting the
 // description (never the rest: the code, the duration) until the text
 // fits in an answer's segments.

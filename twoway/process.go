@@ -71,13 +71,19 @@ type Processor struct {
 	// numbers alternating them must not fill the disk.
 	optLog        *rate.Limiter
 	optSuppressed atomic.Int64
+	// replyLog bounds the log lines of replies that are not actions
+	// (unknown numbers, unknown codes, junk): one callback body can
+	// carry a thousand of them. A budget of its own, so a flood of them
+	// does not hide a STOP.
+	replyLog        *rate.Limiter
+	replySuppressed atomic.Int64
 }
 
 // NewProcessor returns a Processor for o.
 func NewProcessor(o Options) *Processor {
 	p := &Processor{store: o.Store, config: o.Config, logger: o.Logger, metrics: o.Metrics, now: o.Now, onAck: o.OnAck,
 		countFailed: o.CountFailed, kick: make(chan struct{}, 1),
-		optLog: rate.NewLimiter(1, 10)}
+		optLog: rate.NewLimiter(1, 10), replyLog: rate.NewLimiter(1, 10)}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
@@ -249,7 +255,7 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		// Someone the bridge never paged: no answer, so a stranger (or a
 		// spoofed sender id) cannot make it send SMS.
 		p.metrics.replies.WithLabelValues(ResultUnknownNumber).Inc()
-		p.logger.Info("reply from a number the bridge does not page; not answered", "number", sms.MaskNumber(number))
+		p.replyLogged(now, "reply from a number the bridge does not page; not answered", "number", sms.MaskNumber(number))
 		return nil
 	}
 	switch cmd.Kind {
@@ -257,9 +263,13 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		t, err := p.store.ReplyCode(ctx, number, cmd.Code, now)
 		if errors.Is(err, outbox.ErrNotFound) {
 			p.metrics.replies.WithLabelValues(ResultBadCode).Inc()
-			p.logger.Info("reply with a code not sent to the number; answered with help", "number", who(name, number), "code", cmd.Code)
-			_, err := p.answers.limited(ctx, now, number, name, badCodeText(cmd.Code), "help: unknown code", key+"/answer")
-			return err
+			sent, err := p.answers.limited(ctx, now, number, name, badCodeText(cmd.Code), "help: unknown code", key+"/answer")
+			if err != nil {
+				return err
+			}
+			p.replyLogged(now, "reply with a code not sent to the number; "+answered(sent, "answered with help"), "number", who(name, number),
+				"code", cmd.Code)
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read the reply code: %w", err)
@@ -275,9 +285,27 @@ func (p *Processor) reply(ctx context.Context, cfg *Config, key string, ev sms.E
 		return p.ack(ctx, cfg, number, name, open, cfg.ackFor(cmd.Duration), key, ResultAckAll)
 	}
 	p.metrics.replies.WithLabelValues(ResultJunk).Inc()
-	p.logger.Info("reply the bridge cannot read; answered with help", "number", who(name, number))
-	_, err := p.answers.limited(ctx, now, number, name, helpText, "help", key+"/answer")
-	return err
+	sent, err := p.answers.limited(ctx, now, number, name, helpText, "help", key+"/answer")
+	if err != nil {
+		return err
+	}
+	p.replyLogged(now, "reply the bridge cannot read; "+answered(sent, "answered with help"), "number", who(name, number))
+	return nil
+}
+
+// answered says what became of the answer to a reply: how (when it was
+// queued), or that the number's limit of answers held it back.
+func answered(sent bool, how string) string {
+	if sent {
+		return how
+	}
+	return "not answered: the answer limit for this number is reached"
+}
+
+// replyLogged logs an info line about a reply that is not an action,
+// within a budget like optLogged's.
+func (p *Processor) replyLogged(now time.Time, msg string, attrs ...any) {
+	budgetLogged(p.logger, p.replyLog, &p.replySuppressed, now, slog.LevelInfo, msg, attrs...)
 }
 
 // stop opts number out, if the bridge pages it (known): nothing is sent
@@ -308,14 +336,20 @@ func (p *Processor) stop(ctx context.Context, number, name string, known bool, n
 // at most (bursts of 10), the next one saying how many were left out. The
 // banner and smsbridge_opted_out_numbers still show every opt-out.
 func (p *Processor) optLogged(now time.Time, level slog.Level, msg string, attrs ...any) {
-	if !p.optLog.AllowN(now, 1) {
-		p.optSuppressed.Add(1)
+	budgetLogged(p.logger, p.optLog, &p.optSuppressed, now, level, msg, attrs...)
+}
+
+// budgetLogged logs a line if lim allows one at now, with how many lines
+// suppressed counted since the last one; otherwise it counts it.
+func budgetLogged(logger *slog.Logger, lim *rate.Limiter, suppressed *atomic.Int64, now time.Time, level slog.Level, msg string, attrs ...any) {
+	if !lim.AllowN(now, 1) {
+		suppressed.Add(1)
 		return
 	}
-	if n := p.optSuppressed.Swap(0); n > 0 {
+	if n := suppressed.Swap(0); n > 0 {
 		attrs = append(attrs, "suppressed", n)
 	}
-	p.logger.Log(context.Background(), level, msg, attrs...)
+	logger.Log(context.Background(), level, msg, attrs...)
 }
 
 // start opts number back in and, if the configuration pages it, says
@@ -348,11 +382,23 @@ func (p *Processor) start(ctx context.Context, number, name string, configured, 
 }
 
 // ack acknowledges each target's group for d, as number (called name)
-// replied, and answers.
+// replied, and answers: for one group, the sender (unless its silence is
+// pending: the Silencer answers then) and each other recipient; for
+// several (ACK ALL), one summary to the sender and one message to each
+// other recipient, whatever the number of groups, so the reply meant to
+// quiet a storm does not start one.
 func (p *Processor) ack(ctx context.Context, cfg *Config, number, name string, targets []outbox.ReplyTarget, d time.Duration, key, result string) error {
 	now := p.now()
 	var already []outbox.Ack
-	created := 0
+	var done []acked
+	// The Silencer is woken once every acknowledgement is recorded (and,
+	// for several, marked as answered by the summary).
+	pending := false
+	defer func() {
+		if pending {
+			p.wake()
+		}
+	}()
 	for i, t := range targets {
 		person := t.Person
 		if person == "" {
@@ -376,34 +422,25 @@ func (p *Processor) ack(ctx context.Context, cfg *Config, number, name string, t
 			already = append(already, a)
 			continue
 		}
-		created++
 		p.logger.Info("acknowledged by sms", "group_key", a.GroupKey, "alertname", a.AlertName, "code", a.Code, "by", who(person, number),
 			"until", a.Until.UTC().Format(time.RFC3339), "silence", string(a.Silence), "reason", why)
 		if p.onAck != nil {
 			p.onAck(a)
 		}
-		k := fmt.Sprintf("%s/%d", key, i)
-		if silence == outbox.SilencePending {
-			// The Silencer answers once it tried.
-			p.wake()
-		} else if err := p.answers.send(ctx, []string{number}, []string{name}, noSilenceText(a, why), fmt.Sprintf("answer: ACK %d", a.Code), k+"/answer"); err != nil {
+		pending = pending || silence == outbox.SilencePending
+		done = append(done, acked{index: i, ack: a, why: why, numbers: t.Numbers})
+	}
+	switch {
+	case len(done) == 1:
+		if err := p.answerOne(ctx, cfg, number, name, done[0], key); err != nil {
 			return err
 		}
-		if cfg.NotifyOthers {
-			var others, people []string
-			for _, n := range t.Numbers {
-				if n != number {
-					other, _ := cfg.lookup(n)
-					others = append(others, n)
-					people = append(people, other)
-				}
-			}
-			if err := p.answers.send(ctx, others, people, othersText(a), fmt.Sprintf("acked by %s", who(person, number)), k+"/others"); err != nil {
-				return err
-			}
+	case len(done) > 1:
+		if err := p.answerMany(ctx, cfg, number, name, done, d, key, now); err != nil {
+			return err
 		}
 	}
-	if created > 0 || len(already) == 0 {
+	if len(done) > 0 || len(already) == 0 {
 		p.metrics.replies.WithLabelValues(result).Inc()
 		return nil
 	}
@@ -411,6 +448,107 @@ func (p *Processor) ack(ctx context.Context, cfg *Config, number, name string, t
 	_, err := p.answers.limited(ctx, now, number, name, alreadyText(already[0], now), "answer: already acked", key+"/answer")
 	return err
 }
+
+// acked is one acknowledgement a reply recorded: index is its target's
+// place in the reply's targets, numbers the numbers its page was sent to.
+type acked struct {
+	index   int
+	ack     outbox.Ack
+	why     string
+	numbers []string
+}
+
+// answerOne answers the acknowledgement of one group: the sender (unless
+// its silence is pending: the Silencer answers once it tried) and the
+// page's other recipients.
+func (p *Processor) answerOne(ctx context.Context, cfg *Config, number, name string, d acked, key string) error {
+	a, k := d.ack, fmt.Sprintf("%s/%d", key, d.index)
+	if a.Silence != outbox.SilencePending {
+		if err := p.answers.send(ctx, []string{number}, []string{name}, noSilenceText(a, d.why), fmt.Sprintf("answer: ACK %d", a.Code), k+"/answer"); err != nil {
+			return err
+		}
+	}
+	if !cfg.NotifyOthers {
+		return nil
+	}
+	var others, people []string
+	for _, n := range d.numbers {
+		if n != number {
+			other, _ := cfg.lookup(n)
+			others = append(others, n)
+			people = append(people, other)
+		}
+	}
+	return p.answers.send(ctx, others, people, othersText(a), fmt.Sprintf("acked by %s", who(a.Person, number)), k+"/others")
+}
+
+// answerMany answers the acknowledgement of several groups by one reply
+// (ACK ALL): one summary to the sender, and to each other recipient one
+// message naming the groups of theirs that were acknowledged. The
+// Silencer does not confirm these silences one by one (see
+// batchAckKey): the summary says they are pending.
+func (p *Processor) answerMany(ctx context.Context, cfg *Config, number, name string, done []acked, d time.Duration, key string, now time.Time) error {
+	acks := make([]outbox.Ack, len(done))
+	var whys []string
+	for i, x := range done {
+		acks[i] = x.ack
+		if x.ack.Silence == outbox.SilencePending {
+			if _, err := p.store.Claim(ctx, batchAckKey(x.ack.ID), now, d+answersPer); err != nil {
+				return fmt.Errorf("mark an acknowledgement answered: %w", err)
+			}
+		} else if !slices.Contains(whys, x.why) {
+			whys = append(whys, x.why)
+		}
+	}
+	if err := p.answers.send(ctx, []string{number}, []string{name}, summaryText(acks, d, whys), fmt.Sprintf("answer: ACK ALL (%d groups)", len(acks)),
+		key+"/answer"); err != nil {
+		return err
+	}
+	if !cfg.NotifyOthers {
+		return nil
+	}
+	// Each other recipient once, with the groups they were sent; those
+	// sent the same groups share a message.
+	var others []string
+	theirs := map[string][]outbox.Ack{}
+	for _, x := range done {
+		for _, n := range x.numbers {
+			if n == number {
+				continue
+			}
+			if _, ok := theirs[n]; !ok {
+				others = append(others, n)
+			}
+			theirs[n] = append(theirs[n], x.ack)
+		}
+	}
+	var texts []string
+	byText := map[string][]string{}
+	for _, n := range others {
+		text := othersManyText(theirs[n], who(done[0].ack.Person, number), d)
+		if _, ok := byText[text]; !ok {
+			texts = append(texts, text)
+		}
+		byText[text] = append(byText[text], n)
+	}
+	for i, text := range texts {
+		numbers := byText[text]
+		people := make([]string, len(numbers))
+		for j, n := range numbers {
+			people[j], _ = cfg.lookup(n)
+		}
+		if err := p.answers.send(ctx, numbers, people, text, fmt.Sprintf("acked by %s", who(done[0].ack.Person, number)),
+			fmt.Sprintf("%s/others/%d", key, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchAckKey is the claim that marks an acknowledgement as one of
+// several a reply recorded: its sender was answered with a summary, so
+// the Silencer does not confirm its silence on its own.
+func batchAckKey(id int64) string { return fmt.Sprintf("ack-batch/%d", id) }
 
 // truncate cuts s to n bytes on a rune boundary.
 func truncate(s string, n int) string {

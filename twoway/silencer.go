@@ -154,8 +154,25 @@ func (s *Silencer) attempt(ctx context.Context, cfg *Config, a outbox.Ack) {
 	if answer == "" {
 		return
 	}
-	name := a.Person
-	if err := p.answers.send(ctx, []string{a.Number}, []string{name}, answer, what, fmt.Sprintf("ack/%d/%s", a.ID, outcome.State)); err != nil {
+	onceKey := fmt.Sprintf("ack/%d/%s", a.ID, outcome.State)
+	// One of several groups one reply acknowledged (ACK ALL): its sender
+	// had a summary saying the silences are pending, so it is not
+	// confirmed on its own; a refusal is said, within the limit of
+	// answers, so twenty refusals do not make twenty SMS.
+	batch, err := p.store.Claimed(ctx, batchAckKey(a.ID), now)
+	if err != nil {
+		// Answered on its own, as if alone: an SMS too many at worst.
+		p.logger.Error("cannot read whether an acknowledgement was answered with others", "ack", a.ID, "err", err)
+		batch = false
+	}
+	switch {
+	case batch && outcome.State == outbox.SilenceFailed:
+		_, err = p.answers.limited(ctx, now, a.Number, a.Person, answer, what, onceKey)
+	case batch:
+	default:
+		err = p.answers.send(ctx, []string{a.Number}, []string{a.Person}, answer, what, onceKey)
+	}
+	if err != nil {
 		p.logger.Error("cannot queue the answer to an acknowledgement", "ack", a.ID, "number", sms.MaskNumber(a.Number), "err", err)
 	}
 }

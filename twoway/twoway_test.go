@@ -27,6 +27,7 @@ import (
 	"github.com/smsbridge/smsbridge/outbox"
 	"github.com/smsbridge/smsbridge/outbox/sqlite"
 	"github.com/smsbridge/smsbridge/sms/touchbase"
+	"github.com/smsbridge/smsbridge/templates"
 )
 
 const (
@@ -528,15 +529,103 @@ func TestAckAll(t *testing.T) {
 	if ev.replies(ResultAckAll) != 1 {
 		t.Error("ack_all not counted")
 	}
-	// Nothing left open for alice now: both acknowledged.
+	// Nothing left open for alice now: both acknowledged (she had one
+	// summary for the two).
 	ev.reply(alice, "ack all")
-	if got := ev.answers(alice); len(got) != 3 || !strings.HasPrefix(got[2], "Already acked") {
+	if got := ev.answers(alice); len(got) != 2 || !strings.HasPrefix(got[1], "Already acked") {
 		t.Errorf("answers %q", got)
 	}
 	// A number with nothing open gets told so.
 	ev.reply(carol, "ACK ALL")
 	if got := ev.answers(carol); len(got) != 1 || got[0] != nothingOpenText {
 		t.Errorf("carol's answers %q", got)
+	}
+}
+
+// TestAckAllAnswersOnce: ACK ALL over many groups answers the sender
+// once and each other recipient once, however many groups; the Silencer
+// does not confirm the silences one by one; a replayed callback sends
+// nothing more.
+func TestAckAllAnswersOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		am     bool // alertmanager_api configured
+		status int  // what Alertmanager answers
+		head   string
+		// sender is how many answers alice gets in all.
+		sender int
+	}{
+		{"silences created", true, http.StatusOK, "Acked 20 groups for 1h (silences pending): ", 1},
+		{"no alertmanager_api", false, http.StatusOK, "Acked 20 groups for 1h (no silence: alertmanager_api is not configured): ", 1},
+		// Refusals are said, within the limit of answers (the replay's
+		// "already acked", not sent, took one).
+		{"silences refused", true, http.StatusBadRequest, "Acked 20 groups for 1h (silences pending): ", 1 + maxAnswers - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			if !tc.am {
+				ev.cfg.Alertmanager = nil
+			}
+			ev.am.set(tc.status)
+			ctx := context.Background()
+			for i := range 20 {
+				numbers := []string{alice, bob}
+				if i < 3 {
+					numbers = append(numbers, carol)
+				}
+				name := fmt.Sprintf("Alert%02d", i)
+				if _, err := ev.store.Enqueue(ctx, outbox.Notification{Source: "alertmanager", GroupKey: fmt.Sprint("g", i), Status: "firing",
+					AlertName: name, AckLabels: map[string]string{"alertname": name, "team": "db"},
+					Messages: []outbox.Message{{Receiver: "db", Text: "FIRING " + name + " ACK " + outbox.ReplyCodePlaceholder, Segments: 1,
+						Numbers: numbers, People: make([]string, len(numbers)), ReplyCode: true}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ev.acceptAll()
+			events, err := ev.cfg.Inbound.ParseCallback(http.Header{}, []byte(body("MessageReply", alice, "ACK ALL")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The same callback twice (a replay after an error): the
+			// second sends nothing.
+			for range 2 {
+				if err := ev.proc.Process(ctx, ev.cfg, "replayed", events); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(ev.acks) != 20 {
+				t.Fatalf("%d acknowledgements, want 20", len(ev.acks))
+			}
+			ev.proc.Silencer().Step(ctx)
+			if n := len(ev.am.got()); tc.am && tc.status == http.StatusOK && n != 20 {
+				t.Errorf("%d silences, want 20", n)
+			}
+			got := ev.answers(alice)
+			if len(got) != tc.sender {
+				t.Fatalf("alice got %d answers, want %d: %q", len(got), tc.sender, got)
+			}
+			if !strings.HasPrefix(got[0], tc.head) || !strings.Contains(got[0], ": Alert19, Alert18, ") ||
+				!strings.HasSuffix(got[0], " more") || templates.Segments(got[0]) != 1 {
+				t.Errorf("summary %q: want %q, names, how many more, one segment", got[0], tc.head)
+			}
+			for _, a := range got[1:] {
+				if !strings.Contains(a, "refused the silence") {
+					t.Errorf("answer %q, want a refusal", a)
+				}
+			}
+			for _, w := range []struct {
+				number, head string
+			}{
+				{bob, "20 groups acked by alice for 1h: Alert19, Alert18, "},
+				{carol, "3 groups acked by alice for 1h: Alert02, Alert01, Alert00"},
+			} {
+				if got := ev.answers(w.number); len(got) != 1 || !strings.HasPrefix(got[0], w.head) || templates.Segments(got[0]) != 1 {
+					t.Errorf("answers to %s %q, want one starting %q", w.number, got, w.head)
+				}
+			}
+		})
 	}
 }
 
@@ -1099,4 +1188,68 @@ func TestStopFlood(t *testing.T) {
 			t.Errorf("%d error lines, want 11, the last with suppressed=20:\n%s", n, ev.log())
 		}
 	})
+}
+
+// TestReplyLogFlood: one callback body full of replies that are not
+// actions logs within a budget (bursts of 10, then a line a second saying
+// how many were left out), and says "answered" only of answers queued.
+func TestReplyLogFlood(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		pairs func() []string
+		// answered is how many lines say an answer was queued; limited
+		// whether some say the answer limit held one back.
+		answered int
+		limited  bool
+	}{
+		{"unknown numbers", func() []string {
+			var pairs []string
+			for i := range 1000 {
+				pairs = append(pairs, fmt.Sprintf("+2784000%04d", i), "hello")
+			}
+			return pairs
+		}, 0, false},
+		{"junk from a paged number", func() []string {
+			var pairs []string
+			for range 200 {
+				pairs = append(pairs, alice, "thanks, on it")
+			}
+			return pairs
+		}, maxAnswers, true},
+		{"unknown codes from a paged number", func() []string {
+			var pairs []string
+			for range 200 {
+				pairs = append(pairs, alice, "ACK 998")
+			}
+			return pairs
+		}, maxAnswers, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := newEnv(t)
+			pairs := tc.pairs()
+			if rec := ev.post(token, body("MessageReply", pairs...)); rec.Code != http.StatusOK {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			if n := strings.Count(ev.log(), "level=INFO"); n != 10 {
+				t.Errorf("%d info lines for %d replies at once, want the burst of 10", n, len(pairs)/2)
+			}
+			if n := strings.Count(ev.log(), "answered with help"); n != tc.answered {
+				t.Errorf("%d lines say answered, want %d (the answers queued)", n, tc.answered)
+			}
+			if got := strings.Contains(ev.log(), "not answered: the answer limit for this number is reached"); got != tc.limited {
+				t.Errorf("a line says the answer limit held one back: %v, want %v", got, tc.limited)
+			}
+			ev.advance(2 * time.Second)
+			ev.reply(pairs[0], pairs[1])
+			want := fmt.Sprintf("suppressed=%d", len(pairs)/2-10)
+			if n := strings.Count(ev.log(), "level=INFO"); n != 11 || !strings.Contains(ev.log(), want) {
+				t.Errorf("%d info lines, want 11, the last with %s", n, want)
+			}
+			if strings.Contains(ev.log(), alice) {
+				t.Error("a number in full in the log")
+			}
+		})
+	}
 }
