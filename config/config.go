@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -469,11 +470,58 @@ func lineError(msg string) *Error {
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if i := strings.Index(rest, ":"); i > 0 {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				return &Error{Line: n, Msg: strings.TrimSpace(rest[i+1:])}
+				return &Error{Line: n, Msg: plainYAML(strings.TrimSpace(rest[i+1:]))}
 			}
 		}
 	}
-	return &Error{Msg: msg}
+	return &Error{Msg: plainYAML(msg)}
+}
+
+var (
+	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	unmarshalRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+)
+
+// plainYAML says yaml.v3's decode errors without Go's type names: an
+// unknown key, or a value of the wrong kind.
+func plainYAML(msg string) string {
+	if m := unknownFieldRe.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("unknown key %q here (check its spelling and its indentation)", m[1])
+	}
+	if m := unmarshalRe.FindStringSubmatch(msg); m != nil {
+		got := map[string]string{"str": "a string", "int": "a number", "float": "a number", "bool": "true or false",
+			"seq": "a list", "map": "a mapping", "null": "nothing", "timestamp": "a timestamp", "binary": "binary data"}[m[1]]
+		if got == "" {
+			got = "a " + m[1]
+		}
+		if m[2] != "" {
+			got += fmt.Sprintf(" %q", m[2])
+		}
+		return fmt.Sprintf("wrong kind of value: %s where %s is expected", got, wantKind(m[3]))
+	}
+	return msg
+}
+
+// wantKind names the kind of YAML value Go type t is decoded from.
+func wantKind(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case strings.Contains(t, "Duration"):
+		return "a duration such as 30s or 5m"
+	default:
+		return "a mapping of settings"
+	}
 }
 
 // Resolve returns p resolved against the config file's directory, as

@@ -105,8 +105,8 @@ func TestBadConfigs(t *testing.T) {
 	}{
 		{"empty", "", "config is empty"},
 		{"not yaml", "sms: [\n", "line 1: did not find expected node content"},
-		{"unknown key", "sms:\n  urll: x\n" + base, "line 2: field urll not found in type config.SMS"},
-		{"wrong type", "sms:\n  rate_limit: fast\n" + base, "line 2: cannot unmarshal !!str `fast` into float64"},
+		{"unknown key", "sms:\n  urll: x\n" + base, `line 2: unknown key "urll" here (check its spelling and its indentation)`},
+		{"wrong type", "sms:\n  rate_limit: fast\n" + base, `line 2: wrong kind of value: a string "fast" where a number is expected`},
 		{"bad duration", "delivery:\n  max_age: soon\n" + base, `line 2: "soon" is not a valid duration; write one such as 500ms, 30s, 5m, 6h or 7d`},
 		{"negative timeout", "sms:\n  timeout: -1s\n" + base, `line 2: "-1s" is negative; a duration must be positive, such as 500ms, 30s, 5m, 6h or 7d`},
 		{"nanoseconds", "delivery:\n  max_age: 1ns\n" + base, `line 2: "1ns" is finer than a millisecond, the smallest unit; write one such as 500ms, 30s, 5m, 6h or 7d`},
@@ -181,7 +181,7 @@ func TestLoadFileNamesTheFile(t *testing.T) {
 	for _, tc := range []struct {
 		yaml, want string
 	}{
-		{"sms:\n  urll: x\n", ":2: field urll not found in type config.SMS"},
+		{"sms:\n  urll: x\n", `:2: unknown key "urll" here (check its spelling and its indentation)`},
 		{"sms:\n  timeout: 1ns\n", `:2: "1ns" is finer than a millisecond`},
 		{"delivery:\n  max_age: 1ms\nroute: {receiver: a}\n", ":2: delivery.max_age 1ms must be at least 1m"},
 		{"", ": config is empty"},

@@ -49,9 +49,9 @@ receivers: [{name: a, numbers: ['+27830000001'], throttle: false}]
 		{"negative budget", "budget:\n  daily_segments: -5\n", "line 2: budget.daily_segments -5 must not be negative (0 turns the budget off)"},
 		{"unknown zone", "budget:\n  daily_segments: 5\n  time_zone: Mars/Olympus\n",
 			`line 3: budget.time_zone "Mars/Olympus" is not a known time zone; write an IANA name such as Europe/Berlin or UTC`},
-		{"unknown key", "throttle:\n  per_numbr: []\n", "line 2: field per_numbr not found in type config.Throttle"},
+		{"unknown key", "throttle:\n  per_numbr: []\n", `line 2: unknown key "per_numbr" here (check its spelling and its indentation)`},
 		{"receiver throttle not a bool", "route: {receiver: b}\nreceivers:\n  - {name: b, numbers: ['+27830000001'], throttle: maybe}\n",
-			"line 3: cannot unmarshal !!str `maybe` into bool"},
+			`line 3: wrong kind of value: a string "maybe" where true or false is expected`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

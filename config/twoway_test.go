@@ -78,7 +78,7 @@ func TestBadTwoWayConfigs(t *testing.T) {
 		{"credentials in the url", "alertmanager_api:\n  urls: ['http://u:pa55@am:9093']\n" + base, "line 2: alertmanager_api.urls[0] must not contain credentials; use http_config.basic_auth"},
 		{"timeout", "alertmanager_api:\n  urls: [http://am:9093]\n  timeout: 10m\n" + base, "line 3: alertmanager_api.timeout 10m must be at most 5m"},
 		{"unknown http_config key", "alertmanager_api:\n  urls: [http://am:9093]\n  http_config:\n    basic_authx: {}\n" + base,
-			"line 4: field basic_authx not found in type config.plain"},
+			`line 4: unknown key "basic_authx" here (check its spelling and its indentation)`},
 		{"http_config refused", "alertmanager_api:\n  urls: [http://am:9093]\n  http_config:\n    basic_auth: {username: u, password: pa55, password_file: f}\n" + base,
 			"line 3: alertmanager_api.http_config: at most one of basic_auth password, password_file & password_ref must be configured"},
 	}
