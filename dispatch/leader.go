@@ -18,6 +18,7 @@ const leadRetry = time.Second
 func (d *Dispatcher) lead(ctx context.Context) error {
 	d.m.leader.Set(0)
 	for {
+		d.logger.Info("waiting for the dispatch lock: another replica may be dispatching; this one takes intake and callbacks meanwhile")
 		t, err := d.leader.Lead(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
