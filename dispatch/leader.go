@@ -17,8 +17,9 @@ const leadRetry = time.Second
 // leader may have changed them.
 func (d *Dispatcher) lead(ctx context.Context) error {
 	d.m.leader.Set(0)
+	const waiting = "waiting for the dispatch lock: another replica may be dispatching; this one takes intake and callbacks meanwhile"
+	d.logger.Info(waiting)
 	for {
-		d.logger.Info("waiting for the dispatch lock: another replica may be dispatching; this one takes intake and callbacks meanwhile")
 		t, err := d.leader.Lead(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -36,6 +37,7 @@ func (d *Dispatcher) lead(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		d.logger.Info(waiting)
 	}
 }
 
