@@ -361,8 +361,12 @@ func (e *Escalator) handle(ctx context.Context, cfg *Config, s outbox.Escalation
 		return
 	}
 	e.metrics.escalations.WithLabelValues(s.Receiver, stepLabel(s.Step)).Inc()
-	log.Warn("escalated: nobody acknowledged the page", "after", model.Duration(s.After).String(), "id", res.ID,
-		"numbers", oncall.FormatMembers(t.Members, sms.MaskNumber), "unchecked", unchecked)
+	attrs := []any{"after", model.Duration(s.After).String(), "id", res.ID, "numbers", oncall.FormatMembers(t.Members, sms.MaskNumber)}
+	if unchecked != "" {
+		// Paged without Alertmanager's word on the group: why.
+		attrs = append(attrs, "unchecked", unchecked)
+	}
+	log.Warn("escalated: nobody acknowledged the page", attrs...)
 }
 
 // later returns a leased step to the queue, due at next.
