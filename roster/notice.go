@@ -62,7 +62,7 @@ func (r *Roster) notify(ctx context.Context, s *oncall.Schedule, h oncall.Handof
 	text := templates.Fit(NoticeText(s.Name, until, now, s.Location), 1)
 	segs := templates.Segments(text)
 	res, err := r.store.Enqueue(ctx, outbox.Notification{
-		Source: NoticeSource, GroupKey: NoticeReceiver(s.Name), Status: "firing", OnceKey: key,
+		Source: NoticeSource, GroupKey: NoticeReceiver(s.Name), Status: "firing", OnceKey: key, AlertName: "on-call handoff",
 		Messages: []outbox.Message{{Receiver: NoticeReceiver(s.Name), Text: text, Segments: segs,
 			Numbers: []string{m.Number}, People: []string{m.Name}}},
 	})
