@@ -31,7 +31,7 @@ func TestCheckConfigCommand(t *testing.T) {
 		{"missing key file", []string{"check-config", "--config.file=" + noKey}, 1, nil, filepath.Join(dir, "missing-key")},
 		{"missing key file is fine in a dry run", []string{"check-config", "--config.file=" + noKey, "--sms.dry-run"}, 0, []string{"ok"}, ""},
 		{"bad number with its line", []string{"check-config", "--config.file=" + badLine, "--sms.dry-run"}, 1, nil, badLine + `:4: receiver "a": bad number "0831234567"`},
-		{"unknown key with its line", []string{"check-config", "--config.file=" + unknownKey}, 1, nil, unknownKey + ":2: field receiverz not found"},
+		{"unknown key with its line", []string{"check-config", "--config.file=" + unknownKey}, 1, nil, unknownKey + `:2: unknown key "receiverz" here`},
 		{"missing file", []string{"check-config", "--config.file=" + filepath.Join(dir, "nope.yml")}, 1, nil, "nope.yml: cannot read config"},
 		{"usage error", []string{"check-config", "--no-such-flag"}, 2, nil, "smsbridge: error: unknown long flag '--no-such-flag', try --help\n"},
 	}
