@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -106,4 +108,61 @@ type NumberStats struct {
 	// DigestWaiting is true while a digest to the number is pending or
 	// sending.
 	DigestWaiting bool
+}
+
+// DigestPlan is what a driver writes for the digest of held deliveries:
+// the rendered message and the notification it stands for.
+type DigestPlan struct {
+	Receiver, Text string
+	Segments       int
+	// Status is firing if any held delivery was, else resolved.
+	Status string
+	// Critical if any held delivery was; Person the first one named.
+	Critical bool
+	Person   string
+	// AlertName names what it bundles: at most three distinct alert
+	// names, then how many more.
+	AlertName string
+}
+
+// PlanDigest renders the digest of held (not empty) with digest and
+// settles what the drivers record for it. An error wraps ErrInvalid, or
+// is the renderer's.
+func PlanDigest(held []Record, digest DigestFunc) (DigestPlan, error) {
+	if digest == nil {
+		return DigestPlan{}, fmt.Errorf("no digest renderer: %w", ErrInvalid)
+	}
+	if len(held) == 0 {
+		return DigestPlan{}, fmt.Errorf("nothing held to digest: %w", ErrInvalid)
+	}
+	m, err := digest(held)
+	if err != nil {
+		return DigestPlan{}, fmt.Errorf("render the digest: %w", err)
+	}
+	if m.Text == "" || m.Segments < 0 {
+		return DigestPlan{}, fmt.Errorf("the digest has no text: %w", ErrInvalid)
+	}
+	d := DigestPlan{Receiver: m.Receiver, Text: m.Text, Segments: m.Segments, Status: "resolved"}
+	if d.Receiver == "" {
+		d.Receiver = held[0].Receiver
+	}
+	var names []string
+	for _, r := range held {
+		if r.Status == "firing" {
+			d.Status = "firing"
+		}
+		d.Critical = d.Critical || r.Critical
+		if d.Person == "" {
+			d.Person = r.Person
+		}
+		if r.AlertName != "" && !slices.Contains(names, r.AlertName) {
+			names = append(names, r.AlertName)
+		}
+	}
+	const most = 3
+	d.AlertName = strings.Join(names, ", ")
+	if len(names) > most {
+		d.AlertName = strings.Join(names[:most], ", ") + fmt.Sprintf(" +%d more", len(names)-most)
+	}
+	return d, nil
 }

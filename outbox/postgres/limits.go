@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -388,33 +387,9 @@ func (s *Store) Release(ctx context.Context, now time.Time, digest outbox.Digest
 // writeDigest records the digest of held for number and returns its
 // delivery's id.
 func writeDigest(ctx context.Context, tx pgx.Tx, now time.Time, number string, held []outbox.Record, digest outbox.DigestFunc) (int64, error) {
-	if digest == nil {
-		return 0, fmt.Errorf("release: no digest renderer: %w", outbox.ErrInvalid)
-	}
-	m, err := digest(held)
+	d, err := outbox.PlanDigest(held, digest)
 	if err != nil {
-		return 0, fmt.Errorf("release: render the digest: %w", err)
-	}
-	if m.Text == "" || m.Segments < 0 {
-		return 0, fmt.Errorf("release: the digest has no text: %w", outbox.ErrInvalid)
-	}
-	status, critical, person := "resolved", false, ""
-	var names []string
-	for _, r := range held {
-		if r.Status == "firing" {
-			status = "firing"
-		}
-		critical = critical || r.Critical
-		if person == "" {
-			person = r.Person
-		}
-		if r.AlertName != "" && !slices.Contains(names, r.AlertName) {
-			names = append(names, r.AlertName)
-		}
-	}
-	receiver := m.Receiver
-	if receiver == "" {
-		receiver = held[0].Receiver
+		return 0, fmt.Errorf("release: %w", err)
 	}
 	var did int64
 	err = tx.QueryRow(ctx, `WITH n AS (
@@ -426,22 +401,12 @@ func writeDigest(ctx context.Context, tx pgx.Tx, now time.Time, number string, h
 		)
 		INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, critical, digest, person)
 		SELECT id, $9, 'pending', $1, $1, $1, $10, true, $11 FROM m RETURNING id`,
-		now, outbox.SourceDigest, status, outbox.OutcomeAccepted, digestName(names),
-		receiver, m.Text, m.Segments, number, critical, person).Scan(&did)
+		now, outbox.SourceDigest, d.Status, outbox.OutcomeAccepted, d.AlertName,
+		d.Receiver, d.Text, d.Segments, number, d.Critical, d.Person).Scan(&did)
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
 	return did, nil
-}
-
-// digestName is a digest's alert name: the distinct names of what it
-// bundles, at most three and then how many more.
-func digestName(names []string) string {
-	const most = 3
-	if len(names) > most {
-		return strings.Join(names[:most], ", ") + fmt.Sprintf(" +%d more", len(names)-most)
-	}
-	return strings.Join(names, ", ")
 }
 
 // BudgetUsed returns the segments Admit counted for day.

@@ -344,60 +344,26 @@ func heldRecords(ctx context.Context, tx *sql.Tx, number string) ([]outbox.Recor
 // writeDigest records the digest of held for number and returns its
 // delivery's id.
 func writeDigest(ctx context.Context, tx *sql.Tx, nowMS int64, number string, held []outbox.Record, digest outbox.DigestFunc) (int64, error) {
-	if digest == nil {
-		return 0, fmt.Errorf("release: no digest renderer: %w", outbox.ErrInvalid)
-	}
-	m, err := digest(held)
+	d, err := outbox.PlanDigest(held, digest)
 	if err != nil {
-		return 0, fmt.Errorf("release: render the digest: %w", err)
-	}
-	if m.Text == "" || m.Segments < 0 {
-		return 0, fmt.Errorf("release: the digest has no text: %w", outbox.ErrInvalid)
-	}
-	status, critical, person := "resolved", false, ""
-	var names []string
-	for _, r := range held {
-		if r.Status == "firing" {
-			status = "firing"
-		}
-		critical = critical || r.Critical
-		if person == "" {
-			person = r.Person
-		}
-		if r.AlertName != "" && !slices.Contains(names, r.AlertName) {
-			names = append(names, r.AlertName)
-		}
-	}
-	receiver := m.Receiver
-	if receiver == "" {
-		receiver = held[0].Receiver
+		return 0, fmt.Errorf("release: %w", err)
 	}
 	nid, err := execID(ctx, tx, `INSERT INTO notifications (received_at, source, group_key, status, outcome, alertname) VALUES (?, ?, ?, ?, ?, ?)`,
-		nowMS, outbox.SourceDigest, outbox.SourceDigest, status, outbox.OutcomeAccepted, digestName(names))
+		nowMS, outbox.SourceDigest, outbox.SourceDigest, d.Status, outbox.OutcomeAccepted, d.AlertName)
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
 	mid, err := execID(ctx, tx, `INSERT INTO messages (notification_id, receiver, text, segments, summary) VALUES (?, ?, ?, ?, '')`,
-		nid, receiver, m.Text, m.Segments)
+		nid, d.Receiver, d.Text, d.Segments)
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
 	did, err := execID(ctx, tx, `INSERT INTO deliveries (message_id, number, state, queued_at, next_attempt_at, updated_at, critical, digest, person)
-		VALUES (?, ?, 'pending', ?, ?, ?, ?, 1, ?)`, mid, number, nowMS, nowMS, nowMS, critical, person)
+		VALUES (?, ?, 'pending', ?, ?, ?, ?, 1, ?)`, mid, number, nowMS, nowMS, nowMS, d.Critical, d.Person)
 	if err != nil {
 		return 0, fmt.Errorf("release: record the digest: %w", err)
 	}
 	return did, nil
-}
-
-// digestName is a digest's alert name: the distinct names of what it
-// bundles, at most three and then how many more.
-func digestName(names []string) string {
-	const most = 3
-	if len(names) > most {
-		return strings.Join(names[:most], ", ") + fmt.Sprintf(" +%d more", len(names)-most)
-	}
-	return strings.Join(names, ", ")
 }
 
 func execID(ctx context.Context, tx *sql.Tx, q string, args ...any) (int64, error) {
