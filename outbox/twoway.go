@@ -229,6 +229,17 @@ type Ack struct {
 	Lease string
 }
 
+// Stored is a as Acknowledge records it under id: no attempt yet, no
+// silence id, error or lease; a pending silence due at once.
+func (a Ack) Stored(id int64) Ack {
+	a.ID, a.Attempts, a.SilenceID, a.Error, a.Lease = id, 0, "", "", ""
+	a.NextAttempt = time.Time{}
+	if a.Silence == SilencePending {
+		a.NextAttempt = a.At
+	}
+	return a
+}
+
 // SilenceOutcome is what one attempt at a silence came to.
 type SilenceOutcome struct {
 	// State is SilenceCreated, SilencePending (try again at NextAttempt)

@@ -231,12 +231,7 @@ func (s *Store) Acknowledge(ctx context.Context, a outbox.Ack) (_ outbox.Ack, _ 
 			labelsJSON(a.Labels), string(a.Silence)).Scan(&id); err != nil {
 			return err
 		}
-		out, created = a, true
-		out.ID, out.Attempts, out.SilenceID, out.Error, out.Lease = id, 0, "", "", ""
-		out.NextAttempt = time.Time{}
-		if a.Silence == outbox.SilencePending {
-			out.NextAttempt = a.At
-		}
+		out, created = a.Stored(id), true
 		return nil
 	})
 	if err != nil {

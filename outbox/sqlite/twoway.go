@@ -237,12 +237,7 @@ func (s *Store) Acknowledge(ctx context.Context, a outbox.Ack) (outbox.Ack, bool
 		if err != nil {
 			return err
 		}
-		out, created = a, true
-		out.ID, out.Attempts, out.SilenceID, out.Error, out.Lease = id, 0, "", "", ""
-		out.NextAttempt = time.Time{}
-		if a.Silence == outbox.SilencePending {
-			out.NextAttempt = a.At
-		}
+		out, created = a.Stored(id), true
 		return nil
 	})
 	if err != nil {
