@@ -25,14 +25,7 @@ import (
 // must receive exactly one SMS for the firing and one for the resolution,
 // and a re-fire after the resolution sends again.
 func TestRealAlertmanagerHAPair(t *testing.T) {
-	amBin, err := exec.LookPath("alertmanager")
-	if err != nil {
-		t.Fatalf("alertmanager not on PATH (.ci/run installs v0.28.1): %v", err)
-	}
-	amtool, err := exec.LookPath("amtool")
-	if err != nil {
-		t.Fatalf("amtool not on PATH: %v", err)
-	}
+	amBin, amtool := amTools(t)
 	const key = "ha-key"
 	numbers := []string{"+27831110011", "+27831110012"}
 	fake := smsfake.NewServer(smsfake.Options{APIKey: key, Credits: smsfake.Unlimited})
@@ -54,22 +47,11 @@ receivers:
         send_resolved: true
 `, bridge.addr))
 	var ams []string
-	logs := map[string]*strings.Builder{}
+	logs := map[string]*syncBuffer{}
 	for _, name := range []string{"am-a", "am-b"} {
 		addr := freeAddr(t)
-		am := exec.Command(amBin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, name),
-			"--web.listen-address="+addr, "--web.external-url=http://"+name+".example.org:9093/",
-			"--cluster.listen-address=", "--log.level=debug")
-		logs[name] = &strings.Builder{}
-		am.Stdout, am.Stderr = logs[name], logs[name]
-		if err := am.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = am.Process.Kill(); _, _ = am.Process.Wait() })
+		logs[name] = startAlertmanager(t, amBin, amCfg, dir, name, addr, "--web.external-url=http://"+name+".example.org:9093/")
 		ams = append(ams, addr)
-	}
-	for _, addr := range ams {
-		waitHTTP(t, "http://"+addr+"/-/ready")
 	}
 	dump := func() string {
 		return fmt.Sprintf("am-a:\n%s\nam-b:\n%s\nbridge:\n%s", logs["am-a"], logs["am-b"], bridge.logs())

@@ -25,14 +25,7 @@ import (
 // own 503 body, to prove Alertmanager retries a 503 until the bridge takes
 // the notification.
 func TestRealAlertmanager(t *testing.T) {
-	amBin, err := exec.LookPath("alertmanager")
-	if err != nil {
-		t.Fatalf("alertmanager not on PATH (.ci/run installs v0.28.1): %v", err)
-	}
-	amtool, err := exec.LookPath("amtool")
-	if err != nil {
-		t.Fatalf("amtool not on PATH: %v", err)
-	}
+	amBin, amtool := amTools(t)
 
 	const key = "integration-key"
 	numbers := []string{"+27831110001", "+27831110002"}
@@ -76,15 +69,7 @@ receivers:
         send_resolved: true
         max_alerts: 10
 `, proxyAddr))
-	am := exec.Command(amBin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
-	amLog := &strings.Builder{}
-	am.Stdout, am.Stderr = amLog, amLog
-	if err := am.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = am.Process.Kill(); _, _ = am.Process.Wait() }()
-	waitHTTP(t, "http://"+amAddr+"/-/ready")
+	amLog := startAlertmanager(t, amBin, amCfg, dir, "am", amAddr)
 
 	out, err := exec.Command(amtool, "alert", "add", "alertname=DiskFull", "severity=critical", "instance=db1:9100",
 		"--annotation=summary=Disk almost full on db1", "--alertmanager.url=http://"+amAddr).CombinedOutput()

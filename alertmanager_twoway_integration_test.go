@@ -31,14 +31,7 @@ import (
 // six junk replies get five answers; and the acknowledging body, posted
 // twice, creates one silence.
 func TestRealAlertmanagerAckByReply(t *testing.T) {
-	amBin, err := exec.LookPath("alertmanager")
-	if err != nil {
-		t.Fatalf("alertmanager not on PATH (.ci/run installs v0.28.1): %v", err)
-	}
-	amtool, err := exec.LookPath("amtool")
-	if err != nil {
-		t.Fatalf("amtool not on PATH: %v", err)
-	}
+	amBin, amtool := amTools(t)
 	const (
 		key     = "twoway-key"
 		token   = "it-c4llback-t0ken-0123456789abcdef"
@@ -82,15 +75,7 @@ receivers:
       - url: http://%s/api/v1/alertmanager
         send_resolved: true
 `, bridge.addr))
-	am := exec.Command(amBin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
-	amLog := &strings.Builder{}
-	am.Stdout, am.Stderr = amLog, amLog
-	if err := am.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = am.Process.Kill(); _, _ = am.Process.Wait() }()
-	waitHTTP(t, "http://"+amAddr+"/-/ready")
+	amLog := startAlertmanager(t, amBin, amCfg, dir, "am", amAddr)
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf(format+"\nalertmanager log:\n%s\nbridge log:\n%s", append(args, amLog, bridge.logs())...)
