@@ -61,17 +61,6 @@ type Silence struct {
 	Comment          string
 }
 
-// SilenceError is why a silence was not created. Permanent errors are
-// not retried.
-type SilenceError struct {
-	Reason    string
-	Permanent bool
-	Err       error
-}
-
-func (e *SilenceError) Error() string { return e.Err.Error() }
-func (e *SilenceError) Unwrap() error { return e.Err }
-
 // Alertmanager creates silences through Alertmanager's API v2 (POST
 // /api/v2/silences), in the first of its URLs that answers: the peers of
 // an HA pair gossip a silence to each other.
@@ -130,10 +119,10 @@ type apiSilence struct {
 // CreateSilence creates s and returns its id. It tries the URLs in order
 // until one answers; Alertmanager refusing the silence (a 4xx other than
 // 401 and 403) ends the attempt, since its peer would refuse it too. The
-// error is a *SilenceError; it never holds a credential.
+// error is a *APIError; it never holds a credential.
 func (a *Alertmanager) CreateSilence(ctx context.Context, s Silence) (string, error) {
 	if len(s.Matchers) == 0 {
-		return "", &SilenceError{Reason: ReasonRejected, Permanent: true, Err: errors.New("a silence without matchers would silence everything")}
+		return "", &APIError{Reason: ReasonRejected, Permanent: true, Err: errors.New("a silence without matchers would silence everything")}
 	}
 	body := apiSilence{StartsAt: s.StartsAt.UTC(), EndsAt: s.EndsAt.UTC(), CreatedBy: CreatedBy, Comment: s.Comment}
 	for _, name := range slices.Sorted(maps.Keys(s.Matchers)) {
@@ -141,9 +130,9 @@ func (a *Alertmanager) CreateSilence(ctx context.Context, s Silence) (string, er
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return "", &SilenceError{Reason: ReasonRejected, Permanent: true, Err: fmt.Errorf("encode the silence: %w", err)}
+		return "", &APIError{Reason: ReasonRejected, Permanent: true, Err: fmt.Errorf("encode the silence: %w", err)}
 	}
-	var last *SilenceError
+	var last *APIError
 	for _, u := range a.urls {
 		id, err := a.post(ctx, u, raw)
 		if err == nil {
@@ -158,14 +147,14 @@ func (a *Alertmanager) CreateSilence(ctx context.Context, s Silence) (string, er
 }
 
 // post creates the silence in the Alertmanager at base.
-func (a *Alertmanager) post(ctx context.Context, base *url.URL, body []byte) (string, *SilenceError) {
+func (a *Alertmanager) post(ctx context.Context, base *url.URL, body []byte) (string, *APIError) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	target := base.JoinPath(silencesPath)
 	where := base.Redacted()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
-		return "", &SilenceError{Reason: ReasonUnreachable, Err: fmt.Errorf("alertmanager %s: %w", where, err)}
+		return "", &APIError{Reason: ReasonUnreachable, Err: fmt.Errorf("alertmanager %s: %w", where, err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
@@ -174,7 +163,7 @@ func (a *Alertmanager) post(ctx context.Context, base *url.URL, body []byte) (st
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", &SilenceError{Reason: ReasonUnreachable, Err: fmt.Errorf("alertmanager %s: %w", where, err)}
+		return "", &APIError{Reason: ReasonUnreachable, Err: fmt.Errorf("alertmanager %s: %w", where, err)}
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -184,16 +173,16 @@ func (a *Alertmanager) post(ctx context.Context, base *url.URL, body []byte) (st
 			SilenceID string `json:"silenceID"`
 		}
 		if json.Unmarshal(answer, &ok) != nil || ok.SilenceID == "" {
-			return "", &SilenceError{Reason: ReasonBadResponse, Err: fmt.Errorf("alertmanager %s answered %d without a silence id", where, code)}
+			return "", &APIError{Reason: ReasonBadResponse, Err: fmt.Errorf("alertmanager %s answered %d without a silence id", where, code)}
 		}
 		return ok.SilenceID, nil
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return "", &SilenceError{Reason: ReasonUnauthorized, Err: fmt.Errorf("alertmanager %s answered %d: check alertmanager_api.http_config", where, code)}
+		return "", &APIError{Reason: ReasonUnauthorized, Err: fmt.Errorf("alertmanager %s answered %d: check alertmanager_api.http_config", where, code)}
 	case code/100 == 4:
-		return "", &SilenceError{Reason: ReasonRejected, Permanent: true,
+		return "", &APIError{Reason: ReasonRejected, Permanent: true,
 			Err: fmt.Errorf("alertmanager %s refused the silence (%d): %s", where, code, short(answer))}
 	default:
-		return "", &SilenceError{Reason: ReasonServerError, Err: fmt.Errorf("alertmanager %s answered %d: %s", where, code, short(answer))}
+		return "", &APIError{Reason: ReasonServerError, Err: fmt.Errorf("alertmanager %s answered %d: %s", where, code, short(answer))}
 	}
 }
 

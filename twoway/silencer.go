@@ -125,9 +125,9 @@ func (s *Silencer) attempt(ctx context.Context, cfg *Config, a outbox.Ack) {
 			answer, what = silencedText(a, a.Until.Sub(now)), fmt.Sprintf("answer: silenced (ACK %d)", a.Code)
 			break
 		}
-		var se *SilenceError
+		var se *APIError
 		if !errors.As(err, &se) {
-			se = &SilenceError{Reason: ReasonUnreachable, Err: err}
+			se = &APIError{Reason: ReasonUnreachable, Err: err}
 		}
 		p.metrics.silenceErrors.WithLabelValues(se.Reason).Inc()
 		outcome.Error = err.Error()

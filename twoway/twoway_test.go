@@ -918,7 +918,7 @@ func TestAlertmanagerClient(t *testing.T) {
 				}
 				return
 			}
-			se, ok := err.(*SilenceError)
+			se, ok := err.(*APIError)
 			if !ok || se.Reason != tc.reason || se.Permanent != tc.permanent || len(am.got()) != before {
 				t.Errorf("error %#v, want reason %s (permanent %t) and nothing created", err, tc.reason, tc.permanent)
 			}
