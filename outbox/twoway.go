@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -249,6 +250,25 @@ type SilenceOutcome struct {
 	Error       string
 	NextAttempt time.Time
 	At          time.Time
+}
+
+// Next checks o for CompleteSilence under lease and returns when the
+// silence is tried again: o.NextAttempt for one still pending, else o.At
+// (the row is done). An error wraps ErrInvalid (an unknown state) or
+// ErrNotFound (no lease).
+func (o SilenceOutcome) Next(lease string) (time.Time, error) {
+	switch o.State {
+	case SilenceCreated, SilencePending, SilenceFailed:
+	default:
+		return time.Time{}, fmt.Errorf("%w: state %q", ErrInvalid, o.State)
+	}
+	if lease == "" {
+		return time.Time{}, fmt.Errorf("%w: no lease", ErrNotFound)
+	}
+	if o.State != SilencePending || o.NextAttempt.IsZero() {
+		return o.At, nil
+	}
+	return o.NextAttempt, nil
 }
 
 // OptOut is a number that replied STOP, and when.

@@ -339,17 +339,9 @@ func (s *Store) CompleteSilence(ctx context.Context, id int64, lease string, o o
 	if err := s.closed(); err != nil {
 		return err
 	}
-	switch o.State {
-	case outbox.SilenceCreated, outbox.SilencePending, outbox.SilenceFailed:
-	default:
-		return fmt.Errorf("complete silence %d: %w: state %q", id, outbox.ErrInvalid, o.State)
-	}
-	if lease == "" {
-		return fmt.Errorf("complete silence %d: %w: no lease", id, outbox.ErrNotFound)
-	}
-	next := o.NextAttempt
-	if o.State != outbox.SilencePending || next.IsZero() {
-		next = o.At
+	next, err := o.Next(lease)
+	if err != nil {
+		return fmt.Errorf("complete silence %d: %w", id, err)
 	}
 	ctx, end := s.op(ctx, "complete_silence")
 	defer func() { end(err) }()
