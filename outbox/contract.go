@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -653,6 +655,25 @@ type Override struct {
 	Start     time.Time
 	End       time.Time
 	CreatedAt time.Time
+}
+
+// Check refuses an override that can never apply; the error wraps
+// ErrInvalid.
+func (o Override) Check() error {
+	switch {
+	case strings.TrimSpace(o.List) == "":
+		return fmt.Errorf("%w: an override needs a list", ErrInvalid)
+	case len(o.Members) == 0:
+		return fmt.Errorf("%w: an override needs members", ErrInvalid)
+	case !o.End.After(o.Start):
+		return fmt.Errorf("%w: an override must end after it starts", ErrInvalid)
+	}
+	for _, m := range o.Members {
+		if strings.TrimSpace(m) == "" {
+			return fmt.Errorf("%w: an override member is empty", ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // NotificationFilter selects notifications for Notifications.

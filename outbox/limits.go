@@ -19,6 +19,21 @@ type Limits struct {
 	Budget Budget
 }
 
+// Check refuses limits Admit cannot apply: a throttle bucket without a
+// count or a period, a budget without its day. The error wraps
+// ErrInvalid.
+func (l Limits) Check() error {
+	for _, b := range l.Throttle {
+		if b.Count < 1 || b.Per <= 0 {
+			return fmt.Errorf("throttle bucket %s: %w", b, ErrInvalid)
+		}
+	}
+	if l.Budget.Limit > 0 && l.Budget.Day == "" {
+		return fmt.Errorf("a budget without a day: %w", ErrInvalid)
+	}
+	return nil
+}
+
 // Active reports whether l limits anything.
 func (l Limits) Active() bool { return len(l.Throttle) > 0 || l.Budget.Limit > 0 }
 

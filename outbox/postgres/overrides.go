@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +18,7 @@ func (s *Store) AddOverride(ctx context.Context, o outbox.Override) (_ outbox.Ov
 	if err := s.closed(); err != nil {
 		return outbox.Override{}, err
 	}
-	if err := checkOverride(o); err != nil {
+	if err := o.Check(); err != nil {
 		return outbox.Override{}, err
 	}
 	ctx, end := s.op(ctx, "add_override")
@@ -32,24 +31,6 @@ func (s *Store) AddOverride(ctx context.Context, o outbox.Override) (_ outbox.Ov
 		return outbox.Override{}, fmt.Errorf("add override for %q: %w", o.List, err)
 	}
 	return o, nil
-}
-
-// checkOverride refuses an override that can never apply.
-func checkOverride(o outbox.Override) error {
-	switch {
-	case strings.TrimSpace(o.List) == "":
-		return fmt.Errorf("%w: an override needs a list", outbox.ErrInvalid)
-	case len(o.Members) == 0:
-		return fmt.Errorf("%w: an override needs members", outbox.ErrInvalid)
-	case !o.End.After(o.Start):
-		return fmt.Errorf("%w: an override must end after it starts", outbox.ErrInvalid)
-	}
-	for _, m := range o.Members {
-		if strings.TrimSpace(m) == "" {
-			return fmt.Errorf("%w: an override member is empty", outbox.ErrInvalid)
-		}
-	}
-	return nil
 }
 
 // Overrides returns every stored override, in the order added.

@@ -26,15 +26,10 @@ func (s *Store) Admit(ctx context.Context, now time.Time, ds []outbox.Delivery, 
 	if len(ds) == 0 {
 		return adm, nil
 	}
-	for _, b := range limits.Throttle {
-		if b.Count < 1 || b.Per <= 0 {
-			return adm, fmt.Errorf("admit: throttle bucket %s: %w", b, outbox.ErrInvalid)
-		}
+	if err := limits.Check(); err != nil {
+		return adm, fmt.Errorf("admit: %w", err)
 	}
 	budget := limits.Budget
-	if budget.Limit > 0 && budget.Day == "" {
-		return adm, fmt.Errorf("admit: a budget without a day: %w", outbox.ErrInvalid)
-	}
 	rawTx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return adm, fmt.Errorf("admit: begin: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/smsbridge/smsbridge/outbox"
 )
@@ -15,7 +14,7 @@ func (s *Store) AddOverride(ctx context.Context, o outbox.Override) (outbox.Over
 	if err := s.closed(); err != nil {
 		return outbox.Override{}, err
 	}
-	if err := checkOverride(o); err != nil {
+	if err := o.Check(); err != nil {
 		return outbox.Override{}, err
 	}
 	members, err := json.Marshal(o.Members)
@@ -35,24 +34,6 @@ func (s *Store) AddOverride(ctx context.Context, o outbox.Override) (outbox.Over
 	}
 	o.Start, o.End = fromMS(ms(o.Start)), fromMS(ms(o.End))
 	return o, nil
-}
-
-// checkOverride refuses an override that can never apply.
-func checkOverride(o outbox.Override) error {
-	switch {
-	case strings.TrimSpace(o.List) == "":
-		return fmt.Errorf("%w: an override needs a list", outbox.ErrInvalid)
-	case len(o.Members) == 0:
-		return fmt.Errorf("%w: an override needs members", outbox.ErrInvalid)
-	case !o.End.After(o.Start):
-		return fmt.Errorf("%w: an override must end after it starts", outbox.ErrInvalid)
-	}
-	for _, m := range o.Members {
-		if strings.TrimSpace(m) == "" {
-			return fmt.Errorf("%w: an override member is empty", outbox.ErrInvalid)
-		}
-	}
-	return nil
 }
 
 // Overrides returns every stored override, in the order added.
