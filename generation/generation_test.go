@@ -156,7 +156,7 @@ func TestBadConfigs(t *testing.T) {
 		{"empty-route", []string{`6: route.routes[1]: empty route`}},
 		{"duplicate-receiver", []string{`9: duplicate receiver name "ops"`}},
 		{"empty-receiver-name", []string{`7: receivers[1]: empty name`}},
-		{"bad-number", []string{`8: receiver "ops": bad number "083 123 4567": invalid number 0831****567: must start with + and the country code`}},
+		{"bad-number", []string{`8: receiver "ops": bad number "083 123 4567": invalid number 083****67: must start with + and the country code`}},
 		{"empty-number", []string{`6: receiver "ops": empty number`}},
 		{"unknown-oncall", []string{`8: receiver "ops": unknown oncall list "secondary"`}},
 		{"empty-oncall-ref", []string{`7: receiver "ops": empty oncall list name`}},

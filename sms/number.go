@@ -65,8 +65,10 @@ func NormalizeNumber(s string) (string, error) {
 }
 
 // MaskNumber hides the middle of a number for logs and errors:
-// "+27831234567" becomes "+2783****567". Only digits and a leading "+" of s
-// are kept, so whatever else a malformed input holds is never echoed.
+// "+27831234567" becomes "+2783****567". At least four digits are always
+// hidden: a shorter number shows fewer of its ends ("+278****56" for ten
+// digits), one of six digits or fewer none. Only digits and a leading "+"
+// of s are kept, so whatever else a malformed input holds is never echoed.
 func MaskNumber(s string) string {
 	s = strings.TrimSpace(s)
 	prefix := ""
@@ -79,12 +81,19 @@ func MaskNumber(s string) string {
 			d = append(d, s[i])
 		}
 	}
+	lead, trail := 0, 0
 	switch {
+	case len(d) >= 11:
+		lead, trail = 4, 3
 	case len(d) >= 9:
-		return prefix + string(d[:4]) + "****" + string(d[len(d)-3:])
-	case len(d) >= 5:
-		return prefix + string(d[:2]) + "****" + string(d[len(d)-2:])
-	default:
+		lead, trail = 3, 2
+	case len(d) == 8:
+		lead, trail = 2, 2
+	case len(d) == 7:
+		lead, trail = 2, 1
+	}
+	if lead == 0 {
 		return prefix + "****"
 	}
+	return prefix + string(d[:lead]) + "****" + string(d[len(d)-trail:])
 }

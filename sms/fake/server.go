@@ -689,12 +689,17 @@ func validNumber(n string) bool {
 	return strings.Trim(d, "0123456789") == ""
 }
 
-// mask hides the middle of a number for logs.
+// mask hides the middle of a number ("+27831234567") for logs, at least
+// four digits of it, as the bridge does.
 func mask(n string) string {
-	if len(n) < 9 {
+	switch {
+	case len(n) >= 12:
+		return n[:5] + "****" + n[len(n)-3:]
+	case len(n) >= 10:
+		return n[:4] + "****" + n[len(n)-2:]
+	default:
 		return "****"
 	}
-	return n[:5] + "****" + n[len(n)-3:]
 }
 
 func newID() string {

@@ -597,7 +597,9 @@ func TestLatencyReleasedByClient(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{"+27831234567": "+2783****567", "+1234567": "****"} {
+	for in, want := range map[string]string{
+		"+27831234567": "+2783****567", "+2783123456": "+278****56", "+278312345": "+278****45", "+1234567": "****",
+	} {
 		if got := mask(in); got != want {
 			t.Errorf("mask(%q) = %q, want %q", in, got, want)
 		}
