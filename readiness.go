@@ -24,6 +24,13 @@ const (
 	healthTimeout = 3 * time.Second
 )
 
+// detailed is an error from a store's health check that has more to say
+// in the log than in its public text.
+type detailed interface {
+	error
+	Detail() string
+}
+
 // readiness is whether the bridge can take notifications now, and why not.
 // It outlives configuration reloads.
 type readiness struct {
@@ -117,7 +124,14 @@ func (r *readiness) update() {
 	switch {
 	case prev != nil && *prev == store:
 	case store != "":
-		r.logger.Error("not ready: new notifications are answered 503 until the store can write again", "reason", store)
+		attrs := []any{"reason", store}
+		// The reason is what anyone asking /-/ready is told; the store
+		// may know more that only the log should say.
+		var d detailed
+		if errors.As(r.storeHealth(), &d) && d.Detail() != store {
+			attrs = append(attrs, "detail", d.Detail())
+		}
+		r.logger.Error("not ready: new notifications are answered 503 until the store can write again", attrs...)
 	case prev != nil:
 		r.logger.Info("ready again: the store can write")
 	}

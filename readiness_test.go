@@ -103,3 +103,30 @@ func TestReadinessHungStore(t *testing.T) {
 		}
 	})
 }
+
+// detailedErr is a health error with more to say in the log.
+type detailedErr struct{ public, detail string }
+
+func (e detailedErr) Error() string  { return e.public }
+func (e detailedErr) Detail() string { return e.detail }
+
+// TestReadinessDetailOnlyLogged: what a store's health error has beyond
+// its public text (the database's user, name and address) goes to the
+// log, never to the reason /-/ready and the intake show.
+func TestReadinessDetailOnlyLogged(t *testing.T) {
+	t.Parallel()
+	store := &fakeHealth{}
+	var logs bytes.Buffer
+	r := newReadiness(store, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+	r.setLoaded()
+	r.setServing(true)
+	store.set(detailedErr{"cannot connect to the database: connection refused",
+		"failed to connect to `user=pager database=oncalldb`: 10.0.0.5:5432: connection refused"}, false)
+	r.check(context.Background())
+	if got, want := r.reason(), "the store cannot write: cannot connect to the database: connection refused"; got != want {
+		t.Errorf("reason %q, want %q", got, want)
+	}
+	if !strings.Contains(logs.String(), "user=pager database=oncalldb") || !strings.Contains(logs.String(), "reason=\"cannot connect") {
+		t.Errorf("the log lacks the reason or the detail:\n%s", logs.String())
+	}
+}

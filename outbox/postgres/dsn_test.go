@@ -3,8 +3,12 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestBadDSNNotShown: a DSN that does not parse is refused with an error
@@ -55,5 +59,54 @@ func TestRedactor(t *testing.T) {
 	}
 	if redactor("")(cause) != cause || redactor("other")(cause) != cause {
 		t.Error("an error without the password was changed")
+	}
+}
+
+// TestProbeFailedText: a failed write probe's text, which /-/ready and the
+// intake's 503 show to anyone, says what kind of failure it was without
+// the database's user, name or address; its detail, for the log, keeps
+// them.
+func TestProbeFailedText(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Nothing listens on port 1: a real connection error from pgx.
+	_, refused := pgconn.Connect(ctx, "postgres://pager:s3cret-pa55@127.0.0.1:1/oncalldb?sslmode=disable&connect_timeout=5")
+	if refused == nil {
+		t.Fatal("connected to port 1")
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", refused, "the database did not take a write probe: cannot connect to the database: connection refused"},
+		{"server error", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"},
+			`the database did not take a write probe: the database answered "terminating connection due to administrator command" (SQLSTATE 57P01)`},
+		{"timeout", fmt.Errorf("write: %w", context.DeadlineExceeded), "the database did not take a write probe: the database did not answer in time"},
+		{"other", errors.New("pager@oncalldb: something else"), "the database did not take a write probe: see the bridge's log for the database's error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := probeFailed(tc.err)
+			if err.Error() != tc.want {
+				t.Errorf("text = %q, want %q", err.Error(), tc.want)
+			}
+			for _, leak := range []string{"pager", "oncalldb", "127.0.0.1", "s3cret"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("text %q shows %q", err.Error(), leak)
+				}
+			}
+			var d interface{ Detail() string }
+			if !errors.As(err, &d) || d.Detail() != tc.err.Error() {
+				t.Errorf("detail lost: %v", err)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Error("the cause does not unwrap")
+			}
+		})
+	}
+	if strings.Contains(probeFailed(refused).(interface{ Detail() string }).Detail(), "s3cret") {
+		t.Error("pgx put the password in its error")
 	}
 }

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smsbridge/smsbridge/outbox"
@@ -421,10 +423,44 @@ func (s *Store) Health(ctx context.Context) (err error) {
 	defer func() { end(err) }()
 	if _, err := s.pool.Exec(ctx, `INSERT INTO state (key, value, updated_at) VALUES ($1, '', $2)
 		ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at`, healthKey, s.clock()); err != nil {
-		return fmt.Errorf("the database did not take a write probe: %w", s.redact(err))
+		return probeFailed(s.redact(err))
 	}
 	return nil
 }
+
+// probeFailed is Health's error for a write probe that failed with err.
+// Its text is what /-/ready, the intake's 503 and the status page show to
+// whoever asks: the kind of failure, not the database's user, name or
+// address, which pgx's connection errors carry. Detail, for the log, is
+// err in full.
+func probeFailed(err error) error {
+	why := "see the bridge's log for the database's error"
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &pe):
+		why = fmt.Sprintf("the database answered %q (SQLSTATE %s)", pe.Message, pe.Code)
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		why = "the database did not answer in time"
+	case errors.As(err, &ce) && errors.As(err, &errno):
+		why = "cannot connect to the database: " + errno.Error()
+	case errors.As(err, &ce):
+		why = "cannot connect to the database"
+	}
+	return &probeError{msg: "the database did not take a write probe: " + why, err: err}
+}
+
+// probeError is a failed write probe: Error is the public text, Detail
+// the cause in full (its secret already removed).
+type probeError struct {
+	msg string
+	err error
+}
+
+func (e *probeError) Error() string  { return e.msg }
+func (e *probeError) Detail() string { return e.err.Error() }
+func (e *probeError) Unwrap() error  { return e.err }
 
 // op starts one timed call: its context is bounded by queryTimeout, and
 // end records its duration under op.
