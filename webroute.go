@@ -38,17 +38,20 @@ func resolveWeb(f *flags) error {
 }
 
 // externalURL parses --web.external-url, or builds the default from the
-// host name and the listen address. The result's path has no trailing
-// slash ("" for the root).
+// host name and the listen address (the listen address's own host when
+// it is a loopback one: the host name would not reach it). The result's
+// path has no trailing slash ("" for the root).
 func externalURL(raw, listen string) (*url.URL, error) {
 	if raw == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("--web.external-url not given and the host name is unknown: %w", err)
+		lhost, port, err := net.SplitHostPort(listen)
+		if err != nil || port == "" {
+			lhost, port = "", "9754"
 		}
-		port := "9754"
-		if _, p, err := net.SplitHostPort(listen); err == nil && p != "" {
-			port = p
+		host := lhost
+		if ip := net.ParseIP(lhost); lhost != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			if host, err = os.Hostname(); err != nil {
+				return nil, fmt.Errorf("--web.external-url not given and the host name is unknown: %w", err)
+			}
 		}
 		raw = "http://" + net.JoinHostPort(host, port) + "/"
 	}

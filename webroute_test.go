@@ -24,7 +24,11 @@ func TestResolveWeb(t *testing.T) {
 		wantErr                        string
 	}{
 		{name: "defaults", listen: ":9754", wantURL: "http://" + host + ":9754", wantPrefix: "/", wantLinks: ""},
-		{name: "other port", listen: "127.0.0.1:19000", wantURL: "http://" + host + ":19000", wantPrefix: "/"},
+		{name: "other port", listen: "0.0.0.0:19000", wantURL: "http://" + host + ":19000", wantPrefix: "/"},
+		// Bound to a loopback address, the host name would not reach it.
+		{name: "loopback", listen: "127.0.0.1:19000", wantURL: "http://127.0.0.1:19000", wantPrefix: "/"},
+		{name: "loopback v6", listen: "[::1]:19000", wantURL: "http://[::1]:19000", wantPrefix: "/"},
+		{name: "localhost", listen: "localhost:19000", wantURL: "http://localhost:19000", wantPrefix: "/"},
 		{name: "proxy keeps the path", external: "https://ops.example/sms/", listen: ":9754",
 			wantURL: "https://ops.example/sms", wantPrefix: "/sms", wantLinks: "/sms"},
 		{name: "proxy strips the path", external: "https://ops.example/sms", prefix: "/", listen: ":9754",
