@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -504,7 +505,7 @@ func (b *bridge) handler() http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
-	e.Use(refuseCrossOrigin(b.logger))
+	e.Use(refuseCrossOrigin(b.logger, ownHosts(b.flags.external)))
 	b.intake.Register(e)
 	b.registerTwoWay(e)
 	b.registerStatus(e)
@@ -544,11 +545,21 @@ func (b *bridge) ready(c echo.Context) error {
 // browser sends from another site: with basic auth from --web.config.file
 // the browser would attach the credentials by itself. Senders that are no
 // browser (Alertmanager, CI systems, the provider) send no Sec-Fetch-Site
-// or Origin header and pass.
-func refuseCrossOrigin(logger *slog.Logger) echo.MiddlewareFunc {
+// or Origin header and pass. A browser's state-changing request must also
+// name this bridge in its Host header or its Origin (see ownHosts): a
+// page whose name was rebound to this address (DNS rebinding) is
+// same-origin to the browser, but both name the page's host.
+func refuseCrossOrigin(logger *slog.Logger, ownHost func(string) bool) echo.MiddlewareFunc {
 	csrf := http.NewCrossOriginProtection()
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			r := c.Request()
+			if fromBrowser(r) && !safeMethod(r.Method) && !ownHost(r.Host) && !ownOrigin(r, ownHost) {
+				logger.Warn("browser request naming another host refused", append(status.Caller(c), "method", r.Method,
+					"path", twoway.RedactPath(r.URL.Path), "host", r.Host[:min(len(r.Host), 100)])...)
+				return echo.NewHTTPError(http.StatusForbidden, "refused: a browser's request for a host name that is not this bridge's; "+
+					"reach it at its host name, an IP address or localhost, or set --web.external-url to the name people use")
+			}
 			if machineOnly(c) && fromBrowser(c.Request()) {
 				// Same-origin to the browser is no proof either: a page
 				// whose name was rebound to this address (DNS rebinding)
@@ -576,6 +587,47 @@ func machineOnly(c echo.Context) bool {
 		return true
 	}
 	return false
+}
+
+// safeMethod reports whether method changes nothing (RFC 9110 safe
+// methods).
+func safeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// ownHosts returns whether a request's Host header names this bridge: an
+// IP address (a name can be rebound, an address cannot), localhost, this
+// machine's host name (in full or its first label) or the external URL's
+// host.
+func ownHosts(external *url.URL) func(string) bool {
+	names := map[string]bool{"localhost": true}
+	if external != nil {
+		names[strings.ToLower(external.Hostname())] = true
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		h = strings.ToLower(h)
+		names[h] = true
+		names[strings.Split(h, ".")[0]] = true
+	}
+	return func(hostport string) bool {
+		h := hostport
+		if hh, _, err := net.SplitHostPort(hostport); err == nil {
+			h = hh
+		}
+		h = strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+		if net.ParseIP(h) != nil {
+			return true
+		}
+		return h != "" && (names[h] || strings.HasSuffix(h, ".localhost"))
+	}
+}
+
+// ownOrigin reports whether r's Origin (which a page cannot forge) names
+// this bridge: a proxy that rewrote Host to its upstream's name leaves it
+// as the browser set it.
+func ownOrigin(r *http.Request, ownHost func(string) bool) bool {
+	o, err := url.Parse(r.Header.Get("Origin"))
+	return err == nil && o.Host != "" && ownHost(o.Host)
 }
 
 // fromBrowser reports whether r was sent by a browser: browsers add
