@@ -20,8 +20,8 @@ func TestOwnHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext, _ := url.Parse("https://sms.ops.example/bridge")
-	own := ownHosts(ext)
+	ext, _ := url.Parse("https://sms.ops.example./bridge")
+	own := ownHosts(ext, []string{"Pager.Corp.Example", "bücher.example"})
 	for hostport, want := range map[string]bool{
 		"127.0.0.1:9754":          true,
 		"10.1.2.3":                true,
@@ -32,7 +32,10 @@ func TestOwnHosts(t *testing.T) {
 		strings.ToUpper(host):     true,
 		"sms.ops.example":         true,
 		"SMS.OPS.EXAMPLE.:443":    true,
+		"pager.corp.example":      true,
+		"xn--bcher-kva.example":   true,
 		"evil.example:9754":       false,
+		"corp.example":            false,
 		"sms.ops.example.evil.io": false,
 		"":                        false,
 	} {
@@ -50,30 +53,35 @@ func TestRebindingRefused(t *testing.T) {
 	t.Parallel()
 	var logs strings.Builder
 	e := echo.New()
-	e.Use(refuseCrossOrigin(slog.New(slog.NewTextHandler(&logs, nil)), ownHosts(nil)))
+	e.Use(refuseCrossOrigin(slog.New(slog.NewTextHandler(&logs, nil)), ownHosts(nil, nil)))
 	ok := func(c echo.Context) error { return c.String(http.StatusOK, "done") }
 	e.POST("/api/v1/oncall/overrides", ok)
+	e.POST("/api/v1/alertmanager", ok)
 	e.GET("/", ok)
 	for _, tc := range []struct {
-		name, method, host, origin string
-		browser                    bool
-		want                       int
+		name, method, host, origin, path string
+		browser                          bool
+		want                             int
+		says                             string
 	}{
-		{"rebound page posts", http.MethodPost, "evil.example:9754", "", true, http.StatusForbidden},
-		{"rebound page posts with its origin", http.MethodPost, "evil.example:9754", "http://evil.example:9754", true, http.StatusForbidden},
-		{"page at an address posts", http.MethodPost, "127.0.0.1:9754", "", true, http.StatusOK},
-		{"page at localhost posts", http.MethodPost, "localhost:9754", "", true, http.StatusOK},
+		{"rebound page posts", http.MethodPost, "evil.example:9754", "", "", true, http.StatusForbidden, "--web.allowed-host"},
+		{"rebound page posts with its origin", http.MethodPost, "evil.example:9754", "http://evil.example:9754", "", true, http.StatusForbidden, "--web.allowed-host"},
+		// The intake refuses every browser, and says so first.
+		{"rebound page posts an alert", http.MethodPost, "evil.example:9754", "", "/api/v1/alertmanager", true, http.StatusForbidden, "not from a browser page"},
+		{"page at an address posts", http.MethodPost, "127.0.0.1:9754", "", "", true, http.StatusOK, ""},
+		{"page at localhost posts", http.MethodPost, "localhost:9754", "", "", true, http.StatusOK, ""},
 		// A proxy rewrote Host to its upstream's name; the browser's
 		// Origin still names the page the operator opened.
-		{"page behind a proxy posts", http.MethodPost, "smsbridge.monitoring.svc:9754", "http://127.0.0.1:8080", true, http.StatusOK},
-		{"rebound page reads", http.MethodGet, "evil.example:9754", "", true, http.StatusOK},
-		{"script posts with any host", http.MethodPost, "evil.example:9754", "", false, http.StatusOK},
+		{"page behind a proxy posts", http.MethodPost, "smsbridge.monitoring.svc:9754", "http://127.0.0.1:8080", "", true, http.StatusOK, ""},
+		{"rebound page reads", http.MethodGet, "evil.example:9754", "", "/", true, http.StatusOK, ""},
+		{"script posts with any host", http.MethodPost, "evil.example:9754", "", "", false, http.StatusOK, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := httptest.NewRequest(tc.method, "http://"+tc.host+"/", nil)
-			if tc.method == http.MethodPost {
-				req.URL.Path = "/api/v1/oncall/overrides"
+			path := tc.path
+			if path == "" {
+				path = "/api/v1/oncall/overrides"
 			}
+			req := httptest.NewRequest(tc.method, "http://"+tc.host+path, nil)
 			if tc.browser {
 				req.Header.Set("Sec-Fetch-Site", "same-origin")
 			}
@@ -85,8 +93,8 @@ func TestRebindingRefused(t *testing.T) {
 			if rec.Code != tc.want {
 				t.Errorf("%d %s, want %d", rec.Code, rec.Body, tc.want)
 			}
-			if tc.want == http.StatusForbidden && !strings.Contains(rec.Body.String(), "--web.external-url") {
-				t.Errorf("the refusal does not say what to do: %s", rec.Body)
+			if !strings.Contains(rec.Body.String(), tc.says) {
+				t.Errorf("the answer does not say %q: %s", tc.says, rec.Body)
 			}
 		})
 	}

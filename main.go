@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"golang.org/x/net/idna"
 
 	"github.com/smsbridge/smsbridge/config"
 	"github.com/smsbridge/smsbridge/dispatch"
@@ -75,6 +76,9 @@ type flags struct {
 	// every route is served under ("/" for none).
 	external *url.URL
 	prefix   string
+	// allowedHosts are --web.allowed-host: more names browsers may post
+	// to the bridge under (see ownHosts).
+	allowedHosts []string
 }
 
 // webConfigFile is --web.config.file, empty when not given.
@@ -104,7 +108,10 @@ func run(args []string, stdout, stderr *os.File) int {
 	app.Flag("sms.dry-run", "Send through an in-process fake of the SMS API and log each message; no key, no network. "+
 		"With check-config: do not require the API key.").BoolVar(&f.dryRun)
 	app.Flag("web.external-url", "The URL under which the bridge is reached from outside (for example behind a reverse proxy), "+
-		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address, with --web.route-prefix as its path.").PlaceHolder("URL").StringVar(&f.externalURL)
+		"used for the links of the status page. Default: http://<hostname>:<port>/ of --web.listen-address (its own address when that is a loopback one), "+
+		"with --web.route-prefix as its path.").PlaceHolder("URL").StringVar(&f.externalURL)
+	app.Flag("web.allowed-host", "A name, besides IP addresses, localhost, this machine's host name and --web.external-url's host, under which browsers "+
+		"may use the status page's forms (a defence against DNS rebinding). Repeatable.").PlaceHolder("NAME").StringsVar(&f.allowedHosts)
 	app.Flag("web.route-prefix", "Prefix of every HTTP path the bridge serves (the status page, the API, /metrics, /-/ready). "+
 		"Default: the path of --web.external-url.").PlaceHolder("PATH").StringVar(&f.routePrefix)
 	app.Flag("web.enable-pprof", "Serve Go's profiler at /debug/pprof/ (behind --web.config.file's authentication).").BoolVar(&f.pprof)
@@ -505,7 +512,7 @@ func (b *bridge) handler() http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = receiver.ErrorHandler(b.logger)
 	e.Use(middleware.Recover())
-	e.Use(refuseCrossOrigin(b.logger, ownHosts(b.flags.external)))
+	e.Use(refuseCrossOrigin(b.logger, ownHosts(b.flags.external, b.flags.allowedHosts)))
 	b.intake.Register(e)
 	b.registerTwoWay(e)
 	b.registerStatus(e)
@@ -554,18 +561,18 @@ func refuseCrossOrigin(logger *slog.Logger, ownHost func(string) bool) echo.Midd
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
+			if machineOnly(c) && fromBrowser(r) {
+				// Same-origin to the browser is no proof either: a page
+				// whose name was rebound to this address (DNS rebinding)
+				// is "same-origin" too. No sender of alerts is a browser.
+				logger.Warn("browser request to a machine endpoint refused", append(status.Caller(c), "method", r.Method, "path", twoway.RedactPath(r.URL.Path))...)
+				return echo.NewHTTPError(http.StatusForbidden, "this endpoint takes requests from Alertmanager, webhooks and the SMS provider, not from a browser page")
+			}
 			if fromBrowser(r) && !safeMethod(r.Method) && !ownHost(r.Host) && !ownOrigin(r, ownHost) {
 				logger.Warn("browser request naming another host refused", append(status.Caller(c), "method", r.Method,
 					"path", twoway.RedactPath(r.URL.Path), "host", r.Host[:min(len(r.Host), 100)])...)
 				return echo.NewHTTPError(http.StatusForbidden, "refused: a browser's request for a host name that is not this bridge's; "+
-					"reach it at its host name, an IP address or localhost, or set --web.external-url to the name people use")
-			}
-			if machineOnly(c) && fromBrowser(c.Request()) {
-				// Same-origin to the browser is no proof either: a page
-				// whose name was rebound to this address (DNS rebinding)
-				// is "same-origin" too. No sender of alerts is a browser.
-				logger.Warn("browser request to a machine endpoint refused", append(status.Caller(c), "method", c.Request().Method, "path", twoway.RedactPath(c.Request().URL.Path))...)
-				return echo.NewHTTPError(http.StatusForbidden, "this endpoint takes requests from Alertmanager, webhooks and the SMS provider, not from a browser page")
+					"reach it at its host name, an IP address or localhost, or list the name with --web.allowed-host")
 			}
 			if err := csrf.Check(c.Request()); err != nil {
 				// The path, never a callback's token.
@@ -597,29 +604,48 @@ func safeMethod(method string) bool {
 
 // ownHosts returns whether a request's Host header names this bridge: an
 // IP address (a name can be rebound, an address cannot), localhost, this
-// machine's host name (in full or its first label) or the external URL's
-// host.
-func ownHosts(external *url.URL) func(string) bool {
+// machine's host name (in full or its first label), the external URL's
+// host or one of allowed (--web.allowed-host).
+func ownHosts(external *url.URL, allowed []string) func(string) bool {
 	names := map[string]bool{"localhost": true}
-	if external != nil {
-		names[strings.ToLower(external.Hostname())] = true
+	add := func(h string) {
+		if h = hostName(h); h != "" {
+			names[h] = true
+		}
 	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		h = strings.ToLower(h)
-		names[h] = true
-		names[strings.Split(h, ".")[0]] = true
+	if external != nil {
+		add(external.Hostname())
+	}
+	if h, err := os.Hostname(); err == nil {
+		add(h)
+		add(strings.Split(h, ".")[0])
+	}
+	for _, h := range allowed {
+		add(h)
 	}
 	return func(hostport string) bool {
 		h := hostport
 		if hh, _, err := net.SplitHostPort(hostport); err == nil {
 			h = hh
 		}
-		h = strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+		h = strings.Trim(h, "[]")
 		if net.ParseIP(h) != nil {
 			return true
 		}
+		h = hostName(h)
 		return h != "" && (names[h] || strings.HasSuffix(h, ".localhost"))
 	}
+}
+
+// hostName is h as a Host header carries it: lower case, in ASCII
+// (a Unicode name in its punycode form), without a trailing dot; "" when
+// it is no valid name.
+func hostName(h string) string {
+	h, err := idna.Lookup.ToASCII(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), "."))
+	if err != nil {
+		return ""
+	}
+	return h
 }
 
 // ownOrigin reports whether r's Origin (which a page cannot forge) names

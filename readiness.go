@@ -42,7 +42,8 @@ type readiness struct {
 	// serving is set while the HTTP server runs, and loaded while a
 	// configuration is in force.
 	serving, loaded atomic.Bool
-	// reported is the last reason logged, to log changes only.
+	// reported is the last reason (and detail) logged, to log changes
+	// only.
 	reported atomic.Pointer[string]
 }
 
@@ -115,21 +116,27 @@ func (r *readiness) update() {
 	} else {
 		r.ready.Set(0)
 	}
-	// Starting and stopping are no news; the store's state is.
-	var store string
-	if err := r.storeHealth(); err != nil {
+	// Starting and stopping are no news; the store's state is, and so is
+	// a new cause behind the same public reason.
+	var store, detail string
+	err := r.storeHealth()
+	if err != nil {
 		store = err.Error()
-	}
-	prev := r.reported.Swap(&store)
-	switch {
-	case prev != nil && *prev == store:
-	case store != "":
-		attrs := []any{"reason", store}
 		// The reason is what anyone asking /-/ready is told; the store
 		// may know more that only the log should say.
 		var d detailed
-		if errors.As(r.storeHealth(), &d) && d.Detail() != store {
-			attrs = append(attrs, "detail", d.Detail())
+		if errors.As(err, &d) && d.Detail() != store {
+			detail = d.Detail()
+		}
+	}
+	key := store + "\x00" + detail
+	prev := r.reported.Swap(&key)
+	switch {
+	case prev != nil && *prev == key:
+	case store != "":
+		attrs := []any{"reason", store}
+		if detail != "" {
+			attrs = append(attrs, "detail", detail)
 		}
 		r.logger.Error("not ready: new notifications are answered 503 until the store can write again", attrs...)
 	case prev != nil:

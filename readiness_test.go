@@ -129,4 +129,15 @@ func TestReadinessDetailOnlyLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "user=pager database=oncalldb") || !strings.Contains(logs.String(), "reason=\"cannot connect") {
 		t.Errorf("the log lacks the reason or the detail:\n%s", logs.String())
 	}
+	// The same again is no news; a new cause behind the same reason is.
+	r.check(context.Background())
+	store.set(detailedErr{"cannot connect to the database: connection refused",
+		"failed to connect to `user=pager database=oncalldb`: 10.0.0.6:5432: connection refused"}, false)
+	r.check(context.Background())
+	if n := strings.Count(logs.String(), "not ready:"); n != 2 {
+		t.Errorf("logged %d times, want twice (a new detail):\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "10.0.0.6:5432") {
+		t.Errorf("the new detail was not logged:\n%s", logs.String())
+	}
 }

@@ -81,8 +81,19 @@ func TestProbeFailedText(t *testing.T) {
 		want string
 	}{
 		{"refused", refused, "the database did not take a write probe: cannot connect to the database: connection refused"},
-		{"server error", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"},
-			`the database did not take a write probe: the database answered "terminating connection due to administrator command" (SQLSTATE 57P01)`},
+		{"shutting down", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"},
+			"the database did not take a write probe: the database answered SQLSTATE 57P01 (the database is shutting down, starting or restarting)"},
+		// Login errors name the role, the database and the client.
+		{"wrong password", &pgconn.PgError{Code: "28P01", Message: `password authentication failed for user "pager"`},
+			"the database did not take a write probe: the database answered SQLSTATE 28P01 (the database refused the bridge's login)"},
+		{"no hba entry", &pgconn.PgError{Code: "28000", Message: `no pg_hba.conf entry for host "127.0.0.1", user "pager", database "oncalldb"`},
+			"the database did not take a write probe: the database answered SQLSTATE 28000 (the database refused the bridge's login)"},
+		{"no database", fmt.Errorf("connect: %w", &pgconn.PgError{Code: "3D000", Message: `database "oncalldb" does not exist`}),
+			"the database did not take a write probe: the database answered SQLSTATE 3D000 (the database does not exist)"},
+		{"too many", &pgconn.PgError{Code: "53300", Message: `too many connections for role "pager"`},
+			"the database did not take a write probe: the database answered SQLSTATE 53300 (too many connections)"},
+		{"unknown state", &pgconn.PgError{Code: "XX000", Message: `internal error in "oncalldb"`},
+			"the database did not take a write probe: the database answered SQLSTATE XX000"},
 		{"timeout", fmt.Errorf("write: %w", context.DeadlineExceeded), "the database did not take a write probe: the database did not answer in time"},
 		{"other", errors.New("pager@oncalldb: something else"), "the database did not take a write probe: see the bridge's log for the database's error"},
 	} {

@@ -440,7 +440,10 @@ func probeFailed(err error) error {
 	var errno syscall.Errno
 	switch {
 	case errors.As(err, &pe):
-		why = fmt.Sprintf("the database answered %q (SQLSTATE %s)", pe.Message, pe.Code)
+		// The server's own message names roles, databases and client
+		// addresses ("password authentication failed for user ..."):
+		// only its SQLSTATE, in words, is public.
+		why = "the database answered SQLSTATE " + pe.Code + sqlstateWords(pe.Code)
 	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
 		why = "the database did not answer in time"
 	case errors.As(err, &ce) && errors.As(err, &errno):
@@ -449,6 +452,28 @@ func probeFailed(err error) error {
 		why = "cannot connect to the database"
 	}
 	return &probeError{msg: "the database did not take a write probe: " + why, err: err}
+}
+
+// sqlstateWords says what a SQLSTATE a write probe may meet means, for
+// people: " (...)" or "".
+func sqlstateWords(code string) string {
+	switch {
+	case code == "3D000":
+		return " (the database does not exist)"
+	case code == "53300":
+		return " (too many connections)"
+	case strings.HasPrefix(code, "28"):
+		return " (the database refused the bridge's login)"
+	case code == "25006":
+		return " (read-only: a standby, or default_transaction_read_only)"
+	case strings.HasPrefix(code, "57P"):
+		return " (the database is shutting down, starting or restarting)"
+	case strings.HasPrefix(code, "53"):
+		return " (the database is out of a resource: disk, memory or connections)"
+	case strings.HasPrefix(code, "08"):
+		return " (the connection failed)"
+	}
+	return ""
 }
 
 // probeError is a failed write probe: Error is the public text, Detail
