@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,9 @@ const (
 	healthInterval = time.Second
 	// healthTimeout bounds one check; a check that takes longer fails.
 	healthTimeout = 3 * time.Second
+	// detailEvery is how often a failing store's changed detail (behind
+	// an unchanged reason) is logged at most.
+	detailEvery = time.Minute
 )
 
 // detailed is an error from a store's health check that has more to say
@@ -43,8 +47,10 @@ type readiness struct {
 	// configuration is in force.
 	serving, loaded atomic.Bool
 	// reported is the last reason (and detail) logged, to log changes
-	// only.
+	// only, and loggedAt when the last "not ready" line was (Unix
+	// nanoseconds).
 	reported atomic.Pointer[string]
+	loggedAt atomic.Int64
 }
 
 // newReadiness checks store's health; a nil store is taken as healthy (a
@@ -130,17 +136,26 @@ func (r *readiness) update() {
 		}
 	}
 	key := store + "\x00" + detail
-	prev := r.reported.Swap(&key)
+	prev := r.reported.Load()
 	switch {
 	case prev != nil && *prev == key:
+	case prev != nil && store != "" && strings.HasPrefix(*prev, store+"\x00") && time.Since(time.Unix(0, r.loggedAt.Load())) < detailEvery:
+		// Only the detail changed (an error text may carry a socket's
+		// port): not more than once per detailEvery, so an outage does
+		// not log every second.
 	case store != "":
+		r.reported.Store(&key)
+		r.loggedAt.Store(time.Now().UnixNano())
 		attrs := []any{"reason", store}
 		if detail != "" {
 			attrs = append(attrs, "detail", detail)
 		}
 		r.logger.Error("not ready: new notifications are answered 503 until the store can write again", attrs...)
 	case prev != nil:
+		r.reported.Store(&key)
 		r.logger.Info("ready again: the store can write")
+	default:
+		r.reported.Store(&key)
 	}
 }
 

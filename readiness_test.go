@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -129,15 +130,28 @@ func TestReadinessDetailOnlyLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "user=pager database=oncalldb") || !strings.Contains(logs.String(), "reason=\"cannot connect") {
 		t.Errorf("the log lacks the reason or the detail:\n%s", logs.String())
 	}
-	// The same again is no news; a new cause behind the same reason is.
+	// The same again is no news; a new cause behind the same reason is,
+	// once per detailEvery.
 	r.check(context.Background())
-	store.set(detailedErr{"cannot connect to the database: connection refused",
-		"failed to connect to `user=pager database=oncalldb`: 10.0.0.6:5432: connection refused"}, false)
-	r.check(context.Background())
-	if n := strings.Count(logs.String(), "not ready:"); n != 2 {
-		t.Errorf("logged %d times, want twice (a new detail):\n%s", n, logs.String())
+	next := func(port int) {
+		store.set(detailedErr{"cannot connect to the database: connection refused",
+			fmt.Sprintf("failed to connect to `user=pager database=oncalldb`: 10.0.0.6:%d: connection refused", port)}, false)
+		r.check(context.Background())
 	}
-	if !strings.Contains(logs.String(), "10.0.0.6:5432") {
-		t.Errorf("the new detail was not logged:\n%s", logs.String())
+	next(5433)
+	next(5434)
+	if n := strings.Count(logs.String(), "not ready:"); n != 1 {
+		t.Errorf("logged %d times within a minute, want once:\n%s", n, logs.String())
+	}
+	r.loggedAt.Store(time.Now().Add(-detailEvery).UnixNano())
+	next(5435)
+	if n := strings.Count(logs.String(), "not ready:"); n != 2 || !strings.Contains(logs.String(), "10.0.0.6:5435") {
+		t.Errorf("the new detail was not logged after a minute (%d lines):\n%s", n, logs.String())
+	}
+	// Another reason is news at once.
+	store.set(errors.New("storage directory removed or replaced: /data"), false)
+	r.check(context.Background())
+	if n := strings.Count(logs.String(), "not ready:"); n != 3 {
+		t.Errorf("a new reason was not logged at once (%d lines):\n%s", n, logs.String())
 	}
 }
