@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,24 +12,6 @@ import (
 
 	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
-)
-
-// enqueueReq is one Enqueue call waiting for a writer.
-type enqueueReq struct {
-	n outbox.Notification
-	// claim settles a race: a writer takes a request (0→1) or the caller
-	// abandons it (0→2), never both, so a request a writer took is always
-	// answered and one the caller gave up on is never written.
-	claim atomic.Int32
-	res   outbox.Enqueued
-	err   error
-	done  chan struct{}
-}
-
-const (
-	reqWaiting int32 = iota
-	reqTaken
-	reqAbandoned
 )
 
 // Enqueue records n durably: when it returns nil, the notification and its
@@ -48,68 +29,19 @@ func (s *Store) Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqu
 	if err != nil {
 		return outbox.Enqueued{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", err)
-	}
-	r := &enqueueReq{n: n, done: make(chan struct{})}
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
-		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
-	case <-s.done:
-		return outbox.Enqueued{}, outbox.ErrClosed
-	}
-	select {
-	case <-r.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
-		}
-	case <-s.done:
-		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return outbox.Enqueued{}, outbox.ErrClosed
-		}
-	}
-	<-r.done
-	return r.res, r.err
+	return s.calls.Submit(ctx, n)
 }
 
-// writer is one group-commit loop: it takes the first waiting call, every
-// call queued behind it up to the batch size, and commits them together.
+// writer is one group-commit loop: it commits each batch of waiting
+// calls in one transaction (outbox.GroupCommit).
 func (s *Store) writer() {
 	defer s.wg.Done()
-	batch := make([]*enqueueReq, 0, maxBatch)
-	for {
-		select {
-		case <-s.done:
-			return
-		case r := <-s.reqs:
-			batch = batch[:0]
-			if r.claim.CompareAndSwap(reqWaiting, reqTaken) {
-				batch = append(batch, r)
-			}
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case r := <-s.reqs:
-					if r.claim.CompareAndSwap(reqWaiting, reqTaken) {
-						batch = append(batch, r)
-					}
-				default:
-					break drain
-				}
-			}
-			if len(batch) > 0 {
-				s.commit(batch)
-			}
-		}
-	}
+	s.calls.Run(s.commit)
 }
 
 // commit writes batch in one transaction and answers every call in it: all
 // with what was recorded, or all with the same error.
-func (s *Store) commit(batch []*enqueueReq) {
+func (s *Store) commit(batch []*outbox.Pending) {
 	start := time.Now()
 	// No caller's context governs a shared commit; queryTimeout bounds it,
 	// so an unreachable server answers 503 rather than hanging intake.
@@ -124,12 +56,7 @@ func (s *Store) commit(batch []*enqueueReq) {
 	if err == nil && due {
 		s.signal()
 	}
-	for _, r := range batch {
-		if err != nil {
-			r.res, r.err = outbox.Enqueued{}, err
-		}
-		close(r.done)
-	}
+	outbox.Answer(batch, err)
 }
 
 // pair is two keys: (receiver, group) for duplicate keys, (number, group)
@@ -217,7 +144,7 @@ type commitWrites struct {
 //
 // Reads after a lock see every commit of whoever held it before, so a
 // check and the write it allows are one step for every replica.
-func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+func (s *Store) write(ctx context.Context, batch []*outbox.Pending) (due bool, err error) {
 	now := s.clock()
 	var (
 		locks                  []xactLock
@@ -234,7 +161,7 @@ func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err e
 		dedup: map[pair]dedupRecord{}, resolved: map[alertKey]bool{}, held: map[pair][]int64{},
 		lastSent: map[pair]string{}, watched: map[pair]bool{}}
 	for _, r := range batch {
-		n := r.n
+		n := r.N
 		messages += len(n.Messages)
 		if n.GroupKey != "" {
 			locks = append(locks, s.lockOf(lockSpaceGroup, n.GroupKey))
@@ -497,27 +424,27 @@ const resolvedBeforeSent = "resolved before sent: the group resolved while its f
 
 // record evaluates one call's guards against st, in the order the contract
 // gives, adds what it writes to w (taking message ids from mids), updates
-// st for the calls after it, and sets r.res. It reports whether a delivery
+// st for the calls after it, and sets r.Res. It reports whether a delivery
 // due now is written.
-func (st *commitState) record(r *enqueueReq, nid int64, mids, eids *[]int64, now time.Time, w *commitWrites) bool {
-	n := r.n
+func (st *commitState) record(r *outbox.Pending, nid int64, mids, eids *[]int64, now time.Time, w *commitWrites) bool {
+	n := r.N
 	// The sender's delivery id first: a repeat writes nothing, whatever
 	// the other guards would say.
 	if n.DeliveryID != "" {
 		if rec, ok := st.ids[n.DeliveryID]; ok && rec.expires.After(now) {
-			r.res = outbox.Enqueued{ID: rec.notification, Outcome: outbox.OutcomeDuplicate, Replayed: true}
+			r.Res = outbox.Enqueued{ID: rec.notification, Outcome: outbox.OutcomeDuplicate, Replayed: true}
 			return false
 		}
 	}
 	if n.OnceKey != "" {
 		if prior, ok := st.once[n.OnceKey]; ok {
-			r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+			r.Res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
 			return false
 		}
 	}
 	if n.Escalation.ID != 0 {
 		if ok, to := st.escalationGuard(n.Escalation); !ok {
-			r.res = outbox.Enqueued{ID: to, Outcome: outbox.OutcomeDuplicate}
+			r.Res = outbox.Enqueued{ID: to, Outcome: outbox.OutcomeDuplicate}
 			return false
 		}
 	}
@@ -632,7 +559,7 @@ func (st *commitState) record(r *enqueueReq, nid int64, mids, eids *[]int64, now
 			}
 		}
 	}
-	r.res = res
+	r.Res = res
 	return due
 }
 

@@ -124,9 +124,10 @@ type Store struct {
 	// term is this store's leadership while it leads; Lease checks it.
 	term atomic.Pointer[term]
 
-	reqs chan *enqueueReq
-	wake chan struct{}
-	done chan struct{}
+	// calls are the Enqueue calls waiting for the group commit.
+	calls *outbox.GroupCommit
+	wake  chan struct{}
+	done  chan struct{}
 	// ctx ends when Close begins, interrupting background work.
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -223,10 +224,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		retention: opts.Retention,
 		poll:      opts.PollInterval,
 		listen:    !opts.NoListen,
-		reqs:      make(chan *enqueueReq, 4*maxBatch),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
+	s.calls = outbox.NewGroupCommit(maxBatch, s.done)
 	// The dedicated connections never sit in a transaction.
 	delete(s.connCfg.RuntimeParams, "idle_in_transaction_session_timeout")
 	s.channel = fmt.Sprintf("smsbridge_wake_%08x", uint32(s.key))

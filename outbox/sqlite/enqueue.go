@@ -6,29 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/smsbridge/smsbridge/internal/plural"
 	"github.com/smsbridge/smsbridge/outbox"
-)
-
-// enqueueReq is one Enqueue call waiting for the writer.
-type enqueueReq struct {
-	n outbox.Notification
-	// claim settles a race: the writer takes a request (0→1) or the caller
-	// abandons it (0→2), never both, so a request the writer took is always
-	// answered and one the caller gave up on is never written.
-	claim atomic.Int32
-	res   outbox.Enqueued
-	err   error
-	done  chan struct{}
-}
-
-const (
-	reqWaiting int32 = iota
-	reqTaken
-	reqAbandoned
 )
 
 // Enqueue records n durably: when it returns nil, the notification and its
@@ -46,68 +27,19 @@ func (s *Store) Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqu
 	if err != nil {
 		return outbox.Enqueued{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", err)
-	}
-	r := &enqueueReq{n: n, done: make(chan struct{})}
-	select {
-	case s.reqs <- r:
-	case <-ctx.Done():
-		return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
-	case <-s.done:
-		return outbox.Enqueued{}, outbox.ErrClosed
-	}
-	select {
-	case <-r.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return outbox.Enqueued{}, fmt.Errorf("enqueue: %w", ctx.Err())
-		}
-	case <-s.done:
-		if r.claim.CompareAndSwap(reqWaiting, reqAbandoned) {
-			return outbox.Enqueued{}, outbox.ErrClosed
-		}
-	}
-	<-r.done
-	return r.res, r.err
+	return s.calls.Submit(ctx, n)
 }
 
-// writer is the group-commit loop: it takes the first waiting call, every
-// call queued behind it up to the batch size, and commits them together.
+// writer is the group-commit loop: it commits each batch of waiting
+// calls in one transaction (outbox.GroupCommit).
 func (s *Store) writer() {
 	defer s.wg.Done()
-	batch := make([]*enqueueReq, 0, maxBatch)
-	for {
-		select {
-		case <-s.done:
-			return
-		case r := <-s.reqs:
-			batch = batch[:0]
-			if r.claim.CompareAndSwap(reqWaiting, reqTaken) {
-				batch = append(batch, r)
-			}
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case r := <-s.reqs:
-					if r.claim.CompareAndSwap(reqWaiting, reqTaken) {
-						batch = append(batch, r)
-					}
-				default:
-					break drain
-				}
-			}
-			if len(batch) > 0 {
-				s.commit(batch)
-			}
-		}
-	}
+	s.calls.Run(s.commit)
 }
 
 // commit writes batch in one transaction and answers every call in it: all
 // with what was recorded, or all with the same error.
-func (s *Store) commit(batch []*enqueueReq) {
+func (s *Store) commit(batch []*outbox.Pending) {
 	if s.beforeCommit != nil {
 		s.beforeCommit(len(batch))
 	}
@@ -127,18 +59,13 @@ func (s *Store) commit(batch []*enqueueReq) {
 	if err == nil && due {
 		s.signal()
 	}
-	for _, r := range batch {
-		if err != nil {
-			r.res, r.err = outbox.Enqueued{}, err
-		}
-		close(r.done)
-	}
+	outbox.Answer(batch, err)
 }
 
 // write inserts the batch and commits; it reports whether any delivery was
 // added. The calls are written in order, each guard reading what the
 // calls before it wrote.
-func (s *Store) write(ctx context.Context, batch []*enqueueReq) (due bool, err error) {
+func (s *Store) write(ctx context.Context, batch []*outbox.Pending) (due bool, err error) {
 	// What space is left is kept for sending what was accepted.
 	if s.low.Load() {
 		return false, fmt.Errorf("%w: new notifications are refused until space is freed; see the log for the free space", ErrLowSpace)
@@ -273,9 +200,9 @@ func deliveriesInsert(rows int) string {
 }
 
 // record writes one call's notification, evaluating its guards, and sets
-// r.res. It reports whether a delivery due now was written.
-func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (bool, error) {
-	n := r.n
+// r.Res. It reports whether a delivery due now was written.
+func (w *txInserts) record(ctx context.Context, r *outbox.Pending, now time.Time) (bool, error) {
+	n := r.N
 	nowMS := ms(now)
 	// The sender's delivery id first: a repeat of a delivery writes
 	// nothing, whatever the other guards would say.
@@ -283,7 +210,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		var first int64
 		switch err := w.seenID.QueryRowContext(ctx, n.DeliveryID, nowMS).Scan(&first); {
 		case err == nil:
-			r.res = outbox.Enqueued{ID: first, Outcome: outbox.OutcomeDuplicate, Replayed: true}
+			r.Res = outbox.Enqueued{ID: first, Outcome: outbox.OutcomeDuplicate, Replayed: true}
 			return false, nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return false, fmt.Errorf("read the delivery id: %w", err)
@@ -293,7 +220,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 		var prior int64
 		switch err := w.onceKey.QueryRowContext(ctx, n.OnceKey).Scan(&prior); {
 		case err == nil:
-			r.res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
+			r.Res = outbox.Enqueued{ID: prior, Outcome: outbox.OutcomeDuplicate}
 			return false, nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return false, fmt.Errorf("read the once key: %w", err)
@@ -305,7 +232,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, err
 		}
 		if !ok {
-			r.res = outbox.Enqueued{ID: escalatedTo, Outcome: outbox.OutcomeDuplicate}
+			r.Res = outbox.Enqueued{ID: escalatedTo, Outcome: outbox.OutcomeDuplicate}
 			return false, nil
 		}
 	}
@@ -436,7 +363,7 @@ func (w *txInserts) record(ctx context.Context, r *enqueueReq, now time.Time) (b
 			return false, err
 		}
 	}
-	r.res = res
+	r.Res = res
 	return due, nil
 }
 

@@ -86,9 +86,10 @@ type Store struct {
 	owner     string
 	retention time.Duration
 
-	reqs chan *enqueueReq
-	wake chan struct{}
-	done chan struct{}
+	// calls are the Enqueue calls waiting for the group commit.
+	calls *outbox.GroupCommit
+	wake  chan struct{}
+	done  chan struct{}
 	// ctx ends when Close begins, interrupting background work.
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -259,7 +260,6 @@ func open(path string, lock *dirLock, opts Options) (*Store, error) {
 		clock:     opts.Clock,
 		owner:     opts.Owner,
 		retention: opts.Retention,
-		reqs:      make(chan *enqueueReq, 4*maxBatch),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		dir:       dir,
@@ -270,6 +270,7 @@ func open(path string, lock *dirLock, opts Options) (*Store, error) {
 		reserveSize: min(opts.MinFree/2, maxReserve),
 		freeSpace:   freeBytes,
 	}
+	s.calls = outbox.NewGroupCommit(maxBatch, s.done)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.recoverLeases(ctx); err != nil {

@@ -371,9 +371,9 @@ func holdWriter(s *Store) (held <-chan struct{}, release chan struct{}) {
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.reqs) < n {
+	for s.calls.Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued after 10s, want %d", len(s.reqs), n)
+			t.Fatalf("%d calls queued after 10s, want %d", s.calls.Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
