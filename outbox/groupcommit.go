@@ -44,10 +44,14 @@ func NewGroupCommit(max int, done <-chan struct{}) *GroupCommit {
 	return &GroupCommit{calls: make(chan *Pending, 4*max), max: max, done: done}
 }
 
-// Submit queues n and waits for a writer's answer. A ctx that ends before
-// a writer takes the call abandons it (nothing is written); once taken,
-// the call waits for its commit.
+// Submit checks n (Validate), queues it and waits for a writer's answer.
+// A ctx that ends before a writer takes the call abandons it (nothing is
+// written); once taken, the call waits for its commit.
 func (g *GroupCommit) Submit(ctx context.Context, n Notification) (Enqueued, error) {
+	n, err := Validate(n)
+	if err != nil {
+		return Enqueued{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Enqueued{}, fmt.Errorf("enqueue: %w", err)
 	}

@@ -23,10 +23,6 @@ func (s *Store) Enqueue(ctx context.Context, n outbox.Notification) (outbox.Enqu
 	if err := s.closed(); err != nil {
 		return outbox.Enqueued{}, err
 	}
-	n, err := outbox.Validate(n)
-	if err != nil {
-		return outbox.Enqueued{}, err
-	}
 	return s.calls.Submit(ctx, n)
 }
 
