@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -261,8 +262,8 @@ func TestBadInput(t *testing.T) {
 	defer fake.Close()
 	nums := numbers(1)
 	s := newSetup(t, config{ProviderURL: fake.URL, Numbers: nums, Extra: badInputExtra})
-	writeFile(t, s.dir, "hmac-secret", hmacSecret)
-	writeFile(t, s.dir, "bearer-token", bearerToken)
+	binarytest.WriteFile(t, s.dir, "hmac-secret", hmacSecret)
+	binarytest.WriteFile(t, s.dir, "bearer-token", bearerToken)
 	b := start(t, s.args()...)
 
 	cases := catalogue()
@@ -281,7 +282,7 @@ func TestBadInput(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, method, b.url(path), bytes.NewReader(c.body))
+			req, err := http.NewRequestWithContext(ctx, method, b.URL(path), bytes.NewReader(c.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,8 +308,8 @@ func TestBadInput(t *testing.T) {
 			if r.Status == http.StatusAccepted {
 				accepted++
 			}
-			if !b.running() {
-				t.Fatalf("bridge exited:\n%s", b.logs())
+			if !b.Running() {
+				t.Fatalf("bridge exited:\n%s", b.Logs())
 			}
 		})
 	}
@@ -325,7 +326,7 @@ func TestBadInput(t *testing.T) {
 	w.add("Control0001", nums)
 	w.add("Control0002", nums)
 	waitDelivered(t, fake, w, 30*time.Second, b)
-	eventually(t, 30*time.Second, "every accepted notification delivered", func() (bool, string) {
+	binarytest.Eventually(t, 30*time.Second, "every accepted notification delivered", func() (bool, string) {
 		p := b.metric("smsbridge_outbox_pending")
 		return p == 0, fmt.Sprintf("pending %v", p)
 	})
@@ -375,7 +376,7 @@ func protocolAbuse(t *testing.T, b *bridge) {
 		{"garbage request line", "HELLO\r\n\r\n", 400},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := raw(b.addr, c.req)
+			got, err := raw(b.Addr, c.req)
 			if err != nil {
 				t.Fatalf("no reply: %v", err)
 			}
@@ -384,8 +385,8 @@ func protocolAbuse(t *testing.T, b *bridge) {
 			}
 		})
 	}
-	if !b.running() {
-		t.Fatalf("bridge exited:\n%s", b.logs())
+	if !b.Running() {
+		t.Fatalf("bridge exited:\n%s", b.Logs())
 	}
 }
 
@@ -401,7 +402,7 @@ func slowHeaders(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 		}
 	}()
 	for range conns {
-		c, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", b.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,7 +465,7 @@ func slowBody(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 		}
 	}()
 	for range conns {
-		c, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", b.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +489,7 @@ func slowBody(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 		}
 		slowest = max(slowest, d)
 		w.add(name, nums)
-		if resp, err := http.Get(b.url("/-/healthy")); err != nil || resp.StatusCode != http.StatusOK {
+		if resp, err := http.Get(b.URL("/-/healthy")); err != nil || resp.StatusCode != http.StatusOK {
 			t.Errorf("healthy check beside slow bodies: %v %v", resp, err)
 		} else {
 			resp.Body.Close()
@@ -513,7 +514,7 @@ func slowBody(t *testing.T, b *bridge, fake *smsfake.Server, nums []string) {
 // daemon refuses to start on them.
 func TestBadConfig(t *testing.T) {
 	dir := t.TempDir()
-	key := writeFile(t, dir, "api-key", apiKey)
+	key := binarytest.WriteFile(t, dir, "api-key", apiKey)
 	base := func(extra string) string {
 		return "sms:\n  url: http://127.0.0.1:1/sms/messages\n  api_key_file: " + key + "\n" + extra
 	}
@@ -541,7 +542,7 @@ func TestBadConfig(t *testing.T) {
 		{"empty file", "", "empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := writeFile(t, dir, "bad.yml", c.yaml)
+			cfg := binarytest.WriteFile(t, dir, "bad.yml", c.yaml)
 			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(binPath, "check-config", "--config.file="+cfg)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -566,10 +567,10 @@ func TestBadConfig(t *testing.T) {
 		}
 	})
 	t.Run("serve refuses an invalid number", func(t *testing.T) {
-		cfg := writeFile(t, dir, "bad-serve.yml", base(route+rcv(`"+12"`)))
+		cfg := binarytest.WriteFile(t, dir, "bad-serve.yml", base(route+rcv(`"+12"`)))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, binPath, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+freeAddr(t))
+		cmd := exec.CommandContext(ctx, binPath, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+binarytest.FreeAddr(t))
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 || ctx.Err() != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -101,14 +102,14 @@ func TestCrashLoop(t *testing.T) {
 		// Wait until this round's webhooks are being accepted and
 		// deliveries are under way, then a random moment more.
 		base := fake.Accepted()
-		eventually(t, 30*time.Second, "webhooks accepted and deliveries under way", func() (bool, string) {
+		binarytest.Eventually(t, 30*time.Second, "webhooks accepted and deliveries under way", func() (bool, string) {
 			mu.Lock()
 			n := len(accepted)
 			mu.Unlock()
 			return n > 0 && fake.Accepted() > base, fmt.Sprintf("%d webhooks accepted this round, %d messages at the provider", n, fake.Accepted())
 		})
 		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
-		b.kill()
+		b.Kill()
 		close(stop)
 		wg.Wait()
 		b.checkLog()
@@ -132,7 +133,7 @@ func repeatsPerKill(msgs []smsfake.Message, restartAt []int) (perKill []int, une
 	perKill = make([]int, len(restartAt))
 	seen := map[string]bool{}
 	for i, m := range msgs {
-		name := nameRE.FindString(m.Text)
+		name := binarytest.NameRE.FindString(m.Text)
 		if name == "" {
 			continue
 		}

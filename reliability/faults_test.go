@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -73,7 +74,7 @@ func TestProviderFaultMix(t *testing.T) {
 	}
 	waitDelivered(t, fake, w, 3*time.Minute, b)
 	got := deliveries(fake)
-	if d := duplicates(got); d != 0 {
+	if d := binarytest.Duplicates(got); d != 0 {
 		t.Errorf("%d deliveries repeated; none of these faults lets the provider accept a request the bridge then retries", d)
 	}
 	if e := fake.EarlyRequests(); e != 0 {
@@ -114,7 +115,7 @@ func TestProviderOutage(t *testing.T) {
 			w.add(name, nums)
 		}
 		// Three rounds of retries fail, on average, for each notification.
-		eventually(t, 30*time.Second, "retries against the failing provider", func() (bool, string) {
+		binarytest.Eventually(t, 30*time.Second, "retries against the failing provider", func() (bool, string) {
 			return fake.Requests() >= 3*20, fmt.Sprintf("%d requests", fake.Requests())
 		})
 		if got := fake.Accepted(); got != 0 {
@@ -128,7 +129,7 @@ func TestProviderOutage(t *testing.T) {
 		if f := b.sum("smsbridge_deliveries_failed_total"); f != 0 {
 			t.Errorf("%v deliveries failed during a 500 outage", f)
 		}
-		eventually(t, 10*time.Second, "queue empty", func() (bool, string) {
+		binarytest.Eventually(t, 10*time.Second, "queue empty", func() (bool, string) {
 			p := b.metric("smsbridge_outbox_pending")
 			return p == 0, fmt.Sprintf("pending %v", p)
 		})
@@ -137,7 +138,7 @@ func TestProviderOutage(t *testing.T) {
 
 	t.Run("connection refused", func(t *testing.T) {
 		// The provider's address is known, but nothing listens there yet.
-		addr := freeAddr(t)
+		addr := binarytest.FreeAddr(t)
 		fake := smsfake.New(smsfake.Options{APIKey: apiKey, Credits: smsfake.Unlimited})
 		defer fake.Close()
 		s := newSetup(t, config{ProviderURL: "http://" + addr + smsfake.Path, Numbers: nums})
@@ -148,7 +149,7 @@ func TestProviderOutage(t *testing.T) {
 			b.mustAccept(name)
 			w.add(name, nums)
 		}
-		eventually(t, 30*time.Second, "failed attempts counted", func() (bool, string) {
+		binarytest.Eventually(t, 30*time.Second, "failed attempts counted", func() (bool, string) {
 			e := b.metric(`smsbridge_sms_api_requests_total{account="primary",class="error"}`)
 			return e >= 3*20, fmt.Sprintf("%v failed requests", e)
 		})
@@ -205,7 +206,7 @@ func TestAccountFaults(t *testing.T) {
 				b.mustAccept(name)
 				w.add(name, nums)
 			}
-			eventually(t, 30*time.Second, "queue held", func() (bool, string) {
+			binarytest.Eventually(t, 30*time.Second, "queue held", func() (bool, string) {
 				h := b.metric(`smsbridge_dispatch_held{account="primary"}`)
 				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{account="primary",kind=%q}`, tc.kind))
 				return h == 1 && r == 1, fmt.Sprintf("held %v, reason %s %v", h, tc.kind, r)
@@ -227,7 +228,7 @@ func TestAccountFaults(t *testing.T) {
 			}
 			heal()
 			waitDelivered(t, fake, w, 30*time.Second, b)
-			eventually(t, 10*time.Second, "hold released", func() (bool, string) {
+			binarytest.Eventually(t, 10*time.Second, "hold released", func() (bool, string) {
 				h := b.metric(`smsbridge_dispatch_held{account="primary"}`)
 				r := b.metric(fmt.Sprintf(`smsbridge_dispatch_held_reason{account="primary",kind=%q}`, tc.kind))
 				return h == 0 && r == 0, fmt.Sprintf("held %v, reason %v", h, r)

@@ -9,42 +9,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
 // binPath is the smsbridge binary TestMain builds once for every test.
 var binPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smsbridge-reliability")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "smsbridge")
-	out, err := exec.Command("go", "build", "-o", binPath, "github.com/smsbridge/smsbridge").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binarytest.Main(m, "smsbridge-reliability", &binPath) }
 
 const apiKey = "reliability-key"
 
@@ -73,7 +53,7 @@ func newSetup(t *testing.T, c config) *setup {
 	t.Helper()
 	dir := t.TempDir()
 	s := &setup{dir: dir, cfgPath: filepath.Join(dir, "smsbridge.yml"), store: filepath.Join(dir, "data")}
-	key := writeFile(t, dir, "api-key", apiKey)
+	key := binarytest.WriteFile(t, dir, "api-key", apiKey)
 	if c.Timeout == "" {
 		c.Timeout = "2s"
 	}
@@ -114,41 +94,10 @@ func (s *setup) args() []string {
 	return []string{"--config.file=" + s.cfgPath, "--storage.path=" + s.store}
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // bridge is a running smsbridge binary.
 type bridge struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	addr   string
-	log    *syncBuffer
-	exited chan struct{}
-}
-
-// syncBuffer is the bridge's log, written by the process and read by the
-// test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	*binarytest.Process
+	t *testing.T
 }
 
 // start runs the binary with args on a free loopback port and waits until
@@ -156,69 +105,14 @@ func (b *syncBuffer) String() string {
 // binary dies.
 func start(t *testing.T, args ...string) *bridge {
 	t.Helper()
-	b := &bridge{t: t, addr: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(binPath, append([]string{"--web.listen-address=" + b.addr}, args...)...)
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = b.cmd.Wait()
-		close(b.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-b.exited:
-		default:
-			_ = b.cmd.Process.Kill()
-			<-b.exited
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(b.url("/-/ready"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return b
-			}
-		}
-		select {
-		case <-b.exited:
-			t.Fatalf("bridge exited before it was ready; log:\n%s", b.logs())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("bridge not ready within 30s; log:\n%s", b.logs())
-	return nil
-}
-
-func (b *bridge) url(path string) string { return "http://" + b.addr + path }
-
-func (b *bridge) logs() string { return b.log.String() }
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (b *bridge) kill() {
-	_ = b.cmd.Process.Signal(syscall.SIGKILL)
-	<-b.exited
-}
-
-// running reports whether the process is still alive.
-func (b *bridge) running() bool {
-	select {
-	case <-b.exited:
-		return false
-	default:
-		return true
-	}
+	return &bridge{Process: binarytest.Start(t, binPath, "the bridge", args...), t: t}
 }
 
 // checkLog fails the test if the bridge's log mentions a panic.
 func (b *bridge) checkLog() {
 	b.t.Helper()
-	if strings.Contains(strings.ToLower(b.logs()), "panic") {
-		b.t.Errorf("the bridge's log mentions a panic:\n%s", b.logs())
+	if strings.Contains(strings.ToLower(b.Logs()), "panic") {
+		b.t.Errorf("the bridge's log mentions a panic:\n%s", b.Logs())
 	}
 }
 
@@ -233,7 +127,7 @@ type reply struct {
 func (b *bridge) post(path string, body []byte, header http.Header) (reply, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url(path), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL(path), bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
 	}
@@ -264,14 +158,14 @@ func (b *bridge) mustAccept(name string) {
 		b.t.Fatalf("post %s: %v", name, err)
 	}
 	if r.Status != http.StatusAccepted {
-		b.t.Fatalf("post %s: %d %s\n%s", name, r.Status, r.Raw, b.logs())
+		b.t.Fatalf("post %s: %d %s\n%s", name, r.Status, r.Raw, b.Logs())
 	}
 }
 
 // metrics scrapes /metrics into a map from "name{labels}" (labels as the
 // exposition writes them) to value.
 func (b *bridge) metrics() (map[string]float64, error) {
-	resp, err := http.Get(b.url("/metrics"))
+	resp, err := http.Get(b.URL("/metrics"))
 	if err != nil {
 		return nil, err
 	}
@@ -327,60 +221,18 @@ func (b *bridge) sum(name string) float64 {
 	return total
 }
 
-// eventually polls cond until it holds or timeout passes, then fails with
-// what cond last said.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // numbers returns n distinct valid numbers.
-func numbers(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("+2783%07d", 2000000+i)
-	}
-	return out
-}
+func numbers(n int) []string { return binarytest.Numbers(2000000, n) }
 
 // amPayload is an Alertmanager webhook (version 4) with one firing alert
 // named name; the default template puts the name in the SMS.
-func amPayload(name string) []byte {
-	return fmt.Appendf(nil, `{"version":"4","status":"firing","receiver":"sms","groupKey":"{}:{alertname=\"%[1]s\"}",`+
-		`"groupLabels":{"alertname":"%[1]s"},"commonLabels":{"alertname":"%[1]s","severity":"critical"},"commonAnnotations":{},`+
-		`"externalURL":"http://am","alerts":[{"status":"firing","labels":{"alertname":"%[1]s","severity":"critical","instance":"db-1"},`+
-		`"annotations":{"summary":"reliability %[1]s"},"startsAt":"2026-11-26T03:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f%[1]s"}]}`, name)
-}
-
-// nameRE finds the alert names the tests use: a capitalised word and four
-// digits, e.g. Crash0042.
-var nameRE = regexp.MustCompile(`\b[A-Z][a-z]+\d{4}\b`)
+func amPayload(name string) []byte { return binarytest.AMPayload("reliability", name) }
 
 // deliveries counts the fake's accepted messages per "name|number".
 func deliveries(fake *smsfake.Server) map[string]int {
 	got := map[string]int{}
 	for _, m := range fake.Messages() {
-		if name := nameRE.FindString(m.Text); name != "" {
+		if name := binarytest.NameRE.FindString(m.Text); name != "" {
 			got[name+"|"+m.Number]++
 		}
 	}
@@ -419,19 +271,10 @@ func waitDelivered(t *testing.T, fake *smsfake.Server, w want, timeout time.Dura
 		if time.Now().After(deadline) {
 			logs := ""
 			if b != nil {
-				logs = b.logs()
+				logs = b.Logs()
 			}
 			t.Fatalf("%d of %d accepted numbers not delivered within %s (e.g. %v)\n%s", len(miss), len(w), timeout, miss[:min(3, len(miss))], logs)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-}
-
-// duplicates counts deliveries beyond the first of each pair.
-func duplicates(got map[string]int) int {
-	d := 0
-	for _, n := range got {
-		d += max(n-1, 0)
-	}
-	return d
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
 
@@ -82,10 +83,10 @@ func TestStoreUnwritable(t *testing.T) {
 	if n := b.metric(`smsbridge_notifications_received_total{outcome="store_error",source="alertmanager"}`); n != refused {
 		t.Errorf("store_error outcomes %v, want %d", n, refused)
 	}
-	if !b.running() {
-		t.Fatalf("bridge exited with its store unwritable:\n%s", b.logs())
+	if !b.Running() {
+		t.Fatalf("bridge exited with its store unwritable:\n%s", b.Logs())
 	}
-	for line := range strings.Lines(b.logs()) {
+	for line := range strings.Lines(b.Logs()) {
 		if strings.Contains(line, "level=ERROR") {
 			t.Logf("the bridge says: %s", strings.TrimSpace(line))
 			break
@@ -123,8 +124,8 @@ func TestStoreDiskFull(t *testing.T) {
 	// checkpoint) is stored and answered 202, rightly; the health check
 	// notices the full disk within a second, and from then on every
 	// webhook gets 503.
-	eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
-		r, err := http.Get(b.url("/-/ready"))
+	binarytest.Eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
+		r, err := http.Get(b.URL("/-/ready"))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -142,7 +143,7 @@ func TestStoreDiskFull(t *testing.T) {
 			t.Fatalf("post %s to a full disk: %d %s, want 503", name, r.Status, r.Raw)
 		}
 	}
-	for line := range strings.Lines(b.logs()) {
+	for line := range strings.Lines(b.Logs()) {
 		if strings.Contains(line, "level=ERROR") {
 			t.Logf("the bridge says: %s", strings.TrimSpace(line))
 			break
@@ -170,8 +171,8 @@ func (s *setup) startOnTmpfs(t *testing.T, size string) *bridge {
 	b := start(t, s.args()...)
 	// Unmount after the bridge is gone (cleanups run last-in first-out).
 	t.Cleanup(func() {
-		if b.running() {
-			b.kill()
+		if b.Running() {
+			b.Kill()
 		}
 		if out, err := exec.Command("umount", s.store).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v: %s", s.store, err, out)
@@ -245,14 +246,14 @@ func TestStoreDiskFullDrains(t *testing.T) {
 		b.mustAccept(name)
 		w.add(name, nums)
 	}
-	eventually(t, 10*time.Second, "the provider refused a few", func() (bool, string) {
+	binarytest.Eventually(t, 10*time.Second, "the provider refused a few", func() (bool, string) {
 		return fake.Requests() > 3, fmt.Sprint(fake.Requests())
 	})
 
 	filler := fill(t, s.store)
 	took := time.Now()
-	eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
-		r, err := http.Get(b.url("/-/ready"))
+	binarytest.Eventually(t, 5*time.Second, "unready on a full disk", func() (bool, string) {
+		r, err := http.Get(b.URL("/-/ready"))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -276,7 +277,7 @@ func TestStoreDiskFullDrains(t *testing.T) {
 	// The provider is back; the disk is still full.
 	fake.ClearFaults()
 	waitDelivered(t, fake, w, 30*time.Second, b)
-	if r, _ := http.Get(b.url("/-/ready")); r != nil {
+	if r, _ := http.Get(b.URL("/-/ready")); r != nil {
 		r.Body.Close()
 		if r.StatusCode != http.StatusServiceUnavailable {
 			t.Errorf("ready answered %d with the disk still full", r.StatusCode)
@@ -286,8 +287,8 @@ func TestStoreDiskFullDrains(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "ready once space returned", func() (bool, string) {
-		r, err := http.Get(b.url("/-/ready"))
+	binarytest.Eventually(t, 10*time.Second, "ready once space returned", func() (bool, string) {
+		r, err := http.Get(b.URL("/-/ready"))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -298,7 +299,7 @@ func TestStoreDiskFullDrains(t *testing.T) {
 		t.Errorf("reserve file after space returned: %v %v", fi, err)
 	}
 	for _, msg := range []string{"released the reserve file", "reserve restored and WAL checkpointed", "not ready: new notifications are answered 503", "ready again"} {
-		if !strings.Contains(b.logs(), msg) {
+		if !strings.Contains(b.Logs(), msg) {
 			t.Errorf("the log lacks %q", msg)
 		}
 	}
@@ -314,7 +315,7 @@ func recovers(t *testing.T, b *bridge, fake *smsfake.Server, w want, nums []stri
 	for i := range 10 {
 		name := fmt.Sprintf("Again%04d", i)
 		var r reply
-		eventually(t, 10*time.Second, "store writable again", func() (bool, string) {
+		binarytest.Eventually(t, 10*time.Second, "store writable again", func() (bool, string) {
 			var err error
 			r, err = b.post("/api/v1/alertmanager", amPayload(name), nil)
 			if err != nil {

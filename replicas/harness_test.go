@@ -8,21 +8,18 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	"github.com/smsbridge/smsbridge/internal/pgtest"
 	smsfake "github.com/smsbridge/smsbridge/sms/fake"
 )
@@ -30,23 +27,7 @@ import (
 // binPath is the smsbridge binary TestMain builds once.
 var binPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smsbridge-replicas")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "smsbridge")
-	out, err := exec.Command("go", "build", "-o", binPath, "github.com/smsbridge/smsbridge").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binarytest.Main(m, "smsbridge-replicas", &binPath) }
 
 const (
 	apiKey = "replicas-key"
@@ -119,8 +100,8 @@ func newCluster(t *testing.T, p *provider, numbers []string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, cfgPath: filepath.Join(dir, "smsbridge.yml"), numbers: numbers}
-	key := writeFile(t, dir, "api-key", apiKey)
-	dsn := writeFile(t, dir, "pg-dsn", pgtest.Database(t))
+	key := binarytest.WriteFile(t, dir, "api-key", apiKey)
+	dsn := binarytest.WriteFile(t, dir, "pg-dsn", pgtest.Database(t))
 	cfg := fmt.Sprintf(`sms:
   url: %s
   api_key_file: %s
@@ -147,98 +128,24 @@ receivers:
 	return c
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// bridge is a running smsbridge binary.
+// bridge is a running replica.
 type bridge struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	addr   string
-	log    *syncBuffer
-	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	*binarytest.Process
+	t    *testing.T
+	name string
 }
 
 // start runs one replica and waits until it is ready.
 func (c *cluster) start(name string) *bridge {
-	t := c.t
-	t.Helper()
-	b := &bridge{t: t, name: name, addr: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(binPath, "--config.file="+c.cfgPath, "--storage.path="+filepath.Join(c.dir, name),
-		"--web.listen-address="+b.addr, "--log.level=debug")
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = b.cmd.Wait()
-		close(b.exited)
-	}()
-	t.Cleanup(func() {
-		if b.running() {
-			_ = b.cmd.Process.Kill()
-			<-b.exited
-		}
-		if t.Failed() {
-			t.Logf("log of %s:\n%s", b.name, b.log)
-		}
-	})
-	eventually(t, 30*time.Second, name+" ready", func() (bool, string) {
-		if !b.running() {
-			t.Fatalf("%s exited before it was ready; log:\n%s", name, b.log)
-		}
-		st, err := b.get("/-/ready")
-		return err == nil && st == http.StatusOK, fmt.Sprint(st, err)
-	})
-	return b
-}
-
-func (b *bridge) url(path string) string { return "http://" + b.addr + path }
-
-func (b *bridge) running() bool {
-	select {
-	case <-b.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (b *bridge) kill() {
-	_ = b.cmd.Process.Signal(syscall.SIGKILL)
-	<-b.exited
+	c.t.Helper()
+	p := binarytest.Start(c.t, binPath, name, "--config.file="+c.cfgPath, "--storage.path="+filepath.Join(c.dir, name), "--log.level=debug")
+	return &bridge{Process: p, t: c.t, name: name}
 }
 
 func (b *bridge) get(path string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url(path), nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.URL(path), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -252,7 +159,7 @@ func (b *bridge) get(path string) (int, error) {
 func (b *bridge) post(name string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.url("/api/v1/alertmanager"), bytes.NewReader(amPayload(name)))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.URL("/api/v1/alertmanager"), bytes.NewReader(amPayload(name)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -271,7 +178,7 @@ func (b *bridge) leading() bool {
 
 // metric returns one series from /metrics.
 func (b *bridge) metric(series string) (float64, bool) {
-	resp, err := http.Get(b.url("/metrics"))
+	resp, err := http.Get(b.URL("/metrics"))
 	if err != nil {
 		return 0, false
 	}
@@ -292,11 +199,11 @@ func (b *bridge) metric(series string) (float64, bool) {
 func leader(t *testing.T, timeout time.Duration, bs ...*bridge) *bridge {
 	t.Helper()
 	var found *bridge
-	eventually(t, timeout, "one leader", func() (bool, string) {
+	binarytest.Eventually(t, timeout, "one leader", func() (bool, string) {
 		var ls []string
 		found = nil
 		for _, b := range bs {
-			if b.running() && b.leading() {
+			if b.Running() && b.leading() {
 				ls = append(ls, b.name)
 				found = b
 			}
@@ -306,58 +213,17 @@ func leader(t *testing.T, timeout time.Duration, bs ...*bridge) *bridge {
 	return found
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func numbers(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("+2783%07d", 3000000+i)
-	}
-	return out
-}
+func numbers(n int) []string { return binarytest.Numbers(3000000, n) }
 
 // amPayload is an Alertmanager webhook with one firing alert named name;
 // the default template puts the name in the SMS.
-func amPayload(name string) []byte {
-	return fmt.Appendf(nil, `{"version":"4","status":"firing","receiver":"sms","groupKey":"{}:{alertname=\"%[1]s\"}",`+
-		`"groupLabels":{"alertname":"%[1]s"},"commonLabels":{"alertname":"%[1]s","severity":"critical"},"commonAnnotations":{},`+
-		`"externalURL":"http://am","alerts":[{"status":"firing","labels":{"alertname":"%[1]s","severity":"critical","instance":"db-1"},`+
-		`"annotations":{"summary":"replicas %[1]s"},"startsAt":"2026-11-26T03:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f%[1]s"}]}`, name)
-}
-
-// nameRE finds the alert names the tests use: a capitalised word and four
-// digits, e.g. Spread0042.
-var nameRE = regexp.MustCompile(`\b[A-Z][a-z]+\d{4}\b`)
+func amPayload(name string) []byte { return binarytest.AMPayload("replicas", name) }
 
 // delivered counts the fake's accepted messages per "name|number".
 func delivered(p *provider) map[string]int {
 	got := map[string]int{}
 	for _, m := range p.Messages() {
-		if name := nameRE.FindString(m.Text); name != "" {
+		if name := binarytest.NameRE.FindString(m.Text); name != "" {
 			got[name+"|"+m.Number]++
 		}
 	}
@@ -381,21 +247,12 @@ func missing(got map[string]int, names, nums []string) []string {
 func waitDelivered(t *testing.T, p *provider, names, nums []string, timeout time.Duration) map[string]int {
 	t.Helper()
 	var got map[string]int
-	eventually(t, timeout, "every accepted notification delivered", func() (bool, string) {
+	binarytest.Eventually(t, timeout, "every accepted notification delivered", func() (bool, string) {
 		got = delivered(p)
 		miss := missing(got, names, nums)
 		return len(miss) == 0, fmt.Sprintf("%d of %d pairs missing, e.g. %v", len(miss), len(names)*len(nums), miss[:min(3, len(miss))])
 	})
 	return got
-}
-
-// duplicates counts deliveries beyond the first of each pair.
-func duplicates(got map[string]int) int {
-	d := 0
-	for _, n := range got {
-		d += max(n-1, 0)
-	}
-	return d
 }
 
 // checkPace fails the test if a request arrived inside a 429 pause or any

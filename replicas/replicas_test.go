@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 )
 
 // post posts names spread over bs (name i to bs[i%len(bs)]) from a few
@@ -76,7 +78,7 @@ func TestReplicasShareTheRateLimit(t *testing.T) {
 	got := waitDelivered(t, p, names, nums, 90*time.Second)
 	took := time.Since(start)
 	checkPace(t, p)
-	if d := duplicates(got); d != 0 {
+	if d := binarytest.Duplicates(got); d != 0 {
 		t.Errorf("%d duplicate deliveries without a failure", d)
 	}
 	reqs := len(p.requests())
@@ -100,12 +102,12 @@ func TestLeaderKilled(t *testing.T) {
 
 	names := alertNames("Kill", 0, 120)
 	accepted := post(t, names, bs...)
-	eventually(t, 30*time.Second, "some sent", func() (bool, string) {
+	binarytest.Eventually(t, 30*time.Second, "some sent", func() (bool, string) {
 		n := len(p.Messages())
 		return n >= 30*len(nums), fmt.Sprint(n, " messages")
 	})
 	killed := time.Now()
-	old.kill()
+	old.Kill()
 	var rest []*bridge
 	for _, b := range bs {
 		if b != old {
@@ -114,7 +116,7 @@ func TestLeaderKilled(t *testing.T) {
 	}
 	// Intake goes on at the survivors meanwhile.
 	accepted = append(accepted, post(t, alertNames("Kill", 1000, 30), rest...)...)
-	eventually(t, 15*time.Second, "a request by the new leader", func() (bool, string) {
+	binarytest.Eventually(t, 15*time.Second, "a request by the new leader", func() (bool, string) {
 		for _, r := range p.requests() {
 			if r.After(killed) {
 				return true, ""
@@ -137,7 +139,7 @@ func TestLeaderKilled(t *testing.T) {
 	checkPace(t, p)
 	// delivery.workers is 4: at most 4 batches of 3 numbers were on the
 	// wire when the leader died.
-	if d := duplicates(got); d > 4*len(nums) {
+	if d := binarytest.Duplicates(got); d > 4*len(nums) {
 		t.Errorf("%d duplicate deliveries, want at most the %d of 4 batches in flight", d, 4*len(nums))
 	} else {
 		t.Logf("%d duplicate deliveries after the kill (at most %d allowed)", d, 4*len(nums))
@@ -176,7 +178,7 @@ func TestDatabaseRestarted(t *testing.T) {
 	bs := []*bridge{c.start("r1"), c.start("r2"), c.start("r3")}
 	leader(t, 15*time.Second, bs...)
 	accepted := post(t, alertNames("Restart", 0, 60), bs...)
-	eventually(t, 30*time.Second, "some sent", func() (bool, string) {
+	binarytest.Eventually(t, 30*time.Second, "some sent", func() (bool, string) {
 		n := len(p.Messages())
 		return n >= 10*len(nums), fmt.Sprint(n, " messages")
 	})
@@ -194,7 +196,7 @@ func TestDatabaseRestarted(t *testing.T) {
 		if err != nil || st != http.StatusServiceUnavailable {
 			t.Errorf("intake at %s while the database is down: %d %v, want 503", b.name, st, err)
 		}
-		eventually(t, 5*time.Second, b.name+" not ready", func() (bool, string) {
+		binarytest.Eventually(t, 5*time.Second, b.name+" not ready", func() (bool, string) {
 			st, err := b.get("/-/ready")
 			return err == nil && st == http.StatusServiceUnavailable, fmt.Sprint(st, err)
 		})
@@ -205,7 +207,7 @@ func TestDatabaseRestarted(t *testing.T) {
 	t.Logf("database down for %v", time.Since(down).Round(time.Millisecond))
 
 	for _, b := range bs {
-		eventually(t, 15*time.Second, b.name+" ready again", func() (bool, string) {
+		binarytest.Eventually(t, 15*time.Second, b.name+" ready again", func() (bool, string) {
 			st, err := b.get("/-/ready")
 			return err == nil && st == http.StatusOK, fmt.Sprint(st, err)
 		})
@@ -213,7 +215,7 @@ func TestDatabaseRestarted(t *testing.T) {
 	accepted = append(accepted, post(t, alertNames("Restart", 1000, 30), bs...)...)
 	got := waitDelivered(t, p, accepted, nums, 60*time.Second)
 	checkPace(t, p)
-	t.Logf("%d duplicate deliveries across the restart", duplicates(got))
+	t.Logf("%d duplicate deliveries across the restart", binarytest.Duplicates(got))
 	leader(t, 15*time.Second, bs...)
 }
 
@@ -243,12 +245,12 @@ func TestHAPairAcrossReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	waitDelivered(t, p, names, nums, 30*time.Second)
-	eventually(t, 10*time.Second, "the queue empty", func() (bool, string) {
+	binarytest.Eventually(t, 10*time.Second, "the queue empty", func() (bool, string) {
 		v, ok := bs[0].metric("smsbridge_outbox_pending")
 		return ok && v == 0, fmt.Sprint("pending ", v)
 	})
 	got := delivered(p)
-	if d := duplicates(got); d != 0 {
+	if d := binarytest.Duplicates(got); d != 0 {
 		t.Errorf("%d duplicate deliveries of %d notifications posted twice each to two replicas", d, len(names))
 	}
 	var suppressed float64

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsbridge/smsbridge/internal/binarytest"
 	"github.com/smsbridge/smsbridge/internal/pgtest"
 	"github.com/smsbridge/smsbridge/twoway"
 )
@@ -59,7 +60,7 @@ receivers:
     escalate: [{after: %s, receiver: db-secondary}]
   - name: db-secondary
     numbers: [bob]
-`, p.url, writeFile(t, dir, "api-key", apiKey), rateLimit, writeFile(t, dir, "token", twToken), writeFile(t, dir, "pg-dsn", pgtest.Database(t)),
+`, p.url, binarytest.WriteFile(t, dir, "api-key", apiKey), rateLimit, binarytest.WriteFile(t, dir, "token", twToken), binarytest.WriteFile(t, dir, "pg-dsn", pgtest.Database(t)),
 		twAlice, twBob, twCarol, twStep)
 	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func sentTo(p *provider, number, name string) []string {
 // steps returns the state and reason of every escalation step b lists.
 func (b *bridge) steps(t *testing.T) []string {
 	t.Helper()
-	resp, err := http.Get(b.url("/api/v1/escalations?state=all"))
+	resp, err := http.Get(b.URL("/api/v1/escalations?state=all"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +128,14 @@ func TestTwoWayOnFollower(t *testing.T) {
 	if lead == a {
 		follower = b
 	}
-	p.SetCallbackURL("http://" + follower.addr + twoway.CallbackPath + twToken)
+	p.SetCallbackURL("http://" + follower.Addr + twoway.CallbackPath + twToken)
 
 	if st, err := follower.post("Acked0001"); err != nil || st != http.StatusAccepted {
 		t.Fatalf("page: %d %v", st, err)
 	}
 	paged := time.Now()
 	var page []string
-	eventually(t, 10*time.Second, "alice's page", func() (bool, string) {
+	binarytest.Eventually(t, 10*time.Second, "alice's page", func() (bool, string) {
 		page = sentTo(p, twAlice, "Acked0001")
 		return len(page) == 1, fmt.Sprint(len(page), " pages")
 	})
@@ -145,7 +146,7 @@ func TestTwoWayOnFollower(t *testing.T) {
 	if err := reply(p, twAlice, "ACK "+code[1]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, twStep/2, "the step stopped on the follower", func() (bool, string) {
+	binarytest.Eventually(t, twStep/2, "the step stopped on the follower", func() (bool, string) {
 		st := follower.steps(t)
 		return len(st) == 1 && st[0] == "stopped/acked", fmt.Sprint(st)
 	})
@@ -165,7 +166,7 @@ func TestTwoWayOnFollower(t *testing.T) {
 	if st, err := follower.post("Stopped0002"); err != nil || st != http.StatusAccepted {
 		t.Fatalf("second page: %d %v", st, err)
 	}
-	eventually(t, 10*time.Second, "carol's second page, sent by the leader", func() (bool, string) {
+	binarytest.Eventually(t, 10*time.Second, "carol's second page, sent by the leader", func() (bool, string) {
 		n := len(sentTo(p, twCarol, "Stopped0002"))
 		return n == 1, fmt.Sprint(n, " pages")
 	})
