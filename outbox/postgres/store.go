@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,7 +161,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		opts.Clock = time.Now
 	}
 	if opts.Owner == "" {
-		opts.Owner = newOwner()
+		opts.Owner = outbox.NewOwner()
 	}
 	if opts.PruneInterval == 0 {
 		opts.PruneInterval = defaultPruneInterval
@@ -364,17 +361,6 @@ type redacted struct {
 
 func (e *redacted) Error() string { return e.msg }
 func (e *redacted) Unwrap() error { return e.err }
-
-// newOwner returns "<hostname>-<pid>-<8 random hex digits>".
-func newOwner() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-}
 
 // Owner returns the id this store records with every lease it takes.
 func (s *Store) Owner() string { return s.owner }

@@ -3,9 +3,7 @@ package sqlite
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,7 +141,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Clock = time.Now
 	}
 	if opts.Owner == "" {
-		opts.Owner = newOwner()
+		opts.Owner = outbox.NewOwner()
 	}
 	if opts.PruneInterval == 0 {
 		opts.PruneInterval = defaultPruneInterval
@@ -191,18 +189,6 @@ func (o Options) check() error {
 		return fmt.Errorf("min free must not be negative, got %d", o.MinFree)
 	}
 	return nil
-}
-
-// newOwner returns "<hostname>-<pid>-<8 random hex digits>": readable in
-// a log, and unique even for two stores in one process.
-func newOwner() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails; it crashes the program instead
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // open opens the database at path, with its directory's lock held.
