@@ -103,12 +103,8 @@ func (s *Store) Lead(ctx context.Context) (outbox.Term, error) {
 			s.logger.Warn("cannot try the dispatch lock; retrying", "err", err)
 			warned = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.done:
-			return nil, outbox.ErrClosed
-		case <-time.After(leaderRetry):
+		if err := s.retryWait(ctx); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -449,12 +445,8 @@ func (s *Store) leadByRow(ctx context.Context) (outbox.Term, error) {
 			s.logger.Warn("cannot claim the dispatch lease; retrying", "err", err)
 			warned = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.done:
-			return nil, outbox.ErrClosed
-		case <-time.After(leaderRetry):
+		if err := s.retryWait(ctx); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -484,3 +476,16 @@ const claimRowSQL = `INSERT INTO dispatch_leader (name, owner, expires_at)
 
 // rowHeld reports whether owner holds an unexpired lease row.
 const rowHeld = `SELECT EXISTS (SELECT 1 FROM dispatch_leader WHERE name = 'dispatch' AND owner = $1 AND expires_at > clock_timestamp())`
+
+// retryWait waits leaderRetry before the next try for leadership; its
+// error says why not to try again (ctx ended, or the store closed).
+func (s *Store) retryWait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return outbox.ErrClosed
+	case <-time.After(leaderRetry):
+		return nil
+	}
+}
