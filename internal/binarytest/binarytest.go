@@ -124,7 +124,6 @@ func (p *Process) Kill() {
 	<-p.exited
 }
 
-
 // SyncBuffer is a process's log, written by the process and read by the
 // test.
 type SyncBuffer struct {
